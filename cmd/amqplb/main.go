@@ -1,0 +1,161 @@
+// Command amqplb is a layer-4 load balancer for RabbitMQ (AMQP 0-9-1).
+//
+//	amqplb -f FILE        run with FILE (TOML if it ends in .toml, haproxy.cfg syntax otherwise)
+//	amqplb -c -f FILE     check FILE like `haproxy -c`: exit 0 if valid, 1 with FILE:LINE: message
+//	amqplb -version       print the version
+//	amqplb convert FILE   print the TOML equivalent of a haproxy.cfg
+//
+// SIGTERM and SIGINT stop accepting and wait up to global.drain_timeout for sessions to end.
+// This file holds flags and signals only; app.go wires the packages together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/amqplb/amqplb/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=..."; otherwise it comes from the
+// module's build information.
+var version = ""
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "convert" {
+		return convert(args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("amqplb", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("f", "", "configuration `FILE`: TOML (*.toml) or haproxy.cfg syntax (anything else)")
+	check := fs.Bool("c", false, "check the configuration file and exit: 0 if valid, 1 with every error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: amqplb -f FILE [-c]\n       amqplb -version\n       amqplb convert FILE\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "amqplb %s (%s)\n", buildVersion(), runtime.Version())
+		return 0
+	}
+	if *file == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+
+	cfg, err := config.Load(*file)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	if err := supported(cfg); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if *check {
+		fmt.Fprintf(stdout, "Configuration file is valid: %s\n", *file)
+		return 0
+	}
+
+	log := newLogger(cfg.Global, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	a, err := newApp(cfg, log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	log.Info("amqplb started", "version", buildVersion(), "config", *file, "frontends", a.describe())
+	if err := a.run(ctx, hup); err != nil {
+		log.Error("stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// convert prints the TOML equivalent of a configuration file.
+func convert(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: amqplb convert FILE")
+		return 2
+	}
+	cfg, err := config.Load(args[0])
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	if _, err := stdout.Write(config.ToTOML(cfg)); err != nil {
+		return 1
+	}
+	return 0
+}
+
+func newLogger(g config.Global, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(g.LogLevel)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if g.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	rev, dirty := "", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "devel"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return "devel-" + rev
+}

@@ -1,0 +1,381 @@
+// Package proxy owns the frontends: a listener and its accept loop (with backoff on temporary
+// errors), connection limits, the AMQP protocol-header gate, and the session of each client
+// connection: pick a server, dial it (retrying and redispatching), then relay bytes both ways
+// between the two sockets with splice(2) until either side ends, and log the outcome.
+//
+// It reads servers and asks a balancer.Policy to choose; it does not decide server health (the
+// healthcheck package does) and it does not serve HTTP.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/balancer"
+)
+
+// Mode is how a frontend treats the first bytes of a client connection.
+type Mode int
+
+const (
+	// ModeAMQP reads and checks the client's 8-byte AMQP protocol header before dialing a broker,
+	// and waits for the broker's first bytes before committing to it.
+	ModeAMQP Mode = iota
+	// ModeTCP passes bytes through untouched (e.g. for the management port).
+	ModeTCP
+)
+
+// ParseMode maps the config's "amqp" or "tcp" to a Mode.
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "amqp", "":
+		return ModeAMQP, nil
+	case "tcp":
+		return ModeTCP, nil
+	}
+	return 0, fmt.Errorf("unknown mode %q (want amqp or tcp)", s)
+}
+
+// String returns "amqp" or "tcp".
+func (m Mode) String() string {
+	if m == ModeTCP {
+		return "tcp"
+	}
+	return "amqp"
+}
+
+// Default timeouts used when the corresponding option is zero.
+const (
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultConnectTimeout   = 5 * time.Second
+	DefaultHalfCloseTimeout = 30 * time.Second
+	// retryPause is how long a session waits before retrying the server whose dial just failed.
+	retryPause = 50 * time.Millisecond
+)
+
+// Refusal reasons, as used in the amqplb_frontend_refused_total{reason} metric and the log.
+const (
+	RefusedMaxConn          = "maxconn"
+	RefusedBadHeader        = "bad_header"
+	RefusedHandshakeTimeout = "handshake_timeout"
+	RefusedNoServer         = "no_server"
+	RefusedConnectFailed    = "connect_failed"
+)
+
+// RefuseReasons lists every refusal reason a Frontend counts.
+var RefuseReasons = []string{RefusedMaxConn, RefusedBadHeader, RefusedHandshakeTimeout, RefusedNoServer, RefusedConnectFailed}
+
+// Route is where a frontend sends its connections: a backend, the policy that picks among its
+// servers, and how to reach them. A Route is immutable; a reload swaps in a new one, and sessions
+// keep the Route they started with.
+type Route struct {
+	// Backend is the set of servers.
+	Backend *backend.Backend
+	// Policy picks a server for each new connection.
+	Policy balancer.Policy
+	// ConnectTimeout bounds one dial (and, in AMQP mode, the wait for the broker's first bytes).
+	// Zero means DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// Retries is how many more dials a session tries after the first one fails.
+	Retries int
+	// Redispatch lets retries after the first go to another server.
+	Redispatch bool
+	// IdleTimeout closes a session with no bytes in either direction for this long; 0 = never.
+	IdleTimeout time.Duration
+	// HalfCloseTimeout bounds how long a session stays half-closed (one side has sent FIN)
+	// without traffic. Zero means DefaultHalfCloseTimeout.
+	HalfCloseTimeout time.Duration
+	// KeepAlive is the TCP keep-alive period on both sockets; 0 = Go's default, < 0 = off.
+	KeepAlive time.Duration
+	// OnConnectFailure, if set, is called after every failed dial (passive health detection).
+	OnConnectFailure func(s *backend.Server, err error)
+}
+
+func (r *Route) connectTimeout() time.Duration {
+	if r.ConnectTimeout > 0 {
+		return r.ConnectTimeout
+	}
+	return DefaultConnectTimeout
+}
+
+func (r *Route) halfCloseTimeout() time.Duration {
+	if r.HalfCloseTimeout > 0 {
+		return r.HalfCloseTimeout
+	}
+	return DefaultHalfCloseTimeout
+}
+
+// FrontendOptions configures a Frontend.
+type FrontendOptions struct {
+	// Name identifies the frontend in logs and metrics.
+	Name string
+	// Bind is the host:port to listen on.
+	Bind string
+	// Mode is ModeAMQP or ModeTCP.
+	Mode Mode
+	// MaxConnections caps this frontend's concurrent connections; 0 = only the global limit.
+	MaxConnections int
+	// Global is the process-wide connection limit shared by all frontends; nil = none.
+	Global *Limiter
+	// HandshakeTimeout bounds the read of the client's protocol header; 0 = DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// Logger receives errors and, when AccessLog is set, one line per session. nil = slog.Default().
+	Logger *slog.Logger
+	// AccessLog enables the per-session log line.
+	AccessLog bool
+}
+
+// Frontend is a listener and the sessions it accepted.
+type Frontend struct {
+	opts  FrontendOptions
+	log   *slog.Logger
+	limit *Limiter
+	route atomic.Pointer[Route]
+
+	ln *net.TCPListener
+
+	// hard is cancelled when remaining sessions must end now (after a drain timed out).
+	hard       context.Context
+	hardCancel context.CancelFunc
+
+	wg       sync.WaitGroup // one per session goroutine
+	mu       sync.Mutex     // guards sessions; taken once at a session's start and end, never per read
+	sessions map[*session]struct{}
+	closing  bool
+
+	total    atomic.Uint64
+	refused  [5]atomic.Uint64 // indexed like RefuseReasons
+	throttle logThrottle
+}
+
+// NewFrontend returns a frontend that will send connections along r. Call Listen, then Serve.
+func NewFrontend(o FrontendOptions, r *Route) *Frontend {
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	f := &Frontend{
+		opts:     o,
+		log:      log.With("frontend", o.Name),
+		limit:    NewLimiter(o.MaxConnections),
+		sessions: make(map[*session]struct{}),
+		throttle: logThrottle{interval: time.Second},
+	}
+	f.hard, f.hardCancel = context.WithCancel(context.Background())
+	f.route.Store(r)
+	return f
+}
+
+// Name returns the frontend's name.
+func (f *Frontend) Name() string { return f.opts.Name }
+
+// Route returns the route new connections take.
+func (f *Frontend) Route() *Route { return f.route.Load() }
+
+// SetRoute changes where new connections go; established sessions keep their server.
+func (f *Frontend) SetRoute(r *Route) { f.route.Store(r) }
+
+// Listen binds the frontend's address. It is separate from Serve so that a bind error is
+// reported before anything starts serving.
+func (f *Frontend) Listen() error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", f.opts.Bind)
+	if err != nil {
+		return fmt.Errorf("frontend %s: listen %s: %w", f.opts.Name, f.opts.Bind, err)
+	}
+	f.ln = ln.(*net.TCPListener)
+	return nil
+}
+
+// Addr returns the bound address (useful with port 0), or nil before Listen.
+func (f *Frontend) Addr() net.Addr {
+	if f.ln == nil {
+		return nil
+	}
+	return f.ln.Addr()
+}
+
+// acceptor is the part of *net.TCPListener the accept loop uses; tests substitute it.
+type acceptor interface {
+	AcceptTCP() (*net.TCPConn, error)
+}
+
+// Serve runs the accept loop until Close or Shutdown. It returns nil when the listener was
+// closed on purpose. Errors from Accept never end it: temporary ones (EMFILE, ENFILE, ECONNABORTED,
+// …) are logged and retried with a backoff from 5 ms to 1 s, so the frontend keeps serving once
+// file descriptors are free again.
+func (f *Frontend) Serve() error {
+	if f.ln == nil {
+		return fmt.Errorf("frontend %s: Serve before Listen", f.opts.Name)
+	}
+	return f.serve(f.ln)
+}
+
+func (f *Frontend) serve(ln acceptor) error {
+	const minBackoff, maxBackoff = 5 * time.Millisecond, time.Second
+	backoff := time.Duration(0)
+	for {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			backoff = min(max(2*backoff, minBackoff), maxBackoff)
+			if ok, n := f.throttle.allow(); ok {
+				f.log.Warn("accept failed; backing off", "err", err, "backoff", backoff, "suppressed", n)
+			}
+			select {
+			case <-time.After(backoff):
+			case <-f.hard.Done():
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		f.admit(c)
+	}
+}
+
+// admit applies the connection limits and starts the session goroutine. A connection past a
+// limit is closed at once, before any byte is read and before any broker is involved.
+func (f *Frontend) admit(c *net.TCPConn) {
+	if !f.opts.Global.Acquire() {
+		f.refuse(c, RefusedMaxConn, "global max_connections reached", "limit", f.opts.Global.Max())
+		return
+	}
+	if !f.limit.Acquire() {
+		f.opts.Global.Release()
+		f.refuse(c, RefusedMaxConn, "frontend max_connections reached", "limit", f.limit.Max())
+		return
+	}
+	s := newSession(f, c)
+	f.mu.Lock()
+	if f.closing {
+		f.mu.Unlock()
+		f.limit.Release()
+		f.opts.Global.Release()
+		_ = c.Close()
+		return
+	}
+	f.sessions[s] = struct{}{}
+	f.wg.Add(1)
+	f.mu.Unlock()
+	f.total.Add(1)
+	go s.run()
+}
+
+// refuse closes c, counts the refusal and logs it, at most once a second.
+func (f *Frontend) refuse(c *net.TCPConn, reason, msg string, args ...any) {
+	addr := c.RemoteAddr()
+	f.countRefused(reason)
+	_ = c.Close()
+	if ok, n := f.throttle.allow(); ok {
+		f.log.Warn("connection refused: "+msg, append(args, "reason", reason, "client", addr, "suppressed", n)...)
+	}
+}
+
+func (f *Frontend) countRefused(reason string) {
+	for i, r := range RefuseReasons {
+		if r == reason {
+			f.refused[i].Add(1)
+			return
+		}
+	}
+}
+
+// done is called by a session when it has ended and closed its sockets.
+func (f *Frontend) done(s *session) {
+	f.mu.Lock()
+	delete(f.sessions, s)
+	f.mu.Unlock()
+	f.limit.Release()
+	f.opts.Global.Release()
+	f.wg.Done()
+}
+
+// Close stops accepting new connections; established sessions go on. Connection attempts
+// after Close are refused by the kernel at once.
+func (f *Frontend) Close() error {
+	f.mu.Lock()
+	f.closing = true
+	f.mu.Unlock()
+	if f.ln == nil {
+		return nil
+	}
+	if err := f.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops accepting, waits for sessions to end until ctx is done, then closes the ones
+// left (logged as "shutdown") and waits for their goroutines. It returns ctx's error if sessions
+// had to be cut.
+func (f *Frontend) Shutdown(ctx context.Context) error {
+	_ = f.Close()
+	idle := make(chan struct{})
+	go func() { f.wg.Wait(); close(idle) }()
+	select {
+	case <-idle:
+		f.hardCancel()
+		return nil
+	case <-ctx.Done():
+	}
+	f.hardCancel()
+	f.abortWhere(func(*session) bool { return true }, EndShutdown)
+	<-idle
+	return ctx.Err()
+}
+
+// CloseSessions ends every session on server s with the given end reason (for example when s
+// is marked down and the backend says to shut its sessions down) and returns how many it closed.
+func (f *Frontend) CloseSessions(s *backend.Server, reason string) int {
+	return f.abortWhere(func(x *session) bool { return x.server() == s }, reason)
+}
+
+func (f *Frontend) abortWhere(match func(*session) bool, reason string) int {
+	f.mu.Lock()
+	var victims []*session
+	for s := range f.sessions {
+		if match(s) {
+			victims = append(victims, s)
+		}
+	}
+	f.mu.Unlock()
+	for _, s := range victims {
+		s.abort(reason)
+	}
+	return len(victims)
+}
+
+// Stats is a snapshot of a frontend's counters.
+type Stats struct {
+	// Active is the number of open client connections.
+	Active int
+	// Total counts connections admitted since start (refused ones excluded).
+	Total uint64
+	// Refused counts refused connections by reason (see RefuseReasons).
+	Refused map[string]uint64
+}
+
+// Stats returns the frontend's counters.
+func (f *Frontend) Stats() Stats {
+	f.mu.Lock()
+	active := len(f.sessions)
+	f.mu.Unlock()
+	st := Stats{Active: active, Total: f.total.Load(), Refused: make(map[string]uint64, len(RefuseReasons))}
+	for i, r := range RefuseReasons {
+		st.Refused[r] = f.refused[i].Load()
+	}
+	return st
+}

@@ -1,0 +1,593 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/balancer"
+	"github.com/amqplb/amqplb/internal/testenv"
+)
+
+var greeting = []byte("CONNECTION.START")
+
+type fixture struct {
+	f       *Frontend
+	servers []*backend.Server
+	logs    *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// start runs a frontend on 127.0.0.1:0 in front of addrs and shuts it down when t ends.
+func start(t *testing.T, o FrontendOptions, r Route, addrs ...string) *fixture {
+	t.Helper()
+	b := &backend.Backend{Name: "test"}
+	for i, a := range addrs {
+		b.Servers = append(b.Servers, backend.NewServer(backend.ServerOptions{
+			Name: string(rune('a' + i)), Address: a, Weight: 1,
+		}))
+	}
+	if r.Policy == nil {
+		p, err := balancer.New("roundrobin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Policy = p
+	}
+	r.Backend = b
+	logs := &syncBuffer{}
+	o.Name = "fe"
+	o.Bind = "127.0.0.1:0"
+	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	o.AccessLog = true
+	f := NewFrontend(o, &r)
+	if err := f.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- f.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := f.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("frontend log:\n%s", logs.String())
+		}
+	})
+	return &fixture{f: f, servers: b.Servers, logs: logs}
+}
+
+func (fx *fixture) addr() string { return fx.f.Addr().String() }
+
+// amqpConnect opens a connection through the frontend, sends the protocol header and reads the
+// fake broker's greeting.
+func amqpConnect(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Write(testenv.AMQPHeader); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(greeting))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatalf("reading greeting: %v", err)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	if !bytes.Equal(got, greeting) {
+		t.Fatalf("greeting = %q, want %q", got, greeting)
+	}
+	return c
+}
+
+func echoes(t *testing.T, c net.Conn, msg string) {
+	t.Helper()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	got := make([]byte, len(msg))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatalf("read echo: %v", err)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	if string(got) != msg {
+		t.Fatalf("echo = %q, want %q", got, msg)
+	}
+}
+
+// expectClosed asserts that the peer closes c within a few seconds, returning what it sent first.
+func expectClosed(t *testing.T, c net.Conn) []byte {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("expected the connection to be closed, got %v", err)
+	}
+	return b
+}
+
+func deadAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestAMQPSessionRelaysBothWays(t *testing.T) {
+	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{}, fb.Addr())
+	c := amqpConnect(t, fx.addr())
+	echoes(t, c, "hello")
+	big := strings.Repeat("x", 200<<10) // takes the splice path
+	echoes(t, c, big)
+	c.Close()
+	waitFor(t, "session end", func() bool { return fx.f.Stats().Active == 0 })
+	if got := fx.servers[0].BytesToServer(); got != uint64(8+5+len(big)) {
+		t.Errorf("bytes to server = %d, want %d", got, 8+5+len(big))
+	}
+	if got := fx.servers[0].BytesToClient(); got != uint64(len(greeting)+5+len(big)) {
+		t.Errorf("bytes to client = %d, want %d", got, len(greeting)+5+len(big))
+	}
+	if !strings.Contains(fx.logs.String(), "end=client_closed") {
+		t.Errorf("access log lacks end=client_closed:\n%s", fx.logs)
+	}
+}
+
+func TestBadHeaderIsAnsweredAndNeverReachesABroker(t *testing.T) {
+	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{}, fb.Addr())
+	for _, hdr := range []string{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "AMQP\x00\x01\x00\x00", "AMQP\x00\x00\x09\x00"} {
+		c, err := net.Dial("tcp", fx.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte(hdr)); err != nil {
+			t.Fatal(err)
+		}
+		got := expectClosed(t, c)
+		c.Close()
+		if !bytes.Equal(got, testenv.AMQPHeader) {
+			t.Errorf("reply to %q = %q, want the AMQP 0-9-1 header", hdr, got)
+		}
+	}
+	if n := fb.Accepted(); n != 0 {
+		t.Errorf("broker saw %d connections, want 0", n)
+	}
+	waitFor(t, "refusals counted", func() bool { return fx.f.Stats().Refused[RefusedBadHeader] == 3 })
+}
+
+func TestSlowHeaderTimesOut(t *testing.T) {
+	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fx := start(t, FrontendOptions{Mode: ModeAMQP, HandshakeTimeout: 200 * time.Millisecond}, Route{}, fb.Addr())
+	c, err := net.Dial("tcp", fx.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte("AMQ")) // a slowloris never finishes its header
+	t0 := time.Now()
+	expectClosed(t, c)
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Errorf("closed after %v, want about 200ms", d)
+	}
+	if fb.Accepted() != 0 {
+		t.Errorf("broker saw the slow client")
+	}
+	waitFor(t, "refusal counted", func() bool { return fx.f.Stats().Refused[RefusedHandshakeTimeout] == 1 })
+}
+
+func TestMaxConnectionsRefusesWithoutDisturbingOthers(t *testing.T) {
+	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	global := NewLimiter(3)
+	fx := start(t, FrontendOptions{Mode: ModeAMQP, MaxConnections: 2, Global: global}, Route{}, fb.Addr())
+	c1 := amqpConnect(t, fx.addr())
+	c2 := amqpConnect(t, fx.addr())
+	over, err := net.Dial("tcp", fx.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	_, _ = over.Write(testenv.AMQPHeader)
+	if got := expectClosed(t, over); len(got) != 0 {
+		t.Errorf("refused client got %q", got)
+	}
+	echoes(t, c1, "still")
+	echoes(t, c2, "working")
+	if fb.Accepted() != 2 {
+		t.Errorf("broker accepted %d, want 2", fb.Accepted())
+	}
+	if n := fx.f.Stats().Refused[RefusedMaxConn]; n != 1 {
+		t.Errorf("refused maxconn = %d, want 1", n)
+	}
+	// Freed slots are reusable.
+	c1.Close()
+	waitFor(t, "slot freed", func() bool { return global.InUse() == 1 })
+	amqpConnect(t, fx.addr())
+}
+
+func TestGlobalLimitIsSharedAcrossFrontends(t *testing.T) {
+	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	global := NewLimiter(1)
+	a := start(t, FrontendOptions{Mode: ModeAMQP, Global: global}, Route{}, fb.Addr())
+	b := start(t, FrontendOptions{Mode: ModeAMQP, Global: global}, Route{}, fb.Addr())
+	amqpConnect(t, a.addr())
+	c, err := net.Dial("tcp", b.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	expectClosed(t, c)
+	if b.f.Stats().Refused[RefusedMaxConn] != 1 {
+		t.Errorf("second frontend did not count the refusal")
+	}
+}
+
+func TestTCPModeHalfClose64MiB(t *testing.T) {
+	const size = 64 << 20
+	type result struct {
+		sum [32]byte
+		err error
+	}
+	serverGot := make(chan result, 1)
+	serverSent := make(chan [32]byte, 1)
+	fb := testenv.StartFakeBroker(t, func(c net.Conn) {
+		// Send its own stream while reading the client's, then half-close.
+		sendDone := make(chan struct{})
+		defer func() { <-sendDone }()
+		go func() {
+			defer close(sendDone)
+			h := sha256.New()
+			_, err := io.Copy(io.MultiWriter(c, h), io.LimitReader(rand.Reader, size))
+			if err == nil {
+				err = c.(*net.TCPConn).CloseWrite()
+			}
+			var sum [32]byte
+			copy(sum[:], h.Sum(nil))
+			serverSent <- sum
+		}()
+		h := sha256.New()
+		_, err := io.Copy(h, c)
+		var r result
+		copy(r.sum[:], h.Sum(nil))
+		r.err = err
+		serverGot <- r
+	})
+	fx := start(t, FrontendOptions{Mode: ModeTCP}, Route{}, fb.Addr())
+	c, err := net.Dial("tcp", fx.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sent := sha256.New()
+	writeErr := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.MultiWriter(c, sent), io.LimitReader(rand.Reader, size))
+		if err == nil {
+			err = c.(*net.TCPConn).CloseWrite() // the client half-closes first
+		}
+		writeErr <- err
+	}()
+	got := sha256.New()
+	n, err := io.Copy(got, c)
+	if err != nil {
+		t.Fatalf("client read: %v", err)
+	}
+	if err := <-writeErr; err != nil {
+		t.Fatalf("client write: %v", err)
+	}
+	if n != size {
+		t.Fatalf("client received %d bytes, want %d", n, size)
+	}
+	r := <-serverGot
+	if r.err != nil {
+		t.Fatalf("server read: %v", r.err)
+	}
+	if !bytes.Equal(r.sum[:], sent.Sum(nil)) {
+		t.Errorf("client→server sha256 differs")
+	}
+	if ss := <-serverSent; !bytes.Equal(ss[:], got.Sum(nil)) {
+		t.Errorf("server→client sha256 differs")
+	}
+}
+
+func TestRetryThenRedispatchHidesADeadServer(t *testing.T) {
+	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	var failures sync.Map
+	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{Retries: 3, Redispatch: true,
+		OnConnectFailure: func(s *backend.Server, err error) { failures.Store(s.Name(), err) }},
+		deadAddr(t), fb.Addr())
+	for range 20 {
+		c := amqpConnect(t, fx.addr())
+		echoes(t, c, "ok")
+		c.Close()
+	}
+	dead := fx.servers[0]
+	if dead.ConnectErrors() == 0 {
+		t.Errorf("dead server has no connect errors")
+	}
+	if _, ok := failures.Load("a"); !ok {
+		t.Errorf("OnConnectFailure was not called for the dead server")
+	}
+	if fb.Accepted() != 20 {
+		t.Errorf("live server accepted %d, want 20", fb.Accepted())
+	}
+}
+
+func TestSilentBrokerIsSkippedInAMQPMode(t *testing.T) {
+	silent := testenv.StartFakeBroker(t, testenv.Silent)
+	good := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{Retries: 2, Redispatch: true, ConnectTimeout: 200 * time.Millisecond},
+		silent.Addr(), good.Addr())
+	for range 4 {
+		c := amqpConnect(t, fx.addr())
+		echoes(t, c, "ok")
+		c.Close()
+	}
+	if silent.Accepted() == 0 {
+		t.Errorf("the silent broker was never tried; the test proves nothing")
+	}
+}
+
+func TestEveryAttemptFailedClosesTheClient(t *testing.T) {
+	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{Retries: 2, Redispatch: true}, deadAddr(t), deadAddr(t))
+	c, err := net.Dial("tcp", fx.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write(testenv.AMQPHeader)
+	expectClosed(t, c)
+	waitFor(t, "session end", func() bool { return fx.f.Stats().Active == 0 })
+	if n := fx.f.Stats().Refused[RefusedConnectFailed]; n != 1 {
+		t.Errorf("refused connect_failed = %d, want 1", n)
+	}
+	if got := fx.servers[0].ConnectErrors() + fx.servers[1].ConnectErrors(); got != 3 {
+		t.Errorf("dials = %d, want 3 (1 + retries)", got)
+	}
+	if !strings.Contains(fx.logs.String(), "end=connect_failed") {
+		t.Errorf("access log lacks end=connect_failed:\n%s", fx.logs)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{IdleTimeout: 300 * time.Millisecond}, fb.Addr())
+	busy := amqpConnect(t, fx.addr())
+	idle := amqpConnect(t, fx.addr())
+	t0 := time.Now()
+	// Keep one session busy past several idle periods; it must survive.
+	for time.Since(t0) < time.Second {
+		echoes(t, busy, "tick")
+		time.Sleep(50 * time.Millisecond)
+	}
+	expectClosed(t, idle)
+	echoes(t, busy, "still here")
+	if !strings.Contains(fx.logs.String(), "end=idle_timeout") {
+		t.Errorf("access log lacks end=idle_timeout:\n%s", fx.logs)
+	}
+}
+
+func TestShutdownDrainsThenCloses(t *testing.T) {
+	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{}, fb.Addr())
+	c := amqpConnect(t, fx.addr())
+	addr := fx.addr()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- fx.f.Shutdown(ctx) }()
+	waitFor(t, "listener closed", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	echoes(t, c, "during drain") // open sessions keep working while draining
+	if err := <-done; !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown = %v, want deadline exceeded", err)
+	}
+	expectClosed(t, c)
+	if !strings.Contains(fx.logs.String(), "end=shutdown") {
+		t.Errorf("access log lacks end=shutdown:\n%s", fx.logs)
+	}
+}
+
+func TestCloseSessionsOfOneServer(t *testing.T) {
+	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{}, fb.Addr())
+	c := amqpConnect(t, fx.addr())
+	if n := fx.f.CloseSessions(fx.servers[0], EndServerDown); n != 1 {
+		t.Fatalf("closed %d sessions, want 1", n)
+	}
+	expectClosed(t, c)
+}
+
+// fakeAcceptor fails with errs first, then hands out conns, then reports closed.
+type fakeAcceptor struct {
+	errs  []error
+	conns []*net.TCPConn
+}
+
+func (a *fakeAcceptor) AcceptTCP() (*net.TCPConn, error) {
+	if len(a.errs) > 0 {
+		err := a.errs[0]
+		a.errs = a.errs[1:]
+		return nil, err
+	}
+	if len(a.conns) > 0 {
+		c := a.conns[0]
+		a.conns = a.conns[1:]
+		return c, nil
+	}
+	return nil, net.ErrClosed
+}
+
+func TestAcceptLoopSurvivesEMFILE(t *testing.T) {
+	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{}, fb.Addr())
+	// A real server-side conn to hand to the loop after the errors.
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	srvSide, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	acc := &fakeAcceptor{errs: []error{emfile, emfile, emfile}, conns: []*net.TCPConn{srvSide}}
+	t0 := time.Now()
+	if err := fx.f.serve(acc); err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if d := time.Since(t0); d < 35*time.Millisecond {
+		t.Errorf("three EMFILEs took %v; want backoff of 5+10+20ms", d)
+	}
+	// The connection accepted after the errors is served.
+	if _, err := client.Write(testenv.AMQPHeader); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(greeting))
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(client, got); err != nil {
+		t.Fatalf("connection after EMFILE not served: %v", err)
+	}
+	if !strings.Contains(fx.logs.String(), "too many open files") {
+		t.Errorf("EMFILE not logged:\n%s", fx.logs)
+	}
+}
+
+// countFDs returns the number of open fds and how many of them are pipes.
+func countFDs(t testing.TB) (all, pipes int) {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "pipe:") {
+			pipes++
+		}
+	}
+	return len(ents), pipes
+}
+
+func TestIdleSessionsHoldNoPipes(t *testing.T) {
+	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{}, fb.Addr())
+	_, pipesBefore := countFDs(t)
+	big := strings.Repeat("y", 100<<10) // forces splice, which takes pipes from the runtime's pool
+	var conns []net.Conn
+	for range 50 {
+		c := amqpConnect(t, fx.addr())
+		echoes(t, c, big)
+		conns = append(conns, c)
+	}
+	// Pipes returned to the runtime's splice pool are closed by finalizers after a few GCs.
+	var pipesAfter int
+	for range 50 {
+		runtime.GC()
+		if _, pipesAfter = countFDs(t); pipesAfter-pipesBefore <= 4 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if extra := pipesAfter - pipesBefore; extra > 4 {
+		t.Errorf("50 idle sessions hold %d pipe fds; an idle session must hold none", extra)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+func TestNoLeaksAfter1000Sessions(t *testing.T) {
+	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{}, fb.Addr())
+	warm := amqpConnect(t, fx.addr())
+	warm.Close()
+	waitFor(t, "warm-up session end", func() bool { return fx.f.Stats().Active == 0 && fb.Active() == 0 })
+	fdBefore, _ := countFDs(t)
+	gBefore := runtime.NumGoroutine()
+	for i := range 1000 {
+		c, err := net.Dial("tcp", fx.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write(testenv.AMQPHeader)
+		buf := make([]byte, len(greeting))
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		if i%2 == 0 {
+			_, _ = c.Write([]byte("data"))
+			_, _ = io.ReadFull(c, buf[:4])
+		}
+		c.Close()
+	}
+	waitFor(t, "sessions end", func() bool { return fx.f.Stats().Active == 0 && fb.Active() == 0 })
+	waitFor(t, "goroutines and fds back to baseline", func() bool {
+		fd, _ := countFDs(t)
+		return runtime.NumGoroutine() <= gBefore && fd <= fdBefore
+	})
+	if fx.f.Stats().Total != 1001 {
+		t.Errorf("total = %d, want 1001", fx.f.Stats().Total)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,489 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/amqplb/amqplb/backend"
+)
+
+// How a session ended, as written in the access log.
+const (
+	EndClientClosed  = "client_closed"
+	EndServerClosed  = "server_closed"
+	EndIdleTimeout   = "idle_timeout"
+	EndServerDown    = "server_down"
+	EndDrained       = "drained"
+	EndShutdown      = "shutdown"
+	EndConnectFailed = "connect_failed"
+	EndNoServer      = "no_server"
+	EndBadHeader     = "bad_header"
+	EndHandshake     = "handshake_timeout"
+)
+
+// amqpHeader is the protocol header of AMQP 0-9-1, the only one RabbitMQ's 5672 port serves.
+var amqpHeader = [8]byte{'A', 'M', 'Q', 'P', 0, 0, 9, 1}
+
+// session is one client connection and, once connected, its server connection.
+type session struct {
+	f      *Frontend
+	client *net.TCPConn
+	start  time.Time
+
+	route *Route
+	srv   atomic.Pointer[backend.Server]
+
+	mu      sync.Mutex // guards upstream and aborted against abort from another goroutine
+	up      *net.TCPConn
+	aborted bool
+
+	reason   atomic.Pointer[string] // first end reason set wins
+	lastIO   atomic.Int64           // nanoseconds since start of the last byte moved
+	halfShut atomic.Bool            // one direction has ended
+
+	toServer, toClient atomic.Uint64
+}
+
+func newSession(f *Frontend, c *net.TCPConn) *session {
+	return &session{f: f, client: c, start: time.Now()}
+}
+
+func (s *session) server() *backend.Server { return s.srv.Load() }
+
+// setReason records why the session ended unless a reason was already recorded.
+func (s *session) setReason(r string) { s.reason.CompareAndSwap(nil, &r) }
+
+// abort ends the session now: both sockets are closed, which unblocks whatever it waits on.
+func (s *session) abort(reason string) {
+	s.setReason(reason)
+	s.mu.Lock()
+	s.aborted = true
+	up := s.up
+	s.mu.Unlock()
+	_ = s.client.Close()
+	if up != nil {
+		_ = up.Close()
+	}
+}
+
+// attach makes c the session's server connection, so abort reaches it; it fails (and closes c)
+// if the session was aborted meanwhile.
+func (s *session) attach(c *net.TCPConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.aborted {
+		_ = c.Close()
+		return false
+	}
+	s.up = c
+	return true
+}
+
+func (s *session) detach() {
+	s.mu.Lock()
+	up := s.up
+	s.up = nil
+	s.mu.Unlock()
+	if up != nil {
+		_ = up.Close()
+	}
+}
+
+func (s *session) run() {
+	defer s.f.done(s)
+	defer s.finish()
+	s.route = s.f.route.Load()
+	setKeepAlive(s.client, s.route.KeepAlive)
+
+	var hello []byte
+	if s.f.opts.Mode == ModeAMQP {
+		var ok bool
+		if hello, ok = s.readHeader(); !ok {
+			return
+		}
+	}
+	greeting, ok := s.connect(hello)
+	if !ok {
+		return
+	}
+	if len(greeting) > 0 {
+		_, err := s.client.Write(greeting)
+		s.toClient.Add(uint64(len(greeting)))
+		s.server().AddBytes(0, uint64(len(greeting)))
+		if err != nil {
+			s.setReason(EndClientClosed)
+			return
+		}
+	}
+	s.relay()
+}
+
+// readHeader reads the client's 8-byte AMQP protocol header within the handshake timeout. A
+// client that sends anything else gets the 0-9-1 header back (as the AMQP spec asks a server to
+// do) and is closed; no broker ever sees it.
+func (s *session) readHeader() ([]byte, bool) {
+	var h [8]byte
+	_ = s.client.SetReadDeadline(time.Now().Add(s.f.opts.HandshakeTimeout))
+	_, err := io.ReadFull(s.client, h[:])
+	_ = s.client.SetReadDeadline(time.Time{})
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.setReason(EndHandshake)
+		s.f.countRefused(RefusedHandshakeTimeout)
+		return nil, false
+	case err != nil:
+		// Closed before sending a full header: nothing to answer.
+		s.setReason(EndBadHeader)
+		s.f.countRefused(RefusedBadHeader)
+		return nil, false
+	case h != amqpHeader:
+		_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = s.client.Write(amqpHeader[:])
+		s.setReason(EndBadHeader)
+		s.f.countRefused(RefusedBadHeader)
+		if ok, n := s.f.throttle.allow(); ok {
+			s.f.log.Warn("connection refused: not an AMQP 0-9-1 client", "client", s.client.RemoteAddr(),
+				"header", printable(h[:]), "reason", RefusedBadHeader, "suppressed", n)
+		}
+		return nil, false
+	}
+	return amqpHeader[:], true
+}
+
+// connect picks a server and dials it, retrying as the route says: the same server once more
+// after a short pause (unless the dial timed out: a server that let a connect time out is likely
+// hung, and retrying it would double the client's wait), then, with redispatch, other servers.
+// In AMQP mode a dial only counts as successful once the broker has answered the protocol header:
+// a broker that accepts TCP but never speaks (frozen, booting, overloaded) is treated like a
+// refused connect, so the client is sent elsewhere instead of hanging. greeting holds those bytes.
+func (s *session) connect(hello []byte) (greeting []byte, ok bool) {
+	r := s.route
+	var clientIP netip.Addr
+	if ap, err := netip.ParseAddrPort(s.client.RemoteAddr().String()); err == nil {
+		clientIP = ap.Addr().Unmap()
+	}
+	servers := r.Backend.Servers
+	var skip uint64
+	var srv *backend.Server
+	var lastErr error
+	retriedSame := false
+	for attempt := 0; attempt <= r.Retries; attempt++ {
+		if srv != nil && !srv.Acquire() {
+			srv = nil // it filled up meanwhile
+		}
+		if srv == nil {
+			if srv = s.pick(servers, clientIP, &skip); srv == nil {
+				break
+			}
+		}
+		greeting, lastErr = s.dial(srv, hello)
+		if lastErr == nil {
+			return greeting, true
+		}
+		srv.Release()
+		if s.f.hard.Err() != nil || s.isAborted() {
+			s.setReason(EndShutdown)
+			return nil, false
+		}
+		if r.OnConnectFailure != nil {
+			r.OnConnectFailure(srv, lastErr)
+		}
+		s.f.log.Debug("connect failed", "backend", r.Backend.Name, "server", srv.Name(), "attempt", attempt+1, "err", lastErr)
+		var ne net.Error
+		timedOut := errors.As(lastErr, &ne) && ne.Timeout()
+		if !retriedSame && !timedOut || !r.Redispatch {
+			retriedSame = true
+			select {
+			case <-time.After(retryPause):
+			case <-s.f.hard.Done():
+			}
+			continue
+		}
+		if i := indexOf(servers, srv); i >= 0 && i < 64 {
+			skip |= 1 << i
+		}
+		srv = nil
+	}
+	s.srv.Store(srv)
+	if lastErr == nil {
+		s.setReason(EndNoServer)
+		s.f.countRefused(RefusedNoServer)
+		if ok, n := s.f.throttle.allow(); ok {
+			s.f.log.Warn("connection refused: no server available", "backend", r.Backend.Name,
+				"client", s.client.RemoteAddr(), "suppressed", n)
+		}
+	} else {
+		s.setReason(EndConnectFailed)
+		s.f.countRefused(RefusedConnectFailed)
+		if ok, n := s.f.throttle.allow(); ok {
+			s.f.log.Warn("connection failed: every attempt failed", "backend", r.Backend.Name,
+				"client", s.client.RemoteAddr(), "err", lastErr, "suppressed", n)
+		}
+	}
+	return nil, false
+}
+
+// pick asks the policy for an eligible server not in skip and takes a slot on it. When every
+// eligible server has been tried, it starts over with all of them.
+func (s *session) pick(servers []*backend.Server, client netip.Addr, skip *uint64) *backend.Server {
+	for range 2 * len(servers) {
+		srv := s.route.Policy.Pick(servers, client, *skip)
+		if srv == nil && *skip != 0 {
+			*skip = 0
+			srv = s.route.Policy.Pick(servers, client, 0)
+		}
+		if srv == nil {
+			return nil
+		}
+		if srv.Acquire() {
+			return srv
+		}
+		// Lost the race for its last slot: try another.
+		if i := indexOf(servers, srv); i >= 0 && i < 64 {
+			*skip |= 1 << i
+		}
+	}
+	return nil
+}
+
+func indexOf(servers []*backend.Server, srv *backend.Server) int {
+	for i, x := range servers {
+		if x == srv {
+			return i
+		}
+	}
+	return -1
+}
+
+func (s *session) isAborted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.aborted
+}
+
+// dial connects to srv, sends hello (the client's protocol header) and, in AMQP mode, waits for
+// the broker's first bytes, all within the connect timeout.
+func (s *session) dial(srv *backend.Server, hello []byte) ([]byte, error) {
+	r := s.route
+	timeout := r.connectTimeout()
+	deadline := time.Now().Add(timeout)
+	ctx, cancel := context.WithDeadline(s.f.hard, deadline)
+	defer cancel()
+	up, err := srv.Dial(ctx, backend.DialOptions{Timeout: timeout, KeepAlive: r.KeepAlive})
+	if err != nil {
+		return nil, err
+	}
+	if !s.attach(up) {
+		return nil, net.ErrClosed
+	}
+	s.srv.Store(srv)
+	if len(hello) == 0 {
+		return nil, nil
+	}
+	_ = up.SetDeadline(deadline)
+	if _, err := up.Write(hello); err != nil {
+		s.detach()
+		return nil, &upstreamError{srv: srv, op: "send protocol header", err: err}
+	}
+	s.toServer.Add(uint64(len(hello)))
+	srv.AddBytes(uint64(len(hello)), 0)
+	buf := make([]byte, 1024)
+	n, err := up.Read(buf)
+	_ = up.SetDeadline(time.Time{})
+	if n == 0 {
+		s.detach()
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, &upstreamError{srv: srv, op: "wait for the broker's Connection.Start", err: err}
+	}
+	return buf[:n], nil
+}
+
+// upstreamError is a failure after the TCP connect succeeded.
+type upstreamError struct {
+	srv *backend.Server
+	op  string
+	err error
+}
+
+func (e *upstreamError) Error() string {
+	return "server " + e.srv.Name() + " (" + e.srv.Address() + "): " + e.op + ": " + e.err.Error()
+}
+
+func (e *upstreamError) Unwrap() error { return e.err }
+
+// relay moves bytes both ways until both directions have ended or one failed.
+func (s *session) relay() {
+	srv := s.server()
+	up := s.up
+	toServer, err := newRelay(up, s.client, func(n int) {
+		s.toServer.Add(uint64(n))
+		srv.AddBytes(uint64(n), 0)
+	})
+	if err != nil {
+		s.setReason(EndClientClosed)
+		return
+	}
+	toClient, err := newRelay(s.client, up, func(n int) {
+		s.toClient.Add(uint64(n))
+		srv.AddBytes(0, uint64(n))
+	})
+	if err != nil {
+		s.setReason(EndServerClosed)
+		return
+	}
+	if idle := s.route.IdleTimeout; idle > 0 {
+		d := time.Now().Add(idle)
+		_ = s.client.SetReadDeadline(d)
+		_ = up.SetReadDeadline(d)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.pump(toClient, EndServerClosed)
+	}()
+	s.pump(toServer, EndClientClosed)
+	<-done
+}
+
+// pump runs one direction. srcGone is the end reason when src closes or fails first.
+func (s *session) pump(r *relay, srcGone string) {
+	for {
+		n, err := r.step()
+		if n > 0 {
+			s.lastIO.Store(int64(time.Since(s.start)))
+			r.count(int(n))
+		}
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if s.stillActive(r.src) {
+				continue
+			}
+			s.abort(EndIdleTimeout)
+			return
+		case errors.Is(err, io.EOF):
+			// Orderly close of src: pass the FIN on and let the other direction finish, within
+			// the half-close bound.
+			s.setReason(srcGone)
+			_ = r.dst.CloseWrite()
+			if s.halfShut.Swap(true) {
+				return // both directions are done
+			}
+			other := s.client
+			if r.src == s.client {
+				other = s.up
+			}
+			s.lastIO.Store(int64(time.Since(s.start)))
+			_ = other.SetReadDeadline(time.Now().Add(s.idleLimit()))
+			return
+		default:
+			s.setReason(srcGone)
+			s.abort(srcGone)
+			return
+		}
+	}
+}
+
+// idleLimit is how long the session may go without traffic: the route's idle timeout, or the
+// half-close bound once one side has sent FIN, whichever is shorter.
+func (s *session) idleLimit() time.Duration {
+	limit := s.route.IdleTimeout
+	if s.halfShut.Load() {
+		if hc := s.route.halfCloseTimeout(); limit <= 0 || hc < limit {
+			limit = hc
+		}
+	}
+	return limit
+}
+
+// stillActive is called when src's read deadline passed. If bytes moved in either direction
+// since, it moves the deadline on and reports true; otherwise the session is idle.
+func (s *session) stillActive(src *net.TCPConn) bool {
+	limit := s.idleLimit()
+	if limit <= 0 {
+		_ = src.SetReadDeadline(time.Time{})
+		return true
+	}
+	last := s.start.Add(time.Duration(s.lastIO.Load()))
+	if expiry := last.Add(limit); time.Now().Before(expiry) {
+		_ = src.SetReadDeadline(expiry)
+		return true
+	}
+	return false
+}
+
+// finish closes both sockets and writes the access-log line.
+func (s *session) finish() {
+	_ = s.client.Close()
+	s.mu.Lock()
+	up := s.up
+	s.mu.Unlock()
+	if up != nil {
+		_ = up.Close()
+		s.server().Release()
+	}
+	if !s.f.opts.AccessLog {
+		return
+	}
+	reason := EndClientClosed
+	if p := s.reason.Load(); p != nil {
+		reason = *p
+	}
+	attrs := []slog.Attr{
+		slog.String("client", s.client.RemoteAddr().String()),
+		slog.String("backend", backendName(s.route)),
+		slog.String("server", serverName(s.server())),
+		slog.Duration("duration", time.Since(s.start)),
+		slog.Uint64("bytes_to_server", s.toServer.Load()),
+		slog.Uint64("bytes_to_client", s.toClient.Load()),
+		slog.String("end", reason),
+	}
+	s.f.log.LogAttrs(context.Background(), slog.LevelInfo, "session", attrs...)
+}
+
+func backendName(r *Route) string {
+	if r == nil || r.Backend == nil {
+		return ""
+	}
+	return r.Backend.Name
+}
+
+func serverName(s *backend.Server) string {
+	if s == nil {
+		return ""
+	}
+	return s.Name()
+}
+
+func setKeepAlive(c *net.TCPConn, period time.Duration) {
+	if period < 0 {
+		_ = c.SetKeepAlive(false)
+		return
+	}
+	_ = c.SetKeepAlive(true)
+	if period > 0 {
+		_ = c.SetKeepAlivePeriod(period)
+	}
+}
+
+// printable renders a protocol header for a log line.
+func printable(b []byte) string {
+	return string(bytes.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return '.'
+		}
+		return r
+	}, b))
+}
