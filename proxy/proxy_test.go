@@ -48,7 +48,7 @@ func (s *syncBuffer) String() string {
 }
 
 // start runs a frontend on 127.0.0.1:0 in front of addrs and shuts it down when t ends.
-func start(t *testing.T, o FrontendOptions, r Route, addrs ...string) *fixture {
+func start(t testing.TB, o FrontendOptions, r Route, addrs ...string) *fixture {
 	t.Helper()
 	b := &backend.Backend{Name: "test"}
 	for i, a := range addrs {

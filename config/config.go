@@ -1,0 +1,336 @@
+// Package config owns amqplb's configuration: the types, loading them from
+// TOML (and, by import, from haproxy.cfg syntax), their defaults, and their
+// validation. Every error names the file and, where it can be found, the line,
+// so that a user can fix the file from the message alone.
+//
+// config is imported only by cmd. Other packages take plain option structs
+// that cmd builds from a Config; they must not import this package, and this
+// package must not import them.
+package config
+
+import "time"
+
+// Defaults for keys that are not written in the file. An explicitly written
+// zero or false is kept: only absent keys get these values.
+const (
+	DefaultMaxConnections = 10000            // global.max_connections
+	DefaultDrainTimeout   = 30 * time.Second // global.drain_timeout
+	DefaultLogLevel       = "info"           // global.log_level
+	DefaultLogFormat      = "text"           // global.log_format
+	DefaultAccessLog      = true             // global.access_log
+	DefaultAdminListen    = "127.0.0.1:8404" // admin.listen
+
+	DefaultMode = "amqp" // frontend.mode
+
+	DefaultBalance        = "roundrobin"     // backend.balance
+	DefaultConnectTimeout = 5 * time.Second  // backend.connect_timeout
+	DefaultRetries        = 3                // backend.retries
+	DefaultRedispatch     = true             // backend.redispatch
+	DefaultTCPKeepalive   = 30 * time.Second // backend.tcp_keepalive
+	DefaultOnMarkedDown   = "keep"           // backend.on_marked_down
+
+	DefaultCheckType         = "amqp"                 // backend.health_check.type
+	DefaultCheckInterval     = 2 * time.Second        // backend.health_check.interval
+	DefaultCheckFastInterval = 500 * time.Millisecond // backend.health_check.fast_interval
+	DefaultCheckDownInterval = 2 * time.Second        // backend.health_check.down_interval
+	DefaultCheckTimeout      = 1 * time.Second        // backend.health_check.timeout
+	DefaultCheckRise         = 2                      // backend.health_check.rise
+	DefaultCheckFall         = 3                      // backend.health_check.fall
+	DefaultCheckVHost        = "/"                    // backend.health_check.vhost
+	DefaultCheckUsername     = "guest"                // backend.health_check.username
+	DefaultCheckPassword     = "guest"                // backend.health_check.password
+	DefaultManagementPort    = 15672                  // backend.health_check.management.port
+
+	DefaultWeight = 1 // backend.server.weight
+
+	// MaxWeight is the largest server weight accepted (as in HAProxy).
+	MaxWeight = 256
+
+	// AMQPHeartbeat is the heartbeat RabbitMQ proposes by default. An idle
+	// timeout shorter than twice this cuts idle but healthy clients.
+	AMQPHeartbeat = 60 * time.Second
+)
+
+// Allowed values of the enumerated keys, in the order messages list them.
+// Treat as constants.
+var (
+	logLevels     = []string{"debug", "info", "warn", "error"}
+	logFormats    = []string{"text", "json"}
+	modes         = []string{"amqp", "tcp"}
+	balances      = []string{"roundrobin", "leastconn", "first", "source", "random"}
+	sendProxies   = []string{"", "v1", "v2"}
+	onMarkedDowns = []string{"keep", "shutdown-sessions"}
+	checkTypes    = []string{"amqp", "amqp-probe", "tcp", "none"}
+)
+
+// Config is a whole amqplb configuration file.
+type Config struct {
+	// File is the path the configuration was loaded from (or the name given
+	// to Parse); messages are prefixed with it.
+	File string `toml:"-"`
+	// Global holds process-wide settings ([global]).
+	Global Global `toml:"global"`
+	// Admin configures the HTTP admin/metrics server ([admin]).
+	Admin Admin `toml:"admin"`
+	// Frontends are the listeners ([[frontend]]); at least one is required.
+	Frontends []Frontend `toml:"frontend"`
+	// Backends are the named sets of brokers ([[backend]]).
+	Backends []Backend `toml:"backend"`
+	// Warnings are things that are valid but probably wrong, each
+	// "FILE:LINE: message" or "FILE: message", sorted by line.
+	Warnings []string `toml:"-"`
+}
+
+// Global holds process-wide settings.
+type Global struct {
+	// MaxConnections is the number of client connections accepted across all
+	// frontends; beyond it new connections are refused. 0 means no limit.
+	// Default 10000.
+	MaxConnections int `toml:"max_connections"`
+	// DrainTimeout is how long SIGTERM/SIGINT waits for sessions to end
+	// before closing them. 0 closes them at once. Default 30s.
+	DrainTimeout time.Duration `toml:"drain_timeout"`
+	// LogLevel is debug, info, warn or error. Default "info".
+	LogLevel string `toml:"log_level"`
+	// LogFormat is text or json. Default "text".
+	LogFormat string `toml:"log_format"`
+	// AccessLog emits one line per client connection when it ends.
+	// Default true.
+	AccessLog bool `toml:"access_log"`
+}
+
+// Admin configures the HTTP server for /metrics, /api/v1/..., /healthz,
+// /readyz and the status page.
+type Admin struct {
+	// Listen is the host:port to serve on; "" disables the admin server.
+	// Default "127.0.0.1:8404".
+	Listen string `toml:"listen"`
+	// Token, when set, is required as "Authorization: Bearer <token>" by the
+	// mutating endpoints. Default "" (no token).
+	Token string `toml:"token"`
+}
+
+// Frontend is one listener whose connections go to one backend.
+type Frontend struct {
+	// Name identifies the frontend in logs and metrics; required, unique.
+	Name string `toml:"name"`
+	// Bind is the host:port to listen on (":5672" for every address);
+	// required.
+	Bind string `toml:"bind"`
+	// Backend is the name of the backend connections go to; required.
+	Backend string `toml:"backend"`
+	// Mode is amqp (the 8-byte AMQP protocol header is checked before a
+	// broker is picked) or tcp (pure passthrough). Default "amqp".
+	Mode string `toml:"mode"`
+	// MaxConnections caps this frontend's client connections; 0 means only
+	// the global limit applies. Default 0.
+	MaxConnections int `toml:"max_connections"`
+	// TLS, when set, terminates TLS on this frontend. Default nil (plain TCP).
+	TLS *TLS `toml:"tls"`
+	// AcceptProxy expects a PROXY protocol (v1 or v2) header from a load
+	// balancer in front. Default false.
+	AcceptProxy bool `toml:"accept_proxy"`
+}
+
+// TLS is a certificate and its private key, as PEM file paths.
+type TLS struct {
+	// Cert is the path of the PEM certificate (chain); required.
+	Cert string `toml:"cert"`
+	// Key is the path of the PEM private key; required.
+	Key string `toml:"key"`
+}
+
+// Backend is a named set of brokers and the policy for using them.
+type Backend struct {
+	// Name identifies the backend; frontends refer to it. Required, unique.
+	Name string `toml:"name"`
+	// Balance is the policy: roundrobin, leastconn, first, source or random.
+	// Default "roundrobin".
+	Balance string `toml:"balance"`
+	// ConnectTimeout bounds one dial to a server; must be > 0. Default 5s.
+	ConnectTimeout time.Duration `toml:"connect_timeout"`
+	// Retries is how many more dials are tried after a failed one. Default 3.
+	Retries int `toml:"retries"`
+	// Redispatch lets a retry go to another server than the failed one.
+	// Default true.
+	Redispatch bool `toml:"redispatch"`
+	// IdleTimeout closes a session with no traffic either way for this long;
+	// 0 means none. Default 0.
+	IdleTimeout time.Duration `toml:"idle_timeout"`
+	// TCPKeepalive is the keepalive period on both sides; 0 disables it.
+	// Default 30s.
+	TCPKeepalive time.Duration `toml:"tcp_keepalive"`
+	// SendProxy writes a PROXY protocol header to the server: "" (none),
+	// "v1" or "v2". Default "".
+	SendProxy string `toml:"send_proxy"`
+	// OnMarkedDown is what happens to a server's sessions when it goes down:
+	// keep or shutdown-sessions. Default "keep".
+	OnMarkedDown string `toml:"on_marked_down"`
+	// Slowstart ramps a server's weight up over this long after it comes up;
+	// 0 means at once. Default 0.
+	Slowstart time.Duration `toml:"slowstart"`
+	// HealthCheck configures active checks of the servers.
+	HealthCheck HealthCheck `toml:"health_check"`
+	// Servers are the brokers ([[backend.server]]).
+	Servers []Server `toml:"server"`
+}
+
+// HealthCheck configures the active checks of a backend's servers.
+type HealthCheck struct {
+	// Type is amqp (full handshake), amqp-probe (protocol header up to
+	// Connection.Start), tcp (connect only) or none. Default "amqp".
+	Type string `toml:"type"`
+	// Interval is the time between checks of a server that is up.
+	// Default 2s.
+	Interval time.Duration `toml:"interval"`
+	// FastInterval is the time between checks while a state change is
+	// pending. Default 500ms.
+	FastInterval time.Duration `toml:"fast_interval"`
+	// DownInterval is the time between checks of a server that is down.
+	// Default 2s.
+	DownInterval time.Duration `toml:"down_interval"`
+	// Timeout bounds one check; must be > 0 unless Type is none. Default 1s.
+	Timeout time.Duration `toml:"timeout"`
+	// Rise is the number of consecutive passed checks that bring a server
+	// up; at least 1. Default 2.
+	Rise int `toml:"rise"`
+	// Fall is the number of consecutive failed checks that bring a server
+	// down; at least 1. Default 3.
+	Fall int `toml:"fall"`
+	// VHost is the virtual host the amqp check opens. Default "/".
+	VHost string `toml:"vhost"`
+	// Username for the amqp check and the management API. Default "guest".
+	Username string `toml:"username"`
+	// Password for the amqp check and the management API. When PasswordEnv
+	// is set, the loaded Password is the value of that environment variable.
+	// Default "guest".
+	Password string `toml:"password"`
+	// PasswordEnv names an environment variable holding the password, so
+	// that it need not be written in the file. Default "" (use Password).
+	PasswordEnv string `toml:"password_env"`
+	// Management, when set, also reads the broker's management API.
+	// Default nil (not used).
+	Management *Management `toml:"management"`
+}
+
+// Management configures reading a broker's HTTP management API.
+type Management struct {
+	// Port of the management API on the server's host. Default 15672.
+	Port int `toml:"port"`
+	// Alarms reads /api/health/checks/local-alarms and reports resource
+	// alarms (memory, disk) on the status page. Default false.
+	Alarms bool `toml:"alarms"`
+	// EjectOnAlarm takes a server out of rotation while it has an alarm.
+	// Default false.
+	EjectOnAlarm bool `toml:"eject_on_alarm"`
+}
+
+// Server is one broker of a backend.
+type Server struct {
+	// Name identifies the server within its backend; required, unique there.
+	Name string `toml:"name"`
+	// Address is host:port; host names are re-resolved. Required.
+	Address string `toml:"address"`
+	// Weight is the share of new connections, 0..256; 0 means the server
+	// gets no new connections. Default 1.
+	Weight int `toml:"weight"`
+	// Backup servers are used only when no non-backup server is up.
+	// Default false.
+	Backup bool `toml:"backup"`
+	// MaxConnections caps the connections to this server; 0 means no cap.
+	// Default 0.
+	MaxConnections int `toml:"max_connections"`
+}
+
+// DefaultConfig returns a Config with every documented default and no
+// frontends or backends.
+func DefaultConfig() *Config {
+	c := &Config{}
+	c.setDefaults()
+	return c
+}
+
+// DefaultFrontend returns a Frontend with every documented default.
+func DefaultFrontend() Frontend {
+	var f Frontend
+	f.setDefaults()
+	return f
+}
+
+// DefaultBackend returns a Backend with every documented default, its
+// health check included, and no servers.
+func DefaultBackend() Backend {
+	var b Backend
+	b.setDefaults()
+	return b
+}
+
+// DefaultHealthCheck returns a HealthCheck with every documented default.
+func DefaultHealthCheck() HealthCheck {
+	var h HealthCheck
+	h.setDefaults()
+	return h
+}
+
+// DefaultManagement returns a Management with every documented default.
+func DefaultManagement() Management {
+	var m Management
+	m.setDefaults()
+	return m
+}
+
+// DefaultServer returns a Server with every documented default.
+func DefaultServer() Server {
+	var s Server
+	s.setDefaults()
+	return s
+}
+
+// defaulter is implemented by the types whose zero value is not their
+// default; the decoder calls it on every value it creates, before filling
+// in the keys the file writes.
+type defaulter interface{ setDefaults() }
+
+func (c *Config) setDefaults() {
+	c.Global = Global{
+		MaxConnections: DefaultMaxConnections,
+		DrainTimeout:   DefaultDrainTimeout,
+		LogLevel:       DefaultLogLevel,
+		LogFormat:      DefaultLogFormat,
+		AccessLog:      DefaultAccessLog,
+	}
+	c.Admin = Admin{Listen: DefaultAdminListen}
+}
+
+func (f *Frontend) setDefaults() { *f = Frontend{Mode: DefaultMode} }
+
+func (b *Backend) setDefaults() {
+	*b = Backend{
+		Balance:        DefaultBalance,
+		ConnectTimeout: DefaultConnectTimeout,
+		Retries:        DefaultRetries,
+		Redispatch:     DefaultRedispatch,
+		TCPKeepalive:   DefaultTCPKeepalive,
+		OnMarkedDown:   DefaultOnMarkedDown,
+	}
+	b.HealthCheck.setDefaults()
+}
+
+func (h *HealthCheck) setDefaults() {
+	*h = HealthCheck{
+		Type:         DefaultCheckType,
+		Interval:     DefaultCheckInterval,
+		FastInterval: DefaultCheckFastInterval,
+		DownInterval: DefaultCheckDownInterval,
+		Timeout:      DefaultCheckTimeout,
+		Rise:         DefaultCheckRise,
+		Fall:         DefaultCheckFall,
+		VHost:        DefaultCheckVHost,
+		Username:     DefaultCheckUsername,
+		Password:     DefaultCheckPassword,
+	}
+}
+
+func (m *Management) setDefaults() { *m = Management{Port: DefaultManagementPort} }
+
+func (s *Server) setDefaults() { *s = Server{Weight: DefaultWeight} }

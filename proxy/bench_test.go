@@ -1,0 +1,174 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/amqplb/amqplb/internal/testenv"
+)
+
+// sink reads everything until EOF, then answers one byte so the writer knows all bytes arrived.
+func sink(c net.Conn) {
+	buf := make([]byte, 256<<10)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			break
+		}
+	}
+	_, _ = c.Write([]byte{1})
+}
+
+// BenchmarkThroughput compares bytes/s written straight to a loopback sink with the same
+// through a tcp-mode frontend and through a plain io.Copy proxy, for large and for 128-byte
+// writes (AMQP's small frames).
+// Compare the direct and amqplb figures of one run; absolute numbers depend on the machine.
+func BenchmarkThroughput(b *testing.B) {
+	for _, size := range []struct {
+		name string
+		n    int
+	}{{"large", 256 << 10}, {"128B", 128}} {
+		for _, via := range []string{"direct", "amqplb", "iocopy"} {
+			b.Run(size.name+"/"+via, func(b *testing.B) {
+				fb := testenv.StartFakeBroker(b, sink)
+				addr := fb.Addr()
+				switch via {
+				case "amqplb":
+					fx := start(b, FrontendOptions{Mode: ModeTCP}, Route{}, addr)
+					addr = fx.f.Addr().String()
+				case "iocopy":
+					var stop func()
+					addr, stop = ioCopyProxy(b, addr)
+					defer stop()
+				}
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				buf := make([]byte, size.n)
+				b.SetBytes(int64(size.n))
+				b.ResetTimer()
+				for b.Loop() {
+					if _, err := c.Write(buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+				_ = c.(*net.TCPConn).CloseWrite()
+				if _, err := io.ReadFull(c, buf[:1]); err != nil {
+					b.Fatal(err)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkIdleConnection opens 1,000 connections through a frontend, moves a 64 KiB message
+// each way on every one (so the splice path has been used), leaves them idle and reports what an
+// idle session costs the process: fds and memory per connection, next to a plain io.Copy proxy.
+// The client's and the fake broker's own socket (2 fds a connection) are subtracted; memory
+// includes the test's client and broker goroutines on both sides, which are the same for both.
+func BenchmarkIdleConnection(b *testing.B) {
+	const conns = 1000
+	for _, via := range []string{"amqplb", "iocopy"} {
+		b.Run(via, func(b *testing.B) {
+			for b.Loop() {
+				fb := testenv.StartFakeBroker(b, testenv.Echo)
+				var addr string
+				var stop func()
+				if via == "amqplb" {
+					fx := start(b, FrontendOptions{Mode: ModeTCP}, Route{}, fb.Addr())
+					addr, stop = fx.f.Addr().String(), func() { _ = fx.f.Shutdown(context.Background()) }
+				} else {
+					addr, stop = ioCopyProxy(b, fb.Addr())
+				}
+				runtime.GC()
+				fdBefore, _ := countFDs(b)
+				var ms0, ms1 runtime.MemStats
+				runtime.ReadMemStats(&ms0)
+				msg := make([]byte, 64<<10)
+				var open []net.Conn
+				for range conns {
+					c, err := net.Dial("tcp", addr)
+					if err != nil {
+						b.Fatal(err)
+					}
+					open = append(open, c)
+					if _, err := c.Write(msg); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := io.ReadFull(c, msg); err != nil {
+						b.Fatal(err)
+					}
+				}
+				time.Sleep(100 * time.Millisecond)
+				for range 5 {
+					runtime.GC()
+					time.Sleep(10 * time.Millisecond)
+				}
+				fdAfter, pipes := countFDs(b)
+				runtime.ReadMemStats(&ms1)
+				b.ReportMetric(float64(fdAfter-fdBefore-2*conns)/conns, "proxy-fds/conn")
+				b.ReportMetric(float64(pipes)/conns, "pipe-fds/conn")
+				mem := int64(ms1.HeapInuse+ms1.StackInuse) - int64(ms0.HeapInuse+ms0.StackInuse)
+				b.ReportMetric(float64(mem)/conns, "bytes/conn")
+				for _, c := range open {
+					c.Close()
+				}
+				stop()
+				fb.Close()
+				// Let every socket of this round close before the next round measures.
+				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+					if n, _ := countFDs(b); n <= fdBefore {
+						break
+					}
+				}
+			}
+		})
+	}
+}
+
+// ioCopyProxy is the textbook proxy amqplb's relay replaces: io.Copy each way.
+func ioCopyProxy(b *testing.B, target string) (string, func()) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var all []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			all = append(all, c, s)
+			mu.Unlock()
+			wg.Add(2)
+			go func() { defer wg.Done(); _, _ = io.Copy(s, c); s.(*net.TCPConn).CloseWrite() }()
+			go func() { defer wg.Done(); _, _ = io.Copy(c, s); c.(*net.TCPConn).CloseWrite() }()
+		}
+	}()
+	return ln.Addr().String(), func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range all {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}
+}
