@@ -235,12 +235,13 @@ func TestLoad(t *testing.T) {
 		t.Errorf("Warnings = %q, want none", c.Warnings)
 	}
 
+	// Any other name is haproxy.cfg syntax (see haproxy_test.go).
 	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
 	if err := os.WriteFile(cfg, []byte("global\n  maxconn 100\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, err = Load(cfg)
-	if want := cfg + ": haproxy.cfg import is not supported yet; use a .toml file"; err == nil || err.Error() != want {
+	if want := cfg + ": no listen or frontend section with a bind line: nothing to serve"; err == nil || err.Error() != want {
 		t.Errorf("Load(haproxy.cfg) = %v, want %s", err, want)
 	}
 

@@ -148,6 +148,7 @@ func (s *session) readHeader() ([]byte, bool) {
 	case h != amqpHeader:
 		_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = s.client.Write(amqpHeader[:])
+		lingeringClose(s.client)
 		s.setReason(EndBadHeader)
 		s.f.countRefused(RefusedBadHeader)
 		if ok, n := s.f.throttle.allow(); ok {
@@ -476,6 +477,15 @@ func setKeepAlive(c *net.TCPConn, period time.Duration) {
 	if period > 0 {
 		_ = c.SetKeepAlivePeriod(period)
 	}
+}
+
+// lingeringClose sends FIN and discards what the client still sends for a moment, so that
+// closing a socket with unread input (an HTTP request, say) does not reset the connection before
+// the client has read our reply. Bounded in time and bytes.
+func lingeringClose(c *net.TCPConn) {
+	_ = c.CloseWrite()
+	_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 }
 
 // printable renders a protocol header for a log line.

@@ -1,0 +1,45 @@
+# amqplb — the two commands a newcomer needs:
+#   make run    start a local 3-node RabbitMQ cluster (unless BROKERS is given) and amqplb in front of it
+#   make test   install what the tests need, boot one test cluster, run vet and every test (-race)
+GO      ?= go
+BROKERS ?=
+CLUSTER := $(GO) run ./internal/testenv/cmd/rabbitcluster
+
+.PHONY: all build run test test-unit deps vet fmt-check cluster-up cluster-down bench clean
+
+all: build
+
+build:
+	$(GO) build -o bin/amqplb ./cmd/amqplb
+
+## run: amqplb on 127.0.0.1:5672 in front of BROKERS (host:port,host:port,...) or of a local cluster.
+run: build
+	BROKERS="$(BROKERS)" ./scripts/run.sh
+
+## deps: what the tests need on a fresh Debian machine (RabbitMQ, HAProxy).
+deps:
+	./scripts/install-test-deps.sh
+
+## test: deps, vet, then every test with -race against one freshly booted 3-node cluster.
+test: deps
+	./scripts/test.sh
+
+## test-unit: the fast tests only (no broker needed; broker tests skip).
+test-unit:
+	$(GO) test -race ./...
+
+vet:
+	$(GO) vet ./...
+
+## bench: Go benchmarks (figures, not assertions).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./balancer/ ./proxy/
+
+cluster-up:
+	$(CLUSTER) up -dir $(CURDIR)/.cluster/dev
+
+cluster-down:
+	$(CLUSTER) down -dir $(CURDIR)/.cluster/dev
+
+clean:
+	rm -rf bin

@@ -1,0 +1,640 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rabbitmqCfg is a haproxy.cfg as RabbitMQ guides write it.
+const rabbitmqCfg = `# HAProxy in front of a 3-node RabbitMQ cluster
+global
+    log 127.0.0.1 local0 notice
+    maxconn 4096
+    chroot /var/lib/haproxy
+    user haproxy
+    group haproxy
+    daemon
+    stats socket /run/haproxy/admin.sock mode 660 level admin
+
+defaults
+    log     global
+    mode    tcp
+    option  tcplog
+    option  dontlognull
+    retries 3
+    option  redispatch
+    timeout connect 5s
+    timeout client  3h
+    timeout server  3h
+
+listen rabbitmq_cluster
+    bind *:5672
+    balance roundrobin
+    option tcpka
+    server rmq1 10.0.0.1:5672 check inter 5s rise 2 fall 3
+    server rmq2 10.0.0.2:5672 check inter 5s rise 2 fall 3
+    server rmq3 10.0.0.3:5672 check inter 5s rise 2 fall 3
+
+listen stats
+    bind *:1936
+    mode http
+    stats enable
+    stats uri /
+    stats refresh 5s
+    stats auth admin:secret
+`
+
+// hapBackend is a Backend with amqplb's defaults and the given name and
+// servers, each of weight 1.
+func hapBackend(name string, addrs ...string) Backend {
+	b := DefaultBackend()
+	b.Name = name
+	for i, a := range addrs {
+		b.Servers = append(b.Servers, Server{Name: "rmq" + string(rune('1'+i)), Address: a, Weight: 1})
+	}
+	return b
+}
+
+func TestHAProxyRabbitMQ(t *testing.T) {
+	got, err := parseHAProxy("haproxy.cfg", []byte(rabbitmqCfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := hapBackend("rabbitmq_cluster", "10.0.0.1:5672", "10.0.0.2:5672", "10.0.0.3:5672")
+	b.IdleTimeout = 3 * time.Hour
+	b.HealthCheck.Interval = 5 * time.Second
+	want := &Config{
+		File:      "haproxy.cfg",
+		Global:    Global{MaxConnections: 4096, DrainTimeout: 30 * time.Second, LogLevel: "info", LogFormat: "text", AccessLog: true},
+		Admin:     Admin{Listen: "127.0.0.1:8404"},
+		Frontends: []Frontend{{Name: "rabbitmq_cluster", Bind: ":5672", Backend: "rabbitmq_cluster", Mode: "tcp"}},
+		Backends:  []Backend{b},
+		Warnings: []string{
+			"haproxy.cfg:3: ignored: log (amqplb logs to standard error)",
+			"haproxy.cfg:5: ignored: chroot",
+			"haproxy.cfg:6: ignored: user",
+			"haproxy.cfg:7: ignored: group",
+			"haproxy.cfg:8: ignored: daemon (amqplb runs in the foreground)",
+			"haproxy.cfg:9: ignored: stats socket (amqplb serves /metrics and its status page on admin.listen)",
+			"haproxy.cfg:12: ignored: log (amqplb logs to standard error)",
+			"haproxy.cfg:14: ignored: option tcplog (amqplb logs one line per session)",
+			"haproxy.cfg:15: ignored: option dontlognull",
+			"haproxy.cfg:30: ignored: section listen stats (HAProxy's stats page; amqplb serves /metrics and its status page on admin.listen, 127.0.0.1:8404)",
+		},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("import:\n got %+v\nwant %+v\n%s", got, want, ToTOML(got))
+		t.Errorf("warnings:\n%s", strings.Join(got.Warnings, "\n"))
+	}
+
+	// Load picks the importer for any name but *.toml.
+	path := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(rabbitmqCfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.File != path || !reflect.DeepEqual(c.Backends, want.Backends) {
+		t.Errorf("Load(%s) = %+v", path, c)
+	}
+}
+
+func TestHAProxyFrontendBackend(t *testing.T) {
+	src := `global
+	maxconn 20000
+	hard-stop-after 1m
+	crt-base /etc/ssl
+
+defaults
+	mode tcp
+	timeout connect 3000
+	timeout client 2h
+	timeout server 3h
+	maxconn 500
+
+frontend amqp
+	bind 10.0.0.10:5672 accept-proxy
+	bind [::1]:5672,ipv4@127.0.0.1:5673
+	default_backend rabbitmq
+
+frontend amqps
+	bind :5671 ssl crt amqp.pem
+	maxconn 100
+	timeout client 90m
+	default_backend rabbitmq
+
+backend rabbitmq
+	balance leastconn
+	retries 5
+	no option redispatch
+	no option tcpka
+	option tcp-check
+	tcp-check connect
+	timeout check 2s
+	default-server inter 3s fastinter 1s downinter 10s rise 1 fall 2 send-proxy-v2 slowstart 30s on-marked-down shutdown-sessions
+	server rmq1 rabbit-1.internal:5672 check weight 10 maxconn 1000
+	server rmq2 fd00::2:5672 check
+	server rmq3 10.0.0.3:5672 check backup
+`
+	got, err := parseHAProxy("fb.cfg", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := Backend{
+		Name: "rabbitmq", Balance: "leastconn", ConnectTimeout: 3 * time.Second, Retries: 5, Redispatch: false,
+		IdleTimeout: 90 * time.Minute, TCPKeepalive: 0, SendProxy: "v2", OnMarkedDown: "shutdown-sessions",
+		Slowstart: 30 * time.Second,
+		HealthCheck: HealthCheck{
+			Type: "tcp", Interval: 3 * time.Second, FastInterval: time.Second, DownInterval: 10 * time.Second,
+			Timeout: 2 * time.Second, Rise: 1, Fall: 2, VHost: "/", Username: "guest", Password: "guest",
+		},
+		Servers: []Server{
+			{Name: "rmq1", Address: "rabbit-1.internal:5672", Weight: 10, MaxConnections: 1000},
+			{Name: "rmq2", Address: "[fd00::2]:5672", Weight: 1},
+			{Name: "rmq3", Address: "10.0.0.3:5672", Weight: 1, Backup: true},
+		},
+	}
+	want := &Config{
+		File:   "fb.cfg",
+		Global: Global{MaxConnections: 20000, DrainTimeout: time.Minute, LogLevel: "info", LogFormat: "text", AccessLog: true},
+		Admin:  Admin{Listen: "127.0.0.1:8404"},
+		Frontends: []Frontend{
+			{Name: "amqp", Bind: "10.0.0.10:5672", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 500, AcceptProxy: true},
+			{Name: "amqp-2", Bind: "[::1]:5672", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 500},
+			{Name: "amqp-3", Bind: "127.0.0.1:5673", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 500},
+			{Name: "amqps", Bind: ":5671", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 100,
+				TLS: &TLS{Cert: "/etc/ssl/amqp.pem", Key: "/etc/ssl/amqp.pem"}},
+		},
+		Backends: []Backend{b},
+		Warnings: []string{
+			"fb.cfg:9: backend \"rabbitmq\": timeout client 2h is not used: amqplb has one idle_timeout per backend (no traffic either way) and takes the smaller of timeout client and timeout server, 1h30m (line 21)",
+			"fb.cfg:10: backend \"rabbitmq\": timeout server 3h is not used: amqplb has one idle_timeout per backend (no traffic either way) and takes the smaller of timeout client and timeout server, 1h30m (line 21)",
+			"fb.cfg:11: frontend amqp: maxconn 500 now applies to each of its 3 addresses, which become separate frontends",
+			"fb.cfg:15: frontend amqp: bind [::1]:5672 becomes frontend \"amqp-2\" (amqplb has one address per frontend)",
+			"fb.cfg:15: frontend amqp: bind 127.0.0.1:5673 becomes frontend \"amqp-3\" (amqplb has one address per frontend)",
+		},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("import:\n got %+v\nwant %+v\n%s", got, want, ToTOML(got))
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got.Warnings, "\n"), strings.Join(want.Warnings, "\n"))
+	}
+}
+
+func TestHAProxyDefaults(t *testing.T) {
+	src := `defaults base
+	timeout connect 2s
+	retries 1
+	default-server inter 4s rise 3
+
+defaults
+	timeout connect 7s
+
+listen a
+	bind :5672
+	server rmq1 h1:5672 check
+	server rmq2 h2:5672 check
+
+listen b from base
+	bind :5673
+	default-server fall 5
+	server rmq1 h1:5672 check inter 4s rise 3
+	server rmq2 h2:5672 check
+	default-server weight 7
+	server rmq3 h3:5672 check
+`
+	c, err := parseHAProxy("d.cfg", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a: only the second (unnamed) defaults applies: it resets the first.
+	a := c.Backends[0]
+	if a.ConnectTimeout != 7*time.Second || a.Retries != DefaultRetries || a.HealthCheck.Interval != DefaultCheckInterval || a.HealthCheck.Rise != DefaultCheckRise {
+		t.Errorf("listen a: %+v", a)
+	}
+	// b: from base, plus its own default-server for the servers after it.
+	b := c.Backends[1]
+	h := b.HealthCheck
+	if b.ConnectTimeout != 2*time.Second || b.Retries != 1 || h.Interval != 4*time.Second || h.Rise != 3 || h.Fall != 5 {
+		t.Errorf("listen b: %+v", b)
+	}
+	if w := []int{b.Servers[0].Weight, b.Servers[1].Weight, b.Servers[2].Weight}; !reflect.DeepEqual(w, []int{1, 1, 7}) {
+		t.Errorf("listen b weights = %v, want [1 1 7]", w)
+	}
+	if c.Warnings != nil {
+		t.Errorf("Warnings = %q, want none", c.Warnings)
+	}
+}
+
+func TestHAProxyIdleTimeout(t *testing.T) {
+	tests := []struct {
+		lines string
+		want  time.Duration
+	}{
+		{"", 0},
+		{"\ttimeout client 2h\n", 2 * time.Hour},
+		{"\ttimeout server 4h\n", 4 * time.Hour},
+		{"\ttimeout client 5h\n\ttimeout server 4h\n", 4 * time.Hour},
+		// HAProxy applies tunnel instead of both once a session is established.
+		{"\ttimeout client 1m\n\ttimeout server 1m\n\ttimeout tunnel 8h\n", 8 * time.Hour},
+	}
+	for _, tt := range tests {
+		c, err := parseHAProxy("i.cfg", []byte(hapListen+tt.lines))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Backends[0].IdleTimeout; got != tt.want {
+			t.Errorf("%q: idle_timeout = %v, want %v", tt.lines, got, tt.want)
+		}
+	}
+}
+
+func TestParseHAProxyTime(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		err  string
+	}{
+		{in: "5000", want: 5 * time.Second},
+		{in: "0", want: 0},
+		{in: "250us", want: 250 * time.Microsecond},
+		{in: "100ms", want: 100 * time.Millisecond},
+		{in: "5s", want: 5 * time.Second},
+		{in: "30m", want: 30 * time.Minute},
+		{in: "3h", want: 3 * time.Hour},
+		{in: "1d", want: 24 * time.Hour},
+		{in: "", err: `invalid time "" (a number with an optional unit us, ms, s, m, h or d; a bare number is milliseconds)`},
+		{in: "5 s", err: `invalid time "5 s" (a number with an optional unit us, ms, s, m, h or d; a bare number is milliseconds)`},
+		{in: "1.5s", err: `invalid time "1.5s" (a number with an optional unit us, ms, s, m, h or d; a bare number is milliseconds)`},
+		{in: "-1s", err: `invalid time "-1s" (a number with an optional unit us, ms, s, m, h or d; a bare number is milliseconds)`},
+		{in: "5sec", err: `invalid time "5sec" (a number with an optional unit us, ms, s, m, h or d; a bare number is milliseconds)`},
+		{in: "s", err: `invalid time "s" (a number with an optional unit us, ms, s, m, h or d; a bare number is milliseconds)`},
+		{in: "999999999d", err: `time "999999999d" is too large`},
+	}
+	for _, tt := range tests {
+		got, err := parseHAProxyTime(tt.in)
+		switch {
+		case tt.err != "" && (err == nil || err.Error() != tt.err):
+			t.Errorf("parseHAProxyTime(%q) error = %v, want %s", tt.in, err, tt.err)
+		case tt.err == "" && (err != nil || got != tt.want):
+			t.Errorf("parseHAProxyTime(%q) = %v, %v, want %v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestSplitWords(t *testing.T) {
+	t.Setenv("AMQPLB_TEST_HOST", "10.0.0.9")
+	tests := []struct {
+		in   string
+		want []string
+		err  string
+	}{
+		{in: "", want: nil},
+		{in: "   # only a comment", want: nil},
+		{in: "\tserver  rmq1\t10.0.0.1:5672 check # first node", want: []string{"server", "rmq1", "10.0.0.1:5672", "check"}},
+		{in: `log-format "%ci:%cp [%t]"`, want: []string{"log-format", "%ci:%cp [%t]"}},
+		{in: `description 'a # b' c\ d`, want: []string{"description", "a # b", "c d"}},
+		{in: `x "" y`, want: []string{"x", "", "y"}},
+		{in: `bind "${AMQPLB_TEST_HOST}:5672"`, want: []string{"bind", "10.0.0.9:5672"}},
+		{in: `bind ${AMQPLB_TEST_HOST}:5672 '${AMQPLB_TEST_HOST}'`, want: []string{"bind", "10.0.0.9:5672", "${AMQPLB_TEST_HOST}"}},
+		{in: `description "unterminated`, err: `unmatched " quote`},
+		{in: `bind ${HOST:5672`, err: `unterminated ${ in "${HOST:5672"`},
+	}
+	for _, tt := range tests {
+		got, err := splitWords(tt.in)
+		if err != tt.err || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("splitWords(%q) = %q, %q; want %q, %q", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+// hapListen is a valid listen section to which tests add lines.
+const hapListen = `listen rabbitmq
+	bind :5672
+	server rmq1 10.0.0.1:5672 check
+	server rmq2 10.0.0.2:5672 check
+`
+
+func TestHAProxyErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want string
+	}{
+		{
+			name: "empty file",
+			src:  "# nothing\n",
+			want: "h.cfg: no listen or frontend section with a bind line: nothing to serve",
+		},
+		{
+			name: "outside any section",
+			src:  "maxconn 10\n" + hapListen,
+			want: "h.cfg:1: maxconn is outside any section (start with global, defaults, listen, frontend or backend)",
+		},
+		{
+			name: "unknown keywords",
+			src:  "global\n\tmaxconn 10\n\tfrobnicate yes\n" + hapListen + "\tbalanse roundrobin\n",
+			want: `h.cfg:3: unknown keyword "frobnicate" in section "global"
+h.cfg:8: unknown keyword "balanse" in section "listen rabbitmq"`,
+		},
+		{
+			name: "unknown option and timeout",
+			src:  hapListen + "\toption turbo\n\ttimeout forever 1s\n",
+			want: `h.cfg:5: unknown option "turbo" in section "listen rabbitmq"
+h.cfg:6: unknown timeout "forever" in section "listen rabbitmq"`,
+		},
+		{
+			name: "mode http in defaults used by a proxy, reported once",
+			src:  "defaults\n\tmode http\n" + hapListen + "listen other\n\tbind :5673\n\tserver rmq1 10.0.0.1:5672\n",
+			want: `h.cfg:2: mode http: amqplb is a layer-4 load balancer; only mode tcp is supported (listen rabbitmq)`,
+		},
+		{
+			name: "mode http in a proxy",
+			src:  hapListen + "\tmode http\n",
+			want: `h.cfg:5: mode http: amqplb is a layer-4 load balancer; only mode tcp is supported (listen rabbitmq)`,
+		},
+		{
+			name: "balance not supported",
+			src:  hapListen + "\tbalance uri\n",
+			want: `h.cfg:5: balance uri is not supported; use one of roundrobin, static-rr, leastconn, first, source, random`,
+		},
+		{
+			name: "bad times and numbers",
+			src:  hapListen + "\ttimeout connect 5 s\n\tretries -1\n\tserver rmq3 10.0.0.3:5672 check inter 2x rise many\n",
+			want: `h.cfg:5: timeout connect: unexpected "s" after "5"
+h.cfg:6: retries: invalid number "-1" (a whole number, 0 or more)
+h.cfg:7: server option inter: invalid time "2x" (a number with an optional unit us, ms, s, m, h or d; a bare number is milliseconds)
+h.cfg:7: server option rise: invalid number "many"`,
+		},
+		{
+			name: "behaviour that cannot be honoured",
+			src: `frontend amqp
+	bind :5672
+	tcp-request connection reject if { src 10.0.0.0/8 }
+	use_backend other if { dst_port 5673 }
+	rate-limit sessions 100
+	default_backend rabbitmq
+backend rabbitmq
+	stick-table type ip size 1m
+	stick on src
+	option ssl-hello-chk
+	tcp-check send PING\r\n
+	server rmq1 10.0.0.1:5672 check ssl verify none
+	server rmq2 10.0.0.2:5672 track rabbitmq/rmq1
+`,
+			want: `h.cfg:3: tcp-request connection: connection rules are not supported
+h.cfg:4: use_backend: content switching is not supported; use default_backend
+h.cfg:5: rate-limit: rate limits are not supported
+h.cfg:8: stick-table: stick tables are not supported (balance source gives affinity)
+h.cfg:9: stick: stick tables are not supported (balance source gives affinity)
+h.cfg:10: option ssl-hello-chk: only AMQP and TCP checks are supported
+h.cfg:11: tcp-check send: custom check scripts are not supported (the check is an AMQP handshake, or with option tcp-check a TCP connect)
+h.cfg:12: server option ssl: TLS to servers is not supported
+h.cfg:12: server option verify: TLS to servers is not supported
+h.cfg:13: server option track: tracking another server's checks is not supported`,
+		},
+		{
+			name: "TLS that cannot be imported",
+			src: `listen rabbitmq
+	bind :5671 ssl crt a.pem ca-file ca.pem verify required
+	bind :5672 ssl crt a.pem crt b.pem
+	bind :5673 ssl
+	bind unix@/run/amqp.sock
+	bind :5674-5680
+	server rmq1 10.0.0.1:5672 check
+	server rmq2 10.0.0.2:5672 check
+`,
+			want: `h.cfg:2: TLS not supported in haproxy.cfg import: bind option ca-file
+h.cfg:2: TLS not supported in haproxy.cfg import: bind option verify required (client certificates)
+h.cfg:3: TLS not supported in haproxy.cfg import: more than one crt
+h.cfg:4: bind :5673 ssl needs crt FILE
+h.cfg:5: bind address unix@/run/amqp.sock: only TCP addresses are supported
+h.cfg:6: bind address :5674-5680: port ranges and offsets are not supported`,
+		},
+		{
+			name: "structure",
+			src: `defaults
+	bind :5672
+frontend amqp
+	bind :5672
+	server rmq1 10.0.0.1:5672
+frontend nobackend
+	bind :5673
+frontend nobind
+	default_backend rabbitmq
+backend rabbitmq
+	bind :5674
+	default_backend x
+	server rmq1 10.0.0.1:5672
+	server rmq2
+listen
+listen x from nowhere
+	bind :5675
+	server rmq1 10.0.0.1:5672
+`,
+			want: `h.cfg:2: bind is not allowed in section "defaults"
+h.cfg:3: frontend amqp has no default_backend
+h.cfg:5: server is not allowed in section "frontend amqp"
+h.cfg:6: frontend nobackend has no default_backend
+h.cfg:8: frontend nobind has no bind line
+h.cfg:11: bind is not allowed in section "backend rabbitmq"
+h.cfg:12: default_backend is not allowed in section "backend rabbitmq"
+h.cfg:14: server needs an address
+h.cfg:15: listen needs a name
+h.cfg:16: listen x: defaults section "nowhere" is not defined before it`,
+		},
+		{
+			name: "send-proxy must agree",
+			src:  hapListen + "\tserver rmq3 10.0.0.3:5672 check send-proxy\n",
+			want: `h.cfg:5: backend "rabbitmq": server "rmq3" and server "rmq1" (line 3) differ in send-proxy; amqplb sets send_proxy per backend`,
+		},
+		{
+			name: "validation errors carry the directive's line",
+			src: `global
+	maxconn 10
+defaults
+	timeout connect 0
+listen rabbitmq
+	bind :99999
+	server rmq1 10.0.0.1:5672 check weight 300
+	server rmq1 10.0.0.2 check rise 0
+listen other
+	bind :5672
+	server rmq1 10.0.0.1:5672
+`,
+			want: `h.cfg:4: backend "rabbitmq": connect_timeout must be greater than 0, not 0s
+h.cfg:4: backend "other": connect_timeout must be greater than 0, not 0s
+h.cfg:6: frontend "rabbitmq": bind ":99999": port must be a number in 1..65535
+h.cfg:7: backend "rabbitmq": server "rmq1": weight 300 out of range 0..256
+h.cfg:8: backend "rabbitmq": duplicate server "rmq1" (first defined at line 7)
+h.cfg:8: backend "rabbitmq": server "rmq1": address "10.0.0.2" is not host:port (e.g. "10.0.0.5:5672")`,
+		},
+		{
+			name: "unmatched quote",
+			src:  hapListen + "\tdescription \"oops\n",
+			want: `h.cfg:5: unmatched " quote`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseHAProxy("h.cfg", []byte(tt.src))
+			if err == nil {
+				t.Fatalf("no error; config %+v", c)
+			}
+			var list ErrorList
+			if !errors.As(err, &list) {
+				t.Fatalf("error %T is not an ErrorList", err)
+			}
+			if got := err.Error(); got != tt.want {
+				t.Errorf("errors:\n%s\nwant:\n%s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestHAProxyWarnings(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []string
+	}{
+		{name: "none", src: hapListen},
+		{
+			name: "harmless directives",
+			src: `global
+	nbthread 4
+	pidfile /run/haproxy.pid
+	tune.bufsize 32768
+	ssl-default-bind-ciphers HIGH
+defaults
+	option http-server-close
+	timeout queue 1m
+	timeout client-fin 30s
+` + hapListen + `	option splice-auto
+	acl internal src 10.0.0.0/8
+	server rmq3 10.0.0.3:5672 check resolvers dns init-addr none port 15672
+`,
+			want: []string{
+				"w.cfg:2: ignored: nbthread (Go schedules on every core)",
+				"w.cfg:3: ignored: pidfile",
+				"w.cfg:4: ignored: tune.bufsize",
+				"w.cfg:5: ignored: ssl-default-bind-ciphers",
+				"w.cfg:7: ignored: option http-server-close (needs mode http)",
+				"w.cfg:8: ignored: timeout queue (amqplb has no queue)",
+				"w.cfg:9: ignored: timeout client-fin (amqplb bounds half-closed sessions itself)",
+				"w.cfg:14: ignored: option splice-auto (amqplb always splices)",
+				"w.cfg:15: ignored: acl (nothing uses it)",
+				"w.cfg:16: ignored: server option resolvers (amqplb re-resolves host names itself)",
+				"w.cfg:16: ignored: server option init-addr (amqplb re-resolves host names itself)",
+				"w.cfg:16: ignored: server option port (the check connects to the server's own address)",
+			},
+		},
+		{
+			name: "skipped sections",
+			src: `userlist admins
+	user admin insecure-password secret
+frontend prometheus
+	bind :8405
+	mode http
+	http-request use-service prometheus-exporter if { path /metrics }
+listen old
+	disabled
+	bind :5673
+` + hapListen,
+			want: []string{
+				"w.cfg:1: ignored: section userlist admins (amqplb has no use for it)",
+				"w.cfg:3: ignored: section frontend prometheus (HAProxy's stats page; amqplb serves /metrics and its status page on admin.listen, 127.0.0.1:8404)",
+				"w.cfg:8: ignored: section listen old (disabled)",
+			},
+		},
+		{
+			name: "approximations",
+			src: `defaults
+	timeout client 1m
+	timeout server 1m
+listen rabbitmq
+	bind :5672
+	balance static-rr
+	option httpchk GET /api/health/checks/alarms
+	http-check expect status 200
+	server rmq1 10.0.0.1:5672 check inter 5s
+	server rmq2 10.0.0.2:5672 check inter 2s fall 5 slowstart 10s
+	server rmq3 10.0.0.3:5672 disabled
+`,
+			want: []string{
+				`w.cfg:3: backend "rabbitmq": idle_timeout 1m is shorter than twice the 1m AMQP heartbeat; idle clients will be cut`,
+				"w.cfg:6: balance static-rr is imported as roundrobin (weights changed at run time take effect at once)",
+				`w.cfg:7: backend "rabbitmq": option httpchk is replaced by amqplb's AMQP handshake check`,
+				"w.cfg:8: ignored: http-check expect (the check is an AMQP handshake)",
+				`w.cfg:10: backend "rabbitmq": server "rmq2" has inter 2s but server "rmq1" (line 9) has 5s; amqplb has one value per backend and takes the first server's`,
+				`w.cfg:10: backend "rabbitmq": server "rmq2" has fall 5 but server "rmq1" (line 9) has none; amqplb has one value per backend and takes the first server's`,
+				`w.cfg:10: backend "rabbitmq": server "rmq2" has slowstart 10s but server "rmq1" (line 9) has none; amqplb has one value per backend and takes the first server's`,
+				`w.cfg:11: backend "rabbitmq": server "rmq3" has no check, but amqplb checks every server of a backend whose other servers are checked`,
+				`w.cfg:11: backend "rabbitmq": server "rmq3" is disabled: it starts with weight 0 (amqplb has no maintenance at start; give it a weight over the admin API)`,
+			},
+		},
+		{
+			name: "no checks, one server",
+			src:  "listen rabbitmq\n\tbind :5672\n\tserver rmq1 10.0.0.1:5672\n",
+			want: []string{
+				`w.cfg:1: backend "rabbitmq": health_check: type "none": servers are never checked, so a dead broker stays in rotation`,
+				`w.cfg:1: backend "rabbitmq" has only one server; there is nothing to fail over to`,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseHAProxy("w.cfg", []byte(tt.src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(c.Warnings, tt.want) {
+				t.Errorf("Warnings:\n%s\nwant:\n%s", strings.Join(c.Warnings, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+// TestHAProxyConvert checks what amqplb convert relies on: the TOML that
+// ToTOML writes for an imported file reads back to the same Config.
+func TestHAProxyConvert(t *testing.T) {
+	src := map[string]string{
+		"rabbitmq": rabbitmqCfg,
+		"frontend/backend": `defaults
+	timeout tunnel 1h
+frontend amqp
+	bind :5672,:5673
+	bind 127.0.0.1:5674 ssl crt /etc/ssl/amqp.pem
+	default_backend rabbitmq
+backend rabbitmq
+	balance source
+	option tcp-check
+	default-server check inter 1s send-proxy on-marked-down shutdown-sessions
+	server rmq1 10.0.0.1:5672 weight 0
+	server rmq2 10.0.0.2:5672 backup maxconn 10
+`,
+	}
+	for name, s := range src {
+		t.Run(name, func(t *testing.T) {
+			want, err := parseHAProxy("a.cfg", []byte(s))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := ToTOML(want)
+			got, err := Parse("a.cfg", out)
+			if err != nil {
+				t.Fatalf("ToTOML output does not parse: %v\n%s", err, out)
+			}
+			got.Warnings, want.Warnings = nil, nil
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("round trip:\n got %+v\nwant %+v\n%s", got, want, out)
+			}
+		})
+	}
+}

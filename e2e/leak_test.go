@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/balancer"
+	"github.com/amqplb/amqplb/internal/testenv"
+	"github.com/amqplb/amqplb/proxy"
+)
+
+func openFDs(t testing.TB) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func describeFDs() string {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	var out []string
+	for _, e := range ents {
+		l, _ := os.Readlink("/proc/self/fd/" + e.Name())
+		out = append(out, e.Name()+"="+l)
+	}
+	return strings.Join(out, " ")
+}
+
+// TestNoLeakAfter1000RealConnections runs the proxy in this process, in front of the real
+// cluster, so its goroutines and fds can be counted.
+func TestNoLeakAfter1000RealConnections(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	b := &backend.Backend{Name: "rabbitmq"}
+	for _, n := range c.Nodes {
+		b.Servers = append(b.Servers, backend.NewServer(backend.ServerOptions{Name: n.Name, Address: n.AMQPAddr(), Weight: 1}))
+	}
+	policy, err := balancer.New("roundrobin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := proxy.NewFrontend(proxy.FrontendOptions{
+		Name: "amqp", Bind: "127.0.0.1:0", Mode: proxy.ModeAMQP,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, &proxy.Route{Backend: b, Policy: policy, Retries: 3, Redispatch: true})
+	if err := f.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- f.Serve() }()
+	url := "amqp://guest:guest@" + f.Addr().String() + "/"
+	connectOnce := func() {
+		conn, err := amqp.DialConfig(url, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	connectOnce()
+	settle := func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for f.Stats().Active != 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	settle()
+	fdBase, gBase := openFDs(t), runtime.NumGoroutine()
+	for range 1000 {
+		connectOnce()
+	}
+	settle()
+	var fds, gs int
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		runtime.GC() // closes pipes left in the runtime's splice pool
+		if fds, gs = openFDs(t), runtime.NumGoroutine(); fds <= fdBase && gs <= gBase {
+			break
+		}
+	}
+	if fds > fdBase || gs > gBase {
+		t.Errorf("after 1000 connections: fds %d (baseline %d), goroutines %d (baseline %d); fds: %s",
+			fds, fdBase, gs, gBase, describeFDs())
+	}
+	if got := f.Stats().Total; got != 1001 {
+		t.Errorf("frontend counted %d connections, want 1001", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := f.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSIGTERMRefusesNewConnectsAndDrains(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	l := startLB(t, func(bind string) string {
+		return lbConfig(bind, "roundrobin", nodesAsServers(c), `drain_timeout = "2s"`, "")
+	})
+	conn := l.dial(t)
+	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	t0 := time.Now()
+	if err := l.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// New connects are refused at once, while the open session is still there.
+	waitLog(t, l, 1, "stopping")
+	if nc, err := net.DialTimeout("tcp", l.addr, time.Second); err == nil {
+		nc.Close()
+		t.Error("a new connection was accepted after SIGTERM")
+	}
+	if conn.IsClosed() {
+		t.Error("the open connection was cut at once; it should get drain_timeout")
+	}
+	select {
+	case err := <-l.done:
+		l.done <- err
+		if err != nil {
+			t.Fatalf("amqplb exited with %v, want 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("amqplb did not exit after drain_timeout")
+	}
+	if d := time.Since(t0); d < 1500*time.Millisecond || d > 6*time.Second {
+		t.Errorf("exited after %v, want about drain_timeout (2s)", d)
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Error("the client never saw its connection closed")
+	}
+	waitLog(t, l, 1, "end=shutdown")
+}

@@ -1,0 +1,279 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqplb/amqplb/internal/testenv"
+)
+
+// raceBuild is set when the tests run with -race; the binary under test is then built with it too.
+var raceBuild bool
+
+// binary is the amqplb executable under test, built once in TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "amqplb-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "amqplb")
+	args := []string{"build", "-o", binary}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../cmd/amqplb")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building amqplb:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer collects a process's output safely.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// server is one [[backend.server]] of a generated configuration.
+type server struct {
+	name, addr string
+	weight     int
+	backup     bool
+}
+
+func nodesAsServers(c *testenv.Cluster) []server {
+	var out []server
+	for _, n := range c.Nodes {
+		out = append(out, server{name: n.Name, addr: n.AMQPAddr(), weight: 1})
+	}
+	return out
+}
+
+// lbConfig renders an amqplb.toml with one AMQP frontend on bind and one backend.
+func lbConfig(bind, balance string, servers []server, globalExtra, backendExtra string) string {
+	var b strings.Builder
+	if !strings.Contains(globalExtra, "drain_timeout") {
+		globalExtra += "\ndrain_timeout = \"5s\""
+	}
+	fmt.Fprintf(&b, "[global]\nlog_level = \"debug\"\n%s\n\n", globalExtra)
+	fmt.Fprintf(&b, "[[frontend]]\nname = \"amqp\"\nbind = %q\nbackend = \"rabbitmq\"\n\n", bind)
+	fmt.Fprintf(&b, "[[backend]]\nname = \"rabbitmq\"\nbalance = %q\nconnect_timeout = \"2s\"\n%s\n", balance, backendExtra)
+	fmt.Fprintf(&b, "[backend.health_check]\ntype = \"none\"\n\n")
+	for _, s := range servers {
+		fmt.Fprintf(&b, "[[backend.server]]\nname = %q\naddress = %q\nweight = %d\nbackup = %v\n\n", s.name, s.addr, s.weight, s.backup)
+	}
+	return b.String()
+}
+
+// lb is a running amqplb process.
+type lb struct {
+	cmd  *exec.Cmd
+	addr string
+	log  *syncBuffer
+	done chan error
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startLB writes cfg (made by render with a free frontend address) and runs amqplb on it until
+// the frontend accepts connections. The process is stopped with SIGTERM when t ends, and must
+// exit 0.
+func startLB(t testing.TB, render func(bind string) string) *lb {
+	t.Helper()
+	bind := freeAddr(t)
+	path := filepath.Join(t.TempDir(), "amqplb.toml")
+	if err := os.WriteFile(path, []byte(render(bind)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := &lb{addr: bind, log: &syncBuffer{}, done: make(chan error, 1)}
+	l.cmd = exec.Command(binary, "-f", path)
+	l.cmd.Stdout, l.cmd.Stderr = l.log, l.log
+	if err := l.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { l.done <- l.cmd.Wait() }()
+	t.Cleanup(func() {
+		if err := l.stop(10 * time.Second); err != nil {
+			t.Errorf("amqplb did not stop cleanly: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("amqplb output:\n%s", l.log.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// Not a TCP probe: that would show up as a bad_header session in the log.
+		if strings.Contains(l.log.String(), "amqplb started") {
+			return l
+		}
+		select {
+		case err := <-l.done:
+			t.Fatalf("amqplb exited before serving: %v\n%s", err, l.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("amqplb is not listening on %s:\n%s", bind, l.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits for a zero exit.
+func (l *lb) stop(within time.Duration) error {
+	if l.cmd.ProcessState != nil {
+		return nil
+	}
+	_ = l.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-l.done:
+		l.done <- err
+		return err
+	case <-time.After(within):
+		_ = l.cmd.Process.Kill()
+		return fmt.Errorf("no exit within %v after SIGTERM", within)
+	}
+}
+
+func (l *lb) url() string { return "amqp://guest:guest@" + l.addr + "/" }
+
+// dial opens an AMQP connection through amqplb and closes it when t ends.
+func (l *lb) dial(t testing.TB) *amqp.Connection {
+	t.Helper()
+	c, err := amqp.DialConfig(l.url(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	if err != nil {
+		t.Fatalf("AMQP connect through amqplb: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// brokerCounts asks every node how many client connections it holds.
+func brokerCounts(t testing.TB, c *testenv.Cluster) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, n := range c.Nodes {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		k, err := n.ConnectionCount(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[n.Name] = k
+	}
+	return out
+}
+
+// waitCounts waits until the brokers report want (the management API lags by up to ~1 s).
+func waitCounts(t testing.TB, c *testenv.Cluster, want map[string]int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	var got map[string]int
+	for time.Now().Before(deadline) {
+		got = brokerCounts(t, c)
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("brokers report connections %v, want %v", got, want)
+}
+
+func zeroCounts(c *testenv.Cluster) map[string]int {
+	m := map[string]int{}
+	for _, n := range c.Nodes {
+		m[n.Name] = 0
+	}
+	return m
+}
+
+// mgmt calls node n's management HTTP API as guest.
+func mgmt(t testing.TB, n *testenv.Node, method, path string, out any) {
+	t.Helper()
+	req, err := http.NewRequest(method, n.ManagementURL()+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("guest", "guest")
+	req.Header.Set("X-Reason", "amqplb e2e test")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("%s %s: %s", method, path, resp.Status)
+	}
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// closeBrokerConnections makes node n close the want client connections it holds. The
+// management API's connection list lags behind, so it waits for all of them to be listed.
+func closeBrokerConnections(t testing.TB, n *testenv.Node, want int) {
+	t.Helper()
+	var names []string
+	for deadline := time.Now().Add(15 * time.Second); len(names) < want; time.Sleep(250 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s lists %d client connections, want %d", n.Name, len(names), want)
+		}
+		var conns []struct{ Name, Node string }
+		mgmt(t, n, http.MethodGet, "/api/connections?columns=name,node", &conns)
+		names = names[:0]
+		for _, c := range conns {
+			if c.Node == n.NodeName {
+				names = append(names, c.Name)
+			}
+		}
+	}
+	for _, name := range names {
+		mgmt(t, n, http.MethodDelete, "/api/connections/"+url.PathEscape(name), nil)
+	}
+}

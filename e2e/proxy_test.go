@@ -1,0 +1,293 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqplb/amqplb/internal/testenv"
+)
+
+func TestPublishConfirmConsumeThroughAMQPLB(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	l := startLB(t, func(bind string) string { return lbConfig(bind, "roundrobin", nodesAsServers(c), "", "") })
+	conn := l.dial(t)
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 200))
+	// Small frames, and a few large messages that take amqplb's splice path.
+	var bodies [][]byte
+	for i := range 120 {
+		size := 100 + i
+		if i%40 == 39 {
+			size = 2 << 20
+		}
+		b := make([]byte, size)
+		_, _ = rand.Read(b)
+		bodies = append(bodies, b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, b := range bodies {
+		if err := ch.PublishWithContext(ctx, "", q.Name, false, false, amqp.Publishing{Body: b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range bodies {
+		select {
+		case cf := <-confirms:
+			if !cf.Ack {
+				t.Fatalf("publish %d nacked", cf.DeliveryTag)
+			}
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d confirms arrived", i, len(bodies))
+		}
+	}
+	msgs, err := ch.Consume(q.Name, "", false, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range bodies {
+		select {
+		case m := <-msgs:
+			if !bytes.Equal(m.Body, want) {
+				t.Fatalf("message %d differs (%d bytes, want %d)", i, len(m.Body), len(want))
+			}
+			if err := m.Ack(false); err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d messages consumed", i, len(bodies))
+		}
+	}
+}
+
+func TestRoundRobinLandsEvenlyOnTheBrokers(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	waitCounts(t, c, zeroCounts(c))
+	l := startLB(t, func(bind string) string { return lbConfig(bind, "roundrobin", nodesAsServers(c), "", "") })
+	for range 30 {
+		l.dial(t)
+	}
+	want := map[string]int{}
+	for _, n := range c.Nodes {
+		want[n.Name] = 10
+	}
+	waitCounts(t, c, want)
+}
+
+func TestWeightZeroGetsNothing(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	waitCounts(t, c, zeroCounts(c))
+	servers := nodesAsServers(c)
+	servers[2].weight = 0
+	l := startLB(t, func(bind string) string { return lbConfig(bind, "roundrobin", servers, "", "") })
+	for range 10 {
+		l.dial(t)
+	}
+	waitCounts(t, c, map[string]int{c.Nodes[0].Name: 5, c.Nodes[1].Name: 5, c.Nodes[2].Name: 0})
+}
+
+func TestLeastConnFillsTheLeastLoadedBroker(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	waitCounts(t, c, zeroCounts(c))
+	l := startLB(t, func(bind string) string { return lbConfig(bind, "leastconn", nodesAsServers(c), "", "") })
+	for range 6 {
+		l.dial(t)
+	}
+	two := map[string]int{}
+	for _, n := range c.Nodes {
+		two[n.Name] = 2
+	}
+	waitCounts(t, c, two)
+	// Node 1 closes both its connections; amqplb sees those sessions end, so node 1
+	// is now the least loaded and must get the next two connections.
+	closeBrokerConnections(t, c.Nodes[0], 2)
+	waitCounts(t, c, map[string]int{c.Nodes[0].Name: 0, c.Nodes[1].Name: 2, c.Nodes[2].Name: 2})
+	waitLog(t, l, 2, "msg=session") // amqplb has seen both sessions end
+	l.dial(t)
+	l.dial(t)
+	waitCounts(t, c, two)
+}
+
+func TestBackupOnlyWhileEveryActiveServerIsDown(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	waitCounts(t, c, zeroCounts(c))
+	servers := nodesAsServers(c)
+	servers[2].backup = true
+	l := startLB(t, func(bind string) string {
+		return lbConfig(bind, "roundrobin", servers, "", "retries = 3\nredispatch = true")
+	})
+	for range 4 {
+		l.dial(t)
+	}
+	waitCounts(t, c, map[string]int{c.Nodes[0].Name: 2, c.Nodes[1].Name: 2, c.Nodes[2].Name: 0})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, n := range c.Nodes[:2] {
+		if err := n.StopApp(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both active brokers refuse connections now: new clients land on the backup. (A node
+	// whose app is stopped cannot be asked: its metrics endpoint is down too.)
+	for range 3 {
+		l.dial(t)
+	}
+	backup := c.Nodes[2]
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		n, err := backup.ConnectionCount(ctx)
+		cancel()
+		if err == nil && n == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backup %s holds %d connections (%v), want 3", backup.Name, n, err)
+		}
+	}
+	for _, n := range c.Nodes[:2] {
+		if err := n.StartApp(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Active servers are back: the backup gets nothing more.
+	for range 4 {
+		l.dial(t)
+	}
+	waitCounts(t, c, map[string]int{c.Nodes[0].Name: 2, c.Nodes[1].Name: 2, c.Nodes[2].Name: 3})
+}
+
+func TestStopAppUnderSequentialConnects(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	l := startLB(t, func(bind string) string {
+		return lbConfig(bind, "roundrobin", nodesAsServers(c), "", "retries = 3\nredispatch = true")
+	})
+	victim := c.Nodes[1]
+	stopped := make(chan error, 1)
+	failures := 0
+	var firstErr error
+	for i := range 200 {
+		if i == 40 {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				stopped <- victim.StopApp(ctx)
+			}()
+		}
+		conn, err := amqp.DialConfig(l.url(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+		if err == nil {
+			var ch *amqp.Channel
+			if ch, err = conn.Channel(); err == nil {
+				err = ch.Close()
+			}
+			conn.Close()
+		}
+		if err != nil {
+			failures++
+			if firstErr == nil {
+				firstErr = fmt.Errorf("connect %d: %w", i, err)
+			}
+		}
+		time.Sleep(10 * time.Millisecond) // spread the 200 connects over the stop
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if failures != 0 {
+		t.Errorf("%d of 200 client connects failed; first: %v", failures, firstErr)
+	}
+	if !strings.Contains(l.log.String(), "connect failed") {
+		t.Errorf("the stopped broker was never tried; the test proves nothing")
+	}
+}
+
+func TestNonAMQPClientGetsTheProtocolHeader(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	l := startLB(t, func(bind string) string { return lbConfig(bind, "roundrobin", nodesAsServers(c), "", "") })
+	conn, err := net.Dial("tcp", l.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET / HTTP/1.1\r\nHost: rabbit\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if string(got) != "AMQP\x00\x00\x09\x01" {
+		t.Fatalf("reply = %q, want the AMQP 0-9-1 protocol header", got)
+	}
+	line := waitLog(t, l, 1, "end=bad_header")
+	if !strings.Contains(line, `server=""`) {
+		t.Errorf("a broker was involved: %s", line)
+	}
+}
+
+func TestMaxConnectionsRefusesAndKeepsOthersWorking(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	l := startLB(t, func(bind string) string {
+		return lbConfig(bind, "roundrobin", nodesAsServers(c), "max_connections = 2", "")
+	})
+	a, b := l.dial(t), l.dial(t)
+	if _, err := amqp.DialConfig(l.url(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)}); err == nil {
+		t.Fatal("a third connection got through max_connections = 2")
+	}
+	for _, conn := range []*amqp.Connection{a, b} {
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatalf("existing connection broken: %v", err)
+		}
+		q, err := ch.QueueDeclare("", false, true, true, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.Publish("", q.Name, false, false, amqp.Publishing{Body: []byte("still here")}); err != nil {
+			t.Fatal(err)
+		}
+		ch.Close()
+	}
+	waitLog(t, l, 1, "global max_connections reached")
+}
+
+// waitLog waits until amqplb's log has at least n lines containing s and returns the first.
+func waitLog(t testing.TB, l *lb, n int, s string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var hits []string
+		for _, line := range strings.Split(l.log.String(), "\n") {
+			if strings.Contains(line, s) {
+				hits = append(hits, line)
+			}
+		}
+		if len(hits) >= n {
+			return hits[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("amqplb logged %d lines with %q, want %d", len(hits), s, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,100 @@
+// Package healthcheck owns the active checks of brokers: checkers that ask a server whether it
+// really serves AMQP (a full handshake, a probe of the first reply, or a TCP connect), the
+// Result they give, with the broker's own reply code and a short human reason, and the rise/fall
+// rules that turn results into state changes.
+//
+// A checker does one check and returns; it keeps no state between checks, holds no connection
+// open afterwards and leaves no goroutine behind. Policy is the pure core of the monitor: given
+// a server's Health and a result, the next Health and when to check again. The monitor loop that
+// schedules checks and changes a backend.Server's state belongs here too (not written yet). The
+// package never touches sessions, balancing or HTTP.
+package healthcheck
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// DefaultTimeout bounds a whole check when a checker's Timeout is zero.
+const DefaultTimeout = time.Second
+
+// Result is the outcome of one check.
+type Result struct {
+	// OK reports whether the server passed.
+	OK bool
+	// Reason is short and human, for the status page and logs: "AMQP handshake ok",
+	// "connection refused", "timeout after 500ms waiting for Connection.Start",
+	// "broker closed: 403 ACCESS_REFUSED - Login was refused ...".
+	Reason string
+	// Code is the reply code of a Connection.Close the broker sent (403, 530, 541, 320 ...),
+	// or 0 if it sent none.
+	Code int
+	// Duration is how long the check took, connect included.
+	Duration time.Duration
+	// At is when the check started.
+	At time.Time
+}
+
+// Checker checks one server. Check is bounded as a whole by ctx and by the checker's own
+// timeout, whichever ends first, and always returns a Result (never blocks past them).
+// Checkers are safe for concurrent use.
+type Checker interface {
+	Check(ctx context.Context, addr string) Result
+}
+
+// Kinds of checker, as named by the health_check.type configuration key.
+const (
+	// KindAMQP is a full AMQP handshake up to Connection.Open-Ok, then a clean close.
+	KindAMQP = "amqp"
+	// KindAMQPProbe sends the protocol header and waits for Connection.Start only.
+	KindAMQPProbe = "amqp-probe"
+	// KindTCP only connects.
+	KindTCP = "tcp"
+	// KindNone checks nothing: the server is always up.
+	KindNone = "none"
+)
+
+// Options configure a checker made by NewChecker. Zero values mean the checker's defaults.
+type Options struct {
+	// Timeout bounds a whole check (connect included); 0 means DefaultTimeout.
+	Timeout time.Duration
+	// VHost, Username and Password are used by KindAMQP; see AMQPChecker.
+	VHost, Username, Password string
+}
+
+// NewChecker returns the checker of the given kind (one of the Kind constants; "" means
+// KindAMQP). For KindNone it returns a nil Checker: the server is always up and nothing is
+// checked.
+func NewChecker(kind string, o Options) (Checker, error) {
+	switch kind {
+	case KindAMQP, "":
+		return &AMQPChecker{VHost: o.VHost, Username: o.Username, Password: o.Password, Timeout: o.Timeout}, nil
+	case KindAMQPProbe:
+		return &ProbeChecker{Timeout: o.Timeout}, nil
+	case KindTCP:
+		return &TCPChecker{Timeout: o.Timeout}, nil
+	case KindNone:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("unknown health check type %q (want %s, %s, %s or %s)", kind, KindAMQP, KindAMQPProbe, KindTCP, KindNone)
+}
+
+func timeoutOr(d time.Duration) time.Duration {
+	if d <= 0 {
+		return DefaultTimeout
+	}
+	return d
+}
+
+// TCPChecker passes a server that accepts a TCP connection, which a hung or booting broker
+// still does; prefer AMQPChecker.
+type TCPChecker struct {
+	// Timeout bounds the connect; 0 means DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Check implements Checker.
+func (c *TCPChecker) Check(ctx context.Context, addr string) Result {
+	return run(ctx, addr, timeoutOr(c.Timeout), "TCP connect ok", nil)
+}

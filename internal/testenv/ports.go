@@ -1,0 +1,54 @@
+package testenv
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+)
+
+// Port ranges. They sit below Linux's default ephemeral range (32768-60999), so
+// an outgoing connection never takes a port of ours between allocation and the
+// node's bind. Distribution ports are kept low because rabbitmqctl listens on
+// DistPort+10000..DistPort+10010 for its own Erlang distribution.
+const (
+	distPortMin, distPortMax = 10000, 12000
+	portMin, portMax         = 22100, 32700
+)
+
+// portAllocator hands out distinct free loopback ports.
+type portAllocator struct {
+	taken map[int]bool
+}
+
+func newPortAllocator() *portAllocator { return &portAllocator{taken: map[int]bool{}} }
+
+// reserve marks a fixed port as used.
+func (a *portAllocator) reserve(p int) { a.taken[p] = true }
+
+func (a *portAllocator) dist() (int, error) { return a.pick(distPortMin, distPortMax) }
+func (a *portAllocator) port() (int, error) { return a.pick(portMin, portMax) }
+
+func (a *portAllocator) pick(lo, hi int) (int, error) {
+	for range 200 {
+		p := lo + rand.IntN(hi-lo)
+		if a.taken[p] || a.taken[p+10000] || !portFree(p) {
+			continue
+		}
+		a.taken[p] = true
+		return p, nil
+	}
+	return 0, fmt.Errorf("no free port in %d-%d", lo, hi)
+}
+
+// portFree reports whether nothing listens on port, on loopback or wildcard.
+func portFree(p int) bool {
+	for _, host := range []string{"127.0.0.1", "0.0.0.0"} {
+		l, err := net.Listen("tcp4", net.JoinHostPort(host, strconv.Itoa(p)))
+		if err != nil {
+			return false
+		}
+		l.Close()
+	}
+	return true
+}

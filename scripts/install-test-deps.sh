@@ -1,0 +1,47 @@
+#!/bin/sh
+# Installs what amqplb's broker tests need besides Go: RabbitMQ (Debian's
+# rabbitmq-server, run by internal/testenv as local clusters) and HAProxy (the
+# comparison target of the bench and of config import tests).
+#
+# Idempotent and quiet when everything is there. Needs root (or sudo) on Debian
+# or Ubuntu. The package's own service is not used: on machines with an init
+# system that starts it, it is stopped and disabled so that it holds no port.
+set -eu
+
+missing=""
+for pkg in rabbitmq-server haproxy; do
+	if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
+		missing="$missing $pkg"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null 2>&1 || { echo "install-test-deps: need root to install:$missing" >&2; exit 1; }
+	SUDO="sudo"
+fi
+
+echo "install-test-deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Keep the packages' init scripts from starting services during install
+# (no effect where no service manager runs).
+policy=/usr/sbin/policy-rc.d
+made_policy=""
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+	$SUDO chmod 755 "$policy"
+	made_policy=1
+fi
+cleanup() { [ -n "$made_policy" ] && $SUDO rm -f "$policy"; }
+trap cleanup EXIT
+
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+
+# A service the package started anyway (systemd) would take 5672 and 4369.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+	$SUDO systemctl disable --now rabbitmq-server haproxy >/dev/null 2>&1 || true
+fi
+echo "install-test-deps: done" >&2
