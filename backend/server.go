@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -54,30 +55,135 @@ type ServerOptions struct {
 	Backup bool
 	// MaxConnections caps the server's concurrent sessions; 0 means no cap.
 	MaxConnections int
+	// Slowstart ramps the effective weight linearly up to Weight over this long after the
+	// server comes back up; 0 means no ramp.
+	Slowstart time.Duration
+}
+
+// Admin is the operator's say over a server, set through the admin API.
+type Admin int32
+
+// Operator states. AdminReady leaves the server to its health checks.
+const (
+	// AdminReady: the health checks decide whether the server is up.
+	AdminReady Admin = iota
+	// AdminDrain: no new connections; existing ones stay; checks go on.
+	AdminDrain
+	// AdminMaint: no new connections and no checks.
+	AdminMaint
+)
+
+// String returns "ready", "drain" or "maint", the words of the admin API.
+func (a Admin) String() string {
+	switch a {
+	case AdminDrain:
+		return "drain"
+	case AdminMaint:
+		return "maint"
+	}
+	return "ready"
+}
+
+// ParseAdmin maps "ready", "drain" or "maint" to an Admin state.
+func ParseAdmin(s string) (Admin, error) {
+	switch s {
+	case "ready":
+		return AdminReady, nil
+	case "drain":
+		return AdminDrain, nil
+	case "maint":
+		return AdminMaint, nil
+	}
+	return 0, fmt.Errorf("unknown state %q (want ready, drain or maint)", s)
+}
+
+// Check failure kinds: the low-cardinality reason label of amqplb_health_check_failures_total.
+const (
+	FailTimeout  = "timeout"  // no answer in time (hung, paused, overloaded)
+	FailRefused  = "refused"  // TCP connect refused
+	FailReset    = "reset"    // connection reset or closed early
+	FailAuth     = "auth"     // broker refused the login (403)
+	FailVHost    = "vhost"    // vhost missing or not allowed (530)
+	FailClosed   = "closed"   // broker closed the connection with another code (320, 541, ...)
+	FailProtocol = "protocol" // not AMQP 0-9-1, garbage, wrong port
+	FailAlarm    = "alarm"    // a resource alarm, with eject_on_alarm
+	FailPassive  = "passive"  // a client session failed to connect
+	FailOther    = "other"    // anything else
+)
+
+// FailureKinds lists every failure kind, in a fixed order.
+var FailureKinds = []string{FailTimeout, FailRefused, FailReset, FailAuth, FailVHost, FailClosed, FailProtocol, FailAlarm, FailPassive, FailOther}
+
+// CheckBuckets are the upper bounds, in seconds, of the check-duration histogram.
+var CheckBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
+
+// CheckResult is the outcome of one health check of a server, kept for the admin API.
+type CheckResult struct {
+	// OK reports whether the check passed.
+	OK bool
+	// Kind classifies a failure (one of FailureKinds); empty when OK.
+	Kind string
+	// Reason is short and human: "AMQP handshake ok", "connection refused", "broker closed: 403 ...".
+	Reason string
+	// Code is the broker's reply code (403, 530, 541, 320, ...), 0 when the broker gave none.
+	Code int
+	// Duration is how long the check took.
+	Duration time.Duration
+	// At is when the check finished.
+	At time.Time
 }
 
 // Server is one broker of a backend. Every field that changes at run time is an atomic, so
 // balancers, sessions, checks and the admin API read and change it without locks.
+//
+// Its State combines two inputs: health (up or down, set by checks) and the operator's Admin
+// state (ready, drain, maint), which takes precedence. A server can also be suspect: a session
+// failed to connect to it, so it gets no new connections until a check passes again.
 type Server struct {
-	name    string
-	address string
-	backup  bool
-	maxConn int64
+	name      string
+	address   string
+	backup    bool
+	maxConn   int64
+	slowstart time.Duration
 
-	weight atomic.Int32
-	state  atomic.Int32
+	weight  atomic.Int32
+	down    atomic.Bool // health: true once checks took it down
+	admin   atomic.Int32
+	suspect atomic.Bool
+	upSince atomic.Int64 // unix nanos of the last transition to up; 0 = up since start (no ramp)
+	check   atomic.Pointer[CheckResult]
+	stateMu sync.Mutex // serialises state changes so transitions are counted exactly once
 
 	active        atomic.Int64
 	total         atomic.Uint64
 	connectErrors atomic.Uint64
 	bytesToServer atomic.Uint64
 	bytesToClient atomic.Uint64
+	transitions   [numStates]atomic.Uint64
+	failures      [10]atomic.Uint64 // indexed like FailureKinds
+	checkHist     checkHistogram
 }
+
+// checkHistogram counts check durations in CheckBuckets, lock-free.
+type checkHistogram struct {
+	counts [13]atomic.Uint64 // one per bucket, then +Inf
+	sumNs  atomic.Int64
+}
+
+// CheckHistogram is a snapshot of a server's check durations: cumulative counts per bucket
+// of CheckBuckets (as Prometheus wants them), the total count and the sum in seconds.
+type CheckHistogram struct {
+	Buckets map[float64]uint64
+	Count   uint64
+	Sum     float64
+}
+
+const numStates = 4
 
 // NewServer returns a server in StateUp with the given options. Weights outside 0..MaxWeight
 // are clamped; config validation rejects them before they get here.
 func NewServer(o ServerOptions) *Server {
-	s := &Server{name: o.Name, address: o.Address, backup: o.Backup, maxConn: int64(max(o.MaxConnections, 0))}
+	s := &Server{name: o.Name, address: o.Address, backup: o.Backup, maxConn: int64(max(o.MaxConnections, 0)), slowstart: o.Slowstart}
 	s.SetWeight(o.Weight)
 	return s
 }
@@ -100,22 +206,177 @@ func (s *Server) Weight() int { return int(s.weight.Load()) }
 // SetWeight changes the weight, clamped to 0..MaxWeight.
 func (s *Server) SetWeight(w int) { s.weight.Store(int32(min(max(w, 0), MaxWeight))) }
 
-// EffectiveWeight is the weight balancers use for new connections.
-func (s *Server) EffectiveWeight() int { return int(s.weight.Load()) }
+// EffectiveWeight is the weight balancers use for new connections: the weight, ramped up
+// linearly from 1 over the slow-start period after the server came back up.
+func (s *Server) EffectiveWeight() int {
+	w := int(s.weight.Load())
+	if s.slowstart <= 0 || w == 0 {
+		return w
+	}
+	since := s.upSince.Load()
+	if since == 0 {
+		return w
+	}
+	elapsed := time.Duration(time.Now().UnixNano() - since)
+	if elapsed >= s.slowstart {
+		return w
+	}
+	return max(1, int(int64(w)*int64(elapsed)/int64(s.slowstart)))
+}
 
-// State returns the current state.
-func (s *Server) State() State { return State(s.state.Load()) }
+// State returns the current state: maint or drain when an operator says so, else up or down.
+func (s *Server) State() State {
+	switch Admin(s.admin.Load()) {
+	case AdminMaint:
+		return StateMaint
+	case AdminDrain:
+		return StateDrain
+	}
+	if s.down.Load() {
+		return StateDown
+	}
+	return StateUp
+}
 
-// SetState changes the state and returns the previous one.
-func (s *Server) SetState(st State) State { return State(s.state.Swap(int32(st))) }
+// change applies f under the state lock and counts a transition if the State changed.
+func (s *Server) change(f func()) (from, to State) {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	from = s.State()
+	f()
+	to = s.State()
+	if to != from {
+		s.transitions[to].Add(1)
+		if to == StateUp {
+			s.upSince.Store(time.Now().UnixNano())
+		}
+	}
+	return from, to
+}
+
+// SetHealth records the checks' verdict and returns the State before and after.
+func (s *Server) SetHealth(up bool) (from, to State) {
+	return s.change(func() {
+		s.down.Store(!up)
+		if up {
+			s.suspect.Store(false)
+		}
+	})
+}
+
+// Healthy reports the checks' verdict, whatever the operator's state.
+func (s *Server) Healthy() bool { return !s.down.Load() }
+
+// Admin returns the operator's state.
+func (s *Server) Admin() Admin { return Admin(s.admin.Load()) }
+
+// SetAdmin sets the operator's state and returns the State before and after.
+func (s *Server) SetAdmin(a Admin) (from, to State) {
+	return s.change(func() { s.admin.Store(int32(a)) })
+}
+
+// SetState forces a State: up (ready and healthy), down (unhealthy), drain or maint.
+// It exists for tests and tools; the checks use SetHealth and operators SetAdmin.
+func (s *Server) SetState(st State) State {
+	from, _ := s.change(func() {
+		switch st {
+		case StateUp:
+			s.admin.Store(int32(AdminReady))
+			s.down.Store(false)
+		case StateDown:
+			s.admin.Store(int32(AdminReady))
+			s.down.Store(true)
+		case StateDrain:
+			s.admin.Store(int32(AdminDrain))
+		case StateMaint:
+			s.admin.Store(int32(AdminMaint))
+		}
+	})
+	return from
+}
+
+// Transitions returns how many times the server entered state to.
+func (s *Server) Transitions(to State) uint64 {
+	if to < 0 || int(to) >= numStates {
+		return 0
+	}
+	return s.transitions[to].Load()
+}
+
+// MarkSuspect takes the server out of rotation for new connections until a check passes
+// (passive detection after a failed dial). It reports whether the server was not suspect before.
+func (s *Server) MarkSuspect() bool { return !s.suspect.Swap(true) }
+
+// Suspect reports whether a failed dial took the server out of rotation.
+func (s *Server) Suspect() bool { return s.suspect.Load() }
+
+// ClearSuspect puts a suspect server back into rotation.
+func (s *Server) ClearSuspect() { s.suspect.Store(false) }
+
+// SetCheck records a check result: it becomes LastCheck, its duration goes into the
+// histogram and a failure is counted by its Kind.
+func (s *Server) SetCheck(r CheckResult) {
+	s.check.Store(&r)
+	s.observeCheck(r.Duration)
+	if !r.OK {
+		s.CountFailure(r.Kind)
+	}
+}
+
+// CountFailure counts a failure of the given kind (FailOther if unknown) without a check result,
+// e.g. a passive failure.
+func (s *Server) CountFailure(kind string) {
+	for i, k := range FailureKinds {
+		if k == kind {
+			s.failures[i].Add(1)
+			return
+		}
+	}
+	s.failures[len(FailureKinds)-1].Add(1)
+}
+
+// Failures returns the failure count of each kind in FailureKinds.
+func (s *Server) Failures() map[string]uint64 {
+	m := make(map[string]uint64, len(FailureKinds))
+	for i, k := range FailureKinds {
+		m[k] = s.failures[i].Load()
+	}
+	return m
+}
+
+func (s *Server) observeCheck(d time.Duration) {
+	sec := d.Seconds()
+	i := 0
+	for i < len(CheckBuckets) && sec > CheckBuckets[i] {
+		i++
+	}
+	s.checkHist.counts[i].Add(1)
+	s.checkHist.sumNs.Add(int64(d))
+}
+
+// CheckDurations returns the check-duration histogram.
+func (s *Server) CheckDurations() CheckHistogram {
+	h := CheckHistogram{Buckets: make(map[float64]uint64, len(CheckBuckets))}
+	var cum uint64
+	for i, ub := range CheckBuckets {
+		cum += s.checkHist.counts[i].Load()
+		h.Buckets[ub] = cum
+	}
+	h.Count = cum + s.checkHist.counts[len(CheckBuckets)].Load()
+	h.Sum = time.Duration(s.checkHist.sumNs.Load()).Seconds()
+	return h
+}
+
+// LastCheck returns the last check result, or nil before the first check.
+func (s *Server) LastCheck() *CheckResult { return s.check.Load() }
 
 // Full reports whether the server has reached its MaxConnections.
 func (s *Server) Full() bool { return s.maxConn > 0 && s.active.Load() >= s.maxConn }
 
-// Eligible reports whether the server may take a new connection now: it is up, has a
-// weight above zero and a free slot. Balancers pick only among eligible servers.
+// Eligible reports whether the server may take a new connection now: it is up, not suspect,
+// has a weight above zero and a free slot. Balancers pick only among eligible servers.
 func (s *Server) Eligible() bool {
-	return s.State() == StateUp && s.EffectiveWeight() > 0 && !s.Full()
+	return s.State() == StateUp && !s.suspect.Load() && s.weight.Load() > 0 && !s.Full()
 }
 
 // Acquire takes a connection slot. It fails when the server is full, so a race between two

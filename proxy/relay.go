@@ -114,4 +114,3 @@ func (r *relay) step() (int64, error) {
 		return n, err
 	}
 }
-

@@ -9,6 +9,13 @@ cd "$(dirname "$0")/.."
 GO=${GO:-go}
 PKGS=${PKGS:-./...}
 
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cluster/*'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt: these files need formatting:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
 dir=$(mktemp -d "${TMPDIR:-/tmp}/amqplb-test.XXXXXX")
 chmod 755 "$dir" # the nodes run as user rabbitmq when we are root
 bin="$dir/rabbitcluster"

@@ -206,9 +206,10 @@ func waitGroupGone(pg int, bound time.Duration) error {
 
 // Start boots the node (again, after Kill or a cluster stop) with the same
 // directories, ports and data, so it rejoins its cluster, and waits until it
-// serves AMQP and its management API answers. It returns at once when the node
-// is already running and serving. If the node was not the last of its cluster to
-// stop, RabbitMQ waits (up to 5 minutes) for a peer that was.
+// serves AMQP and its management API answers. When the node's process already
+// runs, Start only waits for it to serve (use StartApp after StopApp). If the
+// node was not the last of its cluster to stop, RabbitMQ waits (up to 5 minutes)
+// for a peer that was.
 func (n *Node) Start(ctx context.Context) error {
 	if n.Running() {
 		return n.waitServing(ctx)
