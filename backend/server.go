@@ -140,11 +140,12 @@ type CheckResult struct {
 // state (ready, drain, maint), which takes precedence. A server can also be suspect: a session
 // failed to connect to it, so it gets no new connections until a check passes again.
 type Server struct {
-	name      string
-	address   string
-	backup    bool
-	maxConn   int64
-	slowstart time.Duration
+	name    string
+	address string
+
+	backup    atomic.Bool
+	maxConn   atomic.Int64
+	slowstart atomic.Int64 // time.Duration
 
 	weight  atomic.Int32
 	down    atomic.Bool // health: true once checks took it down
@@ -183,9 +184,18 @@ const numStates = 4
 // NewServer returns a server in StateUp with the given options. Weights outside 0..MaxWeight
 // are clamped; config validation rejects them before they get here.
 func NewServer(o ServerOptions) *Server {
-	s := &Server{name: o.Name, address: o.Address, backup: o.Backup, maxConn: int64(max(o.MaxConnections, 0)), slowstart: o.Slowstart}
-	s.SetWeight(o.Weight)
+	s := &Server{name: o.Name, address: o.Address}
+	s.Update(o)
 	return s
+}
+
+// Update applies reloaded options (weight, backup, max_connections, slowstart) to a running
+// server; its name, address, state, check history and counters stay.
+func (s *Server) Update(o ServerOptions) {
+	s.SetWeight(o.Weight)
+	s.backup.Store(o.Backup)
+	s.maxConn.Store(int64(max(o.MaxConnections, 0)))
+	s.slowstart.Store(int64(max(o.Slowstart, 0)))
 }
 
 // Name returns the server's name within its backend.
@@ -195,10 +205,10 @@ func (s *Server) Name() string { return s.name }
 func (s *Server) Address() string { return s.address }
 
 // Backup reports whether the server is a backup server.
-func (s *Server) Backup() bool { return s.backup }
+func (s *Server) Backup() bool { return s.backup.Load() }
 
 // MaxConnections returns the per-server session cap; 0 means no cap.
-func (s *Server) MaxConnections() int { return int(s.maxConn) }
+func (s *Server) MaxConnections() int { return int(s.maxConn.Load()) }
 
 // Weight returns the configured (or operator-set) weight.
 func (s *Server) Weight() int { return int(s.weight.Load()) }
@@ -210,18 +220,19 @@ func (s *Server) SetWeight(w int) { s.weight.Store(int32(min(max(w, 0), MaxWeigh
 // linearly from 1 over the slow-start period after the server came back up.
 func (s *Server) EffectiveWeight() int {
 	w := int(s.weight.Load())
-	if s.slowstart <= 0 || w == 0 {
+	slowstart := s.slowstart.Load()
+	if slowstart <= 0 || w == 0 {
 		return w
 	}
 	since := s.upSince.Load()
 	if since == 0 {
 		return w
 	}
-	elapsed := time.Duration(time.Now().UnixNano() - since)
-	if elapsed >= s.slowstart {
+	elapsed := time.Now().UnixNano() - since
+	if elapsed >= slowstart {
 		return w
 	}
-	return max(1, int(int64(w)*int64(elapsed)/int64(s.slowstart)))
+	return max(1, int(int64(w)*elapsed/slowstart))
 }
 
 // State returns the current state: maint or drain when an operator says so, else up or down.
@@ -371,7 +382,10 @@ func (s *Server) CheckDurations() CheckHistogram {
 func (s *Server) LastCheck() *CheckResult { return s.check.Load() }
 
 // Full reports whether the server has reached its MaxConnections.
-func (s *Server) Full() bool { return s.maxConn > 0 && s.active.Load() >= s.maxConn }
+func (s *Server) Full() bool {
+	m := s.maxConn.Load()
+	return m > 0 && s.active.Load() >= m
+}
 
 // Eligible reports whether the server may take a new connection now: it is up, not suspect,
 // has a weight above zero and a free slot. Balancers pick only among eligible servers.
@@ -383,7 +397,7 @@ func (s *Server) Eligible() bool {
 // sessions picking the last slot lets only one through.
 func (s *Server) Acquire() bool {
 	n := s.active.Add(1)
-	if s.maxConn > 0 && n > s.maxConn {
+	if m := s.maxConn.Load(); m > 0 && n > m {
 		s.active.Add(-1)
 		return false
 	}

@@ -134,8 +134,8 @@ type FrontendOptions struct {
 
 // Frontend is a listener and the sessions it accepted.
 type Frontend struct {
-	opts  FrontendOptions
-	log   *slog.Logger
+	opts  FrontendOptions // as given to NewFrontend; Update changes only set, limit and route
+	set   atomic.Pointer[settings]
 	limit *Limiter
 	route atomic.Pointer[Route]
 
@@ -155,29 +155,58 @@ type Frontend struct {
 	throttle logThrottle
 }
 
+// settings are the options a reload may change on a running frontend. A session reads them
+// once, when it starts.
+type settings struct {
+	name      string
+	mode      Mode
+	handshake time.Duration
+	accessLog bool
+	log       *slog.Logger
+}
+
+func newSettings(o FrontendOptions) *settings {
+	st := &settings{name: o.Name, mode: o.Mode, handshake: o.HandshakeTimeout, accessLog: o.AccessLog, log: o.Logger}
+	if st.handshake <= 0 {
+		st.handshake = DefaultHandshakeTimeout
+	}
+	if st.log == nil {
+		st.log = slog.Default()
+	}
+	st.log = st.log.With("frontend", o.Name)
+	return st
+}
+
 // NewFrontend returns a frontend that will send connections along r. Call Listen, then Serve.
 func NewFrontend(o FrontendOptions, r *Route) *Frontend {
-	if o.HandshakeTimeout <= 0 {
-		o.HandshakeTimeout = DefaultHandshakeTimeout
-	}
-	log := o.Logger
-	if log == nil {
-		log = slog.Default()
-	}
 	f := &Frontend{
 		opts:     o,
-		log:      log.With("frontend", o.Name),
 		limit:    NewLimiter(o.MaxConnections),
 		sessions: make(map[*session]struct{}),
 		throttle: logThrottle{interval: time.Second},
 	}
+	f.set.Store(newSettings(o))
 	f.hard, f.hardCancel = context.WithCancel(context.Background())
 	f.route.Store(r)
 	return f
 }
 
+// Update applies a reloaded configuration to a running frontend: its name, mode, handshake
+// timeout, access log, max_connections and route change for new connections; the listener (and
+// so o.Bind) and the global limiter stay. Established sessions are not touched.
+func (f *Frontend) Update(o FrontendOptions, r *Route) {
+	f.set.Store(newSettings(o))
+	f.limit.SetMax(o.MaxConnections)
+	f.route.Store(r)
+}
+
 // Name returns the frontend's name.
-func (f *Frontend) Name() string { return f.opts.Name }
+func (f *Frontend) Name() string { return f.set.Load().name }
+
+// Bind returns the address the frontend was asked to listen on.
+func (f *Frontend) Bind() string { return f.opts.Bind }
+
+func (f *Frontend) log() *slog.Logger { return f.set.Load().log }
 
 // Route returns the route new connections take.
 func (f *Frontend) Route() *Route { return f.route.Load() }
@@ -191,7 +220,7 @@ func (f *Frontend) Listen() error {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(context.Background(), "tcp", f.opts.Bind)
 	if err != nil {
-		return fmt.Errorf("frontend %s: listen %s: %w", f.opts.Name, f.opts.Bind, err)
+		return fmt.Errorf("frontend %s: listen %s: %w", f.Name(), f.opts.Bind, err)
 	}
 	f.ln = ln.(*net.TCPListener)
 	return nil
@@ -216,7 +245,7 @@ type acceptor interface {
 // file descriptors are free again.
 func (f *Frontend) Serve() error {
 	if f.ln == nil {
-		return fmt.Errorf("frontend %s: Serve before Listen", f.opts.Name)
+		return fmt.Errorf("frontend %s: Serve before Listen", f.Name())
 	}
 	return f.serve(f.ln)
 }
@@ -232,7 +261,7 @@ func (f *Frontend) serve(ln acceptor) error {
 			}
 			backoff = min(max(2*backoff, minBackoff), maxBackoff)
 			if ok, n := f.throttle.allow(); ok {
-				f.log.Warn("accept failed; backing off", "err", err, "backoff", backoff, "suppressed", n)
+				f.log().Warn("accept failed; backing off", "err", err, "backoff", backoff, "suppressed", n)
 			}
 			select {
 			case <-time.After(backoff):
@@ -280,7 +309,7 @@ func (f *Frontend) refuse(c *net.TCPConn, reason, msg string, args ...any) {
 	f.countRefused(reason)
 	_ = c.Close()
 	if ok, n := f.throttle.allow(); ok {
-		f.log.Warn("connection refused: "+msg, append(args, "reason", reason, "client", addr, "suppressed", n)...)
+		f.log().Warn("connection refused: "+msg, append(args, "reason", reason, "client", addr, "suppressed", n)...)
 	}
 }
 

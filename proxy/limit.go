@@ -6,27 +6,30 @@ import (
 )
 
 // Limiter caps concurrent connections. It is a single atomic counter: taking a slot is one
-// atomic add, never a lock. A nil *Limiter has no limit.
+// atomic add, never a lock. A nil *Limiter has no limit. The limit can change at run time (on a
+// reload); holders above a lowered limit keep their slots.
 type Limiter struct {
-	max int64
+	max atomic.Int64 // 0 = no limit
 	n   atomic.Int64
 }
 
-// NewLimiter returns a limiter admitting at most max concurrent holders; max <= 0 means no limit,
-// and NewLimiter returns nil.
-func NewLimiter(max int) *Limiter {
-	if max <= 0 {
-		return nil
-	}
-	return &Limiter{max: int64(max)}
+// NewLimiter returns a limiter admitting at most n concurrent holders; n <= 0 means no limit.
+func NewLimiter(n int) *Limiter {
+	l := &Limiter{}
+	l.SetMax(n)
+	return l
 }
+
+// SetMax changes the limit; n <= 0 means no limit.
+func (l *Limiter) SetMax(n int) { l.max.Store(int64(max(n, 0))) }
 
 // Acquire takes a slot, or reports false when all are taken.
 func (l *Limiter) Acquire() bool {
 	if l == nil {
 		return true
 	}
-	if l.n.Add(1) > l.max {
+	n := l.n.Add(1)
+	if m := l.max.Load(); m > 0 && n > m {
 		l.n.Add(-1)
 		return false
 	}
@@ -53,7 +56,7 @@ func (l *Limiter) Max() int64 {
 	if l == nil {
 		return 0
 	}
-	return l.max
+	return l.max.Load()
 }
 
 // logThrottle lets through at most one log line per interval and counts the ones it held back,

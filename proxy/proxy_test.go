@@ -592,3 +592,33 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestUpdateChangesNewSessionsOnly(t *testing.T) {
+	oldB := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	newB := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{}, oldB.Addr())
+	before := amqpConnect(t, fx.addr())
+
+	p, _ := balancer.New("roundrobin")
+	nb := &backend.Backend{Name: "new", Servers: []*backend.Server{
+		backend.NewServer(backend.ServerOptions{Name: "n", Address: newB.Addr(), Weight: 1}),
+	}}
+	fx.f.Update(FrontendOptions{Name: "renamed", Mode: ModeAMQP, MaxConnections: 2, Logger: fx.f.opts.Logger, AccessLog: true},
+		&Route{Backend: nb, Policy: p})
+	after := amqpConnect(t, fx.addr())
+	echoes(t, before, "old route still works")
+	echoes(t, after, "new route")
+	if oldB.Accepted() != 1 || newB.Accepted() != 1 {
+		t.Errorf("old broker accepted %d, new %d; want 1 and 1", oldB.Accepted(), newB.Accepted())
+	}
+	// The new max_connections (2) applies: a third connection is refused.
+	c, err := net.Dial("tcp", fx.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	expectClosed(t, c)
+	if fx.f.Name() != "renamed" {
+		t.Errorf("name = %q after Update", fx.f.Name())
+	}
+}

@@ -36,6 +36,7 @@ var amqpHeader = [8]byte{'A', 'M', 'Q', 'P', 0, 0, 9, 1}
 // session is one client connection and, once connected, its server connection.
 type session struct {
 	f      *Frontend
+	set    *settings
 	client *net.TCPConn
 	start  time.Time
 
@@ -54,7 +55,7 @@ type session struct {
 }
 
 func newSession(f *Frontend, c *net.TCPConn) *session {
-	return &session{f: f, client: c, start: time.Now()}
+	return &session{f: f, set: f.set.Load(), client: c, start: time.Now()}
 }
 
 func (s *session) server() *backend.Server { return s.srv.Load() }
@@ -105,7 +106,7 @@ func (s *session) run() {
 	setKeepAlive(s.client, s.route.KeepAlive)
 
 	var hello []byte
-	if s.f.opts.Mode == ModeAMQP {
+	if s.set.mode == ModeAMQP {
 		var ok bool
 		if hello, ok = s.readHeader(); !ok {
 			return
@@ -132,7 +133,7 @@ func (s *session) run() {
 // do) and is closed; no broker ever sees it.
 func (s *session) readHeader() ([]byte, bool) {
 	var h [8]byte
-	_ = s.client.SetReadDeadline(time.Now().Add(s.f.opts.HandshakeTimeout))
+	_ = s.client.SetReadDeadline(time.Now().Add(s.set.handshake))
 	_, err := io.ReadFull(s.client, h[:])
 	_ = s.client.SetReadDeadline(time.Time{})
 	switch {
@@ -152,7 +153,7 @@ func (s *session) readHeader() ([]byte, bool) {
 		s.setReason(EndBadHeader)
 		s.f.countRefused(RefusedBadHeader)
 		if ok, n := s.f.throttle.allow(); ok {
-			s.f.log.Warn("connection refused: not an AMQP 0-9-1 client", "client", s.client.RemoteAddr(),
+			s.set.log.Warn("connection refused: not an AMQP 0-9-1 client", "client", s.client.RemoteAddr(),
 				"header", printable(h[:]), "reason", RefusedBadHeader, "suppressed", n)
 		}
 		return nil, false
@@ -198,7 +199,7 @@ func (s *session) connect(hello []byte) (greeting []byte, ok bool) {
 		if r.OnConnectFailure != nil {
 			r.OnConnectFailure(srv, lastErr)
 		}
-		s.f.log.Debug("connect failed", "backend", r.Backend.Name, "server", srv.Name(), "attempt", attempt+1, "err", lastErr)
+		s.set.log.Debug("connect failed", "backend", r.Backend.Name, "server", srv.Name(), "attempt", attempt+1, "err", lastErr)
 		var ne net.Error
 		timedOut := errors.As(lastErr, &ne) && ne.Timeout()
 		if !retriedSame && !timedOut || !r.Redispatch {
@@ -219,14 +220,14 @@ func (s *session) connect(hello []byte) (greeting []byte, ok bool) {
 		s.setReason(EndNoServer)
 		s.f.countRefused(RefusedNoServer)
 		if ok, n := s.f.throttle.allow(); ok {
-			s.f.log.Warn("connection refused: no server available", "backend", r.Backend.Name,
+			s.set.log.Warn("connection refused: no server available", "backend", r.Backend.Name,
 				"client", s.client.RemoteAddr(), "suppressed", n)
 		}
 	} else {
 		s.setReason(EndConnectFailed)
 		s.f.countRefused(RefusedConnectFailed)
 		if ok, n := s.f.throttle.allow(); ok {
-			s.f.log.Warn("connection failed: every attempt failed", "backend", r.Backend.Name,
+			s.set.log.Warn("connection failed: every attempt failed", "backend", r.Backend.Name,
 				"client", s.client.RemoteAddr(), "err", lastErr, "suppressed", n)
 		}
 	}
@@ -435,7 +436,7 @@ func (s *session) finish() {
 		_ = up.Close()
 		s.server().Release()
 	}
-	if !s.f.opts.AccessLog {
+	if !s.set.accessLog {
 		return
 	}
 	reason := EndClientClosed
@@ -451,7 +452,7 @@ func (s *session) finish() {
 		slog.Uint64("bytes_to_client", s.toClient.Load()),
 		slog.String("end", reason),
 	}
-	s.f.log.LogAttrs(context.Background(), slog.LevelInfo, "session", attrs...)
+	s.set.log.LogAttrs(context.Background(), slog.LevelInfo, "session", attrs...)
 }
 
 func backendName(r *Route) string {
