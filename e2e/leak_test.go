@@ -108,9 +108,7 @@ func TestNoLeakAfter1000RealConnections(t *testing.T) {
 
 func TestSIGTERMRefusesNewConnectsAndDrains(t *testing.T) {
 	c := testenv.RequireCluster(t)
-	l := startLB(t, func(bind string) string {
-		return lbConfig(bind, "roundrobin", nodesAsServers(c), `drain_timeout = "2s"`, "")
-	})
+	l := startLB(t, setup{servers: nodesAsServers(c), global: `drain_timeout = "2s"`})
 	conn := l.dial(t)
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	t0 := time.Now()

@@ -83,17 +83,35 @@ func nodesAsServers(c *testenv.Cluster) []server {
 	return out
 }
 
-// lbConfig renders an amqplb.toml with one AMQP frontend on bind and one backend.
-func lbConfig(bind, balance string, servers []server, globalExtra, backendExtra string) string {
+// setup describes a generated amqplb.toml: one AMQP frontend, one backend, an admin listener.
+type setup struct {
+	balance string   // default roundrobin
+	servers []server // the backend's servers
+	global  string   // extra lines for [global]
+	backend string   // extra lines for [[backend]]
+	check   string   // lines for [backend.health_check]; default type = "none"
+}
+
+// render writes the configuration for a frontend on bind and an admin API on adminAddr.
+func (c setup) render(bind, adminAddr string) string {
 	var b strings.Builder
-	if !strings.Contains(globalExtra, "drain_timeout") {
-		globalExtra += "\ndrain_timeout = \"5s\""
+	global := c.global
+	if !strings.Contains(global, "drain_timeout") {
+		global += "\ndrain_timeout = \"5s\""
 	}
-	fmt.Fprintf(&b, "[global]\nlog_level = \"debug\"\n%s\n\n", globalExtra)
+	check := c.check
+	if check == "" {
+		check = `type = "none"`
+	}
+	balance := c.balance
+	if balance == "" {
+		balance = "roundrobin"
+	}
+	fmt.Fprintf(&b, "[global]\nlog_level = \"debug\"\n%s\n\n[admin]\nlisten = %q\n\n", global, adminAddr)
 	fmt.Fprintf(&b, "[[frontend]]\nname = \"amqp\"\nbind = %q\nbackend = \"rabbitmq\"\n\n", bind)
-	fmt.Fprintf(&b, "[[backend]]\nname = \"rabbitmq\"\nbalance = %q\nconnect_timeout = \"2s\"\n%s\n", balance, backendExtra)
-	fmt.Fprintf(&b, "[backend.health_check]\ntype = \"none\"\n\n")
-	for _, s := range servers {
+	fmt.Fprintf(&b, "[[backend]]\nname = \"rabbitmq\"\nbalance = %q\nconnect_timeout = \"2s\"\n%s\n\n", balance, c.backend)
+	fmt.Fprintf(&b, "[backend.health_check]\n%s\n\n", check)
+	for _, s := range c.servers {
 		fmt.Fprintf(&b, "[[backend.server]]\nname = %q\naddress = %q\nweight = %d\nbackup = %v\n\n", s.name, s.addr, s.weight, s.backup)
 	}
 	return b.String()
@@ -101,10 +119,12 @@ func lbConfig(bind, balance string, servers []server, globalExtra, backendExtra 
 
 // lb is a running amqplb process.
 type lb struct {
-	cmd  *exec.Cmd
-	addr string
-	log  *syncBuffer
-	done chan error
+	cmd       *exec.Cmd
+	addr      string // the AMQP frontend
+	adminAddr string
+	path      string // its configuration file
+	log       *syncBuffer
+	done      chan error
 }
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
@@ -118,17 +138,16 @@ func freeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-// startLB writes cfg (made by render with a free frontend address) and runs amqplb on it until
-// the frontend accepts connections. The process is stopped with SIGTERM when t ends, and must
-// exit 0.
-func startLB(t testing.TB, render func(bind string) string) *lb {
+// startLB writes the configuration of c, with free frontend and admin addresses, and runs
+// amqplb on it until it serves. The process is stopped with SIGTERM when t ends, and must exit 0.
+func startLB(t testing.TB, c setup) *lb {
 	t.Helper()
-	bind := freeAddr(t)
+	bind, adminAddr := freeAddr(t), freeAddr(t)
 	path := filepath.Join(t.TempDir(), "amqplb.toml")
-	if err := os.WriteFile(path, []byte(render(bind)), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(c.render(bind, adminAddr)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l := &lb{addr: bind, log: &syncBuffer{}, done: make(chan error, 1)}
+	l := &lb{addr: bind, adminAddr: adminAddr, path: path, log: &syncBuffer{}, done: make(chan error, 1)}
 	l.cmd = exec.Command(binary, "-f", path)
 	l.cmd.Stdout, l.cmd.Stderr = l.log, l.log
 	if err := l.cmd.Start(); err != nil {

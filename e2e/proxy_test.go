@@ -18,7 +18,7 @@ import (
 
 func TestPublishConfirmConsumeThroughAMQPLB(t *testing.T) {
 	c := testenv.RequireCluster(t)
-	l := startLB(t, func(bind string) string { return lbConfig(bind, "roundrobin", nodesAsServers(c), "", "") })
+	l := startLB(t, setup{servers: nodesAsServers(c)})
 	conn := l.dial(t)
 	ch, err := conn.Channel()
 	if err != nil {
@@ -82,7 +82,7 @@ func TestPublishConfirmConsumeThroughAMQPLB(t *testing.T) {
 func TestRoundRobinLandsEvenlyOnTheBrokers(t *testing.T) {
 	c := testenv.RequireCluster(t)
 	waitCounts(t, c, zeroCounts(c))
-	l := startLB(t, func(bind string) string { return lbConfig(bind, "roundrobin", nodesAsServers(c), "", "") })
+	l := startLB(t, setup{servers: nodesAsServers(c)})
 	for range 30 {
 		l.dial(t)
 	}
@@ -98,7 +98,7 @@ func TestWeightZeroGetsNothing(t *testing.T) {
 	waitCounts(t, c, zeroCounts(c))
 	servers := nodesAsServers(c)
 	servers[2].weight = 0
-	l := startLB(t, func(bind string) string { return lbConfig(bind, "roundrobin", servers, "", "") })
+	l := startLB(t, setup{servers: servers})
 	for range 10 {
 		l.dial(t)
 	}
@@ -108,7 +108,7 @@ func TestWeightZeroGetsNothing(t *testing.T) {
 func TestLeastConnFillsTheLeastLoadedBroker(t *testing.T) {
 	c := testenv.RequireCluster(t)
 	waitCounts(t, c, zeroCounts(c))
-	l := startLB(t, func(bind string) string { return lbConfig(bind, "leastconn", nodesAsServers(c), "", "") })
+	l := startLB(t, setup{balance: "leastconn", servers: nodesAsServers(c)})
 	for range 6 {
 		l.dial(t)
 	}
@@ -132,9 +132,7 @@ func TestBackupOnlyWhileEveryActiveServerIsDown(t *testing.T) {
 	waitCounts(t, c, zeroCounts(c))
 	servers := nodesAsServers(c)
 	servers[2].backup = true
-	l := startLB(t, func(bind string) string {
-		return lbConfig(bind, "roundrobin", servers, "", "retries = 3\nredispatch = true")
-	})
+	l := startLB(t, setup{servers: servers, backend: "retries = 3\nredispatch = true"})
 	for range 4 {
 		l.dial(t)
 	}
@@ -178,9 +176,7 @@ func TestBackupOnlyWhileEveryActiveServerIsDown(t *testing.T) {
 
 func TestStopAppUnderSequentialConnects(t *testing.T) {
 	c := testenv.RequireCluster(t)
-	l := startLB(t, func(bind string) string {
-		return lbConfig(bind, "roundrobin", nodesAsServers(c), "", "retries = 3\nredispatch = true")
-	})
+	l := startLB(t, setup{servers: nodesAsServers(c), backend: "retries = 3\nredispatch = true"})
 	victim := c.Nodes[1]
 	stopped := make(chan error, 1)
 	failures := 0
@@ -222,7 +218,7 @@ func TestStopAppUnderSequentialConnects(t *testing.T) {
 
 func TestNonAMQPClientGetsTheProtocolHeader(t *testing.T) {
 	c := testenv.RequireCluster(t)
-	l := startLB(t, func(bind string) string { return lbConfig(bind, "roundrobin", nodesAsServers(c), "", "") })
+	l := startLB(t, setup{servers: nodesAsServers(c)})
 	conn, err := net.Dial("tcp", l.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -247,9 +243,7 @@ func TestNonAMQPClientGetsTheProtocolHeader(t *testing.T) {
 
 func TestMaxConnectionsRefusesAndKeepsOthersWorking(t *testing.T) {
 	c := testenv.RequireCluster(t)
-	l := startLB(t, func(bind string) string {
-		return lbConfig(bind, "roundrobin", nodesAsServers(c), "max_connections = 2", "")
-	})
+	l := startLB(t, setup{servers: nodesAsServers(c), global: "max_connections = 2"})
 	a, b := l.dial(t), l.dial(t)
 	if _, err := amqp.DialConfig(l.url(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)}); err == nil {
 		t.Fatal("a third connection got through max_connections = 2")

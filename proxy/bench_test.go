@@ -2,6 +2,10 @@ package proxy
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"io"
 	"net"
 	"runtime"
@@ -24,15 +28,16 @@ func sink(c net.Conn) {
 }
 
 // BenchmarkThroughput compares bytes/s written straight to a loopback sink with the same
-// through a tcp-mode frontend and through a plain io.Copy proxy, for large and for 128-byte
-// writes (AMQP's small frames).
+// through a tcp-mode frontend, through a plain io.Copy proxy and through HAProxy (Debian's
+// haproxy, with splice-auto, when it is installed), for large and for 128-byte writes (AMQP's
+// small frames).
 // Compare the direct and amqplb figures of one run; absolute numbers depend on the machine.
 func BenchmarkThroughput(b *testing.B) {
 	for _, size := range []struct {
 		name string
 		n    int
 	}{{"large", 256 << 10}, {"128B", 128}} {
-		for _, via := range []string{"direct", "amqplb", "iocopy"} {
+		for _, via := range []string{"direct", "amqplb", "iocopy", "haproxy"} {
 			b.Run(size.name+"/"+via, func(b *testing.B) {
 				fb := testenv.StartFakeBroker(b, sink)
 				addr := fb.Addr()
@@ -44,6 +49,8 @@ func BenchmarkThroughput(b *testing.B) {
 					var stop func()
 					addr, stop = ioCopyProxy(b, addr)
 					defer stop()
+				case "haproxy":
+					addr = startHAProxy(b, addr)
 				}
 				c, err := net.Dial("tcp", addr)
 				if err != nil {
@@ -170,5 +177,53 @@ func ioCopyProxy(b *testing.B, target string) (string, func()) {
 		}
 		mu.Unlock()
 		wg.Wait()
+	}
+}
+
+// startHAProxy runs HAProxy in TCP mode, at its best for this (splice-auto), in front of target
+// and stops it when b ends. Without haproxy installed the benchmark is skipped.
+func startHAProxy(b *testing.B, target string) string {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		b.Skip("haproxy is not installed (make deps installs it)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := fmt.Sprintf(`global
+	maxconn 4000
+defaults
+	mode tcp
+	timeout connect 5s
+	timeout client 1m
+	timeout server 1m
+	option splice-auto
+listen bench
+	bind %s
+	server sink %s
+`, addr, target)
+	path := filepath.Join(b.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-db", "-f", path)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("haproxy did not start listening")
+		}
 	}
 }

@@ -1,0 +1,262 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqplb/amqplb/internal/testenv"
+)
+
+// apiServer is a server as GET /api/v1/backends shows it.
+type apiServer struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	State   string `json:"state"`
+	Check   struct {
+		Status     string  `json:"status"`
+		Code       int     `json:"code"`
+		Reason     string  `json:"reason"`
+		DurationMS float64 `json:"duration_ms"`
+	} `json:"check"`
+	ActiveConnections int64  `json:"active_connections"`
+	TotalConnections  uint64 `json:"total_connections"`
+	Weight            int    `json:"weight"`
+	Backup            bool   `json:"backup"`
+}
+
+// servers reads the backend "rabbitmq" from the admin API.
+func (l *lb) servers(t testing.TB) map[string]apiServer {
+	t.Helper()
+	resp, err := http.Get("http://" + l.adminAddr + "/api/v1/backends")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Backends []struct {
+			Name    string      `json:"name"`
+			Servers []apiServer `json:"servers"`
+		} `json:"backends"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("GET /api/v1/backends: %v", err)
+	}
+	out := map[string]apiServer{}
+	for _, b := range body.Backends {
+		if b.Name == "rabbitmq" {
+			for _, s := range b.Servers {
+				out[s.Name] = s
+			}
+		}
+	}
+	return out
+}
+
+// waitState polls the admin API until server has state, and returns how long that took.
+func (l *lb) waitState(t testing.TB, server, state string, within time.Duration) (time.Duration, apiServer) {
+	t.Helper()
+	t0 := time.Now()
+	for {
+		s := l.servers(t)[server]
+		if s.State == state {
+			return time.Since(t0), s
+		}
+		if time.Since(t0) > within {
+			t.Fatalf("server %s is %q (check: %+v) after %v, want %q", server, s.State, s.Check, within, state)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func connectPublish(url string) error {
+	conn, err := amqp.DialConfig(url, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	if err := ch.Confirm(false); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", "amq.rabbitmq.reply-to-nowhere", false, false, amqp.Publishing{Body: []byte("x")})
+	if err != nil {
+		return err
+	}
+	if _, err := dc.WaitContext(ctx); err != nil {
+		return err
+	}
+	return ch.Close()
+}
+
+const fastChecks = `type = "amqp"
+interval = "1s"
+fast_interval = "500ms"
+down_interval = "1s"
+timeout = "500ms"
+rise = 2
+fall = 2`
+
+func TestSIGSTOPEjectsAHungBroker(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	l := startLB(t, setup{servers: nodesAsServers(c), check: fastChecks, backend: "retries = 3\nredispatch = true"})
+	victim := c.Nodes[1]
+	for _, n := range c.Nodes {
+		l.waitState(t, n.Name, "up", 10*time.Second)
+	}
+	if err := victim.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	took, s := l.waitState(t, victim.Name, "down", 10*time.Second)
+	if took > 3500*time.Millisecond {
+		t.Errorf("a frozen broker was ejected after %v, want within 3.5s", took)
+	}
+	if !strings.Contains(s.Check.Reason, "timeout") {
+		t.Errorf("down reason %q does not say timeout", s.Check.Reason)
+	}
+	for i := range 200 {
+		conn, err := amqp.DialConfig(l.url(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+		if err != nil {
+			t.Fatalf("connect %d with %s frozen: %v", i, victim.Name, err)
+		}
+		conn.Close()
+	}
+	if err := victim.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	// rise = 2 passes at fast_interval (500ms) after the next down_interval (1s) check.
+	took, _ = l.waitState(t, victim.Name, "up", 10*time.Second)
+	if took > 4*time.Second {
+		t.Errorf("the resumed broker came back after %v, want within a few intervals", took)
+	}
+	before := l.servers(t)[victim.Name].TotalConnections
+	for range 9 {
+		l.dial(t)
+	}
+	if after := l.servers(t)[victim.Name].TotalConnections; after-before < 2 {
+		t.Errorf("the recovered broker got %d of 9 new connections", after-before)
+	}
+}
+
+func TestSIGKILLUnderConnectPublishLoop(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	l := startLB(t, setup{servers: nodesAsServers(c), check: strings.Replace(fastChecks, "fall = 2", "fall = 3", 1),
+		backend: "retries = 3\nredispatch = true"})
+	victim := c.Nodes[2]
+	for _, n := range c.Nodes {
+		l.waitState(t, n.Name, "up", 10*time.Second)
+	}
+	var killedAt atomic.Int64 // unix nanos once the kill has returned
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			started := time.Now().UnixNano()
+			err := connectPublish(l.url())
+			// A connect already under way on the node when it died may fail with it; every
+			// connect that starts after the kill must succeed.
+			if k := killedAt.Load(); k != 0 && started > k {
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				} else {
+					ok.Add(1)
+				}
+			}
+		}
+	})
+	time.Sleep(time.Second)
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killedAt.Store(time.Now().UnixNano())
+	took, _ := l.waitState(t, victim.Name, "down", 10*time.Second)
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+	if n := failed.Load(); n != 0 {
+		t.Errorf("%d connects after the kill failed (first: %v); %d succeeded", n, firstErr.Load(), ok.Load())
+	}
+	if ok.Load() < 20 {
+		t.Errorf("only %d connects after the kill: the loop proves little", ok.Load())
+	}
+	if took > time.Second {
+		t.Errorf("the killed broker was marked down %v after the kill, want within one fast interval (500ms) of its first failure", took)
+	}
+}
+
+func TestCheckReportsTheBrokersReplyCode(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	for _, tc := range []struct {
+		name, check string
+		code        int
+		words       string
+	}{
+		{"wrong password", `password = "wrong"`, 403, "ACCESS_REFUSED"},
+		{"missing vhost", `vhost = "nope"`, 530, "NOT_ALLOWED"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := startLB(t, setup{servers: nodesAsServers(c)[:1], check: fastChecks + "\n" + tc.check})
+			_, s := l.waitState(t, c.Nodes[0].Name, "down", 10*time.Second)
+			if s.Check.Code != tc.code || !strings.Contains(s.Check.Reason, tc.words) {
+				t.Errorf("check = %+v, want code %d and %q in the reason", s.Check, tc.code, tc.words)
+			}
+			waitLog(t, l, 1, fmt.Sprint(tc.code))
+		})
+	}
+}
+
+func TestOnMarkedDown(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	for _, tc := range []struct {
+		mode      string
+		wantClose bool
+	}{{"shutdown-sessions", true}, {"keep", false}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			victim := c.Nodes[0]
+			// "first" sends every connection to the first server: the one we freeze.
+			l := startLB(t, setup{balance: "first", servers: nodesAsServers(c), check: fastChecks,
+				backend: fmt.Sprintf("on_marked_down = %q", tc.mode)})
+			l.waitState(t, victim.Name, "up", 10*time.Second)
+			conn := l.dial(t)
+			closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+			if err := victim.Pause(); err != nil {
+				t.Fatal(err)
+			}
+			l.waitState(t, victim.Name, "down", 10*time.Second)
+			select {
+			case <-closed:
+				if !tc.wantClose {
+					t.Error("the session was closed although on_marked_down = keep")
+				}
+			case <-time.After(2 * time.Second):
+				if tc.wantClose {
+					t.Error("the session on the down server is still open")
+				}
+			}
+			if err := victim.Resume(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
