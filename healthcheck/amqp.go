@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/amqplb/amqplb/backend"
 	"github.com/amqplb/amqplb/internal/amqpwire"
 )
 
@@ -62,7 +63,7 @@ func (c *AMQPChecker) handshake(cv *conversation) error {
 		return err
 	}
 	if !start.HasMechanism("PLAIN") {
-		return failf(0, "broker does not offer SASL PLAIN (offers %q)", start.Mechanisms)
+		return failf(backend.FailAuth, 0, "broker does not offer SASL PLAIN (offers %q)", start.Mechanisms)
 	}
 	user, pass := c.credentials()
 	if err := cv.send(amqpwire.PlainStartOk(user, pass, amqpwire.ClientProperties("amqplb", connectionName))); err != nil {
@@ -105,16 +106,29 @@ func (c *ProbeChecker) Check(ctx context.Context, addr string) Result {
 	})
 }
 
-// failure is a failed check: its Result's Reason and Code.
+// failure is a failed check: its Result's Kind, Reason and Code.
 type failure struct {
+	kind   string
 	reason string
 	code   int
 }
 
 func (f *failure) Error() string { return f.reason }
 
-func failf(code int, format string, args ...any) error {
-	return &failure{reason: fmt.Sprintf(format, args...), code: code}
+// failf returns a failure of the given kind (one of backend.FailureKinds) and broker code.
+func failf(kind string, code int, format string, args ...any) error {
+	return &failure{kind: kind, reason: fmt.Sprintf(format, args...), code: code}
+}
+
+// closeKind classifies a Connection.Close from the broker by its reply code.
+func closeKind(code int) string {
+	switch code {
+	case amqpwire.ReplyAccessRefused:
+		return backend.FailAuth
+	case amqpwire.ReplyNotAllowed:
+		return backend.FailVHost
+	}
+	return backend.FailClosed
 }
 
 // run connects to addr and, if talk is not nil, lets it talk to the server, all within timeout
@@ -130,9 +144,9 @@ func run(ctx context.Context, addr string, timeout time.Duration, okReason strin
 	case err == nil:
 		res.OK, res.Reason = true, okReason
 	case errors.As(err, &f):
-		res.Reason, res.Code = f.reason, f.code
+		res.Kind, res.Reason, res.Code = f.kind, f.reason, f.code
 	default:
-		res.Reason = err.Error()
+		res.Kind, res.Reason = backend.FailOther, err.Error()
 	}
 	return res
 }
@@ -150,7 +164,7 @@ func dialAndTalk(ctx context.Context, addr string, at time.Time, talk func(*conv
 		return nil
 	}
 	if err := nc.SetDeadline(deadline); err != nil {
-		return failf(0, "set deadline: %v", err)
+		return failf(backend.FailOther, 0, "set deadline: %v", err)
 	}
 	// Cancelling ctx (not only its deadline) must end blocked I/O too. Wait for the callback
 	// if it started, so no goroutine outlives the check.
@@ -194,30 +208,30 @@ func (cv *conversation) start() (*amqpwire.ConnectionStart, error) {
 	var he *amqpwire.HeaderError
 	switch {
 	case errors.As(err, &he) && he.Protocol() == "AMQP 0-9-1":
-		return nil, failf(0, "broker refused the AMQP 0-9-1 protocol header")
+		return nil, failf(backend.FailProtocol, 0, "broker refused the AMQP 0-9-1 protocol header")
 	case errors.As(err, &he):
-		return nil, failf(0, "not an AMQP 0-9-1 broker: replied %s header", he.Protocol())
+		return nil, failf(backend.FailProtocol, 0, "not an AMQP 0-9-1 broker: replied %s header", he.Protocol())
 	case errors.Is(err, amqpwire.ErrMalformed):
-		return nil, failf(0, "not an AMQP 0-9-1 broker: replied %s", quoteBytes(first))
+		return nil, failf(backend.FailProtocol, 0, "not an AMQP 0-9-1 broker: replied %s", quoteBytes(first))
 	case err != nil:
 		return nil, cv.ioFailure(err, "waiting for Connection.Start")
 	case f.Type != amqpwire.FrameMethod || f.Channel != 0:
-		return nil, failf(0, "not an AMQP 0-9-1 broker: first frame is of type %d on channel %d", f.Type, f.Channel)
+		return nil, failf(backend.FailProtocol, 0, "not an AMQP 0-9-1 broker: first frame is of type %d on channel %d", f.Type, f.Channel)
 	}
 	m, err := amqpwire.DecodeMethod(f.Payload)
 	if err != nil {
-		return nil, failf(0, "not an AMQP 0-9-1 broker: %v", err)
+		return nil, failf(backend.FailProtocol, 0, "not an AMQP 0-9-1 broker: %v", err)
 	}
 	switch m := m.(type) {
 	case *amqpwire.ConnectionStart:
 		if m.VersionMajor != 0 || m.VersionMinor != 9 {
-			return nil, failf(0, "not an AMQP 0-9-1 broker: Connection.Start offers version %d-%d", m.VersionMajor, m.VersionMinor)
+			return nil, failf(backend.FailProtocol, 0, "not an AMQP 0-9-1 broker: Connection.Start offers version %d-%d", m.VersionMajor, m.VersionMinor)
 		}
 		return m, nil
 	case *amqpwire.ConnectionClose:
 		return nil, cv.closedByBroker(m)
 	default:
-		return nil, failf(0, "protocol error: %s waiting for Connection.Start", amqpwire.Name(m))
+		return nil, failf(backend.FailProtocol, 0, "protocol error: %s waiting for Connection.Start", amqpwire.Name(m))
 	}
 }
 
@@ -227,7 +241,7 @@ func (cv *conversation) send(ms ...amqpwire.Method) error {
 	for _, m := range ms {
 		var err error
 		if buf, err = amqpwire.AppendMethodFrame(buf, 0, m); err != nil {
-			return failf(0, "%v", err)
+			return failf(backend.FailOther, 0, "%v", err)
 		}
 	}
 	cv.wbuf = buf
@@ -250,11 +264,11 @@ func (cv *conversation) await(method uint16) (amqpwire.Method, error) {
 			continue
 		}
 		if f.Type != amqpwire.FrameMethod || f.Channel != 0 {
-			return nil, failf(0, "protocol error: frame of type %d on channel %d waiting for %s", f.Type, f.Channel, want)
+			return nil, failf(backend.FailProtocol, 0, "protocol error: frame of type %d on channel %d waiting for %s", f.Type, f.Channel, want)
 		}
 		m, err := amqpwire.DecodeMethod(f.Payload)
 		if err != nil {
-			return nil, failf(0, "protocol error waiting for %s: %v", want, err)
+			return nil, failf(backend.FailProtocol, 0, "protocol error waiting for %s: %v", want, err)
 		}
 		class, id := m.MethodID()
 		switch {
@@ -265,9 +279,9 @@ func (cv *conversation) await(method uint16) (amqpwire.Method, error) {
 		case class == amqpwire.ClassConnection && (id == amqpwire.MethodBlocked || id == amqpwire.MethodUnblocked):
 			continue // a resource alarm does not stop a broker from serving consumers
 		case class == amqpwire.ClassConnection && id == amqpwire.MethodSecure:
-			return nil, failf(0, "broker sent Connection.Secure waiting for %s: PLAIN takes no challenge", want)
+			return nil, failf(backend.FailProtocol, 0, "broker sent Connection.Secure waiting for %s: PLAIN takes no challenge", want)
 		}
-		return nil, failf(0, "protocol error: %s waiting for %s", amqpwire.Name(m), want)
+		return nil, failf(backend.FailProtocol, 0, "protocol error: %s waiting for %s", amqpwire.Name(m), want)
 	}
 }
 
@@ -275,7 +289,7 @@ func (cv *conversation) await(method uint16) (amqpwire.Method, error) {
 // the failure carrying its reply code and text.
 func (cv *conversation) closedByBroker(cl *amqpwire.ConnectionClose) error {
 	_ = amqpwire.WriteMethod(cv.nc, 0, &amqpwire.ConnectionCloseOk{})
-	return failf(int(cl.ReplyCode), "broker closed: %s", cl)
+	return failf(closeKind(int(cl.ReplyCode)), int(cl.ReplyCode), "broker closed: %s", cl)
 }
 
 // ioFailure turns an I/O error during step (such as "waiting for Connection.Tune") into a
@@ -284,19 +298,19 @@ func (cv *conversation) ioFailure(err error, step string) error {
 	var he *amqpwire.HeaderError
 	switch {
 	case errors.Is(cv.ctx.Err(), context.Canceled):
-		return failf(0, "check canceled %s", step)
+		return failf(backend.FailOther, 0, "check canceled %s", step)
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return failf(0, "timeout after %s %s", roundBudget(cv.budget), step)
+		return failf(backend.FailTimeout, 0, "timeout after %s %s", roundBudget(cv.budget), step)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return failf(0, "connection closed by broker %s", step)
+		return failf(backend.FailReset, 0, "connection closed by broker %s", step)
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return failf(0, "connection reset by broker %s", step)
+		return failf(backend.FailReset, 0, "connection reset by broker %s", step)
 	case errors.As(err, &he):
-		return failf(0, "protocol error: broker sent the %s protocol header %s", he.Protocol(), step)
+		return failf(backend.FailProtocol, 0, "protocol error: broker sent the %s protocol header %s", he.Protocol(), step)
 	case errors.Is(err, amqpwire.ErrMalformed):
-		return failf(0, "protocol error %s: %v", step, err)
+		return failf(backend.FailProtocol, 0, "protocol error %s: %v", step, err)
 	}
-	return failf(0, "%s: %v", step, unwrapOp(err))
+	return failf(backend.FailOther, 0, "%s: %v", step, unwrapOp(err))
 }
 
 // dialFailure names why a connect failed.
@@ -304,19 +318,19 @@ func dialFailure(ctx context.Context, err error, budget time.Duration) error {
 	var dnsErr *net.DNSError
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return failf(0, "connection refused")
+		return failf(backend.FailRefused, 0, "connection refused")
 	case errors.Is(ctx.Err(), context.Canceled):
-		return failf(0, "check canceled while connecting")
+		return failf(backend.FailOther, 0, "check canceled while connecting")
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), ctx.Err() != nil:
-		return failf(0, "timeout after %s connecting", roundBudget(budget))
+		return failf(backend.FailTimeout, 0, "timeout after %s connecting", roundBudget(budget))
 	case errors.Is(err, syscall.EHOSTUNREACH):
-		return failf(0, "no route to host")
+		return failf(backend.FailOther, 0, "no route to host")
 	case errors.Is(err, syscall.ENETUNREACH):
-		return failf(0, "network is unreachable")
+		return failf(backend.FailOther, 0, "network is unreachable")
 	case errors.As(err, &dnsErr):
-		return failf(0, "cannot resolve %s: %s", dnsErr.Name, dnsErr.Err)
+		return failf(backend.FailOther, 0, "cannot resolve %s: %s", dnsErr.Name, dnsErr.Err)
 	}
-	return failf(0, "connect: %v", unwrapOp(err))
+	return failf(backend.FailOther, 0, "connect: %v", unwrapOp(err))
 }
 
 // unwrapOp drops the "dial tcp 127.0.0.1:1->127.0.0.1:5672:" prefix of a *net.OpError: the

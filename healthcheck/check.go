@@ -23,6 +23,11 @@ const DefaultTimeout = time.Second
 type Result struct {
 	// OK reports whether the server passed.
 	OK bool
+	// Kind classifies a failure for metrics and the admin API: one of backend.FailureKinds
+	// (backend.FailTimeout, FailRefused, FailReset, FailAuth for a 403, FailVHost for a 530,
+	// FailClosed for another Close from the broker, FailProtocol, FailAlarm, FailOther).
+	// It is empty when OK.
+	Kind string
 	// Reason is short and human, for the status page and logs: "AMQP handshake ok",
 	// "connection refused", "timeout after 500ms waiting for Connection.Start",
 	// "broker closed: 403 ACCESS_REFUSED - Login was refused ...".

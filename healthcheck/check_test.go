@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/amqplb/amqplb/backend"
 	"github.com/amqplb/amqplb/internal/amqpwire"
 	"github.com/amqplb/amqplb/internal/testenv"
 )
@@ -64,6 +65,7 @@ func TestAMQPChecker(t *testing.T) {
 		checker AMQPChecker
 		ok      bool
 		code    int
+		kind    string // backend failure kind; "" when ok
 		words   []string
 		// acked: the fake sent Close and the checker answered Close-Ok.
 		acked bool
@@ -73,28 +75,28 @@ func TestAMQPChecker(t *testing.T) {
 		{name: "healthy custom vhost and user", fake: &testenv.FakeAMQP{Username: "u", Password: "p", VHosts: []string{"v1"}},
 			checker: AMQPChecker{VHost: "v1", Username: "u", Password: "p"}, ok: true},
 		{name: "wrong password", fake: &testenv.FakeAMQP{Username: "guest", Password: "guest"},
-			checker: AMQPChecker{Username: "guest", Password: "wrong"}, code: 403, acked: true,
+			checker: AMQPChecker{Username: "guest", Password: "wrong"}, code: 403, kind: backend.FailAuth, acked: true,
 			words: []string{"broker closed: 403 ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN"}},
 		{name: "unknown vhost", fake: &testenv.FakeAMQP{},
-			checker: AMQPChecker{VHost: "nope"}, code: 530, acked: true,
+			checker: AMQPChecker{VHost: "nope"}, code: 530, kind: backend.FailVHost, acked: true,
 			words: []string{"broker closed: 530 NOT_ALLOWED - vhost nope not found"}},
 		{name: "internal error at open", fake: &testenv.FakeAMQP{OpenClose: &amqpwire.ConnectionClose{ReplyCode: 541, ReplyText: "INTERNAL_ERROR"}},
-			code: 541, acked: true, words: []string{"broker closed: 541 INTERNAL_ERROR"}},
+			code: 541, kind: backend.FailClosed, acked: true, words: []string{"broker closed: 541 INTERNAL_ERROR"}},
 		{name: "forced at open", fake: &testenv.FakeAMQP{OpenClose: &amqpwire.ConnectionClose{ReplyCode: 320, ReplyText: "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"}},
-			code: 320, acked: true, words: []string{"320 CONNECTION_FORCED"}},
-		{name: "slow tune", fake: &testenv.FakeAMQP{TuneDelay: 5 * time.Second},
+			code: 320, kind: backend.FailClosed, acked: true, words: []string{"320 CONNECTION_FORCED"}},
+		{name: "slow tune", fake: &testenv.FakeAMQP{TuneDelay: 5 * time.Second}, kind: backend.FailTimeout,
 			words: []string{"timeout after 300ms waiting for Connection.Tune"}},
-		{name: "no PLAIN", fake: &testenv.FakeAMQP{Mechanisms: "AMQPLAIN EXTERNAL"},
+		{name: "no PLAIN", fake: &testenv.FakeAMQP{Mechanisms: "AMQPLAIN EXTERNAL"}, kind: backend.FailAuth,
 			words: []string{"does not offer SASL PLAIN", "AMQPLAIN EXTERNAL"}},
-		{name: "silent", handler: testenv.Silent,
+		{name: "silent", handler: testenv.Silent, kind: backend.FailTimeout,
 			words: []string{"timeout after 300ms waiting for Connection.Start"}},
-		{name: "garbage", handler: testenv.AMQPGarbage,
+		{name: "garbage", handler: testenv.AMQPGarbage, kind: backend.FailProtocol,
 			words: []string{"not an AMQP 0-9-1 broker", `"HTTP/1.1"`}},
-		{name: "AMQP 1.0", handler: testenv.AMQP10Header,
+		{name: "AMQP 1.0", handler: testenv.AMQP10Header, kind: backend.FailProtocol,
 			words: []string{"not an AMQP 0-9-1 broker: replied AMQP 1.0.0 header"}},
-		{name: "reset", handler: testenv.AMQPReset,
+		{name: "reset", handler: testenv.AMQPReset, kind: backend.FailReset,
 			words: []string{"connection reset by broker waiting for Connection.Start"}},
-		{name: "hangup", handler: testenv.Hangup,
+		{name: "hangup", handler: testenv.Hangup, kind: backend.FailReset,
 			words: []string{"connection closed by broker"}},
 	}
 	for _, tt := range tests {
@@ -108,6 +110,9 @@ func TestAMQPChecker(t *testing.T) {
 			c.Timeout = testTimeout
 			res := checkWithin(t, &c, b.Addr(), testTimeout)
 			expect(t, res, tt.ok, tt.code, tt.words...)
+			if res.Kind != tt.kind {
+				t.Errorf("Kind = %q, want %q", res.Kind, tt.kind)
+			}
 			// Let the fake finish reading what the checker sent, then stop it, which waits
 			// for its handler, so its counters are final.
 			waitIdle(t, b)
@@ -174,7 +179,7 @@ func TestDeadPort(t *testing.T) {
 	addr := deadAddr(t)
 	for _, c := range []Checker{&AMQPChecker{Timeout: testTimeout}, &ProbeChecker{Timeout: testTimeout}, &TCPChecker{Timeout: testTimeout}} {
 		res := checkWithin(t, c, addr, testTimeout)
-		if res.OK || res.Reason != "connection refused" || res.Code != 0 {
+		if res.OK || res.Reason != "connection refused" || res.Code != 0 || res.Kind != backend.FailRefused {
 			t.Errorf("%T: got %+v, want a failure with reason \"connection refused\"", c, res)
 		}
 	}

@@ -3,11 +3,11 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"io"
-	"net"
 	"runtime"
 	"sync"
 	"testing"

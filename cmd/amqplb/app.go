@@ -5,24 +5,49 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/amqplb/amqplb/admin"
 	"github.com/amqplb/amqplb/backend"
 	"github.com/amqplb/amqplb/balancer"
 	"github.com/amqplb/amqplb/config"
+	"github.com/amqplb/amqplb/healthcheck"
 	"github.com/amqplb/amqplb/proxy"
 )
 
-// app is one running configuration: its backends and frontends.
+// app is the running process: its frontends (whose listeners survive reloads), the current
+// generation of backends and monitors, and the admin server. Only run's goroutine changes it.
 type app struct {
-	cfg       *config.Config
-	log       *slog.Logger
-	backends  map[string]*backend.Backend
-	frontends []*proxy.Frontend
+	file   string
+	log    *slog.Logger
+	global *proxy.Limiter
+
+	gen       atomic.Pointer[generation]
+	mu        sync.Mutex        // guards frontends and retired for readers outside run's goroutine
+	frontends []*proxy.Frontend // current, in config order
+	retired   []*proxy.Frontend // removed by a reload; their sessions run to their end
+	serving   errgroup.Group    // every frontend's accept loop
+	admin     *admin.Server
+	adminDone chan error
+	stopping  atomic.Bool
+}
+
+// generation is what one configuration builds apart from listeners: backends with their servers,
+// routes and health monitors. A reload builds a new one, reusing servers whose backend and name
+// (and address) are unchanged so they keep their state, check history and counters.
+type generation struct {
+	cfg      *config.Config
+	backends []*backend.Backend
+	byName   map[string]*backend.Backend
+	routes   map[string]*proxy.Route
+	monitors []*healthcheck.Monitor
 }
 
 // supported rejects settings this build parses but does not implement yet, so that a
@@ -48,65 +73,175 @@ func supported(cfg *config.Config) error {
 	return nil
 }
 
-// newApp builds backends and frontends from cfg and binds every frontend, so a bind error is
-// reported before anything serves.
+// newApp builds everything from cfg and binds every listener (frontends and admin), so that a
+// bind error is reported before anything serves.
 func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
-	a := &app{cfg: cfg, log: log, backends: make(map[string]*backend.Backend)}
-	routes := make(map[string]*proxy.Route)
+	a := &app{file: cfg.File, log: log, global: proxy.NewLimiter(cfg.Global.MaxConnections)}
+	g, err := a.build(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, fc := range cfg.Frontends {
+		f := proxy.NewFrontend(a.frontendOptions(cfg, fc), g.routes[fc.Backend])
+		if err := f.Listen(); err != nil {
+			a.closeListeners()
+			return nil, err
+		}
+		a.frontends = append(a.frontends, f)
+	}
+	if cfg.Admin.Listen != "" {
+		a.admin = admin.New(admin.Options{
+			Listen:    cfg.Admin.Listen,
+			Token:     cfg.Admin.Token,
+			Backends:  func() []*backend.Backend { return a.gen.Load().backends },
+			Frontends: a.frontendStats,
+			Ready:     func() bool { return !a.stopping.Load() },
+			Logger:    log,
+			Version:   buildVersion(),
+		})
+		if err := a.admin.Listen(); err != nil {
+			a.closeListeners()
+			return nil, fmt.Errorf("admin: %w", err)
+		}
+		if cfg.Admin.Token == "" && !loopbackOnly(cfg.Admin.Listen) {
+			log.Warn("the admin API listens beyond loopback without a token: anyone who reaches it can drain servers",
+				"listen", cfg.Admin.Listen)
+		}
+	}
+	a.gen.Store(g)
+	return a, nil
+}
+
+func (a *app) closeListeners() {
+	for _, f := range a.frontends {
+		_ = f.Close()
+	}
+}
+
+func (a *app) frontendOptions(cfg *config.Config, fc config.Frontend) proxy.FrontendOptions {
+	mode, _ := proxy.ParseMode(fc.Mode) // validated by config
+	return proxy.FrontendOptions{
+		Name:           fc.Name,
+		Bind:           fc.Bind,
+		Mode:           mode,
+		MaxConnections: fc.MaxConnections,
+		Global:         a.global,
+		Logger:         a.log,
+		AccessLog:      cfg.Global.AccessLog,
+	}
+}
+
+// build makes a generation from cfg. Servers of prev whose backend, name and address are the
+// same are reused (and updated), so they keep their state and counters.
+func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
+	g := &generation{cfg: cfg, byName: map[string]*backend.Backend{}, routes: map[string]*proxy.Route{}}
 	for _, bc := range cfg.Backends {
 		b := &backend.Backend{Name: bc.Name}
+		var old *backend.Backend
+		if prev != nil {
+			old = prev.byName[bc.Name]
+		}
 		for _, sc := range bc.Servers {
-			b.Servers = append(b.Servers, backend.NewServer(backend.ServerOptions{
-				Name: sc.Name, Address: sc.Address, Weight: sc.Weight, Backup: sc.Backup, MaxConnections: sc.MaxConnections,
-			}))
+			o := backend.ServerOptions{
+				Name: sc.Name, Address: sc.Address, Weight: sc.Weight, Backup: sc.Backup,
+				MaxConnections: sc.MaxConnections, Slowstart: bc.Slowstart,
+			}
+			var s *backend.Server
+			if old != nil {
+				if os := old.Server(sc.Name); os != nil && os.Address() == sc.Address {
+					s = os
+					s.Update(o)
+				}
+			}
+			if s == nil {
+				s = backend.NewServer(o)
+			}
+			b.Servers = append(b.Servers, s)
 		}
 		policy, err := balancer.New(bc.Balance)
 		if err != nil {
 			return nil, fmt.Errorf("backend %s: %w", bc.Name, err)
 		}
-		a.backends[bc.Name] = b
-		routes[bc.Name] = &proxy.Route{
-			Backend:        b,
-			Policy:         policy,
-			ConnectTimeout: bc.ConnectTimeout,
-			Retries:        bc.Retries,
-			Redispatch:     bc.Redispatch,
-			IdleTimeout:    bc.IdleTimeout,
-			KeepAlive:      bc.TCPKeepalive,
-		}
-		if bc.HealthCheck.Type != "none" {
-			log.Warn("health checks are not implemented in this build yet: servers are always up, failed dials are retried",
-				"backend", bc.Name, "health_check", bc.HealthCheck.Type)
-		}
-	}
-	global := proxy.NewLimiter(cfg.Global.MaxConnections)
-	for _, fc := range cfg.Frontends {
-		mode, err := proxy.ParseMode(fc.Mode)
+		checker, err := healthcheck.NewChecker(bc.HealthCheck.Type, healthcheck.Options{
+			Timeout:  bc.HealthCheck.Timeout,
+			VHost:    bc.HealthCheck.VHost,
+			Username: bc.HealthCheck.Username,
+			Password: bc.HealthCheck.Password,
+		})
 		if err != nil {
-			return nil, fmt.Errorf("frontend %s: %w", fc.Name, err)
+			return nil, fmt.Errorf("backend %s: %w", bc.Name, err)
 		}
-		f := proxy.NewFrontend(proxy.FrontendOptions{
-			Name:           fc.Name,
-			Bind:           fc.Bind,
-			Mode:           mode,
-			MaxConnections: fc.MaxConnections,
-			Global:         global,
-			Logger:         log,
-			AccessLog:      cfg.Global.AccessLog,
-		}, routes[fc.Backend])
-		if err := f.Listen(); err != nil {
-			a.closeAll()
-			return nil, err
+		mo := healthcheck.MonitorOptions{
+			Backend: bc.Name,
+			Servers: b.Servers,
+			Checker: checker,
+			Policy: healthcheck.Policy{
+				RiseFall:     healthcheck.RiseFall{Rise: bc.HealthCheck.Rise, Fall: bc.HealthCheck.Fall},
+				Interval:     bc.HealthCheck.Interval,
+				FastInterval: bc.HealthCheck.FastInterval,
+				DownInterval: bc.HealthCheck.DownInterval,
+			},
+			Timeout: bc.HealthCheck.Timeout,
+			Logger:  a.log,
 		}
-		a.frontends = append(a.frontends, f)
+		if m := bc.HealthCheck.Management; m != nil {
+			mo.Management = &healthcheck.ManagementOptions{
+				Port: m.Port, Alarms: m.Alarms, EjectOnAlarm: m.EjectOnAlarm,
+				Username: bc.HealthCheck.Username, Password: bc.HealthCheck.Password,
+			}
+		}
+		if bc.OnMarkedDown == "shutdown-sessions" {
+			mo.OnTransition = func(s *backend.Server, from, to backend.State, _ backend.CheckResult) {
+				if to == backend.StateDown {
+					a.closeSessions(s)
+				}
+			}
+		}
+		mon := healthcheck.NewMonitor(mo)
+		g.monitors = append(g.monitors, mon)
+		g.backends = append(g.backends, b)
+		g.byName[bc.Name] = b
+		g.routes[bc.Name] = &proxy.Route{
+			Backend:          b,
+			Policy:           policy,
+			ConnectTimeout:   bc.ConnectTimeout,
+			Retries:          bc.Retries,
+			Redispatch:       bc.Redispatch,
+			IdleTimeout:      bc.IdleTimeout,
+			KeepAlive:        bc.TCPKeepalive,
+			OnConnectFailure: mon.Suspect,
+		}
 	}
-	return a, nil
+	return g, nil
 }
 
-func (a *app) closeAll() {
-	for _, f := range a.frontends {
-		_ = f.Close()
+// closeSessions ends every session on s, in every frontend (on_marked_down = shutdown-sessions).
+func (a *app) closeSessions(s *backend.Server) {
+	n := 0
+	for _, f := range a.allFrontends() {
+		n += f.CloseSessions(s, proxy.EndServerDown)
 	}
+	if n > 0 {
+		a.log.Warn("server down: closed its sessions", "server", s.Name(), "sessions", n)
+	}
+}
+
+func (a *app) allFrontends() []*proxy.Frontend {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append(append([]*proxy.Frontend(nil), a.frontends...), a.retired...)
+}
+
+func (a *app) frontendStats() []admin.FrontendStats {
+	a.mu.Lock()
+	fs := append([]*proxy.Frontend(nil), a.frontends...)
+	a.mu.Unlock()
+	out := make([]admin.FrontendStats, 0, len(fs))
+	for _, f := range fs {
+		st := f.Stats()
+		out = append(out, admin.FrontendStats{Name: f.Name(), Active: st.Active, Total: st.Total, Refused: st.Refused})
+	}
+	return out
 }
 
 // describe lists "name=addr" for the log.
@@ -115,42 +250,163 @@ func (a *app) describe() string {
 	for _, f := range a.frontends {
 		parts = append(parts, fmt.Sprintf("%s=%s", f.Name(), f.Addr()))
 	}
+	if a.admin != nil {
+		parts = append(parts, fmt.Sprintf("admin=%s", a.admin.Addr()))
+	}
 	return strings.Join(parts, " ")
 }
 
-// run serves until ctx is cancelled (SIGTERM/SIGINT), then drains: frontends stop accepting and
-// sessions get up to drain_timeout before they are closed.
+// run serves until ctx is cancelled (SIGTERM/SIGINT), reloading on every value from hup, then
+// drains: frontends stop accepting, /readyz turns 503, and sessions get up to drain_timeout
+// before they are closed.
 func (a *app) run(ctx context.Context, hup <-chan os.Signal) error {
-	var g errgroup.Group
+	for _, m := range a.gen.Load().monitors {
+		m.Start()
+	}
 	for _, f := range a.frontends {
-		g.Go(f.Serve)
+		a.serving.Go(f.Serve)
+	}
+	if a.admin != nil {
+		a.adminDone = make(chan error, 1)
+		go func() { a.adminDone <- a.admin.Serve() }()
 	}
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
 			done = true
 		case <-hup:
-			a.log.Warn("SIGHUP received: configuration reload is not implemented in this build yet; keeping the running configuration")
+			a.reload()
 		}
 	}
-	drain := a.cfg.Global.DrainTimeout
+	return a.shutdown()
+}
+
+func (a *app) shutdown() error {
+	a.stopping.Store(true)
+	g := a.gen.Load()
+	drain := g.cfg.Global.DrainTimeout
 	a.log.Info("stopping: no new connections; draining sessions", "drain_timeout", drain)
+	start := time.Now()
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	start := time.Now()
-	var sg errgroup.Group
-	for _, f := range a.frontends {
-		sg.Go(func() error {
+	var sg sync.WaitGroup
+	for _, f := range a.allFrontends() {
+		sg.Go(func() {
 			if err := f.Shutdown(dctx); err != nil {
 				a.log.Warn("drain timed out; remaining sessions closed", "frontend", f.Name())
 			}
-			return nil
 		})
 	}
-	_ = sg.Wait()
-	if err := g.Wait(); err != nil {
-		return err
+	sg.Wait()
+	for _, m := range g.monitors {
+		m.Stop()
+	}
+	err := a.serving.Wait()
+	if a.admin != nil {
+		actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = a.admin.Shutdown(actx)
+		acancel()
+		if aerr := <-a.adminDone; aerr != nil && err == nil {
+			err = aerr
+		}
 	}
 	a.log.Info("stopped", "drained_in", time.Since(start).Round(time.Millisecond))
-	return nil
+	return err
+}
+
+// reload re-reads the configuration file. An invalid file, or one whose new listeners cannot be
+// bound, changes nothing. Otherwise: listeners whose bind is unchanged are kept (no refused
+// connects), new ones are opened, removed ones stop accepting while their sessions go on; servers
+// keep their state and counters; established sessions are never cut.
+func (a *app) reload() {
+	a.log.Info("SIGHUP: reloading", "config", a.file)
+	cfg, err := config.Load(a.file)
+	if err == nil {
+		err = supported(cfg)
+	}
+	if err != nil {
+		a.log.Error("reload refused: the running configuration stays", "errors", strings.Split(err.Error(), "\n"))
+		return
+	}
+	for _, w := range cfg.Warnings {
+		a.log.Warn("config warning", "warning", w)
+	}
+	old := a.gen.Load()
+	if cfg.Admin != old.cfg.Admin {
+		a.log.Warn("reload: [admin] changes need a restart; keeping the running admin settings")
+	}
+	g, err := a.build(cfg, old)
+	if err != nil {
+		a.log.Error("reload refused: the running configuration stays", "err", err)
+		return
+	}
+	// Open the listeners of new binds first: if one fails, nothing has changed yet.
+	byBind := map[string]*proxy.Frontend{}
+	for _, f := range a.frontends {
+		byBind[f.Bind()] = f
+	}
+	var opened, next []*proxy.Frontend
+	for _, fc := range cfg.Frontends {
+		o := a.frontendOptions(cfg, fc)
+		if f, ok := byBind[fc.Bind]; ok {
+			next = append(next, f)
+			continue
+		}
+		f := proxy.NewFrontend(o, g.routes[fc.Backend])
+		if err := f.Listen(); err != nil {
+			for _, n := range opened {
+				_ = n.Close()
+			}
+			a.log.Error("reload refused: the running configuration stays", "err", err)
+			return
+		}
+		opened = append(opened, f)
+		next = append(next, f)
+	}
+	// Commit: monitors, then routes, then listeners.
+	for _, m := range old.monitors {
+		m.Stop()
+	}
+	for _, m := range g.monitors {
+		m.Start()
+	}
+	a.global.SetMax(cfg.Global.MaxConnections)
+	kept := map[*proxy.Frontend]bool{}
+	for i, fc := range cfg.Frontends {
+		f := next[i]
+		kept[f] = true
+		if _, existed := byBind[fc.Bind]; existed {
+			f.Update(a.frontendOptions(cfg, fc), g.routes[fc.Backend])
+		} else {
+			a.serving.Go(f.Serve)
+		}
+	}
+	a.mu.Lock()
+	retired := a.retired[:0]
+	for _, f := range a.retired {
+		if f.Stats().Active > 0 {
+			retired = append(retired, f) // still has sessions: keep it for the final drain
+		}
+	}
+	a.retired = retired
+	for _, f := range a.frontends {
+		if !kept[f] {
+			_ = f.Close()
+			a.retired = append(a.retired, f)
+		}
+	}
+	a.frontends = next
+	a.mu.Unlock()
+	a.gen.Store(g)
+	a.log.Info("reloaded", "frontends", a.describe(), "backends", len(g.backends))
+}
+
+// loopbackOnly reports whether addr binds only to the loopback interface; used for a warning.
+func loopbackOnly(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
