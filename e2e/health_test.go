@@ -67,7 +67,8 @@ func (l *lb) waitState(t testing.TB, server, state string, within time.Duration)
 	t0 := time.Now()
 	for {
 		s := l.servers(t)[server]
-		if s.State == state {
+		// "up" before the first check only means "not checked yet": wait for a passing check.
+		if s.State == state && (state != "up" || s.Check.Status == "ok") {
 			return time.Since(t0), s
 		}
 		if time.Since(t0) > within {

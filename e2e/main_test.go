@@ -90,6 +90,7 @@ type setup struct {
 	global  string   // extra lines for [global]
 	backend string   // extra lines for [[backend]]
 	check   string   // lines for [backend.health_check]; default type = "none"
+	admin   string   // extra lines for [admin]
 }
 
 // render writes the configuration for a frontend on bind and an admin API on adminAddr.
@@ -107,7 +108,7 @@ func (c setup) render(bind, adminAddr string) string {
 	if balance == "" {
 		balance = "roundrobin"
 	}
-	fmt.Fprintf(&b, "[global]\nlog_level = \"debug\"\n%s\n\n[admin]\nlisten = %q\n\n", global, adminAddr)
+	fmt.Fprintf(&b, "[global]\nlog_level = \"debug\"\n%s\n\n[admin]\nlisten = %q\n%s\n\n", global, adminAddr, c.admin)
 	fmt.Fprintf(&b, "[[frontend]]\nname = \"amqp\"\nbind = %q\nbackend = \"rabbitmq\"\n\n", bind)
 	fmt.Fprintf(&b, "[[backend]]\nname = \"rabbitmq\"\nbalance = %q\nconnect_timeout = \"2s\"\n%s\n\n", balance, c.backend)
 	fmt.Fprintf(&b, "[backend.health_check]\n%s\n\n", check)
