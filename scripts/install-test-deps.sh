@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what amqplb's broker tests need besides Go: RabbitMQ (Debian's
 # rabbitmq-server, run by internal/testenv as local clusters) and HAProxy (the
-# comparison target of the bench and of config import tests).
+# comparison target of the benchmarks) and Chromium (the status-page test).
 #
 # Idempotent and quiet when everything is there. Needs root (or sudo) on Debian
 # or Ubuntu. The package's own service is not used: on machines with an init
@@ -9,12 +9,12 @@
 set -eu
 
 missing=""
-for pkg in rabbitmq-server haproxy; do
+for pkg in rabbitmq-server haproxy chromium; do
 	if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
 		missing="$missing $pkg"
 	fi
 done
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then exit 0; fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -33,7 +33,7 @@ if [ ! -e "$policy" ]; then
 	$SUDO chmod 755 "$policy"
 	made_policy=1
 fi
-cleanup() { [ -n "$made_policy" ] && $SUDO rm -f "$policy"; }
+cleanup() { if [ -n "$made_policy" ]; then $SUDO rm -f "$policy"; fi; }
 trap cleanup EXIT
 
 $SUDO apt-get update -qq
