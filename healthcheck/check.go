@@ -1,13 +1,15 @@
 // Package healthcheck owns the active checks of brokers: checkers that ask a server whether it
-// really serves AMQP (a full handshake, a probe of the first reply, or a TCP connect), the
-// Result they give, with the broker's own reply code and a short human reason, and the rise/fall
-// rules that turn results into state changes.
+// really serves AMQP (a full handshake, a probe of the first reply, or a TCP connect), optionally
+// with the node's alarms from its management API; the Result they give, with the broker's own
+// reply code, a failure kind and a short human reason; the rise/fall rules that turn results
+// into state changes; and the Monitor that schedules the checks of a backend's servers, takes in
+// passive failures (Monitor.Suspect) and changes the servers' health.
 //
 // A checker does one check and returns; it keeps no state between checks, holds no connection
 // open afterwards and leaves no goroutine behind. Policy is the pure core of the monitor: given
-// a server's Health and a result, the next Health and when to check again. The monitor loop that
-// schedules checks and changes a backend.Server's state belongs here too (not written yet). The
-// package never touches sessions, balancing or HTTP.
+// a server's Health and a result, the next Health and when to check again. The package changes
+// a backend.Server only through its health, check-result and suspect methods; it never touches
+// sessions (it calls MonitorOptions.OnTransition for that), balancing or the admin API.
 package healthcheck
 
 import (

@@ -1,0 +1,192 @@
+package healthcheck
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/amqplb/amqplb/backend"
+)
+
+// DefaultManagementPort is RabbitMQ's management API port, used when ManagementOptions.Port is 0.
+const DefaultManagementPort = 15672
+
+// alarmsPath is RabbitMQ's health check of the node's own resource alarms: 200 when there is
+// none, 503 with the alarms in effect otherwise.
+const alarmsPath = "/api/health/checks/local-alarms"
+
+// ManagementOptions configure the optional check of a node's RabbitMQ management API, which
+// runs alongside the main check of every server, on the host of the server's address.
+//
+// RabbitMQ's resource alarms (memory, disk) block publishers on every node of a cluster, so a
+// node in alarm still serves and ejecting it helps nobody: by default an alarm is only shown in
+// the check's reason. A management API that does not answer never fails the check either.
+type ManagementOptions struct {
+	// Port is the management API's HTTP port; 0 means DefaultManagementPort.
+	Port int
+	// Alarms reads /api/health/checks/local-alarms. Without it nothing is asked of the
+	// management API (it is the only thing read so far).
+	Alarms bool
+	// EjectOnAlarm fails the check (Kind backend.FailAlarm) while the node has an alarm, so
+	// the server goes down after Policy.Fall checks.
+	EjectOnAlarm bool
+	// Username and Password authenticate (HTTP basic); both empty mean guest/guest.
+	Username, Password string
+}
+
+func (o *ManagementOptions) port() int {
+	if o.Port <= 0 {
+		return DefaultManagementPort
+	}
+	return o.Port
+}
+
+func (o *ManagementOptions) credentials() (user, pass string) {
+	if o.Username == "" && o.Password == "" {
+		return "guest", "guest"
+	}
+	return o.Username, o.Password
+}
+
+// managementChecker runs a checker and, alongside it, reads the node's alarms from the
+// management API; the alarms (or the API's failure) are added to the checker's reason.
+type managementChecker struct {
+	checker Checker
+	opts    ManagementOptions
+	timeout time.Duration
+	// client has no keep-alives (a check every few seconds needs no pool, and a check leaves
+	// no connection open behind it) and ignores HTTP_PROXY: the node is reached directly.
+	client *http.Client
+}
+
+func newManagementChecker(c Checker, o ManagementOptions, timeout time.Duration) *managementChecker {
+	return &managementChecker{
+		checker: c,
+		opts:    o,
+		timeout: timeoutOr(timeout),
+		client: &http.Client{
+			Transport: &http.Transport{
+				Proxy:                  nil,
+				DialContext:            (&net.Dialer{}).DialContext,
+				DisableKeepAlives:      true,
+				MaxResponseHeaderBytes: 64 << 10,
+			},
+			// The API answers directly; a redirect means something else answers.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+}
+
+// Check implements Checker.
+func (mc *managementChecker) Check(ctx context.Context, addr string) Result {
+	if !mc.opts.Alarms {
+		return mc.checker.Check(ctx, addr)
+	}
+	ctx, cancel := context.WithTimeout(ctx, mc.timeout)
+	defer cancel()
+	type alarmsResult struct {
+		alarms []string
+		err    error
+	}
+	done := make(chan alarmsResult, 1)
+	go func() {
+		alarms, err := mc.alarms(ctx, addr)
+		done <- alarmsResult{alarms, err}
+	}()
+	res := mc.checker.Check(ctx, addr)
+	ar := <-done
+	switch {
+	case ar.err != nil:
+		res.Reason += "; management API: " + ar.err.Error()
+	case len(ar.alarms) > 0:
+		res.Reason += "; alarm: " + strings.Join(ar.alarms, ", ")
+		if res.OK && mc.opts.EjectOnAlarm {
+			res.OK, res.Kind = false, backend.FailAlarm
+		}
+	}
+	// The check lasted as long as the slower of the two.
+	if d := time.Since(res.At); d > res.Duration {
+		res.Duration = d
+	}
+	return res
+}
+
+// alarmsReply is the body of a 503 from /api/health/checks/local-alarms.
+type alarmsReply struct {
+	Status string `json:"status"`
+	Reason string `json:"reason"`
+	Alarms []struct {
+		Node     string `json:"node"`
+		Resource string `json:"resource"`
+	} `json:"alarms"`
+}
+
+// alarms returns the resources ("memory", "disk") in alarm on the node at addr's host, none
+// if there is no alarm, or an error saying why the API gave no answer.
+func (mc *managementChecker) alarms(ctx context.Context, addr string) ([]string, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	url := "http://" + net.JoinHostPort(host, strconv.Itoa(mc.opts.port())) + alarmsPath
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.SetBasicAuth(mc.opts.credentials())
+	resp, err := mc.client.Do(req)
+	if err != nil {
+		return nil, httpFailure(ctx, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return nil, httpFailure(ctx, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return nil, nil
+	case http.StatusServiceUnavailable:
+		var r alarmsReply
+		if err := json.Unmarshal(body, &r); err != nil || r.Status != "failed" {
+			return nil, fmt.Errorf("%s with an unexpected body", resp.Status)
+		}
+		var alarms []string
+		for _, a := range r.Alarms {
+			if a.Resource != "" && !slices.Contains(alarms, a.Resource) {
+				alarms = append(alarms, a.Resource)
+			}
+		}
+		if len(alarms) == 0 {
+			// Failed without naming an alarm: say what it said.
+			return nil, fmt.Errorf("%s: %s", resp.Status, r.Reason)
+		}
+		return alarms, nil
+	}
+	return nil, errors.New(resp.Status)
+}
+
+// httpFailure says in a few words why a request to the management API failed.
+func httpFailure(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(ctx.Err(), context.Canceled):
+		return errors.New("canceled")
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return errors.New("timeout")
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return errors.New("connection refused")
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("connection reset")
+	}
+	return unwrapOp(err)
+}

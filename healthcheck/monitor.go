@@ -1,0 +1,425 @@
+package healthcheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/amqplb/amqplb/backend"
+)
+
+// maxMaintPoll bounds how long after an operator ends a server's maintenance its checks resume.
+const maxMaintPoll = 100 * time.Millisecond
+
+// MonitorOptions configure a Monitor. Zero values mean the defaults said on each field.
+type MonitorOptions struct {
+	// Backend is the name of the servers' backend, for logs.
+	Backend string
+	// Servers are the servers to check; the Monitor changes their health (SetHealth), their
+	// last check (SetCheck) and their suspect flag, and nothing else.
+	Servers []*backend.Server
+	// Checker checks one server. Nil means checks are off (type "none"): servers stay up,
+	// and a server made suspect by Suspect is put back into rotation after
+	// Policy.DownInterval.
+	Checker Checker
+	// Policy holds rise/fall and the intervals; its zero fields mean its defaults.
+	Policy Policy
+	// Timeout bounds each check, the management API's included; 0 means DefaultTimeout.
+	// A checker's own, shorter timeout still applies.
+	Timeout time.Duration
+	// Management, if set, also reads each node's alarms from its RabbitMQ management API;
+	// see ManagementOptions. It is ignored when Checker is nil.
+	Management *ManagementOptions
+	// Logger receives one line per health transition; nil means slog.Default().
+	Logger *slog.Logger
+	// OnTransition, if set, is called after each health transition of a server, with the
+	// verdicts before and after (backend.StateUp or backend.StateDown; s.State() gives the
+	// state the operator's drain or maint may override) and the result that caused it.
+	// It runs on the monitor's goroutines, possibly concurrently for different servers,
+	// with the server's check state locked: it must return quickly and must not call the
+	// Monitor. cmd uses it for on_marked_down = "shutdown-sessions".
+	OnTransition func(s *backend.Server, from, to backend.State, r backend.CheckResult)
+}
+
+// Monitor checks the servers of one backend and turns the results into their health.
+//
+// Each server has its own goroutine, so a hung server never delays the checks of another. On
+// Start every server is checked at once; after that each is checked every Policy.Interval,
+// every Policy.FastInterval while a change is pending and every Policy.DownInterval while
+// down, with a random offset after the first check so servers are not checked in lockstep.
+// Rise consecutive passes bring a server up and Fall consecutive failures take it down, except
+// that a server's first result decides its health at once: a dead broker must not get traffic
+// for Fall intervals after amqplb starts. Until then a server counts as up only while no
+// server of the backend has passed a check: the first pass of any server takes down those
+// still waiting for their first result. (A failure does not: it would leave the backend with no
+// server up for nothing, and a dead broker's refusal, always the first result, would bounce
+// every live server down and up at each start.) A server in maintenance is not checked; when maintenance ends, it is
+// checked at once and that result decides again.
+//
+// Each transition is one log line (warn when down, info when up) saying why, and a call of
+// MonitorOptions.OnTransition.
+type Monitor struct {
+	backend      string
+	servers      []*serverLoop
+	loops        map[*backend.Server]*serverLoop
+	checker      Checker
+	policy       Policy
+	timeout      time.Duration
+	log          *slog.Logger
+	onTransition func(s *backend.Server, from, to backend.State, r backend.CheckResult)
+
+	// anyPassed is set once a server of the backend has passed a check.
+	anyPassed atomic.Bool
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	startOnce sync.Once
+}
+
+// serverLoop is the monitor's view of one server.
+type serverLoop struct {
+	s *backend.Server
+	// wake asks the server's loop to check now (Suspect); one pending wake-up is enough.
+	wake chan struct{}
+
+	mu sync.Mutex
+	// h is the server's health as the checks and passive failures see it.
+	h Health
+	// seen reports whether a result decided h since Start (or since maintenance ended).
+	seen bool
+	// passive counts the failed client connections among h.Fails.
+	passive int
+	// suspectAt is when Suspect was last called; used with checks off.
+	suspectAt time.Time
+}
+
+// NewMonitor returns a monitor of o.Servers. Nothing runs before Start.
+func NewMonitor(o MonitorOptions) *Monitor {
+	m := &Monitor{
+		backend:      o.Backend,
+		loops:        make(map[*backend.Server]*serverLoop, len(o.Servers)),
+		checker:      o.Checker,
+		policy:       o.Policy,
+		timeout:      timeoutOr(o.Timeout),
+		log:          o.Logger,
+		onTransition: o.OnTransition,
+	}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	if m.checker != nil && o.Management != nil {
+		m.checker = newManagementChecker(m.checker, *o.Management, m.timeout)
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	for _, s := range o.Servers {
+		if _, dup := m.loops[s]; dup {
+			continue
+		}
+		// A server kept across a reload keeps its verdict: only a server never checked
+		// gets its health decided by its first result.
+		l := &serverLoop{s: s, wake: make(chan struct{}, 1), h: Health{Up: s.Healthy()}, seen: s.LastCheck() != nil}
+		if l.seen && l.h.Up && m.checker != nil {
+			m.anyPassed.Store(true)
+		}
+		m.servers = append(m.servers, l)
+		m.loops[s] = l
+	}
+	return m
+}
+
+// Start starts one goroutine per server, each checking its server at once. Calls after the
+// first do nothing.
+func (m *Monitor) Start() {
+	m.startOnce.Do(func() {
+		switch {
+		case m.checker == nil:
+			for _, l := range m.servers {
+				l.mu.Lock()
+				if !l.s.Healthy() {
+					l.h = Health{Up: true}
+					m.transition(l, backend.CheckResult{OK: true, Reason: "health checks off", At: time.Now()}, "checks off")
+				}
+				l.mu.Unlock()
+			}
+		case m.anyPassed.Load():
+			m.holdUnchecked(nil)
+		}
+		for _, l := range m.servers {
+			m.wg.Add(1)
+			if m.checker == nil {
+				go m.clearSuspects(l)
+			} else {
+				go m.checkLoop(l)
+			}
+		}
+	})
+}
+
+// Stop stops the checks and waits for every goroutine of the monitor, in-flight checks
+// included, to end. Results of checks cut short are dropped. The servers keep their health.
+func (m *Monitor) Stop() {
+	m.cancel()
+	m.wg.Wait()
+}
+
+// Suspect reports that a client connection to s failed (passive detection). The server is
+// skipped for new connections until a check passes, the failure counts toward Policy.Fall like
+// a failed check, and s is checked at once: many calls in a row cause one check, not one each.
+// With checks off, s is put back into rotation after Policy.DownInterval instead. err (may be
+// nil) says why, for the log. A server the monitor does not check is ignored, and so is every
+// call after Stop (a session of an old configuration must not leave a server suspect with no
+// loop left to clear it).
+func (m *Monitor) Suspect(s *backend.Server, err error) {
+	l := m.loops[s]
+	if l == nil || m.ctx.Err() != nil {
+		return
+	}
+	s.CountFailure(backend.FailPassive)
+	l.mu.Lock()
+	s.MarkSuspect()
+	if m.checker == nil {
+		l.suspectAt = time.Now()
+	} else {
+		l.sync()
+		prev := l.h
+		l.h, _ = m.policy.Next(l.h, false)
+		l.passive = min(l.passive+1, l.h.Fails)
+		if prev.Up && !l.h.Up {
+			r := backend.CheckResult{Kind: backend.FailPassive, Reason: passiveReason(err), At: time.Now()}
+			m.transition(l, r, m.failCounts(l))
+		}
+	}
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+}
+
+// checkLoop checks one server until the monitor stops.
+func (m *Monitor) checkLoop(l *serverLoop) {
+	defer m.wg.Done()
+	timer := time.NewTimer(0) // the first check is at once
+	defer timer.Stop()
+	first, maint := true, false
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-timer.C:
+		case <-l.wake:
+		}
+		if l.s.Admin() == backend.AdminMaint {
+			// No notice comes when maintenance ends: look again soon.
+			maint = true
+			timer.Reset(min(m.policy.Wait(Health{Up: true}), maxMaintPoll))
+			continue
+		}
+		if maint {
+			// The verdict from before the maintenance is stale: the next result decides.
+			maint = false
+			l.mu.Lock()
+			l.seen = false
+			l.mu.Unlock()
+		}
+		res := m.check(l.s.Address())
+		if m.ctx.Err() != nil {
+			return
+		}
+		// The check just made answers the Suspect calls made meanwhile.
+		select {
+		case <-l.wake:
+		default:
+		}
+		wait := m.record(l, res)
+		if first && wait > 0 {
+			// Spread the servers' checks over the interval.
+			wait = wait/2 + rand.N(wait)
+		}
+		first = false
+		timer.Reset(wait)
+	}
+}
+
+// check runs one check of addr, bounded by the timeout and by Stop.
+func (m *Monitor) check(addr string) Result {
+	ctx, cancel := context.WithTimeout(m.ctx, m.timeout)
+	defer cancel()
+	return m.checker.Check(ctx, addr)
+}
+
+// record stores a check result in the server, updates its health and returns how long to wait
+// before the next check.
+func (m *Monitor) record(l *serverLoop, res Result) time.Duration {
+	r := backend.CheckResult{OK: res.OK, Kind: res.Kind, Reason: res.Reason, Code: res.Code,
+		Duration: res.Duration, At: res.At.Add(res.Duration)}
+	switch {
+	case r.OK:
+		r.Kind = ""
+	case r.Kind == "":
+		r.Kind = backend.FailOther
+	}
+	l.s.SetCheck(r)
+	first := r.OK && m.anyPassed.CompareAndSwap(false, true)
+
+	l.mu.Lock()
+	l.sync()
+	prev := l.h
+	var wait time.Duration
+	var counts string
+	switch {
+	case !l.seen:
+		l.seen, l.passive = true, 0
+		if r.OK {
+			l.h, counts = Health{Up: true, Passes: 1}, "first check passed"
+		} else {
+			l.h, counts = Health{Fails: 1}, "first check failed"
+		}
+		wait = m.policy.Wait(l.h)
+	case r.OK:
+		l.h, wait = m.policy.Next(l.h, true)
+		counts = fmt.Sprintf("%d/%d checks passed", l.h.Passes, m.policy.rise())
+	default:
+		l.h, wait = m.policy.Next(l.h, false)
+		counts = m.failCounts(l)
+	}
+	if r.OK {
+		l.passive = 0
+		l.s.ClearSuspect()
+	}
+	if l.h.Up != prev.Up {
+		m.transition(l, r, counts)
+	}
+	l.mu.Unlock()
+
+	if first {
+		m.holdUnchecked(l)
+	}
+	return wait
+}
+
+// holdUnchecked takes down the servers that have no result yet, but l, once a server of the
+// backend passed a check: from then on a server counts as up only once its own first check
+// passed.
+func (m *Monitor) holdUnchecked(except *serverLoop) {
+	for _, l := range m.servers {
+		if l == except {
+			continue
+		}
+		l.mu.Lock()
+		l.sync()
+		if !l.seen && l.h.Up && l.s.Admin() != backend.AdminMaint {
+			l.h, l.passive = Health{}, 0
+			m.transition(l, backend.CheckResult{Reason: "not checked yet", At: time.Now()}, "waiting for its first check")
+		}
+		l.mu.Unlock()
+	}
+}
+
+// clearSuspects puts a suspect server back into rotation after Policy.DownInterval, when
+// checks are off.
+func (m *Monitor) clearSuspects(l *serverLoop) {
+	defer m.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	after := m.policy.Wait(Health{})
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-l.wake:
+		case <-timer.C:
+		}
+		l.mu.Lock()
+		if l.s.Suspect() {
+			if left := time.Until(l.suspectAt.Add(after)); left > 0 {
+				timer.Reset(left)
+			} else {
+				l.s.ClearSuspect()
+			}
+		}
+		l.mu.Unlock()
+	}
+}
+
+// sync adopts the server's health if something else (a tool, a test) forced it.
+// l.mu must be held.
+func (l *serverLoop) sync() {
+	if up := l.s.Healthy(); up != l.h.Up {
+		l.h, l.passive = Health{Up: up}, 0
+	}
+}
+
+// failCounts describes l's run of failures for the log: "3/3 checks failed (1 passive)".
+func (m *Monitor) failCounts(l *serverLoop) string {
+	s := fmt.Sprintf("%d/%d checks failed", l.h.Fails, m.policy.fall())
+	if l.passive > 0 {
+		s += fmt.Sprintf(" (%d passive)", l.passive)
+	}
+	return s
+}
+
+// transition applies l.h.Up to the server, logs the change and calls OnTransition.
+// l.mu must be held, so a server's transitions are reported in order.
+func (m *Monitor) transition(l *serverLoop, r backend.CheckResult, counts string) {
+	l.s.SetHealth(l.h.Up)
+	from, to := backend.StateUp, backend.StateDown
+	msg, level := "server down", slog.LevelWarn
+	if l.h.Up {
+		from, to = to, from
+		msg, level = "server up", slog.LevelInfo
+	}
+	up := 0
+	for _, o := range m.servers {
+		if o.s.State() == backend.StateUp {
+			up++
+		}
+	}
+	attrs := []slog.Attr{
+		slog.String("backend", m.backend),
+		slog.String("server", l.s.Name()),
+		slog.String("address", l.s.Address()),
+		slog.String("from", from.String()),
+		slog.String("to", to.String()),
+		slog.String("reason", r.Reason),
+		slog.Int("code", r.Code),
+	}
+	if r.Kind != "" {
+		attrs = append(attrs, slog.String("kind", r.Kind))
+	}
+	attrs = append(attrs,
+		slog.String("checks", counts),
+		slog.Duration("check_duration", r.Duration),
+		slog.String("servers_up", fmt.Sprintf("%d/%d", up, len(m.servers))),
+	)
+	m.log.LogAttrs(context.Background(), level, msg, attrs...)
+	if m.onTransition != nil {
+		m.onTransition(l.s, from, to, r)
+	}
+}
+
+// passiveReason says in a few words why a client connection failed.
+func passiveReason(err error) string {
+	const prefix = "client connection failed"
+	var ne net.Error
+	switch {
+	case err == nil:
+		return prefix
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return prefix + ": connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return prefix + ": connection reset"
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		return prefix + ": timeout"
+	}
+	return prefix + ": " + unwrapOp(err).Error()
+}
