@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"fmt"
 	"errors"
 	"io"
 	"log/slog"
@@ -19,10 +20,69 @@ import (
 
 	"github.com/amqplb/amqplb/backend"
 	"github.com/amqplb/amqplb/balancer"
+	"github.com/amqplb/amqplb/internal/amqpwire"
 	"github.com/amqplb/amqplb/internal/testenv"
 )
 
-var greeting = []byte("CONNECTION.START")
+// echoBroker returns a fake broker that completes the AMQP handshake for real, then echoes.
+func echoBroker(t testing.TB) *testenv.FakeBroker {
+	return testenv.StartFakeBroker(t, (&testenv.FakeAMQP{Echo: true}).Handle)
+}
+
+// handshake is the client side of an AMQP connection handshake, as amqp091-go does it.
+type handshake struct {
+	sent, recv int // bytes
+}
+
+// clientHandshake runs the handshake on c, up to Open-Ok. A broker's Connection.Close is returned
+// as an error naming its code.
+func clientHandshake(c net.Conn) (handshake, error) {
+	var h handshake
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	defer c.SetDeadline(time.Time{})
+	write := func(ms ...amqpwire.Method) error {
+		var buf []byte
+		for _, m := range ms {
+			var err error
+			if buf, err = amqpwire.AppendMethodFrame(buf, 0, m); err != nil {
+				return err
+			}
+		}
+		h.sent += len(buf)
+		_, err := c.Write(buf)
+		return err
+	}
+	read := func() (amqpwire.Method, error) {
+		f, err := amqpwire.ReadFrame(c, 0)
+		if err != nil {
+			return nil, err
+		}
+		h.recv += len(f.Payload) + 8
+		m, err := amqpwire.DecodeMethod(f.Payload)
+		if cl, ok := m.(*amqpwire.ConnectionClose); ok {
+			return nil, fmt.Errorf("broker closed: %d %s", cl.ReplyCode, cl.ReplyText)
+		}
+		return m, err
+	}
+	if _, err := c.Write(testenv.AMQPHeader); err != nil {
+		return h, err
+	}
+	h.sent += 8
+	if _, err := read(); err != nil { // Start
+		return h, err
+	}
+	if err := write(amqpwire.PlainStartOk("guest", "guest", amqpwire.ClientProperties("test", ""))); err != nil {
+		return h, err
+	}
+	if _, err := read(); err != nil { // Tune
+		return h, err
+	}
+	if err := write(&amqpwire.ConnectionTuneOk{ChannelMax: 2047, FrameMax: 131072}, &amqpwire.ConnectionOpen{VirtualHost: "/"}); err != nil {
+		return h, err
+	}
+	_, err := read() // Open-Ok
+	return h, err
+}
 
 type fixture struct {
 	f       *Frontend
@@ -93,28 +153,25 @@ func start(t testing.TB, o FrontendOptions, r Route, addrs ...string) *fixture {
 
 func (fx *fixture) addr() string { return fx.f.Addr().String() }
 
-// amqpConnect opens a connection through the frontend, sends the protocol header and reads the
-// fake broker's greeting.
-func amqpConnect(t *testing.T, addr string) net.Conn {
+// amqpConnect opens a connection through the frontend and completes the AMQP handshake.
+func amqpConnect(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	c, _ := amqpConnectCounting(t, addr)
+	return c
+}
+
+func amqpConnectCounting(t testing.TB, addr string) (net.Conn, handshake) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if _, err := c.Write(testenv.AMQPHeader); err != nil {
-		t.Fatal(err)
+	h, err := clientHandshake(c)
+	if err != nil {
+		t.Fatalf("AMQP handshake through the frontend: %v", err)
 	}
-	got := make([]byte, len(greeting))
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(c, got); err != nil {
-		t.Fatalf("reading greeting: %v", err)
-	}
-	_ = c.SetReadDeadline(time.Time{})
-	if !bytes.Equal(got, greeting) {
-		t.Fatalf("greeting = %q, want %q", got, greeting)
-	}
-	return c
+	return c, h
 }
 
 func echoes(t *testing.T, c net.Conn, msg string) {
@@ -155,19 +212,19 @@ func deadAddr(t *testing.T) string {
 }
 
 func TestAMQPSessionRelaysBothWays(t *testing.T) {
-	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fb := echoBroker(t)
 	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{}, fb.Addr())
-	c := amqpConnect(t, fx.addr())
+	c, h := amqpConnectCounting(t, fx.addr())
 	echoes(t, c, "hello")
 	big := strings.Repeat("x", 200<<10) // takes the splice path
 	echoes(t, c, big)
 	c.Close()
 	waitFor(t, "session end", func() bool { return fx.f.Stats().Active == 0 })
-	if got := fx.servers[0].BytesToServer(); got != uint64(8+5+len(big)) {
-		t.Errorf("bytes to server = %d, want %d", got, 8+5+len(big))
+	if got, want := fx.servers[0].BytesToServer(), uint64(h.sent+5+len(big)); got != want {
+		t.Errorf("bytes to server = %d, want %d", got, want)
 	}
-	if got := fx.servers[0].BytesToClient(); got != uint64(len(greeting)+5+len(big)) {
-		t.Errorf("bytes to client = %d, want %d", got, len(greeting)+5+len(big))
+	if got, want := fx.servers[0].BytesToClient(), uint64(h.recv+5+len(big)); got != want {
+		t.Errorf("bytes to client = %d, want %d", got, want)
 	}
 	if !strings.Contains(fx.logs.String(), "end=client_closed") {
 		t.Errorf("access log lacks end=client_closed:\n%s", fx.logs)
@@ -175,7 +232,7 @@ func TestAMQPSessionRelaysBothWays(t *testing.T) {
 }
 
 func TestBadHeaderIsAnsweredAndNeverReachesABroker(t *testing.T) {
-	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fb := echoBroker(t)
 	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{}, fb.Addr())
 	for _, hdr := range []string{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "AMQP\x00\x01\x00\x00", "AMQP\x00\x00\x09\x00"} {
 		c, err := net.Dial("tcp", fx.addr())
@@ -198,7 +255,7 @@ func TestBadHeaderIsAnsweredAndNeverReachesABroker(t *testing.T) {
 }
 
 func TestSlowHeaderTimesOut(t *testing.T) {
-	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fb := echoBroker(t)
 	fx := start(t, FrontendOptions{Mode: ModeAMQP, HandshakeTimeout: 200 * time.Millisecond}, Route{}, fb.Addr())
 	c, err := net.Dial("tcp", fx.addr())
 	if err != nil {
@@ -218,7 +275,7 @@ func TestSlowHeaderTimesOut(t *testing.T) {
 }
 
 func TestMaxConnectionsRefusesWithoutDisturbingOthers(t *testing.T) {
-	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fb := echoBroker(t)
 	global := NewLimiter(3)
 	fx := start(t, FrontendOptions{Mode: ModeAMQP, MaxConnections: 2, Global: global}, Route{}, fb.Addr())
 	c1 := amqpConnect(t, fx.addr())
@@ -247,7 +304,7 @@ func TestMaxConnectionsRefusesWithoutDisturbingOthers(t *testing.T) {
 }
 
 func TestGlobalLimitIsSharedAcrossFrontends(t *testing.T) {
-	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fb := echoBroker(t)
 	global := NewLimiter(1)
 	a := start(t, FrontendOptions{Mode: ModeAMQP, Global: global}, Route{}, fb.Addr())
 	b := start(t, FrontendOptions{Mode: ModeAMQP, Global: global}, Route{}, fb.Addr())
@@ -332,7 +389,7 @@ func TestTCPModeHalfClose64MiB(t *testing.T) {
 }
 
 func TestRetryThenRedispatchHidesADeadServer(t *testing.T) {
-	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fb := echoBroker(t)
 	var failures sync.Map
 	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{Retries: 3, Redispatch: true,
 		OnConnectFailure: func(s *backend.Server, err error) { failures.Store(s.Name(), err) }},
@@ -356,7 +413,7 @@ func TestRetryThenRedispatchHidesADeadServer(t *testing.T) {
 
 func TestSilentBrokerIsSkippedInAMQPMode(t *testing.T) {
 	silent := testenv.StartFakeBroker(t, testenv.Silent)
-	good := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	good := echoBroker(t)
 	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{Retries: 2, Redispatch: true, ConnectTimeout: 200 * time.Millisecond},
 		silent.Addr(), good.Addr())
 	for range 4 {
@@ -391,7 +448,7 @@ func TestEveryAttemptFailedClosesTheClient(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fb := echoBroker(t)
 	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{IdleTimeout: 300 * time.Millisecond}, fb.Addr())
 	busy := amqpConnect(t, fx.addr())
 	idle := amqpConnect(t, fx.addr())
@@ -409,7 +466,7 @@ func TestIdleTimeout(t *testing.T) {
 }
 
 func TestShutdownDrainsThenCloses(t *testing.T) {
-	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fb := echoBroker(t)
 	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{}, fb.Addr())
 	c := amqpConnect(t, fx.addr())
 	addr := fx.addr()
@@ -435,7 +492,7 @@ func TestShutdownDrainsThenCloses(t *testing.T) {
 }
 
 func TestCloseSessionsOfOneServer(t *testing.T) {
-	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fb := echoBroker(t)
 	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{}, fb.Addr())
 	c := amqpConnect(t, fx.addr())
 	if n := fx.f.CloseSessions(fx.servers[0], EndServerDown); n != 1 {
@@ -465,7 +522,7 @@ func (a *fakeAcceptor) AcceptTCP() (*net.TCPConn, error) {
 }
 
 func TestAcceptLoopSurvivesEMFILE(t *testing.T) {
-	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fb := echoBroker(t)
 	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{}, fb.Addr())
 	// A real server-side conn to hand to the loop after the errors.
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -492,12 +549,7 @@ func TestAcceptLoopSurvivesEMFILE(t *testing.T) {
 		t.Errorf("three EMFILEs took %v; want backoff of 5+10+20ms", d)
 	}
 	// The connection accepted after the errors is served.
-	if _, err := client.Write(testenv.AMQPHeader); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, len(greeting))
-	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(client, got); err != nil {
+	if _, err := clientHandshake(client); err != nil {
 		t.Fatalf("connection after EMFILE not served: %v", err)
 	}
 	if !strings.Contains(fx.logs.String(), "too many open files") {
@@ -520,7 +572,7 @@ func countFDs(t testing.TB) (all, pipes int) {
 }
 
 func TestIdleSessionsHoldNoPipes(t *testing.T) {
-	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fb := echoBroker(t)
 	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{}, fb.Addr())
 	_, pipesBefore := countFDs(t)
 	big := strings.Repeat("y", 100<<10) // forces splice, which takes pipes from the runtime's pool
@@ -548,7 +600,7 @@ func TestIdleSessionsHoldNoPipes(t *testing.T) {
 }
 
 func TestNoLeaksAfter1000Sessions(t *testing.T) {
-	fb := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	fb := echoBroker(t)
 	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{}, fb.Addr())
 	warm := amqpConnect(t, fx.addr())
 	warm.Close()
@@ -560,14 +612,13 @@ func TestNoLeaksAfter1000Sessions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _ = c.Write(testenv.AMQPHeader)
-		buf := make([]byte, len(greeting))
-		if _, err := io.ReadFull(c, buf); err != nil {
+		if _, err := clientHandshake(c); err != nil {
 			t.Fatalf("connection %d: %v", i, err)
 		}
 		if i%2 == 0 {
+			buf := make([]byte, 4)
 			_, _ = c.Write([]byte("data"))
-			_, _ = io.ReadFull(c, buf[:4])
+			_, _ = io.ReadFull(c, buf)
 		}
 		c.Close()
 	}
@@ -594,8 +645,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestUpdateChangesNewSessionsOnly(t *testing.T) {
-	oldB := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
-	newB := testenv.StartFakeBroker(t, testenv.GreetThenEcho(greeting))
+	oldB := echoBroker(t)
+	newB := echoBroker(t)
 	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{}, oldB.Addr())
 	before := amqpConnect(t, fx.addr())
 

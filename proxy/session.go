@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/internal/amqpwire"
 )
 
 // How a session ended, as written in the access log.
@@ -40,8 +42,12 @@ type session struct {
 	client *net.TCPConn
 	start  time.Time
 
-	route *Route
-	srv   atomic.Pointer[backend.Server]
+	route    *Route
+	srv      atomic.Pointer[backend.Server]
+	clientIP netip.Addr
+	skip     uint64 // bit i: Backend.Servers[i] failed for this session; the policy skips it
+	tries    int    // dials made so far, against the route's 1 + Retries
+	refusals int    // handshakes a broker refused with Connection.Close
 
 	mu      sync.Mutex // guards upstream and aborted against abort from another goroutine
 	up      *net.TCPConn
@@ -112,18 +118,12 @@ func (s *session) run() {
 			return
 		}
 	}
-	greeting, ok := s.connect(hello)
+	start, ok := s.connect(hello)
 	if !ok {
 		return
 	}
-	if len(greeting) > 0 {
-		_, err := s.client.Write(greeting)
-		s.toClient.Add(uint64(len(greeting)))
-		s.server().AddBytes(0, uint64(len(greeting)))
-		if err != nil {
-			s.setReason(EndClientClosed)
-			return
-		}
+	if s.set.mode == ModeAMQP && !s.handshake(hello, start) {
+		return
 	}
 	s.relay()
 }
@@ -164,42 +164,35 @@ func (s *session) readHeader() ([]byte, bool) {
 // connect picks a server and dials it, retrying as the route says: the same server once more
 // after a short pause (unless the dial timed out: a server that let a connect time out is likely
 // hung, and retrying it would double the client's wait), then, with redispatch, other servers.
-// In AMQP mode a dial only counts as successful once the broker has answered the protocol header:
-// a broker that accepts TCP but never speaks (frozen, booting, overloaded) is treated like a
-// refused connect, so the client is sent elsewhere instead of hanging. greeting holds those bytes.
-func (s *session) connect(hello []byte) (greeting []byte, ok bool) {
+// In AMQP mode a dial only counts as successful once the broker has answered the protocol header
+// with Connection.Start: a broker that accepts TCP but never speaks (frozen, booting, overloaded)
+// is treated like a refused connect, so the client is sent elsewhere instead of hanging. start
+// holds that frame.
+func (s *session) connect(hello []byte) (start []byte, ok bool) {
 	r := s.route
-	var clientIP netip.Addr
 	if ap, err := netip.ParseAddrPort(s.client.RemoteAddr().String()); err == nil {
-		clientIP = ap.Addr().Unmap()
+		s.clientIP = ap.Addr().Unmap()
 	}
-	servers := r.Backend.Servers
-	var skip uint64
 	var srv *backend.Server
 	var lastErr error
 	retriedSame := false
-	for attempt := 0; attempt <= r.Retries; attempt++ {
+	for ; s.tries <= r.Retries; s.tries++ {
 		if srv != nil && !srv.Acquire() {
 			srv = nil // it filled up meanwhile
 		}
 		if srv == nil {
-			if srv = s.pick(servers, clientIP, &skip); srv == nil {
+			if srv = s.pick(); srv == nil {
 				break
 			}
 		}
-		greeting, lastErr = s.dial(srv, hello)
+		start, lastErr = s.dial(srv, hello)
 		if lastErr == nil {
-			return greeting, true
+			s.tries++
+			return start, true
 		}
-		srv.Release()
-		if s.f.hard.Err() != nil || s.isAborted() {
-			s.setReason(EndShutdown)
+		if !s.failed(srv, lastErr) {
 			return nil, false
 		}
-		if r.OnConnectFailure != nil {
-			r.OnConnectFailure(srv, lastErr)
-		}
-		s.set.log.Debug("connect failed", "backend", r.Backend.Name, "server", srv.Name(), "attempt", attempt+1, "err", lastErr)
 		var ne net.Error
 		timedOut := errors.As(lastErr, &ne) && ne.Timeout()
 		if !retriedSame && !timedOut || !r.Redispatch {
@@ -210,12 +203,42 @@ func (s *session) connect(hello []byte) (greeting []byte, ok bool) {
 			}
 			continue
 		}
-		if i := indexOf(servers, srv); i >= 0 && i < 64 {
-			skip |= 1 << i
-		}
+		s.skipServer(srv)
 		srv = nil
 	}
 	s.srv.Store(srv)
+	s.giveUp(lastErr)
+	return nil, false
+}
+
+// failed handles a failed dial or handshake on srv: it releases the slot and reports the
+// failure (passive health detection). A broker that answered with Connection.Close is not
+// reported: it is up and said no (a wrong password must not let a client eject brokers). It
+// returns false when the session must end instead of retrying (shutdown, or it was aborted).
+func (s *session) failed(srv *backend.Server, err error) bool {
+	srv.Release()
+	if s.f.hard.Err() != nil || s.isAborted() {
+		s.setReason(EndShutdown)
+		return false
+	}
+	var closed *brokerClosed
+	if s.route.OnConnectFailure != nil && !errors.As(err, &closed) {
+		s.route.OnConnectFailure(srv, err)
+	}
+	s.set.log.Debug("connect failed", "backend", s.route.Backend.Name, "server", srv.Name(), "attempt", s.tries+1, "err", err)
+	return true
+}
+
+// skipServer keeps srv out of this session's next picks.
+func (s *session) skipServer(srv *backend.Server) {
+	if i := indexOf(s.route.Backend.Servers, srv); i >= 0 && i < 64 {
+		s.skip |= 1 << i
+	}
+}
+
+// giveUp ends a session that found no server (lastErr nil) or whose every attempt failed.
+func (s *session) giveUp(lastErr error) {
+	r := s.route
 	if lastErr == nil {
 		s.setReason(EndNoServer)
 		s.f.countRefused(RefusedNoServer)
@@ -223,25 +246,25 @@ func (s *session) connect(hello []byte) (greeting []byte, ok bool) {
 			s.set.log.Warn("connection refused: no server available", "backend", r.Backend.Name,
 				"client", s.client.RemoteAddr(), "suppressed", n)
 		}
-	} else {
-		s.setReason(EndConnectFailed)
-		s.f.countRefused(RefusedConnectFailed)
-		if ok, n := s.f.throttle.allow(); ok {
-			s.set.log.Warn("connection failed: every attempt failed", "backend", r.Backend.Name,
-				"client", s.client.RemoteAddr(), "err", lastErr, "suppressed", n)
-		}
+		return
 	}
-	return nil, false
+	s.setReason(EndConnectFailed)
+	s.f.countRefused(RefusedConnectFailed)
+	if ok, n := s.f.throttle.allow(); ok {
+		s.set.log.Warn("connection failed: every attempt failed", "backend", r.Backend.Name,
+			"client", s.client.RemoteAddr(), "err", lastErr, "suppressed", n)
+	}
 }
 
-// pick asks the policy for an eligible server not in skip and takes a slot on it. When every
+// pick asks the policy for an eligible server not in s.skip and takes a slot on it. When every
 // eligible server has been tried, it starts over with all of them.
-func (s *session) pick(servers []*backend.Server, client netip.Addr, skip *uint64) *backend.Server {
+func (s *session) pick() *backend.Server {
+	servers := s.route.Backend.Servers
 	for range 2 * len(servers) {
-		srv := s.route.Policy.Pick(servers, client, *skip)
-		if srv == nil && *skip != 0 {
-			*skip = 0
-			srv = s.route.Policy.Pick(servers, client, 0)
+		srv := s.route.Policy.Pick(servers, s.clientIP, s.skip)
+		if srv == nil && s.skip != 0 {
+			s.skip = 0
+			srv = s.route.Policy.Pick(servers, s.clientIP, 0)
 		}
 		if srv == nil {
 			return nil
@@ -249,10 +272,7 @@ func (s *session) pick(servers []*backend.Server, client netip.Addr, skip *uint6
 		if srv.Acquire() {
 			return srv
 		}
-		// Lost the race for its last slot: try another.
-		if i := indexOf(servers, srv); i >= 0 && i < 64 {
-			*skip |= 1 << i
-		}
+		s.skipServer(srv) // lost the race for its last slot: try another
 	}
 	return nil
 }
@@ -273,7 +293,7 @@ func (s *session) isAborted() bool {
 }
 
 // dial connects to srv, sends hello (the client's protocol header) and, in AMQP mode, waits for
-// the broker's first bytes, all within the connect timeout.
+// the broker's Connection.Start, all within the connect timeout.
 func (s *session) dial(srv *backend.Server, hello []byte) ([]byte, error) {
 	r := s.route
 	timeout := r.connectTimeout()
@@ -298,17 +318,20 @@ func (s *session) dial(srv *backend.Server, hello []byte) ([]byte, error) {
 	}
 	s.toServer.Add(uint64(len(hello)))
 	srv.AddBytes(uint64(len(hello)), 0)
-	buf := make([]byte, 1024)
-	n, err := up.Read(buf)
+	f, err := readFrame(up, deadline)
 	_ = up.SetDeadline(time.Time{})
-	if n == 0 {
+	if err == nil && !f.is(amqpwire.MethodStart) {
+		err = fmt.Errorf("got %s instead of Connection.Start", f)
+	}
+	if err != nil {
 		s.detach()
-		if err == nil || errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+		var he *amqpwire.HeaderError
+		if errors.As(err, &he) {
+			err = fmt.Errorf("not an AMQP 0-9-1 broker: it offered %s", he.Protocol())
 		}
 		return nil, &upstreamError{srv: srv, op: "wait for the broker's Connection.Start", err: err}
 	}
-	return buf[:n], nil
+	return f.raw, nil
 }
 
 // upstreamError is a failure after the TCP connect succeeded.

@@ -38,6 +38,9 @@ type FakeAMQP struct {
 	OpenClose *amqpwire.ConnectionClose
 	// Mechanisms is what Connection.Start offers; "" means "AMQPLAIN PLAIN".
 	Mechanisms string
+	// Echo, after Open-Ok, copies every byte back to the client instead of waiting for
+	// Connection.Close: proxy tests use it to check what flows after the handshake.
+	Echo bool
 
 	opened      atomic.Int64
 	cleanCloses atomic.Int64
@@ -144,6 +147,15 @@ func (f *FakeAMQP) Handle(c net.Conn) {
 		return
 	}
 	f.opened.Add(1)
+	if f.Echo {
+		buf := make([]byte, 32<<10)
+		_, _ = io.CopyBuffer(struct{ io.Writer }{c}, r, buf)
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		_, _ = io.Copy(io.Discard, c)
+		return
+	}
 	if m, ok = readMethod(r); !ok {
 		return
 	}

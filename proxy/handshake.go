@@ -1,0 +1,254 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/amqplb/amqplb/internal/amqpwire"
+)
+
+// maxHandshakeFrame bounds a frame read during the connection handshake. Before Tune peers need
+// only accept 4096 octets; client properties can be larger than that, so allow some room.
+const maxHandshakeFrame = 128 << 10
+
+// frame is one AMQP frame as read off the wire, with its method id when it is a method frame.
+type frame struct {
+	raw           []byte // the whole frame, as it is forwarded
+	typ           uint8
+	class, method uint16
+}
+
+// readFrame reads exactly one frame from c (nothing beyond it, so the socket can be spliced
+// afterwards) within deadline.
+func readFrame(c *net.TCPConn, deadline time.Time) (frame, error) {
+	_ = c.SetReadDeadline(deadline)
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
+	f, err := amqpwire.ReadFrame(c, maxHandshakeFrame)
+	if err != nil {
+		return frame{}, err
+	}
+	fr := frame{raw: amqpwire.AppendFrame(make([]byte, 0, len(f.Payload)+8), f), typ: f.Type}
+	if f.Type == amqpwire.FrameMethod && len(f.Payload) >= 4 {
+		fr.class = binary.BigEndian.Uint16(f.Payload[0:2])
+		fr.method = binary.BigEndian.Uint16(f.Payload[2:4])
+	}
+	return fr, nil
+}
+
+// is reports whether f is the connection-class method m (amqpwire.MethodStart, ...).
+func (f frame) is(m uint16) bool {
+	return f.typ == amqpwire.FrameMethod && f.class == amqpwire.ClassConnection && f.method == m
+}
+
+func (f frame) String() string {
+	if f.typ == amqpwire.FrameMethod {
+		return amqpwire.MethodName(f.class, f.method)
+	}
+	return fmt.Sprintf("a frame of type %d", f.typ)
+}
+
+// brokerClosed is a handshake step the broker answered with Connection.Close.
+type brokerClosed struct{ close frame }
+
+func (e *brokerClosed) Error() string {
+	code, text := closeReason(e.close)
+	return fmt.Sprintf("broker closed the connection: %d %s", code, text)
+}
+
+func closeReason(f frame) (uint16, string) {
+	if _, m, err := amqpwire.ReadMethod(bytes.NewReader(f.raw), maxHandshakeFrame); err == nil {
+		if c, ok := m.(*amqpwire.ConnectionClose); ok {
+			return c.ReplyCode, c.ReplyText
+		}
+	}
+	return 0, ""
+}
+
+// handshake relays the AMQP connection handshake frame by frame, from the broker's
+// Connection.Start up to its Connection.Open-Ok, then hands over to the splice relay.
+//
+// A broker can fail in the middle of a handshake: a node going down (rabbitmqctl stop_app, a
+// rolling restart) refuses logins or vhost access while it still accepts TCP, and a node that dies
+// resets its connections. The client has then seen only Start (and maybe Tune), so the session
+// takes another server, replays the client's frames on it (its Start is dropped, its Tune must be
+// the one the client already has), and the client never notices. Only when every attempt fails
+// does the client get the last broker's Connection.Close. A refusal (Close) is retried on one
+// other server only: a node shutting down refuses logins, but so does a wrong password, and
+// that must not cost every broker a handshake.
+func (s *session) handshake(hello, start []byte) bool {
+	if !s.forwardToClient(start) {
+		return false
+	}
+	var sent []frame // the client's frames so far, for a replay
+	var tune []byte  // the Tune the client has seen
+	for {
+		cf, err := readFrame(s.client, time.Now().Add(s.set.handshake))
+		if err != nil {
+			s.clientHandshakeFailed(err)
+			return false
+		}
+		sent = append(sent, cf)
+		if _, err := s.up.Write(cf.raw); err != nil {
+			// Treated like a broker that failed to answer: see below.
+			err = &upstreamError{srv: s.server(), op: "forward " + cf.String(), err: err}
+			if !s.failover(hello, sent, tune, err) {
+				return false
+			}
+		} else {
+			s.countToServer(len(cf.raw))
+		}
+		switch {
+		case cf.is(amqpwire.MethodStartOk), cf.is(amqpwire.MethodOpen):
+			// These get an answer worth waiting for.
+		case cf.is(amqpwire.MethodTuneOk), cf.typ == amqpwire.FrameHeartbeat:
+			continue // no answer; Open follows
+		default:
+			return true // Secure-Ok, Close or anything else: the rest is between client and broker
+		}
+		reply, err := s.brokerReply()
+		for err != nil {
+			if !s.failover(hello, sent, tune, err) {
+				return false
+			}
+			reply, err = s.brokerReply()
+		}
+		if !s.forwardToClient(reply.raw) {
+			return false
+		}
+		if reply.is(amqpwire.MethodTune) {
+			tune = reply.raw
+			continue
+		}
+		return true // Open-Ok (done), Secure (challenge-response is not replayed), or other
+	}
+}
+
+// brokerReply reads the broker's answer to a handshake step within the connect timeout. A
+// Connection.Close is returned as a *brokerClosed error.
+func (s *session) brokerReply() (frame, error) {
+	f, err := readFrame(s.up, time.Now().Add(s.route.connectTimeout()))
+	if err == nil && f.is(amqpwire.MethodClose) {
+		return f, &brokerClosed{close: f}
+	}
+	if err != nil {
+		err = &upstreamError{srv: s.server(), op: "wait for the broker's answer", err: err}
+	}
+	return f, err
+}
+
+// failover replaces the current server, which failed during the handshake with cause, by
+// another one on which the client's frames are replayed up to the last one, whose answer is
+// then awaited by the caller. It returns false, having told the client, when no server is left.
+func (s *session) failover(hello []byte, sent []frame, tune []byte, cause error) bool {
+	var closed *brokerClosed
+	if errors.As(cause, &closed) {
+		// Acknowledge the broker's Close so that it logs a clean close.
+		_, _ = s.up.Write(closeOk)
+	}
+	srv := s.server()
+	s.detach()
+	if !s.failed(srv, cause) {
+		return false
+	}
+	s.skipServer(srv)
+	lastErr := cause
+	if closed != nil {
+		if s.refusals++; s.refusals > 1 {
+			return s.handshakeFailed(cause)
+		}
+	}
+	for ; s.route.Redispatch && s.tries <= s.route.Retries; s.tries++ {
+		next := s.pick()
+		if next == nil {
+			break
+		}
+		if _, err := s.dial(next, hello); err != nil {
+			lastErr = err
+		} else if err = s.replay(sent, tune); err != nil {
+			s.detach()
+			lastErr = err
+		} else {
+			s.tries++
+			s.set.log.Info("broker failed during the handshake; the session moved on", "backend", s.route.Backend.Name,
+				"from", srv.Name(), "to", next.Name(), "cause", cause)
+			return true
+		}
+		if !s.failed(next, lastErr) {
+			return false
+		}
+		s.skipServer(next)
+	}
+	return s.handshakeFailed(lastErr)
+}
+
+// handshakeFailed ends a session whose handshake failed on every server it tried. If the last
+// one refused with Connection.Close, the client gets that answer (403, 530, ...) rather than a
+// bare close.
+func (s *session) handshakeFailed(lastErr error) bool {
+	var closed *brokerClosed
+	if errors.As(lastErr, &closed) {
+		_, _ = s.client.Write(closed.close.raw)
+		lingeringClose(s.client)
+	}
+	s.giveUp(lastErr)
+	return false
+}
+
+// replay sends the client's frames but the last to the new server, checking that it answers
+// as the old one did, then sends the last one.
+func (s *session) replay(sent []frame, tune []byte) error {
+	for i, f := range sent {
+		if _, err := s.up.Write(f.raw); err != nil {
+			return &upstreamError{srv: s.server(), op: "replay " + f.String(), err: err}
+		}
+		s.countToServer(len(f.raw))
+		if i == len(sent)-1 || !f.is(amqpwire.MethodStartOk) {
+			continue
+		}
+		reply, err := s.brokerReply()
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(reply.raw, tune) {
+			return &upstreamError{srv: s.server(), op: "replay", err: errors.New("its Connection.Tune differs from the one the client has")}
+		}
+	}
+	return nil
+}
+
+// closeOk is Connection.Close-Ok on channel 0.
+var closeOk, _ = amqpwire.AppendMethodFrame(nil, 0, &amqpwire.ConnectionCloseOk{})
+
+func (s *session) forwardToClient(b []byte) bool {
+	if _, err := s.client.Write(b); err != nil {
+		s.setReason(EndClientClosed)
+		return false
+	}
+	s.toClient.Add(uint64(len(b)))
+	s.server().AddBytes(0, uint64(len(b)))
+	return true
+}
+
+func (s *session) countToServer(n int) {
+	s.toServer.Add(uint64(n))
+	s.server().AddBytes(uint64(n), 0)
+}
+
+// clientHandshakeFailed ends a session whose client did not complete its side of the handshake.
+func (s *session) clientHandshakeFailed(err error) {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		s.setReason(EndHandshake)
+		s.f.countRefused(RefusedHandshakeTimeout)
+	case errors.Is(err, amqpwire.ErrMalformed):
+		s.setReason(EndBadHeader)
+		s.f.countRefused(RefusedBadHeader)
+	default:
+		s.setReason(EndClientClosed)
+	}
+}
