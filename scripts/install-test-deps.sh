@@ -9,7 +9,7 @@
 set -eu
 
 missing=""
-for pkg in rabbitmq-server haproxy chromium; do
+for pkg in rabbitmq-server haproxy chromium fonts-dejavu-core; do
 	if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
 		missing="$missing $pkg"
 	fi

@@ -1,0 +1,449 @@
+package admin
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/amqplb/amqplb/backend"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// maxBody bounds a mutating request's body; the largest valid one is a few dozen bytes.
+const maxBody = 4 << 10
+
+// BackendsResponse is the body of GET /api/v1/backends.
+type BackendsResponse struct {
+	// Backends lists the backends in configuration order.
+	Backends []BackendJSON `json:"backends"`
+	// GeneratedAt is the server's clock when the answer was built, so that a client computes
+	// check ages without trusting its own clock.
+	GeneratedAt time.Time `json:"generated_at"`
+	// Version is amqplb's version.
+	Version string `json:"version,omitempty"`
+}
+
+// BackendJSON is one backend in the API.
+type BackendJSON struct {
+	// Name identifies the backend.
+	Name string `json:"name"`
+	// Up is the number of servers up.
+	Up int `json:"up"`
+	// Servers lists the servers in configuration order.
+	Servers []ServerJSON `json:"servers"`
+}
+
+// ServerJSON is one server in the API; the field names are a contract (ARCHITECTURE.md).
+type ServerJSON struct {
+	// Name identifies the server within its backend.
+	Name string `json:"name"`
+	// Address is the configured host:port.
+	Address string `json:"address"`
+	// State is up, down, drain or maint.
+	State string `json:"state"`
+	// Check is the last health check.
+	Check CheckJSON `json:"check"`
+	// ActiveConnections is the number of sessions open now.
+	ActiveConnections int64 `json:"active_connections"`
+	// TotalConnections is the number of sessions ever established.
+	TotalConnections uint64 `json:"total_connections"`
+	// Weight is the configured or operator-set weight.
+	Weight int `json:"weight"`
+	// Backup reports a backup server.
+	Backup bool `json:"backup"`
+	// Suspect reports that a failed dial took the server out of rotation until a check passes.
+	Suspect bool `json:"suspect"`
+	// Healthy is the checks' verdict, whatever the operator's state.
+	Healthy bool `json:"healthy"`
+	// Admin is the operator's state: ready, drain or maint.
+	Admin string `json:"admin"`
+	// EffectiveWeight is the weight in use now (lower than Weight during slow start).
+	EffectiveWeight int `json:"effective_weight"`
+	// MaxConnections is the server's session cap; 0 means none.
+	MaxConnections int `json:"max_connections"`
+	// BytesToServer counts bytes relayed from clients to the server.
+	BytesToServer uint64 `json:"bytes_to_server"`
+	// BytesToClient counts bytes relayed from the server to clients.
+	BytesToClient uint64 `json:"bytes_to_client"`
+	// ConnectErrors counts failed dials.
+	ConnectErrors uint64 `json:"connect_errors"`
+}
+
+// CheckJSON is a server's last health check in the API.
+type CheckJSON struct {
+	// Status is ok, fail, or pending before the first check.
+	Status string `json:"status"`
+	// Code is the broker's reply code (403, 530, ...), 0 when it gave none.
+	Code int `json:"code"`
+	// Kind classifies a failure (timeout, refused, auth, vhost, ...); empty when ok.
+	Kind string `json:"kind,omitempty"`
+	// Reason is the check's human explanation.
+	Reason string `json:"reason"`
+	// DurationMS is how long the check took, in milliseconds.
+	DurationMS float64 `json:"duration_ms"`
+	// At is when the check finished; null while pending.
+	At *time.Time `json:"at"`
+}
+
+// FrontendsResponse is the body of GET /api/v1/frontends.
+type FrontendsResponse struct {
+	// Frontends lists the frontends as the caller reports them.
+	Frontends []FrontendJSON `json:"frontends"`
+}
+
+// FrontendJSON is one frontend in the API.
+type FrontendJSON struct {
+	// Name identifies the frontend.
+	Name string `json:"name"`
+	// ActiveConnections is the number of sessions open now.
+	ActiveConnections int `json:"active_connections"`
+	// TotalConnections is the number of connections accepted.
+	TotalConnections uint64 `json:"total_connections"`
+	// Refused counts refused connections by reason; every reason of RefuseReasons is present.
+	Refused map[string]uint64 `json:"refused"`
+}
+
+// ErrorJSON is the body of every 4xx answer.
+type ErrorJSON struct {
+	// Error says what was wrong with the request.
+	Error string `json:"error"`
+}
+
+// serverJSON snapshots s.
+func serverJSON(s *backend.Server) ServerJSON {
+	j := ServerJSON{
+		Name:              s.Name(),
+		Address:           s.Address(),
+		State:             s.State().String(),
+		Check:             CheckJSON{Status: "pending"},
+		ActiveConnections: s.ActiveConnections(),
+		TotalConnections:  s.TotalConnections(),
+		Weight:            s.Weight(),
+		Backup:            s.Backup(),
+		Suspect:           s.Suspect(),
+		Healthy:           s.Healthy(),
+		Admin:             s.Admin().String(),
+		EffectiveWeight:   s.EffectiveWeight(),
+		MaxConnections:    s.MaxConnections(),
+		BytesToServer:     s.BytesToServer(),
+		BytesToClient:     s.BytesToClient(),
+		ConnectErrors:     s.ConnectErrors(),
+	}
+	if c := s.LastCheck(); c != nil {
+		at := c.At.UTC()
+		j.Check = CheckJSON{
+			Status:     "ok",
+			Code:       c.Code,
+			Kind:       c.Kind,
+			Reason:     c.Reason,
+			DurationMS: float64(c.Duration.Microseconds()) / 1000,
+			At:         &at,
+		}
+		if !c.OK {
+			j.Check.Status = "fail"
+		}
+	}
+	return j
+}
+
+// routes builds the mux. Each path also has a method-less pattern answering 405 in JSON, since
+// the mux's own 405 is plain text.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(method, path string, h http.HandlerFunc) {
+		mux.Handle(method+" "+path, h)
+		allow := method
+		if method == http.MethodGet {
+			allow = "GET, HEAD"
+		}
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
+		})
+	}
+
+	// Browsers send Sec-Fetch-Site or Origin: this turns away a cross-site page that tries to
+	// POST to a loopback admin port (CSRF), while curl and scripts pass untouched.
+	csrf := http.NewCrossOriginProtection()
+	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusForbidden, "cross-origin request refused")
+	}))
+	mutating := func(h http.HandlerFunc) http.HandlerFunc {
+		return csrf.Handler(s.authorize(h)).ServeHTTP
+	}
+
+	handle(http.MethodGet, "/healthz", s.healthz)
+	handle(http.MethodGet, "/readyz", s.readyz)
+	handle(http.MethodGet, "/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
+		ErrorLog:      slogPromLogger{s},
+		ErrorHandling: promhttp.ContinueOnError, // a bad series must not hide all the others
+		Registry:      s.registry,               // promhttp_metric_handler_* on our registry
+	}).ServeHTTP)
+	handle(http.MethodGet, "/api/v1/backends", s.getBackends)
+	handle(http.MethodGet, "/api/v1/backends/{b}", s.getBackend)
+	handle(http.MethodGet, "/api/v1/backends/{b}/servers/{s}", s.getServer)
+	handle(http.MethodGet, "/api/v1/frontends", s.getFrontends)
+	handle(http.MethodPost, "/api/v1/backends/{b}/servers/{s}/state", mutating(s.postState))
+	handle(http.MethodPost, "/api/v1/backends/{b}/servers/{s}/weight", mutating(s.postWeight))
+	handle(http.MethodGet, "/{$}", s.statusPage)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
+	})
+	return mux
+}
+
+// slogPromLogger passes promhttp's errors to the server's logger.
+type slogPromLogger struct{ s *Server }
+
+func (l slogPromLogger) Println(v ...any) {
+	l.s.log.Warn("metrics: " + strings.TrimSpace(fmt.Sprintln(v...)))
+}
+
+// authorize lets a request through when no token is configured or it carries the token.
+func (s *Server) authorize(h http.HandlerFunc) http.HandlerFunc {
+	if s.opts.Token == "" {
+		return h
+	}
+	// Hashing both sides makes the comparison constant-time in the token's length too.
+	want := sha256.Sum256([]byte("Bearer " + s.opts.Token))
+	return func(w http.ResponseWriter, r *http.Request) {
+		got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			s.log.Warn("admin: unauthorized request", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="amqplb"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong token: send Authorization: Bearer <token>")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	io.WriteString(w, "ok\n")
+}
+
+// readyzJSON is the body of /readyz.
+type readyzJSON struct {
+	Ready bool   `json:"ready"`
+	Error string `json:"error,omitempty"`
+	// NoServerUp lists the backends with no server up.
+	NoServerUp []string `json:"no_server_up,omitempty"`
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if !s.opts.Ready() {
+		writeJSON(w, http.StatusServiceUnavailable, readyzJSON{Error: "shutting down"})
+		return
+	}
+	var none []string
+	for _, b := range s.opts.Backends() {
+		if b != nil && b.UpCount() == 0 {
+			none = append(none, b.Name)
+		}
+	}
+	if len(none) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, readyzJSON{
+			Error:      "no server up in backend " + strings.Join(none, ", "),
+			NoServerUp: none,
+		})
+		return
+	}
+	writeJSON(w, http.StatusOK, readyzJSON{Ready: true})
+}
+
+func backendJSON(b *backend.Backend) BackendJSON {
+	j := BackendJSON{Name: b.Name, Servers: make([]ServerJSON, 0, len(b.Servers))}
+	for _, srv := range b.Servers {
+		if srv == nil {
+			continue
+		}
+		sj := serverJSON(srv)
+		if sj.State == backend.StateUp.String() {
+			j.Up++
+		}
+		j.Servers = append(j.Servers, sj)
+	}
+	return j
+}
+
+func (s *Server) getBackends(w http.ResponseWriter, r *http.Request) {
+	resp := BackendsResponse{Backends: []BackendJSON{}, GeneratedAt: time.Now().UTC(), Version: s.opts.Version}
+	for _, b := range s.opts.Backends() {
+		if b != nil {
+			resp.Backends = append(resp.Backends, backendJSON(b))
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) getBackend(w http.ResponseWriter, r *http.Request) {
+	b := s.findBackend(w, r)
+	if b == nil {
+		return
+	}
+	writeJSON(w, http.StatusOK, backendJSON(b))
+}
+
+func (s *Server) getServer(w http.ResponseWriter, r *http.Request) {
+	if _, srv := s.findServer(w, r); srv != nil {
+		writeJSON(w, http.StatusOK, serverJSON(srv))
+	}
+}
+
+func (s *Server) getFrontends(w http.ResponseWriter, r *http.Request) {
+	resp := FrontendsResponse{Frontends: []FrontendJSON{}}
+	for _, f := range s.opts.Frontends() {
+		refused := make(map[string]uint64)
+		for _, k := range refuseReasons(f.Refused) {
+			refused[k] = f.Refused[k]
+		}
+		resp.Frontends = append(resp.Frontends, FrontendJSON{
+			Name:              f.Name,
+			ActiveConnections: f.Active,
+			TotalConnections:  f.Total,
+			Refused:           refused,
+		})
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// stateRequest is the body of POST .../state.
+type stateRequest struct {
+	State string `json:"state"`
+}
+
+// weightRequest is the body of POST .../weight. A pointer tells a missing weight from 0.
+type weightRequest struct {
+	Weight *int `json:"weight"`
+}
+
+func (s *Server) postState(w http.ResponseWriter, r *http.Request) {
+	b, srv := s.findServer(w, r)
+	if srv == nil {
+		return
+	}
+	var req stateRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	a, err := backend.ParseAdmin(req.State)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	from, to := srv.SetAdmin(a)
+	s.log.Info("admin: server state set", "remote", r.RemoteAddr, "backend", b.Name, "server", srv.Name(),
+		"admin", a.String(), "from", from.String(), "to", to.String())
+	writeJSON(w, http.StatusOK, serverJSON(srv))
+}
+
+func (s *Server) postWeight(w http.ResponseWriter, r *http.Request) {
+	b, srv := s.findServer(w, r)
+	if srv == nil {
+		return
+	}
+	var req weightRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if req.Weight == nil {
+		writeError(w, http.StatusBadRequest, `missing "weight"`)
+		return
+	}
+	if *req.Weight < 0 || *req.Weight > backend.MaxWeight {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("weight %d out of range 0..%d", *req.Weight, backend.MaxWeight))
+		return
+	}
+	old := srv.Weight()
+	srv.SetWeight(*req.Weight)
+	s.log.Info("admin: server weight set", "remote", r.RemoteAddr, "backend", b.Name, "server", srv.Name(),
+		"from", old, "to", *req.Weight)
+	writeJSON(w, http.StatusOK, serverJSON(srv))
+}
+
+// findBackend returns the backend named by {b}, or answers 404 and returns nil.
+func (s *Server) findBackend(w http.ResponseWriter, r *http.Request) *backend.Backend {
+	name := r.PathValue("b")
+	for _, b := range s.opts.Backends() {
+		if b != nil && b.Name == name {
+			return b
+		}
+	}
+	writeError(w, http.StatusNotFound, fmt.Sprintf("no backend %q", name))
+	return nil
+}
+
+// findServer returns the server named by {b} and {s}, or answers 404 and returns nils.
+func (s *Server) findServer(w http.ResponseWriter, r *http.Request) (*backend.Backend, *backend.Server) {
+	b := s.findBackend(w, r)
+	if b == nil {
+		return nil, nil
+	}
+	name := r.PathValue("s")
+	if srv := b.Server(name); srv != nil {
+		return b, srv
+	}
+	writeError(w, http.StatusNotFound, fmt.Sprintf("no server %q in backend %q", name, b.Name))
+	return nil, nil
+}
+
+// readJSON decodes exactly one JSON object with only known fields from a bounded body, or
+// answers 400 / 413 and returns false.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		// One object and nothing after it.
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("unexpected data after the JSON object")
+			if errors.As(terr, new(*http.MaxBytesError)) {
+				err = terr
+			}
+		}
+	}
+	if err == nil {
+		return true
+	}
+	var tooBig *http.MaxBytesError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", tooBig.Limit))
+	case errors.Is(err, io.EOF):
+		writeError(w, http.StatusBadRequest, "empty body: want a JSON object")
+	case errors.As(err, &typeErr):
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("bad JSON: field %q wants %s, got %s", typeErr.Field, typeErr.Type, typeErr.Value))
+	default:
+		writeError(w, http.StatusBadRequest, "bad JSON: "+err.Error())
+	}
+	return false
+}
+
+// writeJSON answers status with v as indented JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		// Only unencodable types fail here: a bug, but still answered in JSON.
+		status, body = http.StatusInternalServerError, []byte(`{"error":"internal: cannot encode answer"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}
+
+// writeError answers status with {"error": msg}.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, ErrorJSON{Error: msg})
+}

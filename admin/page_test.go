@@ -1,0 +1,399 @@
+package admin
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/amqplb/amqplb/backend"
+	"github.com/chromedp/cdproto/emulation"
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+)
+
+// chromium returns the path of a Chromium to drive. Without one the test is skipped, or fails
+// when AMQPLB_REQUIRE_BROKERS=1 (CI, where scripts/install-test-deps.sh installs it).
+func chromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("AMQPLB_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless-shell"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("AMQPLB_REQUIRE_BROKERS") == "1" {
+		t.Fatal("chromium not found (apt-get install chromium, or run scripts/install-test-deps.sh)")
+	}
+	t.Skip("chromium not found; install it to test the status page in a browser")
+	return ""
+}
+
+// browser starts a headless Chromium with a fresh profile that stays off the network (this is
+// a closed network: no background fetches, no QUIC, no name resolution but loopback) and
+// returns a tab's context. The browser is gone, and its page errors checked, when the test ends.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path := chromium(t)
+	profile := t.TempDir() // before the cleanups below, so it is removed after the browser exits
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox, // as root, Chromium refuses to start with its sandbox
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(profile),
+		chromedp.WindowSize(1360, 900),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("disable-breakpad", true),
+		chromedp.Flag("disable-domain-reliability", true),
+		chromedp.Flag("disable-client-side-phishing-detection", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-features", "Translate,OptimizationHints,MediaRouter,AutofillServerCommunication,CertificateTransparencyComponentUpdater"),
+		chromedp.Flag("metrics-recording-only", true),
+		chromedp.Flag("safebrowsing-disable-auto-update", true),
+		chromedp.Flag("no-proxy-server", true),
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
+		chromedp.Flag("password-store", "basic"),
+		chromedp.Flag("use-mock-keychain", true),
+		chromedp.Flag("force-color-profile", "srgb"),
+	}
+	ctx, cancelTimeout := context.WithTimeout(context.Background(), 90*time.Second)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	bctx, cancelTab := chromedp.NewContext(actx)
+
+	// Uncaught exceptions and console errors of the page fail the test; failed requests
+	// ("network" entries: the 401 before the token, the 503 of a test) are expected.
+	var mu sync.Mutex
+	var pageErrors []string
+	var wg sync.WaitGroup
+	exceptions := chromedp.Events(bctx, runtime.ExceptionThrown)
+	entries := chromedp.Events(bctx, cdplog.EntryAdded)
+	wg.Go(func() {
+		for ev, err := range exceptions {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			pageErrors = append(pageErrors, "exception: "+ev.ExceptionDetails.Text+" "+describe(ev.ExceptionDetails.Exception))
+			mu.Unlock()
+		}
+	})
+	wg.Go(func() {
+		for ev, err := range entries {
+			if err != nil {
+				return
+			}
+			if e := ev.Entry; e.Level == cdplog.EntryLevelError && e.Source != cdplog.EntrySourceNetwork {
+				mu.Lock()
+				pageErrors = append(pageErrors, string(e.Source)+": "+e.Text)
+				mu.Unlock()
+			}
+		}
+	})
+	t.Cleanup(func() {
+		cancelTab()
+		cancelAlloc()
+		cancelTimeout()
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range pageErrors {
+			t.Errorf("page error: %s", e)
+		}
+	})
+	return bctx
+}
+
+func describe(o *runtime.RemoteObject) string {
+	if o == nil {
+		return ""
+	}
+	return o.Description
+}
+
+// artifact writes data to AMQPLB_ARTIFACTS (or the test's temporary directory) and logs where.
+func artifact(t *testing.T, name string, data []byte) {
+	t.Helper()
+	dir := os.Getenv("AMQPLB_ARTIFACTS")
+	if dir == "" {
+		dir = t.TempDir()
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("artifact: %s", path)
+}
+
+// pageFixture is what an operator sees mid-incident: backend rabbitmq with rmq1 up and busy,
+// rmq2 up, rmq3 failing its login (403); backend rabbitmq-dr with one server in maintenance.
+func pageFixture() *fixture {
+	f := newFixture()
+	now := time.Now()
+	ok := func(s *backend.Server, d time.Duration) {
+		s.SetCheck(backend.CheckResult{OK: true, Reason: "AMQP handshake ok", Duration: d, At: now.Add(-1500 * time.Millisecond)})
+	}
+	rmq1 := backend.NewServer(backend.ServerOptions{Name: "rmq1", Address: "10.0.1.11:5672", Weight: 10, MaxConnections: 500})
+	rmq2 := backend.NewServer(backend.ServerOptions{Name: "rmq2", Address: "10.0.1.12:5672", Weight: 10})
+	rmq3 := backend.NewServer(backend.ServerOptions{Name: "rmq3", Address: "10.0.1.13:5672", Weight: 10})
+	ok(rmq1, 4200*time.Microsecond)
+	ok(rmq2, 3900*time.Microsecond)
+	rmq3.SetCheck(backend.CheckResult{Kind: backend.FailAuth, Code: 403,
+		Reason:   "broker closed: 403 ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile.",
+		Duration: 6100 * time.Microsecond, At: now.Add(-3 * time.Second)})
+	rmq3.SetHealth(false)
+	for range 42 {
+		rmq1.Acquire()
+	}
+	for range 17 {
+		rmq2.Acquire()
+	}
+	for range 6 {
+		rmq2.Release()
+	}
+	rmq1.AddBytes(734<<20, 2<<30)
+	rmq2.AddBytes(96<<20, 310<<20)
+	rmq3.AddBytes(12<<20, 40<<20)
+
+	dr1 := backend.NewServer(backend.ServerOptions{Name: "dr1", Address: "10.0.2.11:5672", Weight: 1})
+	dr2 := backend.NewServer(backend.ServerOptions{Name: "dr2", Address: "10.0.2.12:5672", Weight: 1, Backup: true})
+	ok(dr1, 11*time.Millisecond)
+	ok(dr2, 12*time.Millisecond)
+	dr2.SetAdmin(backend.AdminMaint)
+
+	f.backends = []*backend.Backend{
+		{Name: "rabbitmq", Servers: []*backend.Server{rmq1, rmq2, rmq3}},
+		{Name: "rabbitmq-dr", Servers: []*backend.Server{dr1, dr2}},
+	}
+	f.frontends = []FrontendStats{
+		{Name: "amqp", Active: 53, Total: 18211, Refused: map[string]uint64{"bad_header": 2}},
+		{Name: "amqps", Active: 0, Total: 120},
+	}
+	return f
+}
+
+// rowStates returns [server, badge text] for each row of backend b, in page order.
+func rowStates(ctx context.Context, b string) ([][]string, error) {
+	return chromedp.Run(ctx, chromedp.Evaluate[[][]string](`Array.from(document.querySelectorAll(
+		'section[data-backend="`+b+`"] tbody tr')).map(tr => [tr.dataset.server, tr.querySelector('.badge').textContent])`))
+}
+
+// waitFor polls cond until it holds or the test's patience ends.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestStatusPageInBrowser(t *testing.T) {
+	ctx := browser(t)
+	f := pageFixture()
+	var apiDown atomic.Bool
+	h := New(f.options("")).Handler()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if apiDown.Load() && strings.HasPrefix(r.URL.Path, "/api/") {
+			http.Error(w, "down for the test", http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	rmq1, rmq2 := f.server("rabbitmq", "rmq1"), f.server("rabbitmq", "rmq2")
+
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(ts.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-server="rmq3"] .badge[data-state="down"]`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+
+	// Three servers with their states, in configuration order.
+	states, err := rowStates(ctx, "rabbitmq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := [][]string{{"rmq1", "up"}, {"rmq2", "up"}, {"rmq3", "down"}}; !slices.EqualFunc(states, want, slices.Equal) {
+		t.Fatalf("rows = %v, want %v", states, want)
+	}
+	// The failing server shows the broker's code and reason, and the header counts it.
+	txt, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[
+		document.querySelector('tr[data-server="rmq3"] .code').textContent,
+		document.querySelector('tr[data-server="rmq3"] .reason').textContent,
+		document.querySelector('section[data-backend="rabbitmq"] .count').textContent,
+		getComputedStyle(document.querySelector('tr[data-server="rmq3"] .badge')).backgroundColor,
+		document.querySelector('tr[data-server="rmq1"] .cmeta').textContent]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if txt[0] != "403" || !strings.HasPrefix(txt[1], "403ACCESS_REFUSED - Login was refused") || txt[2] != "2/3 up" {
+		t.Errorf("rmq3 shows code %q reason %q, header %q", txt[0], txt[1], txt[2])
+	}
+	// The style sheet applied (its CSP hash is right): a down badge is filled.
+	if txt[3] == "" || txt[3] == "rgba(0, 0, 0, 0)" {
+		t.Errorf("down badge has no background (%q): the style sheet did not apply", txt[3])
+	}
+	if !strings.Contains(txt[4], "ms") || !strings.Contains(txt[4], "ago") {
+		t.Errorf("rmq1 check meta = %q, want a duration and an age", txt[4])
+	}
+
+	// Clicking drain on rmq2 drains it in the API and in the page.
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`tr[data-server="rmq2"] button[data-action="drain"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-server="rmq2"] .badge[data-state="drain"]`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "rmq2 drained in the API", func() bool { return rmq2.Admin() == backend.AdminDrain })
+	if rmq1.Admin() != backend.AdminReady {
+		t.Error("rmq1 changed too")
+	}
+	// The page refreshes at once after a change: the header counts follow within a poll period.
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector('section[data-backend="rabbitmq"] .count').textContent === "1/3 up"`,
+		chromedp.WithPollingTimeout(1500*time.Millisecond))); err != nil {
+		t.Errorf("header after drain is not 1/3 up: %v", err)
+	}
+
+	// A change behind the page's back shows on the next refresh.
+	rmq1.SetHealth(false)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`tr[data-server="rmq1"] .badge[data-state="down"]`))); err != nil {
+		t.Fatal(err)
+	}
+	rmq1.SetHealth(true)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`tr[data-server="rmq1"] .badge[data-state="up"]`))); err != nil {
+		t.Fatal(err)
+	}
+
+	// The incident view, light and dark: rmq1 up, rmq2 draining, rmq3 refusing logins.
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	artifact(t, "admin-status-page.png", shot)
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
+		t.Fatal(err)
+	}
+	artifact(t, "admin-status-page-dark.png", shot)
+
+	// When the API stops answering, the page says so in red.
+	apiDown.Store(true)
+	if err := chromedp.Do(ctx,
+		chromedp.WaitVisible(chromedp.CSS(`#live.bad`)),
+		chromedp.WaitVisible(chromedp.CSS(`#stale-banner`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
+		t.Fatal(err)
+	}
+	artifact(t, "admin-status-page-stale.png", shot)
+	apiDown.Store(false)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#live.ok`))); err != nil {
+		t.Fatal(err)
+	}
+
+	// The weight is edited in place: click, type, Enter.
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`tr[data-server="rmq1"] .wbtn`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-server="rmq1"] .winput`)),
+		chromedp.SendKeys(chromedp.CSS(`tr[data-server="rmq1"] .winput`), "5"+kb.Enter),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "rmq1 weight 5 in the API", func() bool { return rmq1.Weight() == 5 })
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`tr[data-server="rmq1"] .wbtn`))); err != nil {
+		t.Fatal(err)
+	}
+	// Shown at once, and not undone by a refresh that was under way (less than a poll period).
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector('tr[data-server="rmq1"] .wbtn').textContent === "5"`,
+		chromedp.WithPollingTimeout(1500*time.Millisecond))); err != nil {
+		t.Errorf("weight 5 not shown: %v", err)
+	}
+
+	// On a phone the rows become cards.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(420, 900), chromedp.Sleep(300*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
+		t.Fatal(err)
+	}
+	artifact(t, "admin-status-page-narrow.png", shot)
+}
+
+// With a token configured, the page asks for it on the first 401, keeps it in sessionStorage
+// and retries; a wrong token is refused and asked for again.
+func TestStatusPageAsksForToken(t *testing.T) {
+	ctx := browser(t)
+	f := pageFixture()
+	ts := httptest.NewServer(New(f.options("s3cret")).Handler())
+	defer ts.Close()
+	rmq1 := f.server("rabbitmq", "rmq1")
+
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(ts.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-server="rmq1"] .badge[data-state="up"]`)),
+		chromedp.Click(chromedp.CSS(`tr[data-server="rmq1"] button[data-action="maint"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#token-dialog[open] #token-input`)),
+		chromedp.SendKeys(chromedp.CSS(`#token-input`), "wrong"),
+		chromedp.Click(chromedp.CSS(`#token-ok`)),
+		chromedp.WaitVisible(chromedp.CSS(`#token-dialog[open] #token-msg.err`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if rmq1.Admin() != backend.AdminReady {
+		t.Fatal("a wrong token changed the server")
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS(`#token-input`), "s3cret"),
+		chromedp.Click(chromedp.CSS(`#token-ok`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-server="rmq1"] .badge[data-state="maint"]`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "rmq1 in maint in the API", func() bool { return rmq1.Admin() == backend.AdminMaint })
+	if tok, err := chromedp.Run(ctx, chromedp.Evaluate[string](`sessionStorage.getItem('amqplb.token')`)); err != nil || tok != "s3cret" {
+		t.Errorf("sessionStorage token = %q (%v), want s3cret", tok, err)
+	}
+
+	// The kept token is used without asking again.
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`tr[data-server="rmq1"] button[data-action="ready"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-server="rmq1"] .badge[data-state="up"]`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if open, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById('token-dialog').open`)); err != nil || open {
+		t.Errorf("token dialog open = %v (%v) with a kept token", open, err)
+	}
+	waitFor(t, "rmq1 ready in the API", func() bool { return rmq1.Admin() == backend.AdminReady })
+}
