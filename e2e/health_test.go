@@ -261,3 +261,37 @@ func TestOnMarkedDown(t *testing.T) {
 		})
 	}
 }
+
+func TestManagementAlarmIsShownButDoesNotEject(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	node := c.Nodes[0]
+	check := fastChecks + fmt.Sprintf("\nmanagement = { port = %d, alarms = true }", node.ManagementPort)
+	l := startLB(t, setup{servers: nodesAsServers(c)[:1], check: check})
+	_, s := l.waitState(t, node.Name, "up", 10*time.Second)
+	if strings.Contains(s.Check.Reason, "alarm") || strings.Contains(s.Check.Reason, "management API") {
+		t.Fatalf("reason before any alarm: %q", s.Check.Reason)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// A memory watermark below what the node uses raises the memory alarm at once.
+	if _, err := node.Rabbitmqctl(ctx, "set_vm_memory_high_watermark", "0.0001"); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if _, err := node.Rabbitmqctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
+			t.Errorf("restoring the watermark: %v", err)
+		}
+	}()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		s = l.servers(t)[node.Name]
+		if strings.Contains(s.Check.Reason, "alarm: memory") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the memory alarm never showed in the check reason: %+v", s.Check)
+		}
+	}
+	if s.State != "up" {
+		t.Errorf("a node with an alarm was ejected (%s); eject_on_alarm is off", s.State)
+	}
+}

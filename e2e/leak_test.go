@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"net"
 	"os"
 	"runtime"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/amqplb/amqplb/backend"
 	"github.com/amqplb/amqplb/balancer"
+	"github.com/amqplb/amqplb/healthcheck"
 	"github.com/amqplb/amqplb/internal/testenv"
 	"github.com/amqplb/amqplb/proxy"
 )
@@ -115,8 +117,17 @@ func TestSIGTERMRefusesNewConnectsAndDrains(t *testing.T) {
 	if err := l.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	// New connects are refused at once, while the open session is still there.
+	// New connects are refused at once, while the open session is still there, and the
+	// load balancer in front of amqplb is told to stop sending traffic.
 	waitLog(t, l, 1, "stopping")
+	if resp, err := http.Get("http://" + l.adminAddr + "/readyz"); err != nil {
+		t.Errorf("/readyz during the drain: %v", err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("/readyz during the drain = %d, want 503", resp.StatusCode)
+		}
+	}
 	if nc, err := net.DialTimeout("tcp", l.addr, time.Second); err == nil {
 		nc.Close()
 		t.Error("a new connection was accepted after SIGTERM")
@@ -142,4 +153,44 @@ func TestSIGTERMRefusesNewConnectsAndDrains(t *testing.T) {
 		t.Error("the client never saw its connection closed")
 	}
 	waitLog(t, l, 1, "end=shutdown")
+}
+
+func TestThousandChecksLeaveNothingBehind(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	node := c.Nodes[0]
+	checker := &healthcheck.AMQPChecker{Timeout: 2 * time.Second}
+	check := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if r := checker.Check(ctx, node.AMQPAddr()); !r.OK {
+			t.Fatalf("check failed: %+v", r)
+		}
+	}
+	check()
+	// Warm up the HTTP client the broker is asked through, so its keep-alive connection is part
+	// of the baseline.
+	if _, err := node.ConnectionCount(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	fdBase, gBase := openFDs(t), runtime.NumGoroutine()
+	for range 1000 {
+		check()
+	}
+	var fds, gs, brokerConns int
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		runtime.GC()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		n, err := node.ConnectionCount(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fds, gs, brokerConns = openFDs(t), runtime.NumGoroutine(), n
+		if fds <= fdBase && gs <= gBase && brokerConns == 0 {
+			return
+		}
+	}
+	t.Errorf("after 1000 checks: fds %d (baseline %d), goroutines %d (baseline %d), broker connections %d",
+		fds, fdBase, gs, gBase, brokerConns)
 }

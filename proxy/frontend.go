@@ -304,12 +304,19 @@ func (f *Frontend) admit(c *net.TCPConn) {
 }
 
 // refuse closes c, counts the refusal and logs it, at most once a second.
+// With the access log on, the line is the session's access-log line (end=refused_maxconn).
 func (f *Frontend) refuse(c *net.TCPConn, reason, msg string, args ...any) {
 	addr := c.RemoteAddr()
 	f.countRefused(reason)
 	_ = c.Close()
 	if ok, n := f.throttle.allow(); ok {
-		f.log().Warn("connection refused: "+msg, append(args, "reason", reason, "client", addr, "suppressed", n)...)
+		st := f.set.Load()
+		args = append(args, "reason", reason, "client", addr.String(), "suppressed", n)
+		if st.accessLog {
+			st.log.Warn("session", append([]any{"end", EndRefusedMaxConn, "detail", msg}, args...)...)
+		} else {
+			st.log.Warn("connection refused: "+msg, args...)
+		}
 	}
 }
 

@@ -20,16 +20,16 @@ import (
 
 // How a session ended, as written in the access log.
 const (
-	EndClientClosed  = "client_closed"
-	EndServerClosed  = "server_closed"
-	EndIdleTimeout   = "idle_timeout"
-	EndServerDown    = "server_down"
-	EndDrained       = "drained"
-	EndShutdown      = "shutdown"
-	EndConnectFailed = "connect_failed"
-	EndNoServer      = "no_server"
-	EndBadHeader     = "bad_header"
-	EndHandshake     = "handshake_timeout"
+	EndClientClosed   = "client_closed"
+	EndServerClosed   = "server_closed"
+	EndIdleTimeout    = "idle_timeout"
+	EndServerDown     = "server_down"
+	EndShutdown       = "shutdown"
+	EndConnectFailed  = "connect_failed"
+	EndRefusedMaxConn = "refused_maxconn" // logged at most once a second, with a count of the rest
+	EndNoServer       = "no_server"
+	EndBadHeader      = "bad_header"
+	EndHandshake      = "handshake_timeout"
 )
 
 // amqpHeader is the protocol header of AMQP 0-9-1, the only one RabbitMQ's 5672 port serves.
