@@ -179,11 +179,15 @@ func (m *Monitor) Stop() {
 // loop left to clear it).
 func (m *Monitor) Suspect(s *backend.Server, err error) {
 	l := m.loops[s]
-	if l == nil || m.ctx.Err() != nil {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	if m.ctx.Err() != nil {
+		l.mu.Unlock()
 		return
 	}
 	s.CountFailure(backend.FailPassive)
-	l.mu.Lock()
 	s.MarkSuspect()
 	if m.checker == nil {
 		l.suspectAt = time.Now()
@@ -318,7 +322,7 @@ func (m *Monitor) holdUnchecked(except *serverLoop) {
 		l.sync()
 		if !l.seen && l.h.Up && l.s.Admin() != backend.AdminMaint {
 			l.h, l.passive = Health{}, 0
-			m.transition(l, backend.CheckResult{Reason: "not checked yet", At: time.Now()}, "waiting for its first check")
+			m.setHealth(l, backend.CheckResult{Reason: "not checked yet", At: time.Now()}, "waiting for its first check", false)
 		}
 		l.mu.Unlock()
 	}
@@ -332,6 +336,14 @@ func (m *Monitor) clearSuspects(l *serverLoop) {
 	timer.Stop()
 	defer timer.Stop()
 	after := m.policy.Wait(Health{})
+	// A server kept across a reload may still be suspect from the old monitor, whose timer
+	// went with it: start the clock again.
+	l.mu.Lock()
+	if l.s.Suspect() {
+		l.suspectAt = time.Now()
+		timer.Reset(after)
+	}
+	l.mu.Unlock()
 	for {
 		select {
 		case <-m.ctx.Done():
@@ -371,12 +383,22 @@ func (m *Monitor) failCounts(l *serverLoop) string {
 // transition applies l.h.Up to the server, logs the change and calls OnTransition.
 // l.mu must be held, so a server's transitions are reported in order.
 func (m *Monitor) transition(l *serverLoop, r backend.CheckResult, counts string) {
+	m.setHealth(l, r, counts, true)
+}
+
+// setHealth applies l.h.Up to the server and logs it; with notify it is a transition worth the
+// operator's attention and OnTransition hears of it. A server held back until its first check
+// (holdUnchecked) is not: its sessions must not be shut down for that, and it is no incident.
+func (m *Monitor) setHealth(l *serverLoop, r backend.CheckResult, counts string, notify bool) {
 	l.s.SetHealth(l.h.Up)
 	from, to := backend.StateUp, backend.StateDown
 	msg, level := "server down", slog.LevelWarn
 	if l.h.Up {
 		from, to = to, from
 		msg, level = "server up", slog.LevelInfo
+	}
+	if !notify {
+		level = slog.LevelDebug
 	}
 	up := 0
 	for _, o := range m.servers {
@@ -402,7 +424,7 @@ func (m *Monitor) transition(l *serverLoop, r backend.CheckResult, counts string
 		slog.String("servers_up", fmt.Sprintf("%d/%d", up, len(m.servers))),
 	)
 	m.log.LogAttrs(context.Background(), level, msg, attrs...)
-	if m.onTransition != nil {
+	if notify && m.onTransition != nil {
 		m.onTransition(l.s, from, to, r)
 	}
 }

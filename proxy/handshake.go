@@ -11,9 +11,14 @@ import (
 	"github.com/amqplb/amqplb/internal/amqpwire"
 )
 
-// maxHandshakeFrame bounds a frame read during the connection handshake. Before Tune peers need
-// only accept 4096 octets; client properties can be larger than that, so allow some room.
-const maxHandshakeFrame = 128 << 10
+// Bounds on what a handshake may hold. Before Tune, peers need only accept frames of 4096 octets
+// (the spec's frame-min-size); client properties can be larger, so allow some room. A client
+// sends three or four frames (Start-Ok, [Secure-Ok,] Tune-Ok, Open); more than maxHandshakeFrames
+// and amqplb stops tracking the handshake and just relays.
+const (
+	maxHandshakeFrame  = 16 << 10
+	maxHandshakeFrames = 8
+)
 
 // frame is one AMQP frame as read off the wire, with its method id when it is a method frame.
 type frame struct {
@@ -76,20 +81,29 @@ func closeReason(f frame) (uint16, string) {
 // resets its connections. The client has then seen only Start (and maybe Tune), so the session
 // takes another server, replays the client's frames on it (its Start is dropped, its Tune must be
 // the one the client already has), and the client never notices. Only when every attempt fails
-// does the client get the last broker's Connection.Close. A refusal (Close) is retried on one
-// other server only: a node shutting down refuses logins, but so does a wrong password, and
-// that must not cost every broker a handshake.
+// does the client get the last broker's Connection.Close. A failure in the handshake moves the
+// session once, to one other server: a node shutting down refuses logins, but so does a wrong
+// password, and that must not cost every broker a handshake.
 func (s *session) handshake(hello, start []byte) bool {
 	if !s.forwardToClient(start) {
 		return false
 	}
 	var sent []frame // the client's frames so far, for a replay
 	var tune []byte  // the Tune the client has seen
-	for {
-		cf, err := readFrame(s.client, time.Now().Add(s.set.handshake))
+	// One deadline for the client's whole side of the handshake, so a slow client cannot stretch
+	// it frame by frame.
+	clientDeadline := time.Now().Add(s.set.handshake)
+	for len(sent) < maxHandshakeFrames {
+		cf, err := readFrame(s.client, clientDeadline)
 		if err != nil {
 			s.clientHandshakeFailed(err)
 			return false
+		}
+		if cf.typ == amqpwire.FrameHeartbeat {
+			if !s.forwardToServer(cf.raw) {
+				return false
+			}
+			continue // not replayed: a new broker has its own heartbeat clock
 		}
 		sent = append(sent, cf)
 		if _, err := s.up.Write(cf.raw); err != nil {
@@ -104,7 +118,7 @@ func (s *session) handshake(hello, start []byte) bool {
 		switch {
 		case cf.is(amqpwire.MethodStartOk), cf.is(amqpwire.MethodOpen):
 			// These get an answer worth waiting for.
-		case cf.is(amqpwire.MethodTuneOk), cf.typ == amqpwire.FrameHeartbeat:
+		case cf.is(amqpwire.MethodTuneOk):
 			continue // no answer; Open follows
 		default:
 			return true // Secure-Ok, Close or anything else: the rest is between client and broker
@@ -125,6 +139,17 @@ func (s *session) handshake(hello, start []byte) bool {
 		}
 		return true // Open-Ok (done), Secure (challenge-response is not replayed), or other
 	}
+	return true // an unusual client: stop tracking and relay
+}
+
+// forwardToServer writes b to the current server; a failure ends the session.
+func (s *session) forwardToServer(b []byte) bool {
+	if _, err := s.up.Write(b); err != nil {
+		s.setReason(EndServerClosed)
+		return false
+	}
+	s.countToServer(len(b))
+	return true
 }
 
 // brokerReply reads the broker's answer to a handshake step within the connect timeout. A
@@ -151,36 +176,43 @@ func (s *session) failover(hello []byte, sent []frame, tune []byte, cause error)
 	}
 	srv := s.server()
 	s.detach()
-	if !s.failed(srv, cause) {
+	// Not reported as a server failure: once the client's frames have reached a broker, a
+	// close, reset or silence may be the client's doing (a wrong password, an unknown mechanism,
+	// a client slower than the broker's handshake timeout), and no client may eject brokers.
+	// The health checks judge the broker. For the same reason only one other server is tried.
+	if !s.failed(srv, cause, false) {
 		return false
 	}
 	s.skipServer(srv)
-	lastErr := cause
-	if closed != nil {
-		if s.refusals++; s.refusals > 1 {
-			return s.handshakeFailed(cause)
-		}
+	if s.handshakeMoves++; s.handshakeMoves > 1 || !s.route.Redispatch {
+		return s.handshakeFailed(cause)
 	}
-	for ; s.route.Redispatch && s.tries <= s.route.Retries; s.tries++ {
+	lastErr := cause
+	for ; s.tries <= s.route.Retries; s.tries++ {
 		next := s.pick()
 		if next == nil {
 			break
 		}
-		if _, err := s.dial(next, hello); err != nil {
+		start, err := s.dial(next, hello)
+		if err != nil {
+			// The dial and the broker's Start involve no client bytes: a real server failure.
+			if !s.failed(next, err, true) {
+				return false
+			}
+			s.skipServer(next)
 			lastErr = err
-		} else if err = s.replay(sent, tune); err != nil {
+			continue
+		}
+		_ = start // the client already has one
+		if err := s.replay(sent, tune); err != nil {
 			s.detach()
-			lastErr = err
-		} else {
-			s.tries++
-			s.set.log.Info("broker failed during the handshake; the session moved on", "backend", s.route.Backend.Name,
-				"from", srv.Name(), "to", next.Name(), "cause", cause)
-			return true
+			_ = s.failed(next, err, false)
+			return s.handshakeFailed(err)
 		}
-		if !s.failed(next, lastErr) {
-			return false
-		}
-		s.skipServer(next)
+		s.tries++
+		s.set.log.Info("broker failed during the handshake; the session moved on", "backend", s.route.Backend.Name,
+			"from", srv.Name(), "to", next.Name(), "cause", cause)
+		return true
 	}
 	return s.handshakeFailed(lastErr)
 }

@@ -50,8 +50,10 @@ func TestHandshakeMovesOnWhenABrokerDiesMidway(t *testing.T) {
 	if dying.Accepted() != 1 || good.Accepted() != 1 {
 		t.Errorf("dying broker accepted %d, good %d; want 1 and 1", dying.Accepted(), good.Accepted())
 	}
-	if passive.Load() != 1 {
-		t.Errorf("passive failures reported = %d, want 1 (a reset is a broker failure)", passive.Load())
+	// Once client bytes reached the broker, a failure may be the client's doing: the health
+	// checks judge the broker, not the session.
+	if passive.Load() != 0 {
+		t.Errorf("a mid-handshake failure was reported as a connect failure (%d)", passive.Load())
 	}
 }
 

@@ -6,35 +6,45 @@ import (
 	"net"
 	"sync"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// smallCopyMax is the largest amount of waiting data moved with read(2)+write(2) through a pooled
-// buffer; more than that is moved with splice(2). AMQP traffic is mostly small frames, for which a
-// user-space copy costs the same two syscalls as splice and needs no pipe; bulk transfers (large
-// messages) take the zero-copy path.
-const smallCopyMax = 16 << 10
+// readBufSize is the pooled buffer a relay reads into. AMQP traffic is mostly small frames,
+// which a read(2) and a write(2) move at the cost splice(2) would have, without a pipe; a read
+// that fills the buffer means bulk, and what is queued beyond it is moved with splice(2).
+const readBufSize = 16 << 10
 
-var smallBufPool = sync.Pool{New: func() any { b := make([]byte, smallCopyMax); return &b }}
+var readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 
 // relay moves bytes from src to dst for one direction of a session.
 //
 // Unlike io.Copy between two *net.TCPConn (which calls splice(2) and then blocks in the kernel
-// poller holding a pipe pair, i.e. two extra fds, for as long as the source is idle), relay first
-// waits for src to become readable while holding nothing but the two sockets, asks the kernel how
-// many bytes are queued (SIOCINQ), and moves exactly those: a small amount through a pooled buffer,
-// a large one with splice(2) via dst.ReadFrom of an io.LimitedReader, which never waits for more
-// data than is already there. An idle session therefore costs two sockets and two parked goroutines.
+// poller holding a pipe pair, i.e. two extra fds, for as long as the source is idle), relay parks
+// in the runtime's poller holding nothing but the two sockets. When src is readable it reads into
+// a pooled buffer inside RawConn.Read (so the read that finds nothing, the wait and the read that
+// finds data are one syscall each, as in the runtime's own reads) and writes that on; when the
+// buffer came back full, it also moves everything else already queued with splice(2), via
+// dst.ReadFrom of an io.LimitedReader sized by SIOCINQ, which never waits for more data than is
+// there. An idle session therefore costs two sockets and two parked goroutines.
 type relay struct {
 	src, dst *net.TCPConn
 	raw      syscall.RawConn
 	lr       io.LimitedReader // reused for every splice, so the data path does not allocate
-	avail    int              // bytes queued on src, set by poll; 0 means EOF, -1 an error
+	buf      *[]byte          // set by tryRead while it holds data
+	n        int              // bytes tryRead read; 0 with rerr nil means EOF
+	rerr     error            // the read error tryRead met
 	count    func(n int)      // called after each chunk with the bytes moved
-	waitFn   func(uintptr) bool
+	readFn   func(uintptr) bool
+	queuedFn func(uintptr)
+	queued   int
 }
+
+// writeError is a failure to write to dst, as opposed to reading src.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
 
 func newRelay(dst, src *net.TCPConn, count func(int)) (*relay, error) {
 	raw, err := src.SyscallConn()
@@ -43,74 +53,75 @@ func newRelay(dst, src *net.TCPConn, count func(int)) (*relay, error) {
 	}
 	r := &relay{src: src, dst: dst, raw: raw, count: count}
 	r.lr.R = src
-	r.waitFn = r.poll
+	r.readFn = r.tryRead
+	r.queuedFn = func(fd uintptr) {
+		r.queued, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	}
 	return r, nil
 }
 
-// poll runs under src's read lock inside RawConn.Read: returning false makes the runtime park
-// the goroutine until the socket is readable and call it again. It checks the socket's real
-// state before every wait, as the runtime's own reads do, so an edge-triggered wake-up is never
-// missed.
-func (r *relay) poll(fd uintptr) bool {
-	n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-	if err != nil {
-		r.avail = -1
+// tryRead runs under src's read lock inside RawConn.Read: returning false makes the runtime park
+// the goroutine until the socket is readable and call it again. It reads before every wait, as
+// the runtime's own reads do, so an edge-triggered wake-up is never missed; the buffer goes back
+// to the pool while the relay waits.
+func (r *relay) tryRead(fd uintptr) bool {
+	if r.buf == nil {
+		r.buf = readBufPool.Get().(*[]byte)
+	}
+	for {
+		n, err := unix.Read(int(fd), *r.buf)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			readBufPool.Put(r.buf)
+			r.buf = nil
+			return false
+		case err != nil:
+			r.n, r.rerr = 0, err
+		default:
+			r.n, r.rerr = n, nil
+		}
 		return true
 	}
-	if n > 0 {
-		r.avail = n
-		return true
-	}
-	// Nothing queued: either nothing has arrived yet, or the peer closed (EOF) or reset.
-	// A one-byte MSG_PEEK tells these apart without consuming anything.
-	var b [1]byte
-	m, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
-		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-	switch {
-	case errno == unix.EAGAIN || errno == unix.EINTR:
-		return false
-	case errno != 0:
-		r.avail = -1
-	case m == 0:
-		r.avail = 0
-	default:
-		r.avail = int(m)
-	}
-	return true
 }
 
 // step waits until src is readable and moves what is queued. It returns the bytes moved,
-// io.EOF when src has closed its side, or an error.
+// io.EOF when src has closed its side, a *writeError when dst failed, or src's error.
 func (r *relay) step() (int64, error) {
-	if err := r.raw.Read(r.waitFn); err != nil {
-		return 0, err
+	if err := r.raw.Read(r.readFn); err != nil {
+		return 0, err // closed, or the read deadline passed
 	}
+	bp := r.buf
+	r.buf = nil
+	defer readBufPool.Put(bp)
 	switch {
-	case r.avail == 0:
+	case r.rerr != nil:
+		return 0, r.rerr
+	case r.n == 0:
 		return 0, io.EOF
-	case r.avail > 0 && r.avail <= smallCopyMax:
-		bp := smallBufPool.Get().(*[]byte)
-		defer smallBufPool.Put(bp)
-		n, err := r.src.Read((*bp)[:r.avail])
-		if n > 0 {
-			if _, werr := r.dst.Write((*bp)[:n]); werr != nil {
-				return 0, werr
-			}
-		}
-		if n == 0 && err == nil {
-			err = io.EOF
-		}
-		if errors.Is(err, io.EOF) && n > 0 {
-			err = nil
-		}
-		return int64(n), err
-	default:
-		// Large, or an error pending on src: let the kernel move the bytes (or report the error).
-		r.lr.N = int64(max(r.avail, 1))
-		n, err := r.dst.ReadFrom(&r.lr)
-		if n == 0 && err == nil {
-			err = io.EOF
-		}
-		return n, err
 	}
+	if _, err := r.dst.Write((*bp)[:r.n]); err != nil {
+		return 0, &writeError{err}
+	}
+	moved := int64(r.n)
+	if r.n < len(*bp) {
+		return moved, nil
+	}
+	// A full buffer: bulk data. Splice what is queued now.
+	if err := r.raw.Control(r.queuedFn); err != nil || r.queued <= 0 {
+		return moved, nil
+	}
+	r.lr.N = int64(r.queued)
+	n, err := r.dst.ReadFrom(&r.lr)
+	moved += n
+	if err != nil && !errors.Is(err, io.EOF) {
+		// ReadFrom does not say which side failed; a closed dst shows as EPIPE or a reset on
+		// write, and any other error is src's.
+		if errors.Is(err, syscall.EPIPE) {
+			err = &writeError{err}
+		}
+		return moved, err
+	}
+	return moved, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/amqplb/amqplb/backend"
 	"github.com/amqplb/amqplb/internal/amqpwire"
+	"golang.org/x/sys/unix"
 )
 
 // How a session ended, as written in the access log.
@@ -42,12 +43,12 @@ type session struct {
 	client *net.TCPConn
 	start  time.Time
 
-	route    *Route
-	srv      atomic.Pointer[backend.Server]
-	clientIP netip.Addr
-	skip     uint64 // bit i: Backend.Servers[i] failed for this session; the policy skips it
-	tries    int    // dials made so far, against the route's 1 + Retries
-	refusals int    // handshakes a broker refused with Connection.Close
+	route          *Route
+	srv            atomic.Pointer[backend.Server]
+	clientIP       netip.Addr
+	skip           uint64 // bit i: Backend.Servers[i] failed for this session; the policy skips it
+	tries          int    // dials made so far, against the route's 1 + Retries
+	handshakeMoves int    // times the handshake moved to another server
 
 	mu      sync.Mutex // guards upstream and aborted against abort from another goroutine
 	up      *net.TCPConn
@@ -95,10 +96,13 @@ func (s *session) attach(c *net.TCPConn) bool {
 	return true
 }
 
+// detach closes the server connection after a failed dial or handshake. The session no longer
+// belongs to that server (CloseSessions must not abort it while it moves on).
 func (s *session) detach() {
 	s.mu.Lock()
 	up := s.up
 	s.up = nil
+	s.srv.Store(nil)
 	s.mu.Unlock()
 	if up != nil {
 		_ = up.Close()
@@ -190,7 +194,7 @@ func (s *session) connect(hello []byte) (start []byte, ok bool) {
 			s.tries++
 			return start, true
 		}
-		if !s.failed(srv, lastErr) {
+		if !s.failed(srv, lastErr, true) {
 			return nil, false
 		}
 		var ne net.Error
@@ -211,18 +215,16 @@ func (s *session) connect(hello []byte) (start []byte, ok bool) {
 	return nil, false
 }
 
-// failed handles a failed dial or handshake on srv: it releases the slot and reports the
-// failure (passive health detection). A broker that answered with Connection.Close is not
-// reported: it is up and said no (a wrong password must not let a client eject brokers). It
-// returns false when the session must end instead of retrying (shutdown, or it was aborted).
-func (s *session) failed(srv *backend.Server, err error) bool {
+// failed handles a failed dial or handshake on srv: it releases the slot and, with report, tells
+// the route (passive health detection). It returns false when the session must end instead of
+// retrying (shutdown, or the session was aborted).
+func (s *session) failed(srv *backend.Server, err error, report bool) bool {
 	srv.Release()
 	if s.f.hard.Err() != nil || s.isAborted() {
 		s.setReason(EndShutdown)
 		return false
 	}
-	var closed *brokerClosed
-	if s.route.OnConnectFailure != nil && !errors.As(err, &closed) {
+	if report && s.route.OnConnectFailure != nil {
 		s.route.OnConnectFailure(srv, err)
 	}
 	s.set.log.Debug("connect failed", "backend", s.route.Backend.Name, "server", srv.Name(), "attempt", s.tries+1, "err", err)
@@ -371,18 +373,23 @@ func (s *session) relay() {
 		d := time.Now().Add(idle)
 		_ = s.client.SetReadDeadline(d)
 		_ = up.SetReadDeadline(d)
+		// A peer that stops reading (zero window) blocks writes, which read deadlines do not
+		// cover; the kernel drops it after the same time.
+		setUserTimeout(s.client, idle)
+		setUserTimeout(up, idle)
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.pump(toClient, EndServerClosed)
+		s.pump(toClient, EndServerClosed, EndClientClosed)
 	}()
-	s.pump(toServer, EndClientClosed)
+	s.pump(toServer, EndClientClosed, EndServerClosed)
 	<-done
 }
 
-// pump runs one direction. srcGone is the end reason when src closes or fails first.
-func (s *session) pump(r *relay, srcGone string) {
+// pump runs one direction. srcGone and dstGone are the end reasons when src or dst closes or
+// fails first.
+func (s *session) pump(r *relay, srcGone, dstGone string) {
 	for {
 		n, err := r.step()
 		if n > 0 {
@@ -406,16 +413,20 @@ func (s *session) pump(r *relay, srcGone string) {
 			if s.halfShut.Swap(true) {
 				return // both directions are done
 			}
-			other := s.client
-			if r.src == s.client {
-				other = s.up
-			}
+			// The other direction reads from what is dst here and writes to our src. Bound
+			// both its waiting for data and its writing to a peer that stopped reading.
+			limit := s.idleLimit()
 			s.lastIO.Store(int64(time.Since(s.start)))
-			_ = other.SetReadDeadline(time.Now().Add(s.idleLimit()))
+			_ = r.dst.SetReadDeadline(time.Now().Add(limit))
+			setUserTimeout(r.src, limit)
 			return
 		default:
-			s.setReason(srcGone)
-			s.abort(srcGone)
+			gone := srcGone
+			var we *writeError
+			if errors.As(err, &we) {
+				gone = dstGone
+			}
+			s.abort(gone)
 			return
 		}
 	}
@@ -510,6 +521,18 @@ func lingeringClose(c *net.TCPConn) {
 	_ = c.CloseWrite()
 	_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+}
+
+// setUserTimeout sets TCP_USER_TIMEOUT: the kernel drops the connection when data it sent stays
+// unacknowledged, or cannot be sent because the peer's window is closed, for longer than d.
+func setUserTimeout(c *net.TCPConn, d time.Duration) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = raw.Control(func(fd uintptr) {
+		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d/time.Millisecond))
+	})
 }
 
 // printable renders a protocol header for a log line.
