@@ -5,7 +5,7 @@ GO      ?= go
 BROKERS ?=
 CLUSTER := $(GO) run ./internal/testenv/cmd/rabbitcluster
 
-.PHONY: all build run test test-unit deps vet fmt-check cluster-up cluster-down bench clean
+.PHONY: all build run test test-unit deps vet cluster-up cluster-down bench bench-e2e clean
 
 all: build
 
@@ -16,7 +16,7 @@ build:
 run: build
 	BROKERS="$(BROKERS)" ./scripts/run.sh
 
-## deps: what the tests need on a fresh Debian machine (RabbitMQ, HAProxy).
+## deps: what the tests need on a fresh Debian machine (gcc for -race, RabbitMQ, HAProxy, Chromium).
 deps:
 	./scripts/install-test-deps.sh
 
@@ -31,9 +31,13 @@ test-unit:
 vet:
 	$(GO) vet ./...
 
-## bench: Go benchmarks (figures, not assertions).
+## bench: Go benchmarks (figures, not assertions): balancer picks, proxy throughput and idle cost.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./balancer/ ./proxy/
+
+## bench-e2e: amqplb and HAProxy side by side with a frozen broker (needs `make cluster-up` first).
+bench-e2e:
+	AMQPLB_TEST_CLUSTER=$(CURDIR)/.cluster/dev/cluster.json $(GO) test -run '^$$' -bench FrozenBroker -benchtime 1x ./e2e/
 
 cluster-up:
 	$(CLUSTER) up -dir $(CURDIR)/.cluster/dev

@@ -53,6 +53,10 @@ type Options struct {
 	// Backends returns the current set of backends. It is called on every request and scrape
 	// and never cached, since a reload replaces the set.
 	Backends func() []*backend.Backend
+	// Serving returns the backends that frontends send connections to: /readyz wants at least
+	// one server up in each. nil means all of Backends (a backend no frontend uses does not
+	// make amqplb unready).
+	Serving func() []*backend.Backend
 	// Frontends returns a snapshot of every frontend's counters.
 	Frontends func() []FrontendStats
 	// Ready reports whether the process accepts new work; false while shutting down, which

@@ -243,8 +243,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, readyzJSON{Error: "shutting down"})
 		return
 	}
+	serving := s.opts.Backends
+	if s.opts.Serving != nil {
+		serving = s.opts.Serving
+	}
 	var none []string
-	for _, b := range s.opts.Backends() {
+	for _, b := range serving() {
 		if b != nil && b.UpCount() == 0 {
 			none = append(none, b.Name)
 		}

@@ -373,3 +373,26 @@ func TestStatusPageServed(t *testing.T) {
 		t.Errorf("GET /index.html = %d, want 404", code)
 	}
 }
+
+func TestReadyzIgnoresBackendsNoFrontendUses(t *testing.T) {
+	f := newFixture()
+	o := f.options("")
+	all := o.Backends()
+	if len(all) < 2 {
+		t.Fatalf("fixture has %d backends, want at least 2", len(all))
+	}
+	o.Serving = func() []*backend.Backend { return all[:1] }
+	h := New(o).Handler()
+	for _, s := range all[1].Servers {
+		s.SetHealth(false)
+	}
+	if code, body := do(t, h, http.MethodGet, "/readyz", ""); code != http.StatusOK {
+		t.Fatalf("an unused backend with no server up: /readyz = %d %s, want 200", code, body)
+	}
+	for _, s := range all[0].Servers {
+		s.SetHealth(false)
+	}
+	if code, _ := do(t, h, http.MethodGet, "/readyz", ""); code != http.StatusServiceUnavailable {
+		t.Fatalf("the serving backend with no server up: /readyz = %d, want 503", code)
+	}
+}

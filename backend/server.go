@@ -401,9 +401,12 @@ func (s *Server) Acquire() bool {
 		s.active.Add(-1)
 		return false
 	}
-	s.total.Add(1)
 	return true
 }
+
+// Connected counts a session established to the server (a slot taken for a dial that then
+// failed is not one).
+func (s *Server) Connected() { s.total.Add(1) }
 
 // Release returns a slot taken by Acquire.
 func (s *Server) Release() { s.active.Add(-1) }

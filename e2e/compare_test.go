@@ -69,17 +69,16 @@ func BenchmarkFrozenBroker(b *testing.B) {
 				}
 			})
 		}
-		wg.Go(func() {
-			for time.Since(t0) < 15*time.Second {
-				if results["amqplb"].ejectedAt < 0 && l.servers(b)[victim.Name].State == "down" {
-					results["amqplb"].ejectedAt = time.Since(t0)
-				}
-				if results["haproxy"].ejectedAt < 0 && hp.status(b, victim.Name) != "UP" {
-					results["haproxy"].ejectedAt = time.Since(t0)
-				}
-				time.Sleep(100 * time.Millisecond)
+		// Watch both proxies' view from this goroutine: b.Fatal must not run in another one.
+		for time.Since(t0) < 15*time.Second {
+			if results["amqplb"].ejectedAt < 0 && l.servers(b)[victim.Name].State == "down" {
+				results["amqplb"].ejectedAt = time.Since(t0)
 			}
-		})
+			if results["haproxy"].ejectedAt < 0 && hp.status(b, victim.Name) != "UP" {
+				results["haproxy"].ejectedAt = time.Since(t0)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 		wg.Wait()
 		if err := victim.Resume(); err != nil {
 			b.Fatal(err)

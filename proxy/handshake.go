@@ -210,6 +210,7 @@ func (s *session) failover(hello []byte, sent []frame, tune []byte, cause error)
 			return s.handshakeFailed(err)
 		}
 		s.tries++
+		next.Connected()
 		s.set.log.Info("broker failed during the handshake; the session moved on", "backend", s.route.Backend.Name,
 			"from", srv.Name(), "to", next.Name(), "cause", cause)
 		return true

@@ -192,6 +192,7 @@ func (s *session) connect(hello []byte) (start []byte, ok bool) {
 		start, lastErr = s.dial(srv, hello)
 		if lastErr == nil {
 			s.tries++
+			srv.Connected()
 			return start, true
 		}
 		if !s.failed(srv, lastErr, true) {

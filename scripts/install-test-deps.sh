@@ -1,7 +1,8 @@
 #!/bin/sh
-# Installs what amqplb's broker tests need besides Go: RabbitMQ (Debian's
-# rabbitmq-server, run by internal/testenv as local clusters) and HAProxy (the
-# comparison target of the benchmarks) and Chromium (the status-page test).
+# Installs what amqplb's tests need besides Go: a C compiler (go test -race needs
+# cgo), RabbitMQ (Debian's rabbitmq-server, run by internal/testenv as local
+# clusters), HAProxy (the comparison target of the benchmarks), and Chromium with
+# a font (the status-page test).
 #
 # Idempotent and quiet when everything is there. Needs root (or sudo) on Debian
 # or Ubuntu. The package's own service is not used: on machines with an init
@@ -9,7 +10,7 @@
 set -eu
 
 missing=""
-for pkg in rabbitmq-server haproxy chromium fonts-dejavu-core; do
+for pkg in gcc libc6-dev rabbitmq-server haproxy chromium fonts-dejavu-core; do
 	if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
 		missing="$missing $pkg"
 	fi

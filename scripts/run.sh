@@ -2,7 +2,9 @@
 # `make run`: amqplb on 127.0.0.1:5672 with examples/amqplb.toml.
 # Without BROKERS, it starts a local 3-node RabbitMQ cluster on 127.0.0.1:5673-5675 first (installing
 # Debian's rabbitmq-server when missing and running as root) and stops it again when amqplb exits
-# (Ctrl-C). With BROKERS=host:port,host:port,... it uses those brokers instead.
+# (Ctrl-C). With BROKERS=host:port,host:port,... it uses those brokers instead; their health checks
+# log in as CHECK_USER / CHECK_PASSWORD (default guest/guest, which RabbitMQ accepts only from
+# loopback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -13,8 +15,11 @@ cluster_dir=$PWD/.cluster/run
 if [ -n "$BROKERS" ]; then
 	config=$(mktemp /tmp/amqplb-run.XXXXXX.toml)
 	trap 'rm -f "$config"' EXIT
-	# The example up to its first server, then one server per broker given.
-	sed '/^\[\[backend.server\]\]/,$d' examples/amqplb.toml >"$config"
+	# The example up to its first server, with the check user given, then one server per broker.
+	sed -e '/^\[\[backend.server\]\]/,$d' \
+		-e "s/^username = \"guest\"/username = \"${CHECK_USER:-guest}\"/" \
+		-e "s/^password = \"guest\"/password = \"${CHECK_PASSWORD:-guest}\"/" \
+		examples/amqplb.toml >"$config"
 	i=0
 	IFS=, read -ra addrs <<<"$BROKERS"
 	for a in "${addrs[@]}"; do
@@ -40,7 +45,7 @@ cat <<MSG
 amqplb is starting with $config
   AMQP:         amqp://guest:guest@127.0.0.1:5672/
   brokers:      ${BROKERS:-127.0.0.1:5673, 127.0.0.1:5674, 127.0.0.1:5675 (local cluster)}
-  status page:  http://127.0.0.1:8404/ (not served yet by this build: see README, "Not done yet")
+  status page:  http://127.0.0.1:8404/   (metrics: /metrics, API: /api/v1/backends)
 Press Ctrl-C to stop amqplb${BROKERS:+.}${BROKERS:- and the local cluster.}
 
 MSG

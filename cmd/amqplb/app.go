@@ -48,6 +48,20 @@ type generation struct {
 	byName   map[string]*backend.Backend
 	routes   map[string]*proxy.Route
 	monitors []*healthcheck.Monitor
+	updates  []func() // new options for servers kept from the previous generation, applied on commit
+}
+
+// serving returns the backends some frontend sends connections to.
+func (g *generation) serving() []*backend.Backend {
+	var out []*backend.Backend
+	seen := map[string]bool{}
+	for _, f := range g.cfg.Frontends {
+		if b := g.byName[f.Backend]; b != nil && !seen[f.Backend] {
+			seen[f.Backend] = true
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // supported rejects settings this build parses but does not implement yet, so that a
@@ -94,6 +108,7 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 			Listen:    cfg.Admin.Listen,
 			Token:     cfg.Admin.Token,
 			Backends:  func() []*backend.Backend { return a.gen.Load().backends },
+			Serving:   func() []*backend.Backend { return a.gen.Load().serving() },
 			Frontends: a.frontendStats,
 			Ready:     func() bool { return !a.stopping.Load() },
 			Logger:    log,
@@ -148,9 +163,9 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 			}
 			var s *backend.Server
 			if old != nil {
-				if os := old.Server(sc.Name); os != nil && os.Address() == sc.Address {
-					s = os
-					s.Update(o)
+				if prev := old.Server(sc.Name); prev != nil && prev.Address() == sc.Address {
+					s = prev
+					g.updates = append(g.updates, func() { prev.Update(o) })
 				}
 			}
 			if s == nil {
@@ -363,7 +378,10 @@ func (a *app) reload() {
 		opened = append(opened, f)
 		next = append(next, f)
 	}
-	// Commit: monitors, then routes, then listeners.
+	// Commit: server options, monitors, then routes, then listeners.
+	for _, u := range g.updates {
+		u()
+	}
 	for _, m := range old.monitors {
 		m.Stop()
 	}
