@@ -33,7 +33,8 @@ const (
 	EndHandshake      = "handshake_timeout"
 )
 
-// amqpHeader is the protocol header of AMQP 0-9-1, the only one RabbitMQ's 5672 port serves.
+// amqpHeader is the protocol header of AMQP 0-9-1, the only protocol mode "amqp" accepts
+// (RabbitMQ 4 also serves AMQP 1.0 on its port: use mode "tcp" for such clients).
 var amqpHeader = [8]byte{'A', 'M', 'Q', 'P', 0, 0, 9, 1}
 
 // session is one client connection and, once connected, its server connection.
