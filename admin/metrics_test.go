@@ -171,6 +171,7 @@ func TestMetricsFollowServers(t *testing.T) {
 		if !rmq1.Acquire() {
 			t.Fatal("Acquire failed")
 		}
+		rmq1.Connected()
 	}
 	for range 3 {
 		rmq1.Release()

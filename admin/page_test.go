@@ -165,9 +165,11 @@ func pageFixture() *fixture {
 	rmq3.SetHealth(false)
 	for range 42 {
 		rmq1.Acquire()
+		rmq1.Connected()
 	}
 	for range 17 {
 		rmq2.Acquire()
+		rmq2.Connected()
 	}
 	for range 6 {
 		rmq2.Release()
