@@ -303,3 +303,32 @@ func TestReloadDropsNothing(t *testing.T) {
 	}
 	fmt.Fprintf(os.Stderr, "reload test: %d connects during 5 reloads\n", connects.Load())
 }
+
+func TestReloadAppliesAdminChanges(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	base := setup{servers: nodesAsServers(c)[:1]}
+	l := startLB(t, base)
+	oldAdmin := l.adminAddr
+	newAdmin := freeAddr(t)
+	withToken := base
+	withToken.admin = `token = "t2"`
+	if err := os.WriteFile(l.path, []byte(withToken.render(l.addr, newAdmin)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, l, 1, "msg=reloaded")
+	if resp, err := http.Get("http://" + oldAdmin + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Errorf("the old admin address still answers after the reload moved it")
+	}
+	url := "http://" + newAdmin + "/api/v1/backends/rabbitmq/servers/" + c.Nodes[0].Name + "/state"
+	if code := postJSON(t, url, "", `{"state":"drain"}`); code != http.StatusUnauthorized {
+		t.Errorf("after the reload set a token, a POST without it got %d, want 401", code)
+	}
+	if code := postJSON(t, url, "t2", `{"state":"ready"}`); code != http.StatusOK {
+		t.Errorf("with the new token: %d, want 200", code)
+	}
+	l.adminAddr = newAdmin // for the cleanup's checks
+}

@@ -104,27 +104,83 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 		a.frontends = append(a.frontends, f)
 	}
 	if cfg.Admin.Listen != "" {
-		a.admin = admin.New(admin.Options{
-			Listen:    cfg.Admin.Listen,
-			Token:     cfg.Admin.Token,
-			Backends:  func() []*backend.Backend { return a.gen.Load().backends },
-			Serving:   func() []*backend.Backend { return a.gen.Load().serving() },
-			Frontends: a.frontendStats,
-			Ready:     func() bool { return !a.stopping.Load() },
-			Logger:    log,
-			Version:   buildVersion(),
-		})
-		if err := a.admin.Listen(); err != nil {
+		if a.admin, err = a.newAdmin(cfg.Admin); err != nil {
 			a.closeListeners()
-			return nil, fmt.Errorf("admin: %w", err)
-		}
-		if cfg.Admin.Token == "" && !loopbackOnly(cfg.Admin.Listen) {
-			log.Warn("the admin API listens beyond loopback without a token: anyone who reaches it can drain servers",
-				"listen", cfg.Admin.Listen)
+			return nil, err
 		}
 	}
 	a.gen.Store(g)
 	return a, nil
+}
+
+// newAdmin builds the admin server for c and binds its listener.
+func (a *app) newAdmin(c config.Admin) (*admin.Server, error) {
+	srv := admin.New(admin.Options{
+		Listen:    c.Listen,
+		Token:     c.Token,
+		Backends:  func() []*backend.Backend { return a.gen.Load().backends },
+		Serving:   func() []*backend.Backend { return a.gen.Load().serving() },
+		Frontends: a.frontendStats,
+		Ready:     func() bool { return !a.stopping.Load() },
+		Logger:    a.log,
+		Version:   buildVersion(),
+	})
+	if err := srv.Listen(); err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	if c.Token == "" && !loopbackOnly(c.Listen) {
+		a.log.Warn("the admin API listens beyond loopback without a token: anyone who reaches it can drain servers",
+			"listen", c.Listen)
+	}
+	return srv, nil
+}
+
+// serveAdmin runs srv until it is shut down; stopAdmin waits for that.
+func (a *app) serveAdmin(srv *admin.Server) {
+	a.admin = srv
+	a.adminDone = make(chan error, 1)
+	go func() { a.adminDone <- srv.Serve() }()
+}
+
+func (a *app) stopAdmin() error {
+	if a.admin == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = a.admin.Shutdown(ctx)
+	err := <-a.adminDone
+	a.admin = nil
+	return err
+}
+
+// reloadAdmin applies a changed [admin]. A new address is bound before the old listener closes;
+// on the same address the old server has to go first, so the admin API (never the proxy) is
+// unavailable for a moment.
+func (a *app) reloadAdmin(old, c config.Admin) {
+	if old == c {
+		return
+	}
+	var next *admin.Server
+	var err error
+	if c.Listen != "" && c.Listen != old.Listen {
+		if next, err = a.newAdmin(c); err != nil {
+			a.log.Error("reload: the new admin listener failed; keeping the old one", "err", err)
+			return
+		}
+	}
+	if err := a.stopAdmin(); err != nil {
+		a.log.Warn("admin server stopped with an error", "err", err)
+	}
+	if c.Listen != "" && next == nil {
+		if next, err = a.newAdmin(c); err != nil {
+			a.log.Error("reload: the admin API could not be restarted", "err", err)
+			return
+		}
+	}
+	if next != nil {
+		a.serveAdmin(next)
+	}
 }
 
 func (a *app) closeListeners() {
@@ -282,8 +338,7 @@ func (a *app) run(ctx context.Context, hup <-chan os.Signal) error {
 		a.serving.Go(f.Serve)
 	}
 	if a.admin != nil {
-		a.adminDone = make(chan error, 1)
-		go func() { a.adminDone <- a.admin.Serve() }()
+		a.serveAdmin(a.admin)
 	}
 	for done := false; !done; {
 		select {
@@ -317,13 +372,8 @@ func (a *app) shutdown() error {
 		m.Stop()
 	}
 	err := a.serving.Wait()
-	if a.admin != nil {
-		actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = a.admin.Shutdown(actx)
-		acancel()
-		if aerr := <-a.adminDone; aerr != nil && err == nil {
-			err = aerr
-		}
+	if aerr := a.stopAdmin(); aerr != nil && err == nil {
+		err = aerr
 	}
 	a.log.Info("stopped", "drained_in", time.Since(start).Round(time.Millisecond))
 	return err
@@ -347,9 +397,6 @@ func (a *app) reload() {
 		a.log.Warn("config warning", "warning", w)
 	}
 	old := a.gen.Load()
-	if cfg.Admin != old.cfg.Admin {
-		a.log.Warn("reload: [admin] changes need a restart; keeping the running admin settings")
-	}
 	g, err := a.build(cfg, old)
 	if err != nil {
 		a.log.Error("reload refused: the running configuration stays", "err", err)
@@ -416,6 +463,7 @@ func (a *app) reload() {
 	a.frontends = next
 	a.mu.Unlock()
 	a.gen.Store(g)
+	a.reloadAdmin(old.cfg.Admin, cfg.Admin)
 	a.log.Info("reloaded", "frontends", a.describe(), "backends", len(g.backends))
 }
 
