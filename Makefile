@@ -5,12 +5,13 @@ GO      ?= go
 BROKERS ?=
 CLUSTER := $(GO) run ./internal/testenv/cmd/rabbitcluster
 
-.PHONY: all build run test test-unit deps vet cluster-up cluster-down bench bench-e2e clean
+.PHONY: all build run test test-unit deps vet cluster-up cluster-down bench gobench bench-e2e clean
 
 all: build
 
 build:
 	$(GO) build -o bin/amqplb ./cmd/amqplb
+	$(GO) build -o bin/amqplb-bench ./cmd/amqplb-bench
 
 ## run: amqplb on 127.0.0.1:5672 in front of BROKERS (host:port,host:port,...) or of a local cluster.
 run: build
@@ -31,8 +32,12 @@ test-unit:
 vet:
 	$(GO) vet ./...
 
-## bench: Go benchmarks (figures, not assertions): balancer picks, proxy throughput and idle cost.
+## bench: the amqplb-bench suite, amqplb and HAProxy side by side, into bench/results/<date>.md.
 bench:
+	./scripts/bench.sh
+
+## gobench: Go benchmarks (figures, not assertions): balancer picks, proxy throughput and idle cost.
+gobench:
 	$(GO) test -run '^$$' -bench . -benchmem ./balancer/ ./proxy/
 
 ## bench-e2e: amqplb and HAProxy side by side with a frozen broker (needs `make cluster-up` first).

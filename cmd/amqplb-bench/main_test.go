@@ -1,0 +1,50 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"strings"
+	"testing"
+)
+
+func TestFlagsAndUnreachableTargets(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+		stdout string
+	}{
+		{"no subcommand", nil, 2, "usage: amqplb-bench SUBCOMMAND", ""},
+		{"unknown subcommand", []string{"nope"}, 2, `unknown subcommand "nope"`, ""},
+		{"bad flag", []string{"pubsub", "-bogus"}, 2, "flag provided but not defined: -bogus", ""},
+		{"bad target", []string{"storm", "-target", "x=nohostport"}, 2, "want NAME=HOST:PORT", ""},
+		{"no target", []string{"storm"}, 2, "at least one -target is required", ""},
+		{"duplicate target", []string{"storm", "-target", "a=127.0.0.1:1", "-target", "a=127.0.0.1:2"}, 2, `target name "a" given twice`, ""},
+		{"failover without fault", []string{"failover", "-target", closed}, 2, "-fault is required", ""},
+		{"help", []string{"pubsub", "-h"}, 0, "-producers", ""},
+		{"unreachable storm", []string{"storm", "-target", "gone=" + closed, "-n", "5", "-rounds", "1"}, 1,
+			"target gone (" + closed + ") could not be measured", "UNREACHABLE"},
+		{"unreachable pubsub", []string{"pubsub", "-target", "gone=" + closed, "-duration", "1s", "-rounds", "1"}, 1,
+			"could not be measured", "UNREACHABLE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := run(tc.args, &out, &errb); code != tc.code {
+				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, out.String(), errb.String())
+			}
+			if !strings.Contains(errb.String(), tc.stderr) {
+				t.Errorf("stderr %q lacks %q", errb.String(), tc.stderr)
+			}
+			if !strings.Contains(out.String(), tc.stdout) {
+				t.Errorf("stdout %q lacks %q", out.String(), tc.stdout)
+			}
+		})
+	}
+}

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# `make bench`: the standard amqplb-bench suite, amqplb and HAProxy side by side.
+#
+# Starts a local 3-node RabbitMQ cluster (the same tooling as `make run` and `make test`), amqplb,
+# and HAProxy from Debian's haproxy package with the equivalent configuration (HAProxy at its best:
+# option splice-auto, the same check intervals). Then it runs pubsub (128 B and 4 KiB, through one
+# broker), storm, bulk (1 and 4 streams), hold (2,000 idle connections) and failover (SIGSTOP of
+# one node), and writes bench/results/<date>.md with the tables, SVG charts and the machine.
+# It takes about 10 minutes.
+# Everything it started is stopped on exit. Env: ROUNDS (default 3), DURATION (default 10s).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+date=$(date -u +%Y-%m-%d)
+out=bench/results
+mkdir -p "$out"
+report="$out/$date.md"
+
+./scripts/install-test-deps.sh
+$GO build -o bin/amqplb ./cmd/amqplb
+$GO build -o bin/amqplb-bench ./cmd/amqplb-bench
+$GO build -o bin/rabbitcluster ./internal/testenv/cmd/rabbitcluster
+
+work=$(mktemp -d /tmp/amqplb-bench.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	bin/rabbitcluster down -dir "$work/cluster" >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "booting a 3-node RabbitMQ cluster..."
+bin/rabbitcluster up -dir "$work/cluster" >"$work/up.log"
+node_port() { sed -n "s/^$1 .* amqp=127.0.0.1:\([0-9]*\) .*/\1/p" "$work/up.log"; }
+n1=$(node_port rmq1) n2=$(node_port rmq2) n3=$(node_port rmq3)
+[ -n "$n1" ] && [ -n "$n2" ] && [ -n "$n3" ] || { cat "$work/up.log"; exit 1; }
+sink=127.0.0.1:5699
+
+# Ports: amqplb 5690 (cluster) 5691 (one broker) 5692 (bulk); HAProxy 5680, 5681, 5682.
+cat >"$work/amqplb.toml" <<TOML
+[global]
+max_connections = 20000
+access_log = false
+log_level = "warn"
+
+[admin]
+listen = "127.0.0.1:8405"
+
+[[frontend]]
+name = "cluster"
+bind = "127.0.0.1:5690"
+backend = "cluster"
+
+[[frontend]]
+name = "single"
+bind = "127.0.0.1:5691"
+backend = "single"
+
+[[frontend]]
+name = "bulk"
+bind = "127.0.0.1:5692"
+backend = "sink"
+mode = "tcp"
+
+[[backend]]
+name = "cluster"
+balance = "roundrobin"
+connect_timeout = "2s"
+[backend.health_check]
+type = "amqp"
+interval = "2s"
+rise = 2
+fall = 3
+[[backend.server]]
+name = "rmq1"
+address = "127.0.0.1:$n1"
+[[backend.server]]
+name = "rmq2"
+address = "127.0.0.1:$n2"
+[[backend.server]]
+name = "rmq3"
+address = "127.0.0.1:$n3"
+
+[[backend]]
+name = "single"
+[backend.health_check]
+type = "amqp"
+[[backend.server]]
+name = "rmq1"
+address = "127.0.0.1:$n1"
+
+[[backend]]
+name = "sink"
+[backend.health_check]
+type = "none"
+[[backend.server]]
+name = "sink"
+address = "$sink"
+TOML
+
+cat >"$work/haproxy.cfg" <<CFG
+global
+	maxconn 8000
+defaults
+	mode tcp
+	timeout connect 2s
+	timeout client 3h
+	timeout server 3h
+	retries 3
+	option redispatch
+	option splice-auto
+listen cluster
+	bind 127.0.0.1:5680
+	balance roundrobin
+	server rmq1 127.0.0.1:$n1 check inter 2s rise 2 fall 3
+	server rmq2 127.0.0.1:$n2 check inter 2s rise 2 fall 3
+	server rmq3 127.0.0.1:$n3 check inter 2s rise 2 fall 3
+listen single
+	bind 127.0.0.1:5681
+	server rmq1 127.0.0.1:$n1 check inter 2s rise 2 fall 3
+listen bulk
+	bind 127.0.0.1:5682
+	server sink $sink
+CFG
+
+bin/amqplb -f "$work/amqplb.toml" 2>"$work/amqplb.log" &
+amqplb_pid=$!
+pids+=("$amqplb_pid")
+haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+haproxy_pid=$!
+pids+=("$haproxy_pid")
+sleep 6 # both see every server up (rise 2 at 2s)
+
+bench() { bin/amqplb-bench "$@"; }
+single=(-target "direct=127.0.0.1:$n1" -target amqplb=127.0.0.1:5691 -target haproxy=127.0.0.1:5681)
+section() { printf '\n## %s\n\n`%s`\n\n' "$1" "$2" >>"$report"; }
+
+{
+	echo "# amqplb-bench results, $date"
+	echo
+	echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r)."
+	echo "Versions: $($GO version | cut -d' ' -f3), $(haproxy -v | head -1 | cut -d' ' -f1-3), RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server), amqplb $(bin/amqplb -version | cut -d' ' -f2)."
+	echo
+	echo "Each figure is the median of $ROUNDS rounds per target; rounds alternate between targets."
+	echo "Ratios are to the first column. The machine is shared: compare within a table, not across runs."
+} >"$report"
+
+run_section() {
+	local title=$1 name=$2
+	shift 2
+	echo "== $title"
+	section "$title" "amqplb-bench $*"
+	bench "$@" -md "$work/$name.md" -json "$out/$date-$name.json" -svg "$out/$date-$name.svg" | tee "$work/$name.txt" || true
+	cat "$work/$name.md" >>"$report" 2>/dev/null || echo "(this run failed: see the output above)" >>"$report"
+	printf '\n![%s](%s)\n' "$title" "$date-$name.svg" >>"$report"
+}
+
+run_section "pubsub, 128 B, through one broker" pubsub-128 pubsub "${single[@]}" -size 128 -confirm 100 -duration "$DURATION" -rounds "$ROUNDS"
+run_section "pubsub, 4 KiB, through one broker" pubsub-4k pubsub "${single[@]}" -size 4096 -confirm 100 -duration "$DURATION" -rounds "$ROUNDS"
+run_section "storm, 1,000 connections at 20" storm storm "${single[@]}" -n 1000 -c 20 -rounds "$ROUNDS"
+bulk=(-target "direct=$sink" -target amqplb=127.0.0.1:5692 -target haproxy=127.0.0.1:5682 -sink "$sink")
+run_section "bulk, 1, 2 and 4 streams" bulk bulk "${bulk[@]}" -streams 4 -duration 5s -rounds "$ROUNDS"
+run_section "hold, 2,000 idle connections (amqplb)" hold-amqplb hold -target amqplb=127.0.0.1:5690 -n 2000 -pid "$amqplb_pid" -rounds 1
+run_section "hold, 2,000 idle connections (HAProxy)" hold-haproxy hold -target haproxy=127.0.0.1:5680 -n 2000 -pid "$haproxy_pid" -rounds 1
+pg=$(cat "$work/cluster/rmq2/node.pgid")
+run_section "failover: SIGSTOP of one of 3 nodes at 5 s, SIGCONT at 15 s" failover failover \
+	-target amqplb=127.0.0.1:5690 -target haproxy=127.0.0.1:5680 \
+	-fault-at 5s -fault "kill -STOP -$pg" -recover-at 15s -recover "kill -CONT -$pg" -duration 25s -rounds 1
+
+echo
+echo "results: $report"
