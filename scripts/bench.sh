@@ -105,7 +105,7 @@ TOML
 
 cat >"$work/haproxy.cfg" <<CFG
 global
-	maxconn 8000
+	maxconn 4000
 defaults
 	mode tcp
 	timeout connect 2s
@@ -135,6 +135,13 @@ haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
 haproxy_pid=$!
 pids+=("$haproxy_pid")
 sleep 6 # both see every server up (rise 2 at 2s)
+for p in "$amqplb_pid" "$haproxy_pid"; do
+	if ! kill -0 "$p" 2>/dev/null; then
+		echo "a proxy did not start:" >&2
+		cat "$work/amqplb.log" "$work/haproxy.log" >&2
+		exit 1
+	fi
+done
 
 bench() { bin/amqplb-bench "$@"; }
 single=(-target "direct=127.0.0.1:$n1" -target amqplb=127.0.0.1:5691 -target haproxy=127.0.0.1:5681)
