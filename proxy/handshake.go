@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -27,12 +29,12 @@ type frame struct {
 	class, method uint16
 }
 
-// readFrame reads exactly one frame from c (nothing beyond it, so the socket can be spliced
-// afterwards) within deadline.
-func readFrame(c *net.TCPConn, deadline time.Time) (frame, error) {
+// readFrame reads one frame from r, which reads c, within deadline. With r = c it reads exactly
+// the frame and nothing beyond it.
+func readFrame(c *net.TCPConn, r io.Reader, deadline time.Time) (frame, error) {
 	_ = c.SetReadDeadline(deadline)
 	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
-	f, err := amqpwire.ReadFrame(c, maxHandshakeFrame)
+	f, err := amqpwire.ReadFrame(r, maxHandshakeFrame)
 	if err != nil {
 		return frame{}, err
 	}
@@ -84,17 +86,27 @@ func closeReason(f frame) (uint16, string) {
 // does the client get the last broker's Connection.Close. A failure in the handshake moves the
 // session once, to one other server: a node shutting down refuses logins, but so does a wrong
 // password, and that must not cost every broker a handshake.
-func (s *session) handshake(hello, start []byte) bool {
+func (s *session) handshake(hello, start []byte) (ok bool) {
 	if !s.forwardToClient(start) {
 		return false
 	}
+	// Buffered reads halve the syscalls of a handshake (a frame's header and payload, and the
+	// client's Tune-Ok and Open, come in one read). Whatever was read beyond the handshake is
+	// passed on before the relay takes over.
+	s.hs = &handshakeReaders{client: bufio.NewReaderSize(s.client, handshakeBuf)}
+	defer func() {
+		if ok {
+			ok = s.flushHandshake()
+		}
+		s.hs = nil
+	}()
 	var sent []frame // the client's frames so far, for a replay
 	var tune []byte  // the Tune the client has seen
 	// One deadline for the client's whole side of the handshake, so a slow client cannot stretch
 	// it frame by frame.
 	clientDeadline := time.Now().Add(s.set.handshake)
 	for len(sent) < maxHandshakeFrames {
-		cf, err := readFrame(s.client, clientDeadline)
+		cf, err := readFrame(s.client, s.hs.client, clientDeadline)
 		if err != nil {
 			s.clientHandshakeFailed(err)
 			return false
@@ -155,7 +167,7 @@ func (s *session) forwardToServer(b []byte) bool {
 // brokerReply reads the broker's answer to a handshake step within the connect timeout. A
 // Connection.Close is returned as a *brokerClosed error.
 func (s *session) brokerReply() (frame, error) {
-	f, err := readFrame(s.up, time.Now().Add(s.route.connectTimeout()))
+	f, err := readFrame(s.up, s.upReader(), time.Now().Add(s.route.connectTimeout()))
 	if err == nil && f.is(amqpwire.MethodClose) {
 		return f, &brokerClosed{close: f}
 	}
@@ -163,6 +175,43 @@ func (s *session) brokerReply() (frame, error) {
 		err = &upstreamError{srv: s.server(), op: "wait for the broker's answer", err: err}
 	}
 	return f, err
+}
+
+// handshakeBuf is the size of the buffered readers used during a handshake.
+const handshakeBuf = 4096
+
+// handshakeReaders are the buffered readers of a handshake in progress.
+type handshakeReaders struct {
+	client   *bufio.Reader
+	server   *bufio.Reader
+	serverOf *net.TCPConn // the connection server reads; a failover replaces both
+}
+
+// upReader returns the buffered reader of the current server connection.
+func (s *session) upReader() *bufio.Reader {
+	if s.hs.serverOf != s.up {
+		s.hs.serverOf, s.hs.server = s.up, bufio.NewReaderSize(s.up, handshakeBuf)
+	}
+	return s.hs.server
+}
+
+// flushHandshake passes on the bytes the buffered readers took beyond the handshake.
+func (s *session) flushHandshake() bool {
+	if n := s.hs.client.Buffered(); n > 0 {
+		b, _ := s.hs.client.Peek(n)
+		if !s.forwardToServer(b) {
+			return false
+		}
+	}
+	if s.hs.server != nil && s.hs.serverOf == s.up {
+		if n := s.hs.server.Buffered(); n > 0 {
+			b, _ := s.hs.server.Peek(n)
+			if !s.forwardToClient(b) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // failover replaces the current server, which failed during the handshake with cause, by

@@ -47,9 +47,10 @@ type session struct {
 	route          *Route
 	srv            atomic.Pointer[backend.Server]
 	clientIP       netip.Addr
-	skip           uint64 // bit i: Backend.Servers[i] failed for this session; the policy skips it
-	tries          int    // dials made so far, against the route's 1 + Retries
-	handshakeMoves int    // times the handshake moved to another server
+	skip           uint64            // bit i: Backend.Servers[i] failed for this session; the policy skips it
+	tries          int               // dials made so far, against the route's 1 + Retries
+	handshakeMoves int               // times the handshake moved to another server
+	hs             *handshakeReaders // during the handshake only
 
 	mu      sync.Mutex // guards upstream and aborted against abort from another goroutine
 	up      *net.TCPConn
@@ -322,7 +323,7 @@ func (s *session) dial(srv *backend.Server, hello []byte) ([]byte, error) {
 	}
 	s.toServer.Add(uint64(len(hello)))
 	srv.AddBytes(uint64(len(hello)), 0)
-	f, err := readFrame(up, deadline)
+	f, err := readFrame(up, up, deadline)
 	_ = up.SetDeadline(time.Time{})
 	if err == nil && !f.is(amqpwire.MethodStart) {
 		err = fmt.Errorf("got %s instead of Connection.Start", f)
