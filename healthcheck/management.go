@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -95,13 +96,17 @@ func (mc *managementChecker) Check(ctx context.Context, addr string) Result {
 	ctx, cancel := context.WithTimeout(ctx, mc.timeout)
 	defer cancel()
 	type alarmsResult struct {
-		alarms []string
-		err    error
+		alarms, partitions []string
+		err                error
 	}
 	done := make(chan alarmsResult, 1)
 	go func() {
 		alarms, err := mc.alarms(ctx, addr)
-		done <- alarmsResult{alarms, err}
+		var partitions []string
+		if err == nil {
+			partitions = mc.partitions(ctx, addr)
+		}
+		done <- alarmsResult{alarms, partitions, err}
 	}()
 	res := mc.checker.Check(ctx, addr)
 	ar := <-done
@@ -113,6 +118,11 @@ func (mc *managementChecker) Check(ctx context.Context, addr string) Result {
 		if res.OK && mc.opts.EjectOnAlarm {
 			res.OK, res.Kind = false, backend.FailAlarm
 		}
+	}
+	if len(ar.partitions) > 0 {
+		// Shown, never ejecting: which side of a partition should serve is the cluster's call
+		// (cluster_partition_handling), not the load balancer's.
+		res.Reason += "; partitioned from " + strings.Join(ar.partitions, ", ")
 	}
 	// The check lasted as long as the slower of the two.
 	if d := time.Since(res.At); d > res.Duration {
@@ -174,6 +184,47 @@ func (mc *managementChecker) alarms(ctx context.Context, addr string) ([]string,
 		return alarms, nil
 	}
 	return nil, errors.New(resp.Status)
+}
+
+// partitions reads the node's own record (GET /api/overview for its name, then
+// /api/nodes/NAME) and returns the nodes it is partitioned from. A failure gives none: the
+// alarms request already reports an API that does not answer.
+func (mc *managementChecker) partitions(ctx context.Context, addr string) []string {
+	var overview struct {
+		Node string `json:"node"`
+	}
+	if mc.getJSON(ctx, addr, "/api/overview?columns=node", &overview) != nil || overview.Node == "" {
+		return nil
+	}
+	var node struct {
+		Partitions []string `json:"partitions"`
+	}
+	if mc.getJSON(ctx, addr, "/api/nodes/"+url.PathEscape(overview.Node)+"?columns=partitions", &node) != nil {
+		return nil
+	}
+	return node.Partitions
+}
+
+// getJSON GETs path from the management API of the node at addr's host into v.
+func (mc *managementChecker) getJSON(ctx context.Context, addr, path string, v any) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, strconv.Itoa(mc.opts.port()))+path, nil)
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth(mc.opts.credentials())
+	resp, err := mc.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
 }
 
 // httpFailure says in a few words why a request to the management API failed.

@@ -2,6 +2,7 @@ package healthcheck
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -486,8 +487,9 @@ func TestMonitorMaint(t *testing.T) {
 
 // fakeManagement is a RabbitMQ management API that answers local-alarms with the alarms set.
 type fakeManagement struct {
-	alarms atomic.Pointer[[]string]
-	srv    *httptest.Server
+	alarms     atomic.Pointer[[]string]
+	partitions atomic.Pointer[[]string]
+	srv        *httptest.Server
 }
 
 func startFakeManagement(t *testing.T) *fakeManagement {
@@ -498,7 +500,20 @@ func startFakeManagement(t *testing.T) *fakeManagement {
 			http.Error(w, `{"error":"not_authorized","reason":"Login failed"}`, http.StatusUnauthorized)
 			return
 		}
-		if r.URL.Path != alarmsPath {
+		switch r.URL.Path {
+		case alarmsPath:
+		case "/api/overview":
+			fmt.Fprint(w, `{"node":"rabbit@fake"}`)
+			return
+		case "/api/nodes/rabbit@fake":
+			var parts []string
+			if p := f.partitions.Load(); p != nil {
+				parts = *p
+			}
+			b, _ := json.Marshal(map[string]any{"partitions": parts})
+			w.Write(b)
+			return
+		default:
 			http.NotFound(w, r)
 			return
 		}
@@ -523,6 +538,8 @@ func startFakeManagement(t *testing.T) *fakeManagement {
 }
 
 func (f *fakeManagement) set(alarms ...string) { f.alarms.Store(&alarms) }
+
+func (f *fakeManagement) partitioned(from ...string) { f.partitions.Store(&from) }
 
 func (f *fakeManagement) port(t *testing.T) int {
 	u, err := url.Parse(f.srv.URL)
@@ -573,6 +590,15 @@ func TestManagementChecker(t *testing.T) {
 		})
 	}
 	waitIdle(t, hung)
+
+	// A partition seen in the node's record is shown, and does not eject.
+	mgmt.set()
+	mgmt.partitioned("rabbit@other")
+	pc := newManagementChecker(&AMQPChecker{}, ManagementOptions{Port: port, Alarms: true, EjectOnAlarm: true}, testTimeout)
+	if res := checkWithin(t, pc, b.Addr(), testTimeout); !res.OK || res.Reason != "AMQP handshake ok; partitioned from rabbit@other" {
+		t.Errorf("partitioned node: %+v", res)
+	}
+	mgmt.partitioned()
 
 	// A failed main check keeps its kind; the alarm is still shown.
 	mgmt.set("disk")
