@@ -1,14 +1,13 @@
 package admin
 
 import (
-	"bytes"
 	"encoding/json"
+	"github.com/amqplb/amqplb/internal/testenv"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -179,7 +178,7 @@ func TestMutationsNeedToken(t *testing.T) {
 
 func TestMutationsWithoutToken(t *testing.T) {
 	f := newFixture()
-	var logBuf syncBuffer
+	var logBuf testenv.Buffer
 	o := f.options("")
 	o.Logger = slog.New(slog.NewTextHandler(&logBuf, nil))
 	h := New(o).Handler()
@@ -219,24 +218,6 @@ func TestMutationsWithoutToken(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,24 +12,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/goleak"
 )
-
-// syncBuffer is a progress writer safe for the workloads' goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // closedPort returns a loopback address where nothing listens.
 func closedPort(t *testing.T) string {
@@ -51,7 +32,7 @@ func TestPubSubAgainstBroker(t *testing.T) {
 
 	p := PubSub{Producers: 1, Consumers: 1, Size: 128, Confirm: 64, Prefetch: 100, Duration: 3 * time.Second}
 	p.Queue = uniqueQueueName()
-	var progress syncBuffer
+	var progress testenv.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	start := time.Now()

@@ -14,7 +14,7 @@ func TestStormAgainstBroker(t *testing.T) {
 	c := testenv.RequireCluster(t)
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	target := Target{Name: "rmq1", Addr: c.Nodes[0].AMQPAddr()}
-	var progress syncBuffer
+	var progress testenv.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s := Storm{N: 200, C: 10}

@@ -129,7 +129,7 @@ listen rabbitmq
 		b.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-db", "-f", path)
-	out := &syncBuffer{}
+	out := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,24 +46,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// syncBuffer collects a process's output safely.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // server is one [[backend.server]] of a generated configuration.
@@ -124,7 +104,7 @@ type lb struct {
 	addr      string // the AMQP frontend
 	adminAddr string
 	path      string // its configuration file
-	log       *syncBuffer
+	log       *testenv.Buffer
 	done      chan error
 }
 
@@ -148,7 +128,7 @@ func startLB(t testing.TB, c setup) *lb {
 	if err := os.WriteFile(path, []byte(c.render(bind, adminAddr)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l := &lb{addr: bind, adminAddr: adminAddr, path: path, log: &syncBuffer{}, done: make(chan error, 1)}
+	l := &lb{addr: bind, adminAddr: adminAddr, path: path, log: &testenv.Buffer{}, done: make(chan error, 1)}
 	l.cmd = exec.Command(binary, "-f", path)
 	l.cmd.Stdout, l.cmd.Stderr = l.log, l.log
 	if err := l.cmd.Start(); err != nil {

@@ -87,24 +87,7 @@ func clientHandshake(c net.Conn) (handshake, error) {
 type fixture struct {
 	f       *Frontend
 	servers []*backend.Server
-	logs    *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs    *testenv.Buffer
 }
 
 // start runs a frontend on 127.0.0.1:0 in front of addrs and shuts it down when t ends.
@@ -124,7 +107,7 @@ func start(t testing.TB, o FrontendOptions, r Route, addrs ...string) *fixture {
 		r.Policy = p
 	}
 	r.Backend = b
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	o.Name = "fe"
 	o.Bind = "127.0.0.1:0"
 	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
