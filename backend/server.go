@@ -8,11 +8,16 @@ package backend
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
+	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pires/go-proxyproto"
 )
 
 // State is the administrative and health state of a server.
@@ -58,6 +63,16 @@ type ServerOptions struct {
 	// Slowstart ramps the effective weight linearly up to Weight over this long after the
 	// server comes back up; 0 means no ramp.
 	Slowstart time.Duration
+	// CheckPort, when not 0, is the port health checks connect to instead of Address's
+	// (HAProxy's "port" server option).
+	CheckPort int
+	// TLS, when not nil, makes every connection to the server TLS (HAProxy's "ssl"), sessions
+	// and health checks alike. It is a client configuration: RootCAs, ServerName, and
+	// InsecureSkipVerify for "verify none".
+	TLS *tls.Config
+	// SendProxy is the PROXY protocol version written first on every connection to the server:
+	// 0 (none), 1 or 2.
+	SendProxy int
 }
 
 // Admin is the operator's say over a server, set through the admin API.
@@ -153,6 +168,7 @@ type Server struct {
 	suspect atomic.Bool
 	upSince atomic.Int64 // unix nanos of the last transition to up; 0 = up since start (no ramp)
 	check   atomic.Pointer[CheckResult]
+	dialing atomic.Pointer[dialSettings]
 	stateMu sync.Mutex // serialises state changes so transitions are counted exactly once
 
 	active        atomic.Int64
@@ -196,7 +212,32 @@ func (s *Server) Update(o ServerOptions) {
 	s.backup.Store(o.Backup)
 	s.maxConn.Store(int64(max(o.MaxConnections, 0)))
 	s.slowstart.Store(int64(max(o.Slowstart, 0)))
+	ds := &dialSettings{tls: o.TLS, sendProxy: o.SendProxy, checkAddress: s.address}
+	if o.CheckPort > 0 {
+		if host, _, err := net.SplitHostPort(s.address); err == nil {
+			ds.checkAddress = net.JoinHostPort(host, strconv.Itoa(o.CheckPort))
+		}
+	}
+	s.dialing.Store(ds)
 }
+
+// dialSettings are the options of a server that change how it is reached; a reload swaps them
+// as a whole.
+type dialSettings struct {
+	tls          *tls.Config
+	sendProxy    int
+	checkAddress string
+}
+
+// CheckAddress returns the host:port health checks connect to: Address, or its host with
+// CheckPort.
+func (s *Server) CheckAddress() string { return s.dialing.Load().checkAddress }
+
+// TLS returns the client TLS configuration used to reach the server, or nil for plain TCP.
+func (s *Server) TLS() *tls.Config { return s.dialing.Load().tls }
+
+// SendProxy returns the PROXY protocol version written to the server: 0 (none), 1 or 2.
+func (s *Server) SendProxy() int { return s.dialing.Load().sendProxy }
 
 // Name returns the server's name within its backend.
 func (s *Server) Name() string { return s.name }
@@ -438,22 +479,104 @@ func (s *Server) BytesToClient() uint64 { return s.bytesToClient.Load() }
 
 // DialOptions tunes Dial.
 type DialOptions struct {
-	// Timeout bounds the TCP connect; 0 means the context's deadline only.
+	// Timeout bounds the TCP connect (and the TLS handshake); 0 means the context's deadline only.
 	Timeout time.Duration
 	// KeepAlive is the TCP keep-alive period; 0 means the Go default, negative disables it.
 	KeepAlive time.Duration
+	// Source and Destination are the client's address and the address it connected to, for the
+	// PROXY header of a server with SendProxy. When Source is not valid, the header carries the
+	// new connection's own addresses (what a health check sends).
+	Source, Destination netip.AddrPort
+	// Check dials CheckAddress instead of Address and does not count a failure in ConnectErrors:
+	// it is a health check.
+	Check bool
+	// ProxyLocal sends a PROXY v2 LOCAL header instead of addresses, for health checks of a
+	// broker that accepts it (RabbitMQ 3.11.19, 3.12.1 and later). Only with SendProxy 2.
+	ProxyLocal bool
 }
 
-// Dial connects to the server. A failure is counted in ConnectErrors and returned wrapped with
-// the server's name and address.
-func (s *Server) Dial(ctx context.Context, o DialOptions) (*net.TCPConn, error) {
-	d := net.Dialer{Timeout: o.Timeout, KeepAlive: o.KeepAlive}
-	c, err := d.DialContext(ctx, "tcp", s.address)
-	if err != nil {
-		s.connectErrors.Add(1)
-		return nil, fmt.Errorf("dial server %s (%s): %w", s.name, s.address, err)
+// Dial connects to the server: TCP, then the PROXY header if the server has SendProxy (in one
+// write, before any other byte), then the TLS handshake if it has TLS, all bounded by ctx and
+// o.Timeout. The result is a *net.TCPConn without TLS and a *tls.Conn with it. A failure of a
+// session's dial is counted in ConnectErrors; every failure is returned wrapped with the server's
+// name and address.
+func (s *Server) Dial(ctx context.Context, o DialOptions) (net.Conn, error) {
+	ds := s.dialing.Load()
+	addr := s.address
+	if o.Check {
+		addr = ds.checkAddress
 	}
-	return c.(*net.TCPConn), nil
+	if o.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+	}
+	d := net.Dialer{KeepAlive: o.KeepAlive}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err == nil {
+		var conn net.Conn = c
+		conn, err = s.greet(ctx, c.(*net.TCPConn), ds, o)
+		if err == nil {
+			return conn, nil
+		}
+		_ = c.Close()
+	}
+	if !o.Check {
+		s.connectErrors.Add(1)
+	}
+	return nil, fmt.Errorf("dial server %s (%s): %w", s.name, addr, err)
+}
+
+// greet writes the PROXY header and does the TLS handshake on a new connection c.
+func (s *Server) greet(ctx context.Context, c *net.TCPConn, ds *dialSettings, o DialOptions) (net.Conn, error) {
+	if ds.sendProxy != 0 {
+		h, err := ProxyHeader(ds.sendProxy, o.Source, o.Destination, c, o.ProxyLocal)
+		if err != nil {
+			return nil, err
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			_ = c.SetWriteDeadline(dl)
+		}
+		if _, err := c.Write(h); err != nil {
+			return nil, fmt.Errorf("send PROXY header: %w", err)
+		}
+		_ = c.SetWriteDeadline(time.Time{})
+	}
+	if ds.tls == nil {
+		return c, nil
+	}
+	tc := tls.Client(c, ds.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	return tc, nil
+}
+
+// ProxyHeader returns the PROXY protocol header (version 1 or 2) announcing a connection from
+// src to dst. When src is not valid it announces c's own addresses (local to remote), or, with
+// local and version 2, is a LOCAL header (no addresses; the receiver uses the real ones).
+func ProxyHeader(version int, src, dst netip.AddrPort, c net.Conn, local bool) ([]byte, error) {
+	if version != 1 && version != 2 {
+		return nil, fmt.Errorf("unknown PROXY protocol version %d", version)
+	}
+	if local && version == 2 {
+		return (&proxyproto.Header{Version: 2, Command: proxyproto.LOCAL}).Format()
+	}
+	var sa, da net.Addr
+	switch {
+	case src.IsValid() && dst.IsValid():
+		sa, da = net.TCPAddrFromAddrPort(unmapPort(src)), net.TCPAddrFromAddrPort(unmapPort(dst))
+	case c != nil:
+		sa, da = c.LocalAddr(), c.RemoteAddr()
+	}
+	// Mixed families are announced as IPv6, the IPv4 address mapped; without addresses the
+	// header is v1 UNKNOWN or v2 LOCAL.
+	h := proxyproto.HeaderProxyFromAddrs(byte(version), sa, da)
+	return h.Format()
+}
+
+func unmapPort(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
 
 // Backend is a named, ordered set of servers. The order is the configuration's, which the

@@ -305,9 +305,14 @@ func (s *session) dial(srv *backend.Server, hello []byte) ([]byte, error) {
 	deadline := time.Now().Add(timeout)
 	ctx, cancel := context.WithDeadline(s.f.hard, deadline)
 	defer cancel()
-	up, err := srv.Dial(ctx, backend.DialOptions{Timeout: timeout, KeepAlive: r.KeepAlive})
+	conn, err := srv.Dial(ctx, backend.DialOptions{Timeout: timeout, KeepAlive: r.KeepAlive})
 	if err != nil {
 		return nil, err
+	}
+	up, ok := conn.(*net.TCPConn)
+	if !ok {
+		_ = conn.Close()
+		return nil, fmt.Errorf("server %s: TLS to servers is not supported yet", srv.Name())
 	}
 	if !s.attach(up) {
 		return nil, net.ErrClosed
