@@ -45,6 +45,19 @@ type ClusterOptions struct {
 	Ports []int
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+	// ProxyProtocol makes every listener of every node expect a PROXY protocol
+	// header before anything else (rabbitmq.conf proxy_protocol = true).
+	ProxyProtocol bool
+	// TLS, when set, adds a TLS listener on 127.0.0.1:Node.TLSPort to every
+	// node, serving this certificate (client certificates are not required).
+	TLS *TLSFiles
+}
+
+// TLSFiles are PEM files for a node's TLS listener. They are copied into the
+// node's directory, so the node's user can read them.
+type TLSFiles struct {
+	// CACert, Cert and Key are paths of PEM files.
+	CACert, Cert, Key string
 }
 
 // Cluster is a set of RabbitMQ nodes clustered together, on this machine's
@@ -203,6 +216,7 @@ func prepareCluster(o ClusterOptions) (*Cluster, error) {
 			User:     userName,
 		}
 		n.NodeName = "amqplb-" + n.Name + "@localhost"
+		n.ProxyProtocol = o.ProxyProtocol
 		n.Dir = filepath.Join(dir, n.Name)
 		if len(o.Ports) > 0 {
 			n.AMQPPort = o.Ports[i]
@@ -218,7 +232,12 @@ func prepareCluster(o ClusterOptions) (*Cluster, error) {
 		if n.DistPort, err = ports.dist(); err != nil {
 			return nil, err
 		}
-		if err := writeNodeFiles(n, uid, gid); err != nil {
+		if o.TLS != nil {
+			if n.TLSPort, err = ports.port(); err != nil {
+				return nil, err
+			}
+		}
+		if err := writeNodeFiles(n, o.TLS, uid, gid); err != nil {
 			return nil, err
 		}
 		c.Nodes = append(c.Nodes, n)
@@ -326,8 +345,8 @@ func (c *Cluster) Stop() error {
 
 	var busy []string
 	for _, n := range c.Nodes {
-		for _, p := range []int{n.AMQPPort, n.ManagementPort, n.PrometheusPort, n.DistPort} {
-			if !portFree(p) {
+		for _, p := range []int{n.AMQPPort, n.ManagementPort, n.PrometheusPort, n.DistPort, n.TLSPort} {
+			if p != 0 && !portFree(p) {
 				busy = append(busy, strconv.Itoa(p))
 			}
 		}
@@ -407,7 +426,7 @@ func writeCookie(home string, uid, gid int) error {
 }
 
 // writeNodeFiles wipes a node's previous data and writes its configuration.
-func writeNodeFiles(n *Node, uid, gid int) error {
+func writeNodeFiles(n *Node, tlsFiles *TLSFiles, uid, gid int) error {
 	for _, p := range []string{"mnesia", "feature_flags", "rabbitmq.pid", "node.pgid"} {
 		if err := os.RemoveAll(filepath.Join(n.Dir, p)); err != nil {
 			return err
@@ -432,10 +451,32 @@ cluster_partition_handling = autoheal
 log.console = false
 log.file.level = info
 `, n.Name, n.AMQPPort, n.ManagementPort, n.PrometheusPort)
-	files := map[string]string{
+	if n.ProxyProtocol {
+		conf += "proxy_protocol = true\n"
+	}
+	files := map[string]string{}
+	if tlsFiles != nil {
+		for name, src := range map[string]string{"ca.pem": tlsFiles.CACert, "cert.pem": tlsFiles.Cert, "key.pem": tlsFiles.Key} {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				return fmt.Errorf("node %s: TLS file: %w", n.Name, err)
+			}
+			files[name] = string(b)
+		}
+		conf += fmt.Sprintf(`listeners.ssl.1 = 127.0.0.1:%d
+ssl_options.cacertfile = %s
+ssl_options.certfile = %s
+ssl_options.keyfile = %s
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+`, n.TLSPort, filepath.Join(n.Dir, "ca.pem"), filepath.Join(n.Dir, "cert.pem"), filepath.Join(n.Dir, "key.pem"))
+	}
+	for name, content := range map[string]string{
 		"rabbitmq.conf":     conf,
 		"enabled_plugins":   "[rabbitmq_management,rabbitmq_prometheus].\n",
 		"rabbitmq-env.conf": "# Empty on purpose: keeps /etc/rabbitmq/rabbitmq-env.conf out.\n",
+	} {
+		files[name] = content
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(n.Dir, name), []byte(content), 0o644); err != nil {

@@ -58,6 +58,11 @@ type Node struct {
 	// cluster was started by root, "" for the caller's own user).
 	User string `json:"user,omitempty"`
 
+	// TLSPort is the node's TLS listener on 127.0.0.1, 0 when it has none.
+	TLSPort int `json:"tls_port,omitempty"`
+	// ProxyProtocol: every listener expects a PROXY protocol header first.
+	ProxyProtocol bool `json:"proxy_protocol,omitempty"`
+
 	// keeper is the node's keeper when this process started it; Kill reaps it.
 	keeper *os.Process
 }
@@ -297,7 +302,22 @@ func (n *Node) dialAMQP(ctx context.Context, timeout time.Duration) error {
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = max(time.Until(d), 10*time.Millisecond)
 	}
-	conn, err := amqp.DialConfig(n.URL(), amqp.Config{Dial: amqp.DefaultDial(timeout)})
+	dial := amqp.DefaultDial(timeout)
+	if n.ProxyProtocol {
+		dial = func(network, addr string) (net.Conn, error) {
+			c, err := amqp.DefaultDial(timeout)(network, addr)
+			if err != nil {
+				return nil, err
+			}
+			l, r := c.LocalAddr().(*net.TCPAddr), c.RemoteAddr().(*net.TCPAddr)
+			if _, err := fmt.Fprintf(c, "PROXY TCP4 %s %s %d %d\r\n", l.IP, r.IP, l.Port, r.Port); err != nil {
+				c.Close()
+				return nil, err
+			}
+			return c, nil
+		}
+	}
+	conn, err := amqp.DialConfig(n.URL(), amqp.Config{Dial: dial})
 	if err != nil {
 		return err
 	}
@@ -469,4 +489,24 @@ func (n *Node) logTail() string {
 		fmt.Fprintf(&b, "--- %s (tail)\n%s\n", p, data)
 	}
 	return b.String()
+}
+
+// Connection is a client connection as the node's management API shows it.
+type Connection struct {
+	// Name is the broker's name for it, "HOST:PORT -> HOST:PORT".
+	Name string `json:"name"`
+	// PeerHost and PeerPort are the client's address as the broker sees it:
+	// with proxy_protocol, the one the PROXY header announced.
+	PeerHost string `json:"peer_host"`
+	PeerPort int    `json:"peer_port"`
+	// SSL reports whether the client connected over TLS.
+	SSL bool `json:"ssl"`
+}
+
+// Connections lists the node's client connections from its management API,
+// which lags a few seconds behind opens and closes.
+func (n *Node) Connections(ctx context.Context) ([]Connection, error) {
+	var cs []Connection
+	err := n.getJSON(ctx, "/api/connections", &cs)
+	return cs, err
 }
