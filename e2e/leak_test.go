@@ -162,7 +162,7 @@ func TestThousandChecksLeaveNothingBehind(t *testing.T) {
 	check := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		if r := checker.Check(ctx, node.AMQPAddr()); !r.OK {
+		if r := checker.Check(ctx, healthcheck.Target{Addr: node.AMQPAddr()}); !r.OK {
 			t.Fatalf("check failed: %+v", r)
 		}
 	}

@@ -3,12 +3,14 @@ package healthcheck
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,8 +38,8 @@ type AMQPChecker struct {
 }
 
 // Check implements Checker.
-func (c *AMQPChecker) Check(ctx context.Context, addr string) Result {
-	return run(ctx, addr, timeoutOr(c.Timeout), "AMQP handshake ok", c.handshake)
+func (c *AMQPChecker) Check(ctx context.Context, t Target) Result {
+	return run(ctx, t, timeoutOr(c.Timeout), "AMQP handshake ok", c.handshake)
 }
 
 func (c *AMQPChecker) credentials() (user, pass string) {
@@ -99,8 +101,8 @@ type ProbeChecker struct {
 }
 
 // Check implements Checker.
-func (c *ProbeChecker) Check(ctx context.Context, addr string) Result {
-	return run(ctx, addr, timeoutOr(c.Timeout), "AMQP Connection.Start received", func(cv *conversation) error {
+func (c *ProbeChecker) Check(ctx context.Context, t Target) Result {
+	return run(ctx, t, timeoutOr(c.Timeout), "AMQP Connection.Start received", func(cv *conversation) error {
 		_, err := cv.start()
 		return err
 	})
@@ -131,14 +133,16 @@ func closeKind(code int) string {
 	return backend.FailClosed
 }
 
-// run connects to addr and, if talk is not nil, lets it talk to the server, all within timeout
+// run connects to t and, if talk is not nil, lets it talk to the server, all within timeout
 // and ctx. It closes the connection and stops watching ctx before it returns.
-func run(ctx context.Context, addr string, timeout time.Duration, okReason string, talk func(*conversation) error) Result {
+func run(ctx context.Context, t Target, timeout time.Duration, okReason string, talk func(*conversation) error) Result {
 	at := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err := dialAndTalk(ctx, addr, at, talk)
-	res := Result{At: at, Duration: time.Since(at)}
+	deadline, _ := ctx.Deadline()
+	cv := &conversation{ctx: ctx, budget: deadline.Sub(at), sendProxy: t.SendProxy}
+	err := cv.dialAndTalk(t, deadline, talk)
+	res := Result{At: at, Duration: time.Since(at), BrokerVersion: cv.version}
 	var f *failure
 	switch {
 	case err == nil:
@@ -151,13 +155,10 @@ func run(ctx context.Context, addr string, timeout time.Duration, okReason strin
 	return res
 }
 
-func dialAndTalk(ctx context.Context, addr string, at time.Time, talk func(*conversation) error) error {
-	deadline, _ := ctx.Deadline() // run always sets one
-	budget := deadline.Sub(at)
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+func (cv *conversation) dialAndTalk(t Target, deadline time.Time, talk func(*conversation) error) error {
+	nc, err := t.dial(cv.ctx)
 	if err != nil {
-		return dialFailure(ctx, err, budget)
+		return dialFailure(cv.ctx, err, cv.budget)
 	}
 	defer nc.Close()
 	if talk == nil {
@@ -169,7 +170,7 @@ func dialAndTalk(ctx context.Context, addr string, at time.Time, talk func(*conv
 	// Cancelling ctx (not only its deadline) must end blocked I/O too. Wait for the callback
 	// if it started, so no goroutine outlives the check.
 	done := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
+	stop := context.AfterFunc(cv.ctx, func() {
 		defer close(done)
 		_ = nc.SetDeadline(time.Unix(1, 0))
 	})
@@ -178,16 +179,21 @@ func dialAndTalk(ctx context.Context, addr string, at time.Time, talk func(*conv
 			<-done
 		}
 	}()
-	return talk(&conversation{ctx: ctx, budget: budget, nc: nc, r: bufio.NewReader(nc)})
+	cv.nc, cv.r = nc, bufio.NewReader(nc)
+	return talk(cv)
 }
 
 // conversation is one check's AMQP exchange with a server on channel 0.
 type conversation struct {
 	ctx    context.Context
 	budget time.Duration
-	nc     net.Conn
-	r      *bufio.Reader
-	wbuf   []byte
+	// sendProxy is the PROXY protocol version written before the conversation (0 for none).
+	sendProxy int
+	nc        net.Conn
+	r         *bufio.Reader
+	wbuf      []byte
+	// version is the broker's "version" server property, once Connection.Start came.
+	version string
 }
 
 // start sends the protocol header and reads Connection.Start, checking that the server speaks
@@ -207,6 +213,9 @@ func (cv *conversation) start() (*amqpwire.ConnectionStart, error) {
 	}
 	var he *amqpwire.HeaderError
 	switch {
+	case errors.As(err, &he) && he.Protocol() == "AMQP 0-9-1" && cv.sendProxy != 0:
+		// What RabbitMQ answers a PROXY header when its proxy_protocol is off.
+		return nil, failf(backend.FailProtocol, 0, "broker refused the PROXY v%d header (is proxy_protocol enabled on the broker?)", cv.sendProxy)
 	case errors.As(err, &he) && he.Protocol() == "AMQP 0-9-1":
 		return nil, failf(backend.FailProtocol, 0, "broker refused the AMQP 0-9-1 protocol header")
 	case errors.As(err, &he):
@@ -227,6 +236,7 @@ func (cv *conversation) start() (*amqpwire.ConnectionStart, error) {
 		if m.VersionMajor != 0 || m.VersionMinor != 9 {
 			return nil, failf(backend.FailProtocol, 0, "not an AMQP 0-9-1 broker: Connection.Start offers version %d-%d", m.VersionMajor, m.VersionMinor)
 		}
+		cv.version = brokerVersion(m.ServerProperties)
 		return m, nil
 	case *amqpwire.ConnectionClose:
 		return nil, cv.closedByBroker(m)
@@ -313,8 +323,12 @@ func (cv *conversation) ioFailure(err error, step string) error {
 	return failf(backend.FailOther, 0, "%s: %v", step, unwrapOp(err))
 }
 
-// dialFailure names why a connect failed.
+// dialFailure names why a connect failed: the TCP connect, or, through backend.Server.Dial,
+// the PROXY header or the TLS handshake after it.
 func dialFailure(ctx context.Context, err error, budget time.Duration) error {
+	if step, inner := greetStep(err); step != "" {
+		return greetFailure(ctx, step, inner, budget)
+	}
 	var dnsErr *net.DNSError
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -331,6 +345,57 @@ func dialFailure(ctx context.Context, err error, budget time.Duration) error {
 		return failf(backend.FailOther, 0, "cannot resolve %s: %s", dnsErr.Name, dnsErr.Err)
 	}
 	return failf(backend.FailOther, 0, "connect: %v", unwrapOp(err))
+}
+
+// Prefixes of backend.Server.Dial's errors for the steps after the TCP connect.
+const (
+	tlsPrefix   = "TLS handshake: "
+	proxyPrefix = "send PROXY header: "
+)
+
+// greetStep finds, in err's chain, the error of the step of backend.Server.Dial after the
+// TCP connect that failed: it returns the step's name ("TLS handshake" or "PROXY header") and
+// the error it wraps, or "" when the TCP connect itself failed.
+func greetStep(err error) (step string, inner error) {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		switch msg := e.Error(); {
+		case strings.HasPrefix(msg, tlsPrefix):
+			return "TLS handshake", errors.Unwrap(e)
+		case strings.HasPrefix(msg, proxyPrefix):
+			return "PROXY header", errors.Unwrap(e)
+		}
+	}
+	return "", nil
+}
+
+// greetFailure names why the TLS handshake or the PROXY header write failed. A TLS failure
+// that is not a timeout or a hang-up (an unknown authority, a wrong name, a server that does
+// not speak TLS) is a protocol failure whose reason starts with "TLS handshake: ".
+func greetFailure(ctx context.Context, step string, err error, budget time.Duration) error {
+	if err == nil {
+		err = errors.New("failed")
+	}
+	during := "in the " + step
+	if step == "PROXY header" {
+		during = "sending the PROXY header"
+	}
+	switch {
+	case errors.Is(ctx.Err(), context.Canceled):
+		return failf(backend.FailOther, 0, "check canceled %s", during)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return failf(backend.FailTimeout, 0, "timeout after %s %s", roundBudget(budget), during)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return failf(backend.FailReset, 0, "connection closed by broker %s", during)
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return failf(backend.FailReset, 0, "connection reset by broker %s", during)
+	}
+	var cve *tls.CertificateVerificationError
+	if errors.As(err, &cve) && cve.Err != nil {
+		// "x509: certificate signed by unknown authority" says it all; drop "tls: failed to
+		// verify certificate: ".
+		err = cve.Err
+	}
+	return failf(backend.FailProtocol, 0, "%s: %v", step, unwrapOp(err))
 }
 
 // unwrapOp drops the "dial tcp 127.0.0.1:1->127.0.0.1:5672:" prefix of a *net.OpError: the

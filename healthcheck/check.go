@@ -1,20 +1,30 @@
 // Package healthcheck owns the active checks of brokers: checkers that ask a server whether it
-// really serves AMQP (a full handshake, a probe of the first reply, or a TCP connect), optionally
-// with the node's alarms from its management API; the Result they give, with the broker's own
-// reply code, a failure kind and a short human reason; the rise/fall rules that turn results
-// into state changes; and the Monitor that schedules the checks of a backend's servers, takes in
-// passive failures (Monitor.Suspect) and changes the servers' health.
+// really serves AMQP (a full handshake, a probe of the first reply, a TCP connect, or a
+// tcp-check send/expect script as HAProxy's), optionally with the node's alarms from its
+// management API; the Result they give, with the broker's own reply code, a failure kind and a
+// short human reason; the rise/fall rules that turn results into state changes; and the
+// Monitor that schedules the checks of a backend's servers, takes in passive failures
+// (Monitor.Suspect) and changes the servers' health.
+//
+// A checker checks a Target: an address and, for a backend.Server, a dial function that goes
+// through Server.Dial, so a check connects to the server's check port, sends the PROXY header
+// the server's sessions get and does the TLS handshake of a TLS server, exactly like a session
+// (the Monitor builds these targets). A TLS handshake that fails fails the check, with the
+// reason ("TLS handshake: x509: certificate signed by unknown authority").
 //
 // A checker does one check and returns; it keeps no state between checks, holds no connection
-// open afterwards and leaves no goroutine behind. Policy is the pure core of the monitor: given
-// a server's Health and a result, the next Health and when to check again. The package changes
-// a backend.Server only through its health, check-result and suspect methods; it never touches
-// sessions (it calls MonitorOptions.OnTransition for that), balancing or the admin API.
+// open afterwards and leaves no goroutine behind. What a check learns that the next check needs
+// (the broker's version, which says whether a PROXY v2 LOCAL header is accepted) travels in
+// the Result and is kept by the Monitor, per server. Policy is the pure core of the monitor:
+// given a server's Health and a result, the next Health and when to check again. The package
+// changes a backend.Server only through its health, check-result and suspect methods; it never
+// touches sessions (it calls MonitorOptions.OnTransition for that), balancing or the admin API.
 package healthcheck
 
 import (
 	"context"
 	"fmt"
+	"net"
 	"time"
 )
 
@@ -41,13 +51,38 @@ type Result struct {
 	Duration time.Duration
 	// At is when the check started.
 	At time.Time
+	// BrokerVersion is the "version" server property of the broker's Connection.Start
+	// ("3.12.4"), when the check got that far (AMQP and amqp-probe checks), else "".
+	BrokerVersion string
+}
+
+// Target is what a checker checks: one server.
+type Target struct {
+	// Addr is the host:port the check connects to. The management API is asked on its host.
+	Addr string
+	// Dial, if set, opens the check's connection, bounded by ctx; the Monitor's goes through
+	// backend.Server.Dial (check port, PROXY header, TLS). Nil means a plain TCP connect to
+	// Addr.
+	Dial func(ctx context.Context) (net.Conn, error)
+	// SendProxy is the PROXY protocol version Dial writes first (0 for none), so a failure
+	// can say that the broker may not expect one.
+	SendProxy int
+}
+
+// dial opens the check's connection to t.
+func (t Target) dial(ctx context.Context) (net.Conn, error) {
+	if t.Dial != nil {
+		return t.Dial(ctx)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", t.Addr)
 }
 
 // Checker checks one server. Check is bounded as a whole by ctx and by the checker's own
 // timeout, whichever ends first, and always returns a Result (never blocks past them).
 // Checkers are safe for concurrent use.
 type Checker interface {
-	Check(ctx context.Context, addr string) Result
+	Check(ctx context.Context, t Target) Result
 }
 
 // Kinds of checker, as named by the health_check.type configuration key.
@@ -56,7 +91,7 @@ const (
 	KindAMQP = "amqp"
 	// KindAMQPProbe sends the protocol header and waits for Connection.Start only.
 	KindAMQPProbe = "amqp-probe"
-	// KindTCP only connects.
+	// KindTCP only connects, or runs Options.Steps (tcp-check) after the connect.
 	KindTCP = "tcp"
 	// KindNone checks nothing: the server is always up.
 	KindNone = "none"
@@ -68,19 +103,25 @@ type Options struct {
 	Timeout time.Duration
 	// VHost, Username and Password are used by KindAMQP; see AMQPChecker.
 	VHost, Username, Password string
+	// Steps is the tcp-check script of KindTCP (see TCPStep); none means a connect only. It
+	// is an error with another kind.
+	Steps []TCPStep
 }
 
 // NewChecker returns the checker of the given kind (one of the Kind constants; "" means
 // KindAMQP). For KindNone it returns a nil Checker: the server is always up and nothing is
-// checked.
+// checked. Invalid tcp-check steps are an error naming the step.
 func NewChecker(kind string, o Options) (Checker, error) {
+	if len(o.Steps) > 0 && kind != KindTCP {
+		return nil, fmt.Errorf("tcp-check steps need health check type %q, not %q", KindTCP, kind)
+	}
 	switch kind {
 	case KindAMQP, "":
 		return &AMQPChecker{VHost: o.VHost, Username: o.Username, Password: o.Password, Timeout: o.Timeout}, nil
 	case KindAMQPProbe:
 		return &ProbeChecker{Timeout: o.Timeout}, nil
 	case KindTCP:
-		return &TCPChecker{Timeout: o.Timeout}, nil
+		return NewTCPChecker(o.Timeout, o.Steps)
 	case KindNone:
 		return nil, nil
 	}
@@ -92,16 +133,4 @@ func timeoutOr(d time.Duration) time.Duration {
 		return DefaultTimeout
 	}
 	return d
-}
-
-// TCPChecker passes a server that accepts a TCP connection, which a hung or booting broker
-// still does; prefer AMQPChecker.
-type TCPChecker struct {
-	// Timeout bounds the connect; 0 means DefaultTimeout.
-	Timeout time.Duration
-}
-
-// Check implements Checker.
-func (c *TCPChecker) Check(ctx context.Context, addr string) Result {
-	return run(ctx, addr, timeoutOr(c.Timeout), "TCP connect ok", nil)
 }

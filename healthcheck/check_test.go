@@ -2,6 +2,7 @@ package healthcheck
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -31,11 +32,17 @@ const (
 	margin = 500 * time.Millisecond
 )
 
-// checkWithin runs c.Check and fails the test if it overruns timeout + margin.
+// checkWithin checks the plain TCP address addr with c, as checkTarget does.
 func checkWithin(t *testing.T, c Checker, addr string, timeout time.Duration) Result {
 	t.Helper()
+	return checkTarget(t, c, Target{Addr: addr}, timeout)
+}
+
+// checkTarget runs c.Check and fails the test if it overruns timeout + margin.
+func checkTarget(t *testing.T, c Checker, tgt Target, timeout time.Duration) Result {
+	t.Helper()
 	begin := time.Now()
-	res := c.Check(context.Background(), addr)
+	res := c.Check(context.Background(), tgt)
 	if took := time.Since(begin); took > timeout+margin {
 		t.Errorf("check took %v, timeout %v", took, timeout)
 	}
@@ -194,7 +201,7 @@ func TestContextBoundsCheck(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	begin := time.Now()
-	res := c.Check(ctx, b.Addr())
+	res := c.Check(ctx, Target{Addr: b.Addr()})
 	if took := time.Since(begin); took > 100*time.Millisecond+margin {
 		t.Errorf("check took %v past a 100ms context deadline", took)
 	}
@@ -204,7 +211,7 @@ func TestContextBoundsCheck(t *testing.T) {
 	ctx, cancel = context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	begin = time.Now()
-	res = c.Check(ctx, b.Addr())
+	res = c.Check(ctx, Target{Addr: b.Addr()})
 	if took := time.Since(begin); took > 50*time.Millisecond+margin {
 		t.Errorf("check took %v after its context was cancelled at 50ms", took)
 	}
@@ -225,14 +232,14 @@ func TestNoFDLeak(t *testing.T) {
 		waitIdle(t, b)
 		return countFDs(t)
 	}
-	expect(t, good.Check(context.Background(), b.Addr()), true, 0) // warm up: epoll fd etc.
+	expect(t, good.Check(context.Background(), Target{Addr: b.Addr()}), true, 0) // warm up: epoll fd etc.
 	before := settle()
 	for i := range 1000 {
 		c := good
 		if i%2 == 1 {
 			c = bad
 		}
-		if res := c.Check(context.Background(), b.Addr()); res.OK != (c == good) {
+		if res := c.Check(context.Background(), Target{Addr: b.Addr()}); res.OK != (c == good) {
 			t.Fatalf("check %d: %+v", i, res)
 		}
 	}
@@ -287,6 +294,15 @@ func TestNewChecker(t *testing.T) {
 	if _, err := NewChecker("http", o); err == nil || !strings.Contains(err.Error(), `"http"`) {
 		t.Errorf("unknown kind: err = %v", err)
 	}
+	c, err := NewChecker("tcp", Options{Timeout: time.Second, Steps: amqpProbe})
+	if tc, ok := c.(*TCPChecker); err != nil || !ok || len(tc.Steps) != 2 || len(tc.script) != 2 || tc.Timeout != time.Second {
+		t.Errorf("tcp with steps: got %#v, %v", c, err)
+	}
+	for _, kind := range []string{"amqp", "", "amqp-probe", "none"} {
+		if _, err := NewChecker(kind, Options{Steps: amqpProbe}); err == nil {
+			t.Errorf("%q with tcp-check steps: no error", kind)
+		}
+	}
 }
 
 func fmtChecker(c Checker) string {
@@ -296,7 +312,7 @@ func fmtChecker(c Checker) string {
 	case *ProbeChecker:
 		return "probe " + c.Timeout.String()
 	case *TCPChecker:
-		return "tcp " + c.Timeout.String()
+		return "tcp " + c.Timeout.String() + " " + fmt.Sprint(len(c.Steps))
 	}
 	return "?"
 }

@@ -27,7 +27,8 @@ const DefaultManagementPort = 15672
 const alarmsPath = "/api/health/checks/local-alarms"
 
 // ManagementOptions configure the optional check of a node's RabbitMQ management API, which
-// runs alongside the main check of every server, on the host of the server's address.
+// runs alongside the main check of every server, on the host of the server's address, in plain
+// HTTP (the server's TLS, PROXY header and check port are for the main check only).
 //
 // RabbitMQ's resource alarms (memory, disk) block publishers on every node of a cluster, so a
 // node in alarm still serves and ejecting it helps nobody: by default an alarm is only shown in
@@ -89,10 +90,11 @@ func newManagementChecker(c Checker, o ManagementOptions, timeout time.Duration)
 }
 
 // Check implements Checker.
-func (mc *managementChecker) Check(ctx context.Context, addr string) Result {
+func (mc *managementChecker) Check(ctx context.Context, t Target) Result {
 	if !mc.opts.Alarms {
-		return mc.checker.Check(ctx, addr)
+		return mc.checker.Check(ctx, t)
 	}
+	addr := t.Addr
 	ctx, cancel := context.WithTimeout(ctx, mc.timeout)
 	defer cancel()
 	type alarmsResult struct {
@@ -108,7 +110,7 @@ func (mc *managementChecker) Check(ctx context.Context, addr string) Result {
 		}
 		done <- alarmsResult{alarms, partitions, err}
 	}()
-	res := mc.checker.Check(ctx, addr)
+	res := mc.checker.Check(ctx, t)
 	ar := <-done
 	switch {
 	case ar.err != nil:

@@ -65,6 +65,15 @@ type MonitorOptions struct {
 //
 // Each transition is one log line (warn when down, info when up) saying why, and a call of
 // MonitorOptions.OnTransition.
+//
+// A check connects through backend.Server.Dial: to the server's CheckAddress, with the PROXY
+// header its sessions get and its TLS. The PROXY header of a check carries the check
+// connection's own addresses, except that once an AMQP or amqp-probe check of a server with
+// SendProxy 2 read from Connection.Start a broker version that accepts the v2 LOCAL command
+// (RabbitMQ 3.11.19 and later on the 3.11 line, 3.12.1 and later), the following checks of
+// that server send LOCAL, which the broker does not count as a proxied client. Each check
+// decides this afresh from the last one: a check that read no version (a broker that dropped
+// the connection, or one replaced by an older release) brings back the addresses.
 type Monitor struct {
 	backend      string
 	servers      []*serverLoop
@@ -99,6 +108,10 @@ type serverLoop struct {
 	passive int
 	// suspectAt is when Suspect was last called; used with checks off.
 	suspectAt time.Time
+
+	// proxyLocal reports that the last check read a broker version that accepts a PROXY v2
+	// LOCAL header. Only the server's checkLoop uses it.
+	proxyLocal bool
 }
 
 // NewMonitor returns a monitor of o.Servers. Nothing runs before Start.
@@ -234,10 +247,11 @@ func (m *Monitor) checkLoop(l *serverLoop) {
 			l.seen = false
 			l.mu.Unlock()
 		}
-		res := m.check(l.s.Address())
+		res := m.check(l)
 		if m.ctx.Err() != nil {
 			return
 		}
+		m.learn(l, res)
 		// The check just made answers the Suspect calls made meanwhile.
 		select {
 		case <-l.wake:
@@ -253,11 +267,41 @@ func (m *Monitor) checkLoop(l *serverLoop) {
 	}
 }
 
-// check runs one check of addr, bounded by the timeout and by Stop.
-func (m *Monitor) check(addr string) Result {
+// check runs one check of l's server, bounded by the timeout and by Stop.
+func (m *Monitor) check(l *serverLoop) Result {
 	ctx, cancel := context.WithTimeout(m.ctx, m.timeout)
 	defer cancel()
-	return m.checker.Check(ctx, addr)
+	return m.checker.Check(ctx, serverTarget(l.s, l.proxyLocal))
+}
+
+// serverTarget is the target of a check of s: its check address, dialed through s.Dial, with
+// a PROXY v2 LOCAL header if proxyLocal and s sends v2.
+func serverTarget(s *backend.Server, proxyLocal bool) Target {
+	sendProxy := s.SendProxy()
+	o := backend.DialOptions{Check: true, ProxyLocal: proxyLocal && sendProxy == 2, KeepAlive: -1}
+	return Target{
+		Addr:      s.CheckAddress(),
+		SendProxy: sendProxy,
+		Dial:      func(ctx context.Context) (net.Conn, error) { return s.Dial(ctx, o) },
+	}
+}
+
+// learn keeps what a check found out that the next check of the server needs: whether the
+// broker accepts a PROXY v2 LOCAL header.
+func (m *Monitor) learn(l *serverLoop, res Result) {
+	local := supportsProxyLocal(res.BrokerVersion)
+	if local == l.proxyLocal {
+		return
+	}
+	l.proxyLocal = local
+	if l.s.SendProxy() == 2 {
+		header := "PROXY v2 with the check's addresses"
+		if local {
+			header = "PROXY v2 LOCAL"
+		}
+		m.log.Debug("health checks send "+header, "backend", m.backend, "server", l.s.Name(),
+			"broker_version", res.BrokerVersion)
+	}
 }
 
 // record stores a check result in the server, updates its health and returns how long to wait
