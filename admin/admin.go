@@ -1,11 +1,15 @@
-// Package admin owns amqplb's admin HTTP server: Prometheus metrics on /metrics, the JSON API
-// under /api/v1/ (read servers and frontends, change a server's operator state or weight),
-// /healthz and /readyz for orchestrators, and the self-contained status page at /.
+// Package admin owns amqplb's HTTP listeners. The admin Server: Prometheus metrics on /metrics,
+// the JSON API under /api/v1/ (read servers and frontends, change a server's operator state or
+// weight), /healthz and /readyz for orchestrators, and the self-contained status page at /.
+// The StatsServer: what an HAProxy `listen` section with `stats enable|uri|auth|realm|refresh|
+// hide-version` or `http-request use-service prometheus-exporter` becomes, a read-only
+// listener with the same status page, the JSON it reads and the metrics, behind basic auth
+// when it has users.
 //
 // It imports backend only. It reads servers through their atomic accessors at request time and
-// changes them only through SetAdmin and SetWeight; frontends reach it as plain FrontendStats
-// that the caller provides. It keeps no copy of the backends: every request asks
-// Options.Backends, so a reload that swaps the backend set is seen at once.
+// changes them only through SetAdmin and SetWeight (admin Server only); frontends reach it as
+// plain FrontendStats that the caller provides. It keeps no copy of the backends: every request
+// asks Options.Backends, so a reload that swaps the backend set is seen at once.
 package admin
 
 import (
@@ -71,14 +75,10 @@ type Options struct {
 // Server is the admin HTTP server. Build it with New, then either mount Handler yourself or
 // call Listen and Serve, and finally Shutdown.
 type Server struct {
-	opts     Options
-	log      *slog.Logger
-	registry *prometheus.Registry
-	handler  http.Handler
-	http     *http.Server
-
-	mu sync.Mutex
-	ln net.Listener
+	*view
+	opts    Options
+	handler http.Handler
+	srv     *listener
 }
 
 // New builds a Server with its own Prometheus registry, so two Servers in one process (a
@@ -87,30 +87,16 @@ func New(o Options) *Server {
 	if o.Listen == "" {
 		o.Listen = DefaultListen
 	}
-	if o.Backends == nil {
-		o.Backends = func() []*backend.Backend { return nil }
-	}
-	if o.Frontends == nil {
-		o.Frontends = func() []FrontendStats { return nil }
-	}
 	if o.Ready == nil {
 		o.Ready = func() bool { return true }
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+	s := &Server{view: newView(o.Backends, o.Frontends, o.Logger, "admin", o.Version, false)}
+	if o.Backends == nil {
+		o.Backends = s.backends
 	}
-	s := &Server{opts: o, log: o.Logger.With("component", "admin")}
-	s.registry = newRegistry(o)
+	s.opts = o
 	s.handler = s.routes()
-	s.http = &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	s.srv = newListener("admin", o.Listen, s.handler, s.log)
 	return s
 }
 
@@ -123,57 +109,97 @@ func (s *Server) Registry() *prometheus.Registry { return s.registry }
 
 // Listen binds Options.Listen. It is separate from Serve so that the caller learns of a busy
 // port before it starts anything else.
-func (s *Server) Listen() error {
-	ln, err := net.Listen("tcp", s.opts.Listen)
-	if err != nil {
-		return fmt.Errorf("admin: listen %s: %w", s.opts.Listen, err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln != nil {
-		ln.Close()
-		return errors.New("admin: already listening")
-	}
-	s.ln = ln
-	return nil
-}
+func (s *Server) Listen() error { return s.srv.listen() }
 
 // Addr returns the bound address, or nil before Listen.
-func (s *Server) Addr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln == nil {
-		return nil
-	}
-	return s.ln.Addr()
-}
+func (s *Server) Addr() net.Addr { return s.srv.addr() }
 
 // Serve answers requests on the listener bound by Listen until Shutdown, then returns nil.
-func (s *Server) Serve() error {
-	s.mu.Lock()
-	ln := s.ln
-	s.mu.Unlock()
-	if ln == nil {
-		return errors.New("admin: Serve before Listen")
-	}
-	s.log.Info("admin listening", "addr", ln.Addr().String())
-	if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("admin: serve: %w", err)
-	}
-	return nil
-}
+func (s *Server) Serve() error { return s.srv.serve() }
 
 // Shutdown stops accepting, waits for requests in flight until ctx ends, and closes the
 // listener (also when Serve was never called).
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.http.Shutdown(ctx)
-	s.mu.Lock()
-	if s.ln != nil {
-		s.ln.Close() // Shutdown closed it when Serve ran; closing twice is harmless
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.shutdown(ctx) }
+
+// listener is the HTTP server and listening socket life cycle that Server and StatsServer
+// share.
+type listener struct {
+	name   string // "admin" or "stats": the prefix of errors and log messages
+	bind   string
+	log    *slog.Logger
+	server *http.Server
+
+	mu sync.Mutex
+	ln net.Listener
+}
+
+func newListener(name, bind string, h http.Handler, log *slog.Logger) *listener {
+	return &listener{
+		name: name,
+		bind: bind,
+		log:  log,
+		server: &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		},
 	}
-	s.mu.Unlock()
+}
+
+func (l *listener) listen() error {
+	if l.bind == "" {
+		return fmt.Errorf("%s: no address to listen on", l.name)
+	}
+	ln, err := net.Listen("tcp", l.bind)
 	if err != nil {
-		return fmt.Errorf("admin: shutdown: %w", err)
+		return fmt.Errorf("%s: listen %s: %w", l.name, l.bind, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ln != nil {
+		ln.Close()
+		return fmt.Errorf("%s: already listening", l.name)
+	}
+	l.ln = ln
+	return nil
+}
+
+func (l *listener) addr() net.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ln == nil {
+		return nil
+	}
+	return l.ln.Addr()
+}
+
+func (l *listener) serve() error {
+	l.mu.Lock()
+	ln := l.ln
+	l.mu.Unlock()
+	if ln == nil {
+		return fmt.Errorf("%s: Serve before Listen", l.name)
+	}
+	l.log.Info(l.name+" listening", "addr", ln.Addr().String())
+	if err := l.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s: serve: %w", l.name, err)
+	}
+	return nil
+}
+
+func (l *listener) shutdown(ctx context.Context) error {
+	err := l.server.Shutdown(ctx)
+	l.mu.Lock()
+	if l.ln != nil {
+		l.ln.Close() // Shutdown closed it when Serve ran; closing twice is harmless
+	}
+	l.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("%s: shutdown: %w", l.name, err)
 	}
 	return nil
 }

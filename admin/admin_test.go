@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -98,11 +99,18 @@ func do(t *testing.T, h http.Handler, method, path, body string, header ...strin
 	return rec.Code, rec.Body.String()
 }
 
-func TestListenServeShutdown(t *testing.T) {
-	f := newFixture()
-	o := f.options("")
-	o.Listen = "127.0.0.1:0"
-	s := New(o)
+// lifecycle is what Server and StatsServer both offer.
+type lifecycle interface {
+	Listen() error
+	Addr() net.Addr
+	Serve() error
+	Shutdown(context.Context) error
+}
+
+// testLifecycle checks that s refuses Serve before Listen, then listens, calls use with the
+// base URL and a client while it serves, and shuts it down cleanly.
+func testLifecycle(t *testing.T, s lifecycle, use func(base string, client *http.Client)) {
+	t.Helper()
 	if s.Addr() != nil {
 		t.Fatal("Addr before Listen is not nil")
 	}
@@ -116,15 +124,7 @@ func TestListenServeShutdown(t *testing.T) {
 	go func() { done <- s.Serve() }()
 
 	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get("http://" + s.Addr().String() + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || string(body) != "ok\n" {
-		t.Errorf("/healthz = %d %q, want 200 ok", resp.StatusCode, body)
-	}
+	use("http://"+s.Addr().String(), client)
 	client.CloseIdleConnections()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -135,6 +135,22 @@ func TestListenServeShutdown(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Serve returned %v after Shutdown, want nil", err)
 	}
+}
+
+func TestListenServeShutdown(t *testing.T) {
+	o := newFixture().options("")
+	o.Listen = "127.0.0.1:0"
+	testLifecycle(t, New(o), func(base string, client *http.Client) {
+		resp, err := client.Get(base + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || string(body) != "ok\n" {
+			t.Errorf("/healthz = %d %q, want 200 ok", resp.StatusCode, body)
+		}
+	})
 }
 
 func TestListenBusyPort(t *testing.T) {

@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/amqplb/amqplb/backend"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // maxBody bounds a mutating request's body; the largest valid one is a few dozen bytes.
@@ -180,29 +180,20 @@ func (s *Server) routes() http.Handler {
 
 	handle(http.MethodGet, "/healthz", s.healthz)
 	handle(http.MethodGet, "/readyz", s.readyz)
-	handle(http.MethodGet, "/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
-		ErrorLog:      slogPromLogger{s},
-		ErrorHandling: promhttp.ContinueOnError, // a bad series must not hide all the others
-		Registry:      s.registry,               // promhttp_metric_handler_* on our registry
-	}).ServeHTTP)
-	handle(http.MethodGet, "/api/v1/backends", s.getBackends)
-	handle(http.MethodGet, "/api/v1/backends/{b}", s.getBackend)
-	handle(http.MethodGet, "/api/v1/backends/{b}/servers/{s}", s.getServer)
-	handle(http.MethodGet, "/api/v1/frontends", s.getFrontends)
+	handle(http.MethodGet, "/metrics", s.metrics.ServeHTTP)
+	s.readAPI(handle)
 	handle(http.MethodPost, "/api/v1/backends/{b}/servers/{s}/state", mutating(s.postState))
 	handle(http.MethodPost, "/api/v1/backends/{b}/servers/{s}/weight", mutating(s.postWeight))
 	handle(http.MethodGet, "/{$}", s.statusPage)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
-	})
+	mux.HandleFunc("/", notFound)
 	return mux
 }
 
-// slogPromLogger passes promhttp's errors to the server's logger.
-type slogPromLogger struct{ s *Server }
+// slogPromLogger passes promhttp's errors to a listener's logger.
+type slogPromLogger struct{ log *slog.Logger }
 
 func (l slogPromLogger) Println(v ...any) {
-	l.s.log.Warn("metrics: " + strings.TrimSpace(fmt.Sprintln(v...)))
+	l.log.Warn("metrics: " + strings.TrimSpace(fmt.Sprintln(v...)))
 }
 
 // authorize lets a request through when no token is configured or it carries the token.
@@ -243,7 +234,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, readyzJSON{Error: "shutting down"})
 		return
 	}
-	serving := s.opts.Backends
+	serving := s.backends
 	if s.opts.Serving != nil {
 		serving = s.opts.Serving
 	}
@@ -278,9 +269,17 @@ func backendJSON(b *backend.Backend) BackendJSON {
 	return j
 }
 
-func (s *Server) getBackends(w http.ResponseWriter, r *http.Request) {
-	resp := BackendsResponse{Backends: []BackendJSON{}, GeneratedAt: time.Now().UTC(), Version: s.opts.Version}
-	for _, b := range s.opts.Backends() {
+// readAPI registers the read-only JSON endpoints, the ones the status page reads, with handle.
+func (v *view) readAPI(handle func(method, path string, h http.HandlerFunc)) {
+	handle(http.MethodGet, "/api/v1/backends", v.getBackends)
+	handle(http.MethodGet, "/api/v1/backends/{b}", v.getBackend)
+	handle(http.MethodGet, "/api/v1/backends/{b}/servers/{s}", v.getServer)
+	handle(http.MethodGet, "/api/v1/frontends", v.getFrontends)
+}
+
+func (v *view) getBackends(w http.ResponseWriter, r *http.Request) {
+	resp := BackendsResponse{Backends: []BackendJSON{}, GeneratedAt: time.Now().UTC(), Version: v.version}
+	for _, b := range v.backends() {
 		if b != nil {
 			resp.Backends = append(resp.Backends, backendJSON(b))
 		}
@@ -288,23 +287,23 @@ func (s *Server) getBackends(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func (s *Server) getBackend(w http.ResponseWriter, r *http.Request) {
-	b := s.findBackend(w, r)
+func (v *view) getBackend(w http.ResponseWriter, r *http.Request) {
+	b := v.findBackend(w, r)
 	if b == nil {
 		return
 	}
 	writeJSON(w, http.StatusOK, backendJSON(b))
 }
 
-func (s *Server) getServer(w http.ResponseWriter, r *http.Request) {
-	if _, srv := s.findServer(w, r); srv != nil {
+func (v *view) getServer(w http.ResponseWriter, r *http.Request) {
+	if _, srv := v.findServer(w, r); srv != nil {
 		writeJSON(w, http.StatusOK, serverJSON(srv))
 	}
 }
 
-func (s *Server) getFrontends(w http.ResponseWriter, r *http.Request) {
+func (v *view) getFrontends(w http.ResponseWriter, r *http.Request) {
 	resp := FrontendsResponse{Frontends: []FrontendJSON{}}
-	for _, f := range s.opts.Frontends() {
+	for _, f := range v.frontends() {
 		refused := make(map[string]uint64)
 		for _, k := range refuseReasons(f.Refused) {
 			refused[k] = f.Refused[k]
@@ -374,9 +373,9 @@ func (s *Server) postWeight(w http.ResponseWriter, r *http.Request) {
 }
 
 // findBackend returns the backend named by {b}, or answers 404 and returns nil.
-func (s *Server) findBackend(w http.ResponseWriter, r *http.Request) *backend.Backend {
+func (v *view) findBackend(w http.ResponseWriter, r *http.Request) *backend.Backend {
 	name := r.PathValue("b")
-	for _, b := range s.opts.Backends() {
+	for _, b := range v.backends() {
 		if b != nil && b.Name == name {
 			return b
 		}
@@ -386,8 +385,8 @@ func (s *Server) findBackend(w http.ResponseWriter, r *http.Request) *backend.Ba
 }
 
 // findServer returns the server named by {b} and {s}, or answers 404 and returns nils.
-func (s *Server) findServer(w http.ResponseWriter, r *http.Request) (*backend.Backend, *backend.Server) {
-	b := s.findBackend(w, r)
+func (v *view) findServer(w http.ResponseWriter, r *http.Request) (*backend.Backend, *backend.Server) {
+	b := v.findBackend(w, r)
 	if b == nil {
 		return nil, nil
 	}

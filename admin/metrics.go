@@ -14,12 +14,12 @@ var allStates = []backend.State{backend.StateUp, backend.StateDown, backend.Stat
 
 // newRegistry returns a registry of amqplb's own with the Go and process collectors and the
 // collector of servers and frontends.
-func newRegistry(o Options) *prometheus.Registry {
+func newRegistry(backends func() []*backend.Backend, frontends func() []FrontendStats, version string) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newCollector(o.Backends, o.Frontends, o.Version),
+		newCollector(backends, frontends, version),
 	)
 	return reg
 }

@@ -1,11 +1,15 @@
 package admin
 
 import (
+	"bytes"
 	"crypto/sha256"
 	_ "embed"
 	"encoding/base64"
+	"html"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // statusHTML is the status page: HTML, CSS and JavaScript in one file, no external assets, so
@@ -38,7 +42,39 @@ func inlineHash(page []byte, open, close string) string {
 	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
 }
 
-func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
+// pageMeta is the element of statusHTML that renderPage fills in. It lies outside the hashed
+// <style> and <script>, so a listener can tell the page about itself without touching the CSP.
+const pageMeta = `<meta name="amqplb" id="config">`
+
+// pageConfig is what the status page learns from the listener that serves it.
+type pageConfig struct {
+	// base is where the API is, relative to the page: "" or "./" for next to it, "../x/"...
+	base string
+	// refresh is how often the page polls the API; 0 means the page's default (2s).
+	refresh time.Duration
+	// readOnly hides every control that changes a server.
+	readOnly bool
+	// metrics and readyz are the footer's links; "" leaves the link out.
+	metrics, readyz string
+}
+
+// renderPage returns statusHTML with c in its <meta id="config"> element.
+func renderPage(c pageConfig) []byte {
+	attr := func(name, value string) string { return " data-" + name + `="` + html.EscapeString(value) + `"` }
+	meta := `<meta name="amqplb" id="config"` +
+		attr("base", c.base) +
+		attr("refresh-ms", strconv.FormatInt(c.refresh.Milliseconds(), 10)) +
+		attr("readonly", strconv.FormatBool(c.readOnly)) +
+		attr("metrics", c.metrics) +
+		attr("readyz", c.readyz) + ">"
+	return bytes.Replace(statusHTML, []byte(pageMeta), []byte(meta), 1)
+}
+
+// adminPage is the admin Server's page: at /, with controls, the default refresh.
+var adminPage = renderPage(pageConfig{metrics: "metrics", readyz: "readyz"})
+
+// writePage answers with page and the headers that lock it down.
+func writePage(w http.ResponseWriter, page []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Security-Policy", statusCSP)
@@ -46,5 +82,7 @@ func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-cache")
-	w.Write(statusHTML)
+	w.Write(page)
 }
+
+func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) { writePage(w, adminPage) }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -201,6 +202,18 @@ func rowStates(ctx context.Context, b string) ([][]string, error) {
 		'section[data-backend="`+b+`"] tbody tr')).map(tr => [tr.dataset.server, tr.querySelector('.badge').textContent])`))
 }
 
+// wantRows fails the test unless the rows of backend b are want ([server, badge text]).
+func wantRows(t *testing.T, ctx context.Context, b string, want [][]string) {
+	t.Helper()
+	states, err := rowStates(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(states, want, slices.Equal) {
+		t.Fatalf("rows of %s = %v, want %v", b, states, want)
+	}
+}
+
 // waitFor polls cond until it holds or the test's patience ends.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -236,13 +249,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 
 	// Three servers with their states, in configuration order.
-	states, err := rowStates(ctx, "rabbitmq")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := [][]string{{"rmq1", "up"}, {"rmq2", "up"}, {"rmq3", "down"}}; !slices.EqualFunc(states, want, slices.Equal) {
-		t.Fatalf("rows = %v, want %v", states, want)
-	}
+	wantRows(t, ctx, "rabbitmq", [][]string{{"rmq1", "up"}, {"rmq2", "up"}, {"rmq3", "down"}})
 	// The failing server shows the broker's code and reason, and the header counts it.
 	txt, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[
 		document.querySelector('tr[data-server="rmq3"] .code').textContent,
@@ -342,6 +349,8 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Errorf("weight 5 not shown: %v", err)
 	}
 
+	statsPageInBrowser(t, ctx, f)
+
 	// On a phone the rows become cards.
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(420, 900), chromedp.Sleep(300*time.Millisecond)); err != nil {
 		t.Fatal(err)
@@ -398,4 +407,82 @@ func TestStatusPageAsksForToken(t *testing.T) {
 		t.Errorf("token dialog open = %v (%v) with a kept token", open, err)
 	}
 	waitFor(t, "rmq1 ready in the API", func() bool { return rmq1.Admin() == backend.AdminReady })
+}
+
+// statsPageInBrowser opens, in the tab of TestStatusPageInBrowser, the page of a StatsServer
+// that HAProxy's `stats uri /lb/stats`, `stats auth`, `stats refresh 1500ms` and
+// `stats hide-version` make: under a sub-path, behind basic auth (given in the address, as
+// `curl -u` users type it), read-only, with the data of the same fixture.
+func statsPageInBrowser(t *testing.T, ctx context.Context, f *fixture) {
+	t.Helper()
+	o := f.statsOptions("/lb/stats", "/lb/metrics", map[string]string{"admin": "s3cret"})
+	o.Refresh = 1500 * time.Millisecond
+	o.HideVersion = true
+	o.Version = "v1.2.3-hidden"
+	var unauthorized atomic.Int64
+	h := NewStats(o).Handler()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, _, ok := r.BasicAuth(); !ok {
+			unauthorized.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	rmq1 := f.server("rabbitmq", "rmq1")
+
+	u := strings.Replace(ts.URL, "http://", "http://admin:s3cret@", 1) + "/lb/stats"
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(u),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-server="rmq3"] .badge[data-state="down"]`)),
+	); err != nil {
+		t.Fatalf("stats page: %v", err)
+	}
+	wantRows(t, ctx, "rabbitmq", [][]string{{"rmq1", "up"}, {"rmq2", "drain"}, {"rmq3", "down"}})
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[
+		String(document.querySelectorAll('button[data-action], .wbtn, th.actions, td.actions').length),
+		document.querySelector('tr[data-server="rmq1"] .wval').textContent,
+		document.getElementById('version').textContent,
+		document.getElementById('footer').textContent,
+		Array.from(document.querySelectorAll('#footer a')).map(a => new URL(a.href).pathname).join(' '),
+		document.querySelector('.fe[data-frontend="amqp"] .big').textContent]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != "0" {
+		t.Errorf("read-only page has %s controls", got[0])
+	}
+	if want := strconv.Itoa(rmq1.Weight()); got[1] != want {
+		t.Errorf("rmq1 weight shows %q, want %s", got[1], want)
+	}
+	if got[2] != "" {
+		t.Errorf("hide-version: the page shows version %q", got[2])
+	}
+	if !strings.HasPrefix(got[3], "Refreshes every 1.5 s") {
+		t.Errorf("footer = %q, want the refresh period of 1.5 s", got[3])
+	}
+	if got[4] != "/lb/api/v1/backends /lb/metrics" {
+		t.Errorf("footer links = %q", got[4])
+	}
+	if got[5] != "53 active" {
+		t.Errorf("frontend amqp shows %q", got[5])
+	}
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	artifact(t, "stats-page.png", shot)
+
+	// It refreshes itself, with the login the browser keeps.
+	rmq1.SetHealth(false)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`tr[data-server="rmq1"] .badge[data-state="down"]`))); err != nil {
+		t.Fatalf("stats page did not refresh: %v", err)
+	}
+	rmq1.SetHealth(true)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`tr[data-server="rmq1"] .badge[data-state="up"]`))); err != nil {
+		t.Fatal(err)
+	}
+	if live, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('live').className`)); err != nil || live != "live ok" {
+		t.Errorf("live indicator = %q (%v), want live ok", live, err)
+	}
+	t.Logf("stats page: %d requests without a login (the browser's first, answered 401)", unauthorized.Load())
 }
