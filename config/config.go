@@ -8,7 +8,10 @@
 // package must not import them.
 package config
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Defaults for keys that are not written in the file. An explicitly written
 // zero or false is kept: only absent keys get these values.
@@ -19,8 +22,17 @@ const (
 	DefaultLogFormat      = "text"           // global.log_format
 	DefaultAccessLog      = true             // global.access_log
 	DefaultAdminListen    = "127.0.0.1:8404" // admin.listen
+	DefaultLogFacility    = "local0"         // global.log[].facility
+	DefaultLogTargetLevel = "debug"          // global.log[].level: everything
 
-	DefaultMode = "amqp" // frontend.mode
+	DefaultMode      = "amqp"               // frontend.mode
+	DefaultTLSVerify = "none"               // frontend.tls.verify
+	DefaultStatsURI  = "/"                  // stats.uri
+	DefaultRealm     = "HAProxy Statistics" // stats.realm
+
+	// HAProxyStatsURI is where HAProxy serves its stats page when stats is
+	// enabled without a stats uri; the importer keeps it.
+	HAProxyStatsURI = "/haproxy?stats"
 
 	DefaultBalance        = "roundrobin"     // backend.balance
 	DefaultConnectTimeout = 5 * time.Second  // backend.connect_timeout
@@ -28,6 +40,7 @@ const (
 	DefaultRedispatch     = true             // backend.redispatch
 	DefaultTCPKeepalive   = 30 * time.Second // backend.tcp_keepalive
 	DefaultOnMarkedDown   = "keep"           // backend.on_marked_down
+	DefaultOnMarkedUp     = "keep"           // backend.on_marked_up
 
 	DefaultCheckType         = "amqp"                 // backend.health_check.type
 	DefaultCheckInterval     = 2 * time.Second        // backend.health_check.interval
@@ -41,7 +54,8 @@ const (
 	DefaultCheckPassword     = "guest"                // backend.health_check.password
 	DefaultManagementPort    = 15672                  // backend.health_check.management.port
 
-	DefaultWeight = 1 // backend.server.weight
+	DefaultWeight          = 1          // backend.server.weight
+	DefaultServerTLSVerify = "required" // backend.server.tls.verify
 
 	// MaxWeight is the largest server weight accepted (as in HAProxy).
 	MaxWeight = 256
@@ -54,14 +68,46 @@ const (
 // Allowed values of the enumerated keys, in the order messages list them.
 // Treat as constants.
 var (
-	logLevels     = []string{"debug", "info", "warn", "error"}
-	logFormats    = []string{"text", "json"}
-	modes         = []string{"amqp", "tcp"}
-	balances      = []string{"roundrobin", "leastconn", "first", "source", "random"}
-	sendProxies   = []string{"", "v1", "v2"}
-	onMarkedDowns = []string{"keep", "shutdown-sessions"}
-	checkTypes    = []string{"amqp", "amqp-probe", "tcp", "none"}
+	logLevels      = []string{"debug", "info", "warn", "error"}
+	logFormats     = []string{"text", "json"}
+	modes          = []string{"amqp", "tcp"}
+	balances       = []string{"roundrobin", "leastconn", "first", "source", "random"}
+	sendProxies    = []string{"", "v1", "v2"}
+	onMarkedDowns  = []string{"keep", "shutdown-sessions"}
+	onMarkedUps    = []string{"keep", "shutdown-backup-sessions"}
+	checkTypes     = []string{"amqp", "amqp-probe", "tcp", "none"}
+	tlsVerifies    = []string{"none", "optional", "required"}
+	serverVerifies = []string{"none", "required"}
+	ruleActions    = []string{"accept", "reject"}
+	stepActions    = []string{"connect", "send", "send-binary", "expect"}
+	stepMatches    = []string{"string", "binary", "rstring", "rbinary"}
 )
+
+// syslogFacilities are the syslog facility names, HAProxy's spelling, in
+// the order of their codes (kern is 0, local7 is 23).
+var syslogFacilities = []string{
+	"kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "auth2", "ftp",
+	"ntp", "audit", "alert", "cron2", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+}
+
+// syslogSeverities are the syslog severity names in the order of their
+// codes (emerg is 0, debug is 7).
+var syslogSeverities = []string{"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"}
+
+// SyslogFacility returns the code of a syslog facility name as global.log
+// accepts it (kern 0 ... local7 23; auth2 is authpriv, 10).
+func SyslogFacility(name string) (int, bool) {
+	i := slices.Index(syslogFacilities, name)
+	return i, i >= 0
+}
+
+// SyslogSeverity returns the code of a syslog severity name as global.log
+// accepts it (emerg 0 ... debug 7). A log target sends the lines whose
+// severity code is at most that of its level.
+func SyslogSeverity(name string) (int, bool) {
+	i := slices.Index(syslogSeverities, name)
+	return i, i >= 0
+}
 
 // Config is a whole amqplb configuration file.
 type Config struct {
@@ -76,6 +122,10 @@ type Config struct {
 	Frontends []Frontend `toml:"frontend"`
 	// Backends are the named sets of brokers ([[backend]]).
 	Backends []Backend `toml:"backend"`
+	// Stats are read-only HTTP listeners serving the status page and the
+	// metrics, as HAProxy's stats and Prometheus exporter sections do
+	// ([[stats]]). Default none.
+	Stats []Stats `toml:"stats"`
 	// Warnings are things that are valid but probably wrong, each
 	// "FILE:LINE: message" or "FILE: message", sorted by line.
 	Warnings []string `toml:"-"`
@@ -97,6 +147,24 @@ type Global struct {
 	// AccessLog emits one line per client connection when it ends.
 	// Default true.
 	AccessLog bool `toml:"access_log"`
+	// Log are remote syslog servers (UDP) that get every log line too, in
+	// addition to standard error (HAProxy's global log ADDR FACILITY
+	// LEVEL). Default none.
+	Log []LogTarget `toml:"log"`
+}
+
+// LogTarget is a remote syslog server that log lines are sent to over UDP
+// (RFC 3164).
+type LogTarget struct {
+	// Address is host:port of the syslog server (UDP); required.
+	Address string `toml:"address"`
+	// Facility is the syslog facility the lines are sent with: kern, user,
+	// mail, daemon, auth, syslog, lpr, news, uucp, cron, auth2, ftp, ntp,
+	// audit, alert, cron2, local0..local7. Default "local0".
+	Facility string `toml:"facility"`
+	// Level is the least severe syslog severity sent: emerg, alert, crit,
+	// err, warning, notice, info or debug (everything). Default "debug".
+	Level string `toml:"level"`
 }
 
 // Admin configures the HTTP server for /metrics, /api/v1/..., /healthz,
@@ -128,16 +196,54 @@ type Frontend struct {
 	// TLS, when set, terminates TLS on this frontend. Default nil (plain TCP).
 	TLS *TLS `toml:"tls"`
 	// AcceptProxy expects a PROXY protocol (v1 or v2) header from a load
-	// balancer in front. Default false.
+	// balancer in front, read within the handshake timeout; a connection
+	// with a bad header is closed. Default false.
 	AcceptProxy bool `toml:"accept_proxy"`
+	// DontLogNull writes no access-log line for sessions in which the
+	// client sent nothing (HAProxy's option dontlognull: port probes).
+	// Default false.
+	DontLogNull bool `toml:"dont_log_null"`
+	// ACL names sets of client (source) addresses, each an IP address or a
+	// CIDR prefix, for TCPRequest conditions (HAProxy's acl NAME src ...).
+	// Default none.
+	ACL map[string][]string `toml:"acl"`
+	// TCPRequest are the rules that accept or reject a client connection
+	// before anything else, in order: the first rule whose condition
+	// matches decides; when none matches the connection is accepted.
+	// Default none.
+	TCPRequest []TCPRule `toml:"tcp_request"`
 }
 
-// TLS is a certificate and its private key, as PEM file paths.
+// TLS configures TLS termination on a frontend; file names are PEM files.
 type TLS struct {
-	// Cert is the path of the PEM certificate (chain); required.
+	// Cert is the certificate chain, with the key when Key is "", or a
+	// directory of such files, picked by the name the client asks for
+	// (SNI), as HAProxy's crt DIR. Required.
 	Cert string `toml:"cert"`
-	// Key is the path of the PEM private key; required.
+	// Key is the private key. "" means it is in the Cert file, or in
+	// Cert + ".key" when that file exists, as HAProxy does. Default "".
 	Key string `toml:"key"`
+	// CA is the bundle of CA certificates that client certificates are
+	// verified against. Default "" (none).
+	CA string `toml:"ca"`
+	// Verify is none (no client certificate asked), optional (verified when
+	// given) or required; optional and required need CA. Default "none".
+	Verify string `toml:"verify"`
+}
+
+// TCPRule is one tcp_request rule of a frontend. At most one of If and
+// Unless is set; with neither, the rule always applies. A condition is
+// written in HAProxy's syntax over the frontend's ACL names: terms
+// separated by blanks must all match, "||" (or "or") separates
+// alternatives, and "!NAME" negates a term: "lan !blocked || admin".
+// ParseCondition reads it.
+type TCPRule struct {
+	// Action is accept or reject; required.
+	Action string `toml:"action"`
+	// If is the condition under which the rule applies.
+	If string `toml:"if"`
+	// Unless is the condition under which the rule does not apply.
+	Unless string `toml:"unless"`
 }
 
 // Backend is a named set of brokers and the policy for using them.
@@ -166,6 +272,14 @@ type Backend struct {
 	// OnMarkedDown is what happens to a server's sessions when it goes down:
 	// keep or shutdown-sessions. Default "keep".
 	OnMarkedDown string `toml:"on_marked_down"`
+	// OnMarkedUp is what happens when a non-backup server comes up: keep,
+	// or shutdown-backup-sessions to close the sessions on backup servers
+	// so that clients reconnect to it. Default "keep".
+	OnMarkedUp string `toml:"on_marked_up"`
+	// HalfCloseTimeout bounds how long a session stays open after one side
+	// has closed its direction (HAProxy's timeout client-fin/server-fin);
+	// 0 means the proxy's own default. Default 0.
+	HalfCloseTimeout time.Duration `toml:"half_close_timeout"`
 	// Slowstart ramps a server's weight up over this long after it comes up;
 	// 0 means at once. Default 0.
 	Slowstart time.Duration `toml:"slowstart"`
@@ -211,6 +325,29 @@ type HealthCheck struct {
 	// Management, when set, also reads the broker's management API.
 	// Default nil (not used).
 	Management *Management `toml:"management"`
+	// TCPCheck is a script of steps run after the connection is made, only
+	// with Type "tcp" (HAProxy's tcp-check rules); all must pass. Default
+	// none: the check is the connection alone.
+	TCPCheck []TCPCheckStep `toml:"tcp_check"`
+}
+
+// TCPCheckStep is one step of a tcp check script.
+type TCPCheckStep struct {
+	// Action is connect (only as the first step; the connection is made
+	// anyway), send (Data is text), send-binary (Data is hex) or expect.
+	// Required.
+	Action string `toml:"action"`
+	// Data is what send or send-binary writes.
+	Data string `toml:"data"`
+	// Match is how expect compares what the server sent: string (contains
+	// Pattern), binary (contains the bytes Pattern gives in hex), rstring
+	// (matches the regular expression Pattern) or rbinary (the hex of what
+	// was received matches the regular expression Pattern).
+	Match string `toml:"match"`
+	// Pattern is what expect looks for; required with expect.
+	Pattern string `toml:"pattern"`
+	// Negate makes expect pass when Pattern is not found.
+	Negate bool `toml:"negate"`
 }
 
 // Management configures reading a broker's HTTP management API.
@@ -240,6 +377,58 @@ type Server struct {
 	// MaxConnections caps the connections to this server; 0 means no cap.
 	// Default 0.
 	MaxConnections int `toml:"max_connections"`
+	// CheckPort is the port health checks connect to instead of the one in
+	// Address (HAProxy's port); 0 means Address's. Default 0.
+	CheckPort int `toml:"check_port"`
+	// TLS, when set, speaks TLS to this server (AMQPS), health checks
+	// included. Default nil (plain TCP).
+	TLS *ServerTLS `toml:"tls"`
+}
+
+// ServerTLS configures TLS to a broker; file names are PEM files.
+type ServerTLS struct {
+	// Verify is required (the server's certificate must be valid for
+	// ServerName) or none. Default "required".
+	Verify string `toml:"verify"`
+	// CA is the bundle the server's certificate is verified against; ""
+	// means the system's CA pool. Default "".
+	CA string `toml:"ca"`
+	// ServerName is sent as SNI and is the name the certificate must be
+	// for; "" means the host of the server's address. Default "".
+	ServerName string `toml:"server_name"`
+	// Cert is a client certificate chain to present, with the key when Key
+	// is "". Default "" (none).
+	Cert string `toml:"cert"`
+	// Key is the client certificate's private key; "" means it is in the
+	// Cert file. Default "".
+	Key string `toml:"key"`
+}
+
+// Stats is a read-only HTTP listener serving amqplb's status page, its
+// backends API and its metrics, as HAProxy's stats and Prometheus exporter
+// sections do (the admin server, [admin], keeps the mutating API).
+type Stats struct {
+	// Name identifies the listener in messages; required, unique.
+	Name string `toml:"name"`
+	// Bind is the host:port to listen on; required.
+	Bind string `toml:"bind"`
+	// URI is the path of the status page; "" serves no status page.
+	// Default "/".
+	URI string `toml:"uri"`
+	// Auth are the "user:password" pairs allowed in with HTTP basic
+	// authentication; none means no authentication. Default none.
+	Auth []string `toml:"auth"`
+	// Realm is the basic-authentication realm. Default "HAProxy Statistics".
+	Realm string `toml:"realm"`
+	// Refresh is how often the status page reloads itself; 0 means the
+	// page's own default. Default 0.
+	Refresh time.Duration `toml:"refresh"`
+	// HideVersion leaves amqplb's version off the status page. Default
+	// false.
+	HideVersion bool `toml:"hide_version"`
+	// Metrics is the path of the Prometheus metrics; "" serves none.
+	// Default "".
+	Metrics string `toml:"metrics"`
 }
 
 // DefaultConfig returns a Config with every documented default and no
@@ -279,6 +468,13 @@ func DefaultManagement() Management {
 	return m
 }
 
+// DefaultStats returns a Stats with every documented default.
+func DefaultStats() Stats {
+	var s Stats
+	s.setDefaults()
+	return s
+}
+
 // DefaultServer returns a Server with every documented default.
 func DefaultServer() Server {
 	var s Server
@@ -304,6 +500,16 @@ func (c *Config) setDefaults() {
 
 func (f *Frontend) setDefaults() { *f = Frontend{Mode: DefaultMode} }
 
+func (t *TLS) setDefaults() { *t = TLS{Verify: DefaultTLSVerify} }
+
+func (l *LogTarget) setDefaults() {
+	*l = LogTarget{Facility: DefaultLogFacility, Level: DefaultLogTargetLevel}
+}
+
+func (s *ServerTLS) setDefaults() { *s = ServerTLS{Verify: DefaultServerTLSVerify} }
+
+func (s *Stats) setDefaults() { *s = Stats{URI: DefaultStatsURI, Realm: DefaultRealm} }
+
 func (b *Backend) setDefaults() {
 	*b = Backend{
 		Balance:        DefaultBalance,
@@ -312,6 +518,7 @@ func (b *Backend) setDefaults() {
 		Redispatch:     DefaultRedispatch,
 		TCPKeepalive:   DefaultTCPKeepalive,
 		OnMarkedDown:   DefaultOnMarkedDown,
+		OnMarkedUp:     DefaultOnMarkedUp,
 	}
 	b.HealthCheck.setDefaults()
 }

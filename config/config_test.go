@@ -38,10 +38,21 @@ drain_timeout = "1m"
 log_level = "debug"
 log_format = "json"
 access_log = false
+log = [{ address = "127.0.0.1:514", facility = "local3", level = "info" }, { address = "[::1]:5514" }]
 
 [admin]
 listen = "0.0.0.0:9000"
 token = "t0k"
+
+[[stats]]
+name = "stats"
+bind = "127.0.0.1:1936"
+uri = "/haproxy?stats"
+auth = ["admin:secret", "ops:x:y"]
+realm = "RabbitMQ"
+refresh = "5s"
+hide_version = true
+metrics = "/metrics"
 
 [[frontend]]
 name = "amqps"
@@ -49,8 +60,14 @@ bind = "0.0.0.0:5671"
 backend = "rabbitmq"
 mode = "tcp"
 max_connections = 100
-tls = { cert = "server.pem", key = "server.key" }
+tls = { cert = "server.pem", key = "server.key", ca = "ca.pem", verify = "optional" }
 accept_proxy = true
+dont_log_null = true
+acl = { lan = ["10.0.0.0/8", "::1"], "ops.team" = ["192.168.1.7"] }
+tcp_request = [
+  { action = "accept", if = "ops.team" },
+  { action = "reject", unless = "lan" },
+]
 
 [[backend]]
 name = "rabbitmq"
@@ -62,10 +79,12 @@ idle_timeout = "10m"
 tcp_keepalive = "15s"
 send_proxy = "v2"
 on_marked_down = "shutdown-sessions"
+on_marked_up = "shutdown-backup-sessions"
+half_close_timeout = "10s"
 slowstart = "30s"
 
 [backend.health_check]
-type = "amqp-probe"
+type = "tcp"
 interval = "3s"
 fast_interval = "250ms"
 down_interval = "5s"
@@ -76,12 +95,20 @@ vhost = "prod"
 username = "monitor"
 password_env = "AMQPLB_TEST_PASSWORD"
 management = { port = 15671, alarms = true, eject_on_alarm = true }
+tcp_check = [
+  { action = "connect" },
+  { action = "send", data = "PING\r\n\u0000" },
+  { action = "send-binary", data = "414d5150" },
+  { action = "expect", match = "rstring", pattern = "^\\+PONG", negate = true },
+]
 
 [[backend.server]]
 name = "rmq1"
-address = "rmq1.example.com:5672"
+address = "rmq1.example.com:5671"
 weight = 10
 max_connections = 1000
+check_port = 5672
+tls = { verify = "none", ca = "ca.pem", server_name = "rabbit", cert = "client.pem", key = "client.key" }
 
 [[backend.server]]
 name = "rmq2"
@@ -97,25 +124,36 @@ func TestParseFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		File:   "full.toml",
-		Global: Global{MaxConnections: 500, DrainTimeout: time.Minute, LogLevel: "debug", LogFormat: "json", AccessLog: false},
-		Admin:  Admin{Listen: "0.0.0.0:9000", Token: "t0k"},
+		File: "full.toml",
+		Global: Global{MaxConnections: 500, DrainTimeout: time.Minute, LogLevel: "debug", LogFormat: "json", AccessLog: false,
+			Log: []LogTarget{{Address: "127.0.0.1:514", Facility: "local3", Level: "info"}, {Address: "[::1]:5514", Facility: "local0", Level: "debug"}}},
+		Admin: Admin{Listen: "0.0.0.0:9000", Token: "t0k"},
+		Stats: []Stats{{Name: "stats", Bind: "127.0.0.1:1936", URI: "/haproxy?stats", Auth: []string{"admin:secret", "ops:x:y"},
+			Realm: "RabbitMQ", Refresh: 5 * time.Second, HideVersion: true, Metrics: "/metrics"}},
 		Frontends: []Frontend{{
 			Name: "amqps", Bind: "0.0.0.0:5671", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 100,
-			TLS: &TLS{Cert: "server.pem", Key: "server.key"}, AcceptProxy: true,
+			TLS: &TLS{Cert: "server.pem", Key: "server.key", CA: "ca.pem", Verify: "optional"}, AcceptProxy: true,
+			DontLogNull: true, ACL: map[string][]string{"lan": {"10.0.0.0/8", "::1"}, "ops.team": {"192.168.1.7"}},
+			TCPRequest: []TCPRule{{Action: "accept", If: "ops.team"}, {Action: "reject", Unless: "lan"}},
 		}},
 		Backends: []Backend{{
 			Name: "rabbitmq", Balance: "leastconn", ConnectTimeout: 2 * time.Second, Retries: 5, Redispatch: false,
 			IdleTimeout: 10 * time.Minute, TCPKeepalive: 15 * time.Second, SendProxy: "v2",
-			OnMarkedDown: "shutdown-sessions", Slowstart: 30 * time.Second,
+			OnMarkedDown: "shutdown-sessions", OnMarkedUp: "shutdown-backup-sessions", HalfCloseTimeout: 10 * time.Second,
+			Slowstart: 30 * time.Second,
 			HealthCheck: HealthCheck{
-				Type: "amqp-probe", Interval: 3 * time.Second, FastInterval: 250 * time.Millisecond,
+				Type: "tcp", Interval: 3 * time.Second, FastInterval: 250 * time.Millisecond,
 				DownInterval: 5 * time.Second, Timeout: 1500 * time.Millisecond, Rise: 1, Fall: 2,
 				VHost: "prod", Username: "monitor", Password: "s3cret", PasswordEnv: "AMQPLB_TEST_PASSWORD",
 				Management: &Management{Port: 15671, Alarms: true, EjectOnAlarm: true},
+				TCPCheck: []TCPCheckStep{
+					{Action: "connect"}, {Action: "send", Data: "PING\r\n\x00"}, {Action: "send-binary", Data: "414d5150"},
+					{Action: "expect", Match: "rstring", Pattern: `^\+PONG`, Negate: true},
+				},
 			},
 			Servers: []Server{
-				{Name: "rmq1", Address: "rmq1.example.com:5672", Weight: 10, MaxConnections: 1000},
+				{Name: "rmq1", Address: "rmq1.example.com:5671", Weight: 10, MaxConnections: 1000, CheckPort: 5672,
+					TLS: &ServerTLS{Verify: "none", CA: "ca.pem", ServerName: "rabbit", Cert: "client.pem", Key: "client.key"}},
 				{Name: "rmq2", Address: "[fd00::2]:5672", Weight: 0, Backup: true},
 			},
 		}},
@@ -130,7 +168,8 @@ func TestParseFull(t *testing.T) {
 func defaultsWant(file string) *Config {
 	backend := Backend{
 		Name: "rabbitmq", Balance: "roundrobin", ConnectTimeout: 5 * time.Second, Retries: 3, Redispatch: true,
-		IdleTimeout: 0, TCPKeepalive: 30 * time.Second, SendProxy: "", OnMarkedDown: "keep", Slowstart: 0,
+		IdleTimeout: 0, TCPKeepalive: 30 * time.Second, SendProxy: "", OnMarkedDown: "keep", OnMarkedUp: "keep",
+		HalfCloseTimeout: 0, Slowstart: 0,
 		HealthCheck: HealthCheck{
 			Type: "amqp", Interval: 2 * time.Second, FastInterval: 500 * time.Millisecond,
 			DownInterval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3,
@@ -570,9 +609,8 @@ name = "b2"
 health_check = { password = "x", password_env = "AMQPLB_TEST_UNSET" }
 server = [{ name = "s1", address = "h1:5672" }, { name = "s2", address = "h2:5672" }]
 `,
-			want: `a.toml:6: frontend "a": tls: key is required when cert is set
-a.toml:12: frontend "b": tls: cert is required when key is set
-a.toml:18: frontend "c": tls: cert and key are required
+			want: `a.toml:12: frontend "b": tls: cert is required (a PEM file with the certificate chain, or a directory of them)
+a.toml:18: frontend "c": tls: cert is required (a PEM file with the certificate chain, or a directory of them)
 a.toml:22: backend "b1": health_check: password_env "AMQPLB_TEST_SURELY_UNSET" is not set in the environment
 a.toml:27: backend "b2": health_check: set password or password_env, not both`,
 		},

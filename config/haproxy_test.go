@@ -68,23 +68,24 @@ func TestHAProxyRabbitMQ(t *testing.T) {
 	b := hapBackend("rabbitmq_cluster", "10.0.0.1:5672", "10.0.0.2:5672", "10.0.0.3:5672")
 	b.IdleTimeout = 3 * time.Hour
 	b.HealthCheck.Interval = 5 * time.Second
+	b.HealthCheck.Type = "amqp-probe"
 	want := &Config{
-		File:      "haproxy.cfg",
-		Global:    Global{MaxConnections: 4096, DrainTimeout: 30 * time.Second, LogLevel: "info", LogFormat: "text", AccessLog: true},
+		File: "haproxy.cfg",
+		Global: Global{MaxConnections: 4096, DrainTimeout: 30 * time.Second, LogLevel: "info", LogFormat: "text", AccessLog: true,
+			Log: []LogTarget{{Address: "127.0.0.1:514", Facility: "local0", Level: "notice"}}},
 		Admin:     Admin{Listen: "127.0.0.1:8404"},
-		Frontends: []Frontend{{Name: "rabbitmq_cluster", Bind: ":5672", Backend: "rabbitmq_cluster", Mode: "tcp"}},
+		Frontends: []Frontend{{Name: "rabbitmq_cluster", Bind: ":5672", Backend: "rabbitmq_cluster", Mode: "tcp", DontLogNull: true}},
 		Backends:  []Backend{b},
+		Stats: []Stats{{Name: "stats", Bind: ":1936", URI: "/", Auth: []string{"admin:secret"}, Realm: "HAProxy Statistics",
+			Refresh: 5 * time.Second}},
 		Warnings: []string{
-			"haproxy.cfg:3: ignored: log (amqplb logs to standard error)",
-			"haproxy.cfg:5: ignored: chroot",
-			"haproxy.cfg:6: ignored: user",
-			"haproxy.cfg:7: ignored: group",
-			"haproxy.cfg:8: ignored: daemon (amqplb runs in the foreground)",
-			"haproxy.cfg:9: ignored: stats socket (amqplb serves /metrics and its status page on admin.listen)",
-			"haproxy.cfg:12: ignored: log (amqplb logs to standard error)",
-			"haproxy.cfg:14: ignored: option tcplog (amqplb logs one line per session)",
-			"haproxy.cfg:15: ignored: option dontlognull",
-			"haproxy.cfg:30: ignored: section listen stats (HAProxy's stats page; amqplb serves /metrics and its status page on admin.listen, 127.0.0.1:8404)",
+			"haproxy.cfg:5: ignored: chroot (amqplb does not chroot; confine it with the service manager)",
+			"haproxy.cfg:6: ignored: user (amqplb runs as the user that starts it)",
+			"haproxy.cfg:7: ignored: group (amqplb runs as the user that starts it)",
+			"haproxy.cfg:8: ignored: daemon (amqplb runs in the foreground; let the service manager run it)",
+			"haproxy.cfg:9: ignored: stats socket (amqplb has no runtime socket; its admin HTTP API on admin.listen, 127.0.0.1:8404 by default, shows and changes server state: set [admin] in the converted TOML)",
+			"haproxy.cfg:14: ignored: option tcplog (amqplb writes its own access-log line per session)",
+			`haproxy.cfg:26: backend "rabbitmq_cluster": check is upgraded from HAProxy's TCP connect to an AMQP probe (type "amqp-probe": the protocol header, then a valid Connection.Start) because server rmq1 is on port 5672, so that a broker that accepts connections but does not answer is taken out; to keep a plain TCP check write "option tcp-check" in this section, or type = "tcp" in the converted TOML`,
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -150,7 +151,7 @@ backend rabbitmq
 	b := Backend{
 		Name: "rabbitmq", Balance: "leastconn", ConnectTimeout: 3 * time.Second, Retries: 5, Redispatch: false,
 		IdleTimeout: 90 * time.Minute, TCPKeepalive: 0, SendProxy: "v2", OnMarkedDown: "shutdown-sessions",
-		Slowstart: 30 * time.Second,
+		OnMarkedUp: "keep", Slowstart: 30 * time.Second,
 		HealthCheck: HealthCheck{
 			Type: "tcp", Interval: 3 * time.Second, FastInterval: time.Second, DownInterval: 10 * time.Second,
 			Timeout: 2 * time.Second, Rise: 1, Fall: 2, VHost: "/", Username: "guest", Password: "guest",
@@ -170,7 +171,7 @@ backend rabbitmq
 			{Name: "amqp-2", Bind: "[::1]:5672", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 500},
 			{Name: "amqp-3", Bind: "127.0.0.1:5673", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 500},
 			{Name: "amqps", Bind: ":5671", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 100,
-				TLS: &TLS{Cert: "/etc/ssl/amqp.pem", Key: "/etc/ssl/amqp.pem"}},
+				TLS: &TLS{Cert: "/etc/ssl/amqp.pem", Verify: "none"}},
 		},
 		Backends: []Backend{b},
 		Warnings: []string{
@@ -227,8 +228,10 @@ listen b from base
 	if w := []int{b.Servers[0].Weight, b.Servers[1].Weight, b.Servers[2].Weight}; !reflect.DeepEqual(w, []int{1, 1, 7}) {
 		t.Errorf("listen b weights = %v, want [1 1 7]", w)
 	}
-	if c.Warnings != nil {
-		t.Errorf("Warnings = %q, want none", c.Warnings)
+	// Only the upgrade of each backend's plain check to amqp-probe.
+	if len(c.Warnings) != 2 || !strings.Contains(c.Warnings[0], "d.cfg:11: backend \"a\": check is upgraded") ||
+		!strings.Contains(c.Warnings[1], "d.cfg:17: backend \"b\": check is upgraded") {
+		t.Errorf("Warnings = %q", c.Warnings)
 	}
 }
 
@@ -302,9 +305,17 @@ func TestSplitWords(t *testing.T) {
 		{in: `description 'a # b' c\ d`, want: []string{"description", "a # b", "c d"}},
 		{in: `x "" y`, want: []string{"x", "", "y"}},
 		{in: `bind "${AMQPLB_TEST_HOST}:5672"`, want: []string{"bind", "10.0.0.9:5672"}},
-		{in: `bind ${AMQPLB_TEST_HOST}:5672 '${AMQPLB_TEST_HOST}'`, want: []string{"bind", "10.0.0.9:5672", "${AMQPLB_TEST_HOST}"}},
+		// HAProxy 2.x expands variables inside double quotes only (an
+		// address expands them itself: see TestHAProxyAddr).
+		{in: `bind ${AMQPLB_TEST_HOST}:5672 '${AMQPLB_TEST_HOST}'`, want: []string{"bind", "${AMQPLB_TEST_HOST}:5672", "${AMQPLB_TEST_HOST}"}},
+		{in: `x "$AMQPLB_TEST_HOST:1" "${AMQPLB_TEST_SURELY_UNSET-dflt}" "${AMQPLB_TEST_HOST-dflt}" "\$5"`, want: []string{"x", "10.0.0.9:1", "dflt", "10.0.0.9", "$5"}},
 		{in: `description "unterminated`, err: `unmatched " quote`},
-		{in: `bind ${HOST:5672`, err: `unterminated ${ in "${HOST:5672"`},
+		{in: `bind "${HOST:5672"`, err: `unterminated ${ in "${HOST:5672\""`},
+		{in: `x "$5"`, err: `invalid variable name after $ in "$5\"" (write "\$" for a dollar sign)`},
+		// Escapes: \r \n \t \xHH are bytes; other backslashes stay.
+		{in: `tcp-check send AMQP\x00\x00\x09\x01 PING\r\n a\tb \d\. \$x "\"q\"" \#`, want: []string{"tcp-check", "send", "AMQP\x00\x00\x09\x01", "PING\r\n", "a\tb", `\d\.`, `\$x`, `"q"`, "#"}},
+		{in: `x \xZZ`, err: `invalid \x escape in "\\xZZ" (write \xHH, two hex digits)`},
+		{in: "x y\rz", want: []string{"x", "y"}},
 	}
 	for _, tt := range tests {
 		got, err := splitWords(tt.in)
@@ -352,12 +363,12 @@ h.cfg:6: unknown timeout "forever" in section "listen rabbitmq"`,
 		{
 			name: "mode http in defaults used by a proxy, reported once",
 			src:  "defaults\n\tmode http\n" + hapListen + "listen other\n\tbind :5673\n\tserver rmq1 10.0.0.1:5672\n",
-			want: `h.cfg:2: mode http: amqplb is a layer-4 load balancer; only mode tcp is supported (listen rabbitmq)`,
+			want: `h.cfg:2: mode http: amqplb is a layer-4 load balancer: only mode tcp is supported, except in a section that only serves HAProxy's stats page or Prometheus exporter (listen rabbitmq)`,
 		},
 		{
 			name: "mode http in a proxy",
 			src:  hapListen + "\tmode http\n",
-			want: `h.cfg:5: mode http: amqplb is a layer-4 load balancer; only mode tcp is supported (listen rabbitmq)`,
+			want: `h.cfg:5: mode http: amqplb is a layer-4 load balancer: only mode tcp is supported, except in a section that only serves HAProxy's stats page or Prometheus exporter (listen rabbitmq)`,
 		},
 		{
 			name: "balance not supported",
@@ -376,7 +387,9 @@ h.cfg:7: server option rise: invalid number "many"`,
 			name: "behaviour that cannot be honoured",
 			src: `frontend amqp
 	bind :5672
-	tcp-request connection reject if { src 10.0.0.0/8 }
+	acl to_tls dst_port 5671
+	tcp-request connection reject if to_tls
+	tcp-request connection track-sc0 src
 	use_backend other if { dst_port 5673 }
 	rate-limit sessions 100
 	default_backend rabbitmq
@@ -384,38 +397,85 @@ backend rabbitmq
 	stick-table type ip size 1m
 	stick on src
 	option ssl-hello-chk
-	tcp-check send PING\r\n
-	server rmq1 10.0.0.1:5672 check ssl verify none
+	server rmq1 10.0.0.1:5672 check ssl verify none sni req.ssl_sni
 	server rmq2 10.0.0.2:5672 track rabbitmq/rmq1
+	tcp-request content reject
+listen web
+	bind :8080
+	mode http
+	stats enable
+	server www 10.0.0.9:80
 `,
-			want: `h.cfg:3: tcp-request connection: connection rules are not supported
-h.cfg:4: use_backend: content switching is not supported; use default_backend
-h.cfg:5: rate-limit: rate limits are not supported
-h.cfg:8: stick-table: stick tables are not supported (balance source gives affinity)
-h.cfg:9: stick: stick tables are not supported (balance source gives affinity)
-h.cfg:10: option ssl-hello-chk: only AMQP and TCP checks are supported
-h.cfg:11: tcp-check send: custom check scripts are not supported (the check is an AMQP handshake, or with option tcp-check a TCP connect)
-h.cfg:12: server option ssl: TLS to servers is not supported
-h.cfg:12: server option verify: TLS to servers is not supported
-h.cfg:13: server option track: tracking another server's checks is not supported`,
+			want: `h.cfg:4: tcp-request connection reject: acl "to_tls" (line 3) matches dst_port; amqplb's rules match the client address only (src)
+h.cfg:5: tcp-request connection track-sc0: only accept and reject are supported
+h.cfg:6: use_backend other if { dst_port 5673 }: content switching is not supported; use_backend without a condition (or default_backend) is
+h.cfg:7: rate-limit: rate limits are not supported
+h.cfg:10: stick-table: stick tables are not supported (balance source gives affinity)
+h.cfg:11: stick: stick tables are not supported (balance source gives affinity)
+h.cfg:12: option ssl-hello-chk: only AMQP and TCP checks are supported
+h.cfg:13: server option sni req.ssl_sni: only sni str(NAME) is supported (a fixed name)
+h.cfg:14: server option track: tracking another server's checks is not supported
+h.cfg:15: tcp-request content in section "backend rabbitmq": amqplb applies rules per frontend; move it to the frontends that use this backend
+h.cfg:18: mode http: amqplb is a layer-4 load balancer: only mode tcp is supported, except in a section that only serves HAProxy's stats page or Prometheus exporter (listen web)`,
+		},
+		{
+			name: "rules and checks",
+			src: `frontend amqp
+	bind :5672
+	acl lan src 10.0.0.0/8 not-an-address
+	acl ok src 10.0.0.0/255.0.0.0
+	tcp-request connection accept if ok
+	tcp-request content reject if nowhere
+	tcp-request content reject unless ok ||
+	tcp-request content reject if { src 10.0.0.1
+	tcp-request content reject
+	default_backend rabbitmq
+backend rabbitmq
+	option tcp-check
+	tcp-check connect port 5672 ssl
+	tcp-check send-binary 414d5
+	tcp-check expect rstring (?<=x)
+	tcp-check expect string
+	tcp-check set-var(check.x) int(1)
+	server rmq1 10.0.0.1:5672 check
+	server rmq2 10.0.0.2:5672 check
+`,
+			want: `h.cfg:3: acl src: "not-an-address" is not an IP address or CIDR prefix
+h.cfg:5: tcp-request connection accept: HAProxy still applies the tcp-request content rules (line 9) to the connections it accepts; amqplb's first matching rule decides, so an accept followed by a reject of a later kind is not supported
+h.cfg:6: tcp-request content: acl "nowhere" is not defined (define it with acl nowhere src ... before this line)
+h.cfg:7: tcp-request content: the condition is empty or ends with an operator
+h.cfg:8: tcp-request content: unterminated or empty { ... } in the condition
+h.cfg:13: tcp-check connect ssl is not supported (checks connect as the server line says: port, ssl, send-proxy)
+h.cfg:14: tcp-check send-binary 414d5: not hex bytes
+h.cfg:15: tcp-check expect rstring "(?<=x)": Go's regular expressions (RE2) cannot read it: error parsing regexp: invalid named capture: ` + "`(?<=x)`" + `
+h.cfg:16: tcp-check expect string needs a pattern
+h.cfg:17: tcp-check set-var(check.x) is not supported (connect, send, send-binary and expect are)`,
 		},
 		{
 			name: "TLS that cannot be imported",
 			src: `listen rabbitmq
-	bind :5671 ssl crt a.pem ca-file ca.pem verify required
+	bind :5671 ssl crt a.pem crl-file crl.pem
 	bind :5672 ssl crt a.pem crt b.pem
 	bind :5673 ssl
 	bind unix@/run/amqp.sock
 	bind :5674-5680
+	bind :5675 ca-file ca.pem
+	bind :5676 ssl crt a.pem verify required
 	server rmq1 10.0.0.1:5672 check
 	server rmq2 10.0.0.2:5672 check
+listen stats
+	bind :8080 ssl crt a.pem
+	mode http
+	stats enable
 `,
-			want: `h.cfg:2: TLS not supported in haproxy.cfg import: bind option ca-file
-h.cfg:2: TLS not supported in haproxy.cfg import: bind option verify required (client certificates)
-h.cfg:3: TLS not supported in haproxy.cfg import: more than one crt
-h.cfg:4: bind :5673 ssl needs crt FILE
+			want: `h.cfg:2: bind option crl-file: certificate revocation lists are not supported
+h.cfg:3: bind :5672: more than one crt: amqplb takes one, a file or a directory of them
+h.cfg:4: bind :5673 ssl needs crt FILE (or crt DIR)
 h.cfg:5: bind address unix@/run/amqp.sock: only TCP addresses are supported
-h.cfg:6: bind address :5674-5680: port ranges and offsets are not supported`,
+h.cfg:6: bind address :5674-5680: port ranges and offsets are not supported
+h.cfg:7: bind :5675 has TLS options but not ssl
+h.cfg:8: frontend "rabbitmq-7": tls: verify "required" needs ca, the CA bundle that client certificates are checked against
+h.cfg:12: listen stats: TLS on a stats listener is not supported`,
 		},
 		{
 			name: "structure",
@@ -473,7 +533,7 @@ h.cfg:4: backend "other": connect_timeout must be greater than 0, not 0s
 h.cfg:6: frontend "rabbitmq": bind ":99999": port must be a number in 1..65535
 h.cfg:7: backend "rabbitmq": server "rmq1": weight 300 out of range 0..256
 h.cfg:8: backend "rabbitmq": duplicate server "rmq1" (first defined at line 7)
-h.cfg:8: backend "rabbitmq": server "rmq1": address "10.0.0.2" is not host:port (e.g. "10.0.0.5:5672")`,
+h.cfg:8: backend "rabbitmq": server "rmq1": address "10.0.0.2:99999": port must be a number in 1..65535`,
 		},
 		{
 			name: "unmatched quote",
@@ -504,7 +564,7 @@ func TestHAProxyWarnings(t *testing.T) {
 		src  string
 		want []string
 	}{
-		{name: "none", src: hapListen},
+		{name: "none", src: hapListen + "\toption tcp-check\n"},
 		{
 			name: "harmless directives",
 			src: `global
@@ -522,17 +582,15 @@ defaults
 `,
 			want: []string{
 				"w.cfg:2: ignored: nbthread (Go schedules on every core)",
-				"w.cfg:3: ignored: pidfile",
-				"w.cfg:4: ignored: tune.bufsize",
-				"w.cfg:5: ignored: ssl-default-bind-ciphers",
+				"w.cfg:3: ignored: pidfile (amqplb writes no pid file; the service manager tracks it)",
+				"w.cfg:4: ignored: tune.bufsize (HAProxy tuning that amqplb does not need)",
+				"w.cfg:5: ignored: ssl-default-bind-ciphers (amqplb uses Go's TLS defaults: TLS 1.2 and later, modern ciphers)",
 				"w.cfg:7: ignored: option http-server-close (needs mode http)",
-				"w.cfg:8: ignored: timeout queue (amqplb has no queue)",
-				"w.cfg:9: ignored: timeout client-fin (amqplb bounds half-closed sessions itself)",
+				"w.cfg:8: ignored: timeout queue (amqplb has no queue: a connection finds a server or is refused)",
 				"w.cfg:14: ignored: option splice-auto (amqplb always splices)",
-				"w.cfg:15: ignored: acl (nothing uses it)",
+				"w.cfg:15: ignored: acl internal (no rule uses it)",
 				"w.cfg:16: ignored: server option resolvers (amqplb re-resolves host names itself)",
-				"w.cfg:16: ignored: server option init-addr (amqplb re-resolves host names itself)",
-				"w.cfg:16: ignored: server option port (the check connects to the server's own address)",
+				"w.cfg:16: ignored: server option init-addr (amqplb resolves host names when it starts and again before each connection)",
 			},
 		},
 		{
@@ -546,10 +604,9 @@ frontend prometheus
 listen old
 	disabled
 	bind :5673
-` + hapListen,
+` + hapListen + "\toption tcp-check\n",
 			want: []string{
 				"w.cfg:1: ignored: section userlist admins (amqplb has no use for it)",
-				"w.cfg:3: ignored: section frontend prometheus (HAProxy's stats page; amqplb serves /metrics and its status page on admin.listen, 127.0.0.1:8404)",
 				"w.cfg:8: ignored: section listen old (disabled)",
 			},
 		},
@@ -570,8 +627,8 @@ listen rabbitmq
 			want: []string{
 				`w.cfg:3: backend "rabbitmq": idle_timeout 1m is shorter than twice the 1m AMQP heartbeat; idle clients will be cut`,
 				"w.cfg:6: balance static-rr is imported as roundrobin (weights changed at run time take effect at once)",
-				`w.cfg:7: backend "rabbitmq": option httpchk is replaced by amqplb's AMQP handshake check`,
-				"w.cfg:8: ignored: http-check expect (the check is an AMQP handshake)",
+				`w.cfg:7: backend "rabbitmq": option httpchk: amqplb does not check over HTTP; the check is an AMQP probe (type "amqp-probe": the protocol header, then a valid Connection.Start) because server rmq1 is on port 5672`,
+				"w.cfg:8: ignored: http-check expect (amqplb does not check over HTTP)",
 				`w.cfg:10: backend "rabbitmq": server "rmq2" has inter 2s but server "rmq1" (line 9) has 5s; amqplb has one value per backend and takes the first server's`,
 				`w.cfg:10: backend "rabbitmq": server "rmq2" has fall 5 but server "rmq1" (line 9) has none; amqplb has one value per backend and takes the first server's`,
 				`w.cfg:10: backend "rabbitmq": server "rmq2" has slowstart 10s but server "rmq1" (line 9) has none; amqplb has one value per backend and takes the first server's`,

@@ -208,15 +208,46 @@ func (d *decoder) value(v any, rv reflect.Value, path string, key []string, labe
 			return
 		}
 		d.table(m, rv, path, key, label)
+	case reflect.Map:
+		m, ok := v.(map[string]any)
+		if !ok {
+			d.typeErrorf(path, "%s: expected a table, got %s", label, describe(v))
+			return
+		}
+		if len(m) == 0 {
+			rv.Set(reflect.Zero(rv.Type()))
+			return
+		}
+		names := make([]string, 0, len(m))
+		for k := range m {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		out := reflect.MakeMapWithSize(rv.Type(), len(m))
+		for _, k := range names {
+			e := reflect.New(rv.Type().Elem()).Elem()
+			d.value(m[k], e, joinPath(path, k), append(append([]string(nil), key...), k), label+"."+k)
+			out.SetMapIndex(reflect.ValueOf(k), e)
+		}
+		rv.Set(out)
 	case reflect.Slice:
+		if rv.Type().Elem().Kind() != reflect.Struct {
+			d.list(v, rv, path, key, label)
+			return
+		}
 		elems, ok := tables(v)
 		if !ok {
 			k := toml.Key(key).String()
 			d.typeErrorf(path, "%s: expected an array of tables, written [[%s]], got %s", label, k, describe(v))
 			return
 		}
+		if len(elems) == 0 {
+			rv.Set(reflect.Zero(rv.Type()))
+			return
+		}
 		singular := key[len(key)-1]
 		outer := strings.TrimSuffix(label, singular)
+		_, named := rv.Type().Elem().FieldByName("Name")
 		s := reflect.MakeSlice(rv.Type(), len(elems), len(elems))
 		for i, m := range elems {
 			e := s.Index(i)
@@ -224,6 +255,10 @@ func (d *decoder) value(v any, rv reflect.Value, path string, key []string, labe
 				df.setDefaults()
 			}
 			epath := joinPath(path, strconv.Itoa(i))
+			if !named {
+				d.table(m, e, epath, key, outer+elemLabel(singular, i, ""))
+				continue
+			}
 			// Decode the name first so that messages about the other keys
 			// can say which element they are about.
 			if name, ok := m["name"]; ok {
@@ -241,6 +276,25 @@ func (d *decoder) value(v any, rv reflect.Value, path string, key []string, labe
 	default:
 		panic(fmt.Sprintf("config: no decoder for %s", rv.Type()))
 	}
+}
+
+// list decodes an array of plain values (strings) into the slice rv; an
+// empty array gives a nil slice, as an absent key does.
+func (d *decoder) list(v any, rv reflect.Value, path string, key []string, label string) {
+	elems, ok := v.([]any)
+	if !ok {
+		d.typeErrorf(path, "%s: expected an array, got %s", label, describe(v))
+		return
+	}
+	if len(elems) == 0 {
+		rv.Set(reflect.Zero(rv.Type()))
+		return
+	}
+	s := reflect.MakeSlice(rv.Type(), len(elems), len(elems))
+	for i, e := range elems {
+		d.value(e, s.Index(i), joinPath(path, strconv.Itoa(i)), key, fmt.Sprintf("%s[%d]", label, i))
+	}
+	rv.Set(s)
 }
 
 // tables returns v as a list of tables if it is an array of tables,

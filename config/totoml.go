@@ -3,43 +3,118 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
 // ToTOML writes c as an amqplb.toml file that Parse reads back to the same
 // Config (File and Warnings aside). Every key is written, defaults included,
-// so that the file documents itself. When PasswordEnv is set the password
-// itself is not written.
-func ToTOML(c *Config) []byte {
-	w := &tomlWriter{}
+// so that the file documents itself; lists and tables that are empty are
+// left out. When PasswordEnv is set the password itself is not written.
+func ToTOML(c *Config) []byte { return writeTOML(c, nil) }
+
+// notes are comments written into a converted file: where each key came
+// from, and what was said about the lines of each section.
+type notes struct {
+	file   string
+	lines  map[string]int      // key path (see keyLines) → line of the source
+	before map[string][]string // table path → comment lines before its header
+	header []string            // comment lines at the top
+}
+
+type tomlWriter struct {
+	buf   bytes.Buffer
+	notes *notes
+	path  string // of the table being written
+}
+
+func writeTOML(c *Config, n *notes) []byte {
+	w := &tomlWriter{notes: n}
+	if n != nil {
+		for _, l := range n.header {
+			w.comment(l)
+		}
+	}
 	g := c.Global
-	w.table("[global]")
+	w.table("[global]", "global")
 	w.int("max_connections", g.MaxConnections)
 	w.duration("drain_timeout", g.DrainTimeout)
 	w.str("log_level", g.LogLevel)
 	w.str("log_format", g.LogFormat)
 	w.bool("access_log", g.AccessLog)
+	if len(g.Log) > 0 {
+		w.array("log", len(g.Log), func(i int) string {
+			t := g.Log[i]
+			return inline("address", tomlQuote(t.Address), "facility", tomlQuote(t.Facility), "level", tomlQuote(t.Level))
+		})
+	}
 
-	w.table("[admin]")
+	w.table("[admin]", "admin")
 	w.str("listen", c.Admin.Listen)
 	w.str("token", c.Admin.Token)
 
-	for _, f := range c.Frontends {
-		w.table("[[frontend]]")
+	for i, s := range c.Stats {
+		w.table("[[stats]]", fmt.Sprintf("stats.%d", i))
+		w.str("name", s.Name)
+		w.str("bind", s.Bind)
+		w.str("uri", s.URI)
+		if len(s.Auth) > 0 {
+			w.line("auth", quoteList(s.Auth))
+		}
+		w.str("realm", s.Realm)
+		w.duration("refresh", s.Refresh)
+		w.bool("hide_version", s.HideVersion)
+		w.str("metrics", s.Metrics)
+	}
+
+	for i, f := range c.Frontends {
+		w.table("[[frontend]]", fmt.Sprintf("frontend.%d", i))
 		w.str("name", f.Name)
 		w.str("bind", f.Bind)
 		w.str("backend", f.Backend)
 		w.str("mode", f.Mode)
 		w.int("max_connections", f.MaxConnections)
-		if f.TLS != nil {
-			w.line("tls", fmt.Sprintf("{ cert = %s, key = %s }", strconv.Quote(f.TLS.Cert), strconv.Quote(f.TLS.Key)))
+		if t := f.TLS; t != nil {
+			w.line("tls", inline("cert", tomlQuote(t.Cert), "key", tomlQuote(t.Key), "ca", tomlQuote(t.CA), "verify", tomlQuote(t.Verify)))
 		}
 		w.bool("accept_proxy", f.AcceptProxy)
+		w.bool("dont_log_null", f.DontLogNull)
+		if len(f.ACL) > 0 {
+			names := make([]string, 0, len(f.ACL))
+			for k := range f.ACL {
+				names = append(names, k)
+			}
+			slices.Sort(names)
+			w.buf.WriteString("acl = {")
+			for k, name := range names {
+				if k > 0 {
+					w.buf.WriteByte(',')
+				}
+				fmt.Fprintf(&w.buf, " %s = %s", tomlKey(name), quoteList(f.ACL[name]))
+			}
+			w.buf.WriteString(" }")
+			w.note("acl")
+		}
+		if len(f.TCPRequest) > 0 {
+			w.array("tcp_request", len(f.TCPRequest), func(i int) string {
+				r := f.TCPRequest[i]
+				kv := []string{"action", tomlQuote(r.Action)}
+				if r.If != "" {
+					kv = append(kv, "if", tomlQuote(r.If))
+				}
+				if r.Unless != "" {
+					kv = append(kv, "unless", tomlQuote(r.Unless))
+				}
+				return inline(kv...)
+			})
+		}
 	}
 
-	for _, b := range c.Backends {
-		w.table("[[backend]]")
+	for i, b := range c.Backends {
+		bpath := fmt.Sprintf("backend.%d", i)
+		w.table("[[backend]]", bpath)
 		w.str("name", b.Name)
 		w.str("balance", b.Balance)
 		w.duration("connect_timeout", b.ConnectTimeout)
@@ -49,10 +124,12 @@ func ToTOML(c *Config) []byte {
 		w.duration("tcp_keepalive", b.TCPKeepalive)
 		w.str("send_proxy", b.SendProxy)
 		w.str("on_marked_down", b.OnMarkedDown)
+		w.str("on_marked_up", b.OnMarkedUp)
+		w.duration("half_close_timeout", b.HalfCloseTimeout)
 		w.duration("slowstart", b.Slowstart)
 
 		h := b.HealthCheck
-		w.table("[backend.health_check]")
+		w.table("[backend.health_check]", bpath+".health_check")
 		w.str("type", h.Type)
 		w.duration("interval", h.Interval)
 		w.duration("fast_interval", h.FastInterval)
@@ -70,29 +147,106 @@ func ToTOML(c *Config) []byte {
 		if m := h.Management; m != nil {
 			w.line("management", fmt.Sprintf("{ port = %d, alarms = %t, eject_on_alarm = %t }", m.Port, m.Alarms, m.EjectOnAlarm))
 		}
+		if len(h.TCPCheck) > 0 {
+			w.array("tcp_check", len(h.TCPCheck), func(i int) string {
+				st := h.TCPCheck[i]
+				kv := []string{"action", tomlQuote(st.Action)}
+				if st.Data != "" {
+					kv = append(kv, "data", tomlQuote(st.Data))
+				}
+				if st.Match != "" {
+					kv = append(kv, "match", tomlQuote(st.Match))
+				}
+				if st.Pattern != "" {
+					kv = append(kv, "pattern", tomlQuote(st.Pattern))
+				}
+				if st.Negate {
+					kv = append(kv, "negate", "true")
+				}
+				return inline(kv...)
+			})
+		}
 
-		for _, s := range b.Servers {
-			w.table("[[backend.server]]")
+		for j, s := range b.Servers {
+			w.table("[[backend.server]]", fmt.Sprintf("%s.server.%d", bpath, j))
 			w.str("name", s.Name)
 			w.str("address", s.Address)
 			w.int("weight", s.Weight)
 			w.bool("backup", s.Backup)
 			w.int("max_connections", s.MaxConnections)
+			w.int("check_port", s.CheckPort)
+			if t := s.TLS; t != nil {
+				w.line("tls", inline("verify", tomlQuote(t.Verify), "ca", tomlQuote(t.CA), "server_name", tomlQuote(t.ServerName),
+					"cert", tomlQuote(t.Cert), "key", tomlQuote(t.Key)))
+			}
 		}
 	}
 	return w.buf.Bytes()
 }
 
-type tomlWriter struct{ buf bytes.Buffer }
-
-func (w *tomlWriter) table(header string) {
+// table starts a table whose key path is path.
+func (w *tomlWriter) table(header, path string) {
 	if w.buf.Len() > 0 {
 		w.buf.WriteByte('\n')
 	}
-	w.buf.WriteString(header + "\n")
+	w.path = path
+	if w.notes != nil {
+		for _, l := range w.notes.before[path] {
+			w.comment(l)
+		}
+	}
+	w.buf.WriteString(header)
+	w.note("")
 }
 
-func (w *tomlWriter) line(key, value string) { fmt.Fprintf(&w.buf, "%s = %s\n", key, value) }
+func (w *tomlWriter) comment(s string) {
+	if s == "" {
+		w.buf.WriteString("#\n")
+		return
+	}
+	for _, l := range strings.Split(s, "\n") {
+		w.buf.WriteString("# " + commentText(l) + "\n")
+	}
+}
+
+// commentText makes s fit in a TOML comment: UTF-8, no control characters
+// but tabs. Messages quote words of the source, which may have any bytes.
+func commentText(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\t' || r == 0x7f {
+			return '\uFFFD'
+		}
+		return r
+	}, s)
+}
+
+// note ends a line, with a comment naming the source line of key (of the
+// table itself when key is "") when known.
+func (w *tomlWriter) note(key string) {
+	if w.notes != nil {
+		if l := w.notes.lines[joinPath(w.path, key)]; l > 0 {
+			fmt.Fprintf(&w.buf, "  # %s:%d", w.notes.file, l)
+		}
+	}
+	w.buf.WriteByte('\n')
+}
+
+func (w *tomlWriter) line(key, value string) {
+	fmt.Fprintf(&w.buf, "%s = %s", key, value)
+	w.note(key)
+}
+
+// array writes an array of n inline tables, one per line.
+func (w *tomlWriter) array(key string, n int, elem func(i int) string) {
+	fmt.Fprintf(&w.buf, "%s = [", key)
+	w.note(key)
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&w.buf, "  %s,", elem(i))
+		w.note(fmt.Sprintf("%s.%d", key, i))
+	}
+	w.buf.WriteString("]\n")
+}
 
 // str writes s as a TOML basic string.
 func (w *tomlWriter) str(key, s string) { w.line(key, tomlQuote(s)) }
@@ -101,6 +255,37 @@ func (w *tomlWriter) int(key string, n int)   { w.line(key, strconv.Itoa(n)) }
 func (w *tomlWriter) bool(key string, b bool) { w.line(key, strconv.FormatBool(b)) }
 func (w *tomlWriter) duration(key string, d time.Duration) {
 	w.line(key, strconv.Quote(formatDuration(d)))
+}
+
+// inline writes an inline table of key, value pairs (values already in
+// TOML).
+func inline(kv ...string) string {
+	parts := make([]string, 0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		parts = append(parts, kv[i]+" = "+kv[i+1])
+	}
+	return "{ " + strings.Join(parts, ", ") + " }"
+}
+
+func quoteList(l []string) string {
+	q := make([]string, len(l))
+	for i, s := range l {
+		q[i] = tomlQuote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// tomlKey writes k as a TOML key: bare when it can be, quoted otherwise.
+func tomlKey(k string) string {
+	if k == "" {
+		return `""`
+	}
+	for i := 0; i < len(k); i++ {
+		if !isBareKeyChar(k[i]) {
+			return tomlQuote(k)
+		}
+	}
+	return k
 }
 
 // tomlQuote quotes s as a TOML basic string. strconv.Quote is not used
@@ -117,6 +302,8 @@ func tomlQuote(s string) string {
 			b.WriteString(`\n`)
 		case r == '\t':
 			b.WriteString(`\t`)
+		case r == '\r':
+			b.WriteString(`\r`)
 		case r < 0x20 || r == 0x7f:
 			fmt.Fprintf(&b, `\u%04X`, r)
 		default:

@@ -1,10 +1,12 @@
 package config
 
 import (
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,18 +50,7 @@ func validate(c *Config, p *problems, lines map[string]int, bad map[string]bool)
 		} else if f.Bind == "" {
 			// Written with the wrong type: reported by the decoder.
 		} else if a, ok := v.hostPort(v.line(path+".bind"), label, "bind", f.Bind, false); ok {
-			owner := label
-			for _, b := range binds {
-				if b.addr.conflicts(a) {
-					if b.addr == a {
-						p.errorf(v.line(path+".bind"), "%s: bind %s is already used by %s", label, f.Bind, b.owner)
-					} else {
-						p.errorf(v.line(path+".bind"), "%s: bind %s overlaps %s of %s", label, f.Bind, b.raw, b.owner)
-					}
-					break
-				}
-			}
-			binds = append(binds, bindUse{addr: a, raw: f.Bind, owner: owner})
+			v.bindFree(path+".bind", label, f.Bind, a, &binds)
 		}
 		if f.Backend == "" && !v.bad[path+".backend"] {
 			p.errorf(v.line(path), "%s: backend is required", label)
@@ -70,18 +61,10 @@ func validate(c *Config, p *problems, lines map[string]int, bad map[string]bool)
 		}
 		v.oneOf(path+".mode", label, "mode", f.Mode, modes)
 		v.notNegative(path+".max_connections", label, "max_connections", f.MaxConnections)
-		if t := f.TLS; t != nil {
-			l := v.line(path + ".tls")
-			switch {
-			case t.Cert == "" && t.Key == "":
-				p.errorf(l, "%s: tls: cert and key are required", label)
-			case t.Key == "":
-				p.errorf(l, "%s: tls: key is required when cert is set", label)
-			case t.Cert == "":
-				p.errorf(l, "%s: tls: cert is required when key is set", label)
-			}
-		}
+		v.frontendTLS(path+".tls", label, f.TLS)
+		v.rules(path, label, f)
 	}
+	v.stats(c, &binds)
 	for i := range c.Backends {
 		b := &c.Backends[i]
 		if b.Name != "" && !used[b.Name] && len(c.Frontends) > 0 && backends[b.Name] == i {
@@ -114,6 +97,150 @@ func (v *validator) global(c *Config) {
 	v.notNegativeDuration("global.drain_timeout", "global", "drain_timeout", g.DrainTimeout)
 	v.oneOf("global.log_level", "global", "log_level", g.LogLevel, logLevels)
 	v.oneOf("global.log_format", "global", "log_format", g.LogFormat, logFormats)
+	for i, t := range g.Log {
+		path := fmt.Sprintf("global.log.%d", i)
+		label := "global: " + elemLabel("log", i, "")
+		if t.Address == "" && !v.bad[path+".address"] {
+			v.errorf(v.line(path), "%s: address is required (host:port of a syslog server, UDP)", label)
+		} else if t.Address != "" {
+			v.hostPort(v.line(path+".address"), label, "address", t.Address, true)
+		}
+		v.oneOf(path+".facility", label, "facility", t.Facility, syslogFacilities)
+		v.oneOf(path+".level", label, "level", t.Level, syslogSeverities)
+	}
+}
+
+func (v *validator) frontendTLS(path, label string, t *TLS) {
+	if t == nil {
+		return
+	}
+	label += ": tls"
+	if t.Cert == "" && !v.bad[path+".cert"] {
+		v.errorf(v.line(path), "%s: cert is required (a PEM file with the certificate chain, or a directory of them)", label)
+	}
+	if v.oneOf(path+".verify", label, "verify", t.Verify, tlsVerifies) {
+		switch {
+		case t.Verify != "none" && t.CA == "":
+			v.errorf(v.line(path+".verify"), "%s: verify %q needs ca, the CA bundle that client certificates are checked against", label, t.Verify)
+		case t.Verify == "none" && t.CA != "":
+			v.warnf(v.line(path+".ca"), `%s: ca has no effect with verify = "none" (no client certificate is asked for)`, label)
+		}
+	}
+}
+
+// rules checks a frontend's acl and tcp_request.
+func (v *validator) rules(path, label string, f *Frontend) {
+	names := make([]string, 0, len(f.ACL))
+	for name := range f.ACL {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		apath := path + ".acl." + name
+		if !validACLName(name) {
+			v.errorf(v.line(apath), "%s: acl %q: a name has only letters, digits and _ . : -", label, name)
+		}
+		for _, e := range f.ACL[name] {
+			if _, err := ParseACLEntry(e); err != nil {
+				v.errorf(v.line(apath), "%s: acl %q: %v", label, name, err)
+			}
+		}
+	}
+	used := map[string]bool{}
+	for i, r := range f.TCPRequest {
+		rpath := fmt.Sprintf("%s.tcp_request.%d", path, i)
+		rlabel := label + ": " + elemLabel("tcp_request", i, "")
+		if r.Action == "" && !v.bad[rpath+".action"] {
+			v.errorf(v.line(rpath), "%s: action is required (accept or reject)", rlabel)
+		} else if r.Action != "" {
+			v.oneOf(rpath+".action", rlabel, "action", r.Action, ruleActions)
+		}
+		if r.If != "" && r.Unless != "" {
+			v.errorf(v.line(rpath+".unless"), "%s: set if or unless, not both", rlabel)
+			continue
+		}
+		key, expr := "if", r.If
+		if r.Unless != "" {
+			key, expr = "unless", r.Unless
+		}
+		if expr == "" {
+			continue
+		}
+		c, err := ParseCondition(expr)
+		if err != nil {
+			v.errorf(v.line(rpath+"."+key), "%s: %s %q: %v", rlabel, key, expr, err)
+			continue
+		}
+		for _, g := range c.Or {
+			for _, t := range g {
+				used[t.ACL] = true
+				if _, ok := f.ACL[t.ACL]; !ok {
+					v.errorf(v.line(rpath+"."+key), "%s: %s: acl %q is not defined (define it in acl)", rlabel, key, t.ACL)
+				}
+			}
+		}
+	}
+	for _, name := range names {
+		if !used[name] {
+			v.warnf(v.line(path+".acl."+name), "%s: acl %q is not used by any tcp_request rule", label, name)
+		}
+	}
+}
+
+func (v *validator) stats(c *Config, binds *[]bindUse) {
+	names := map[string]int{}
+	for i := range c.Stats {
+		s := &c.Stats[i]
+		path := fmt.Sprintf("stats.%d", i)
+		label := elemLabel("stats", i, s.Name)
+		if s.Name == "" && !v.bad[path+".name"] {
+			v.errorf(v.line(path), "%s: name is required", label)
+		} else if first, dup := names[s.Name]; dup && s.Name != "" {
+			v.errorf(v.line(path+".name"), "duplicate stats %q%s", s.Name, v.firstAt(fmt.Sprintf("stats.%d.name", first)))
+		} else {
+			names[s.Name] = i
+		}
+		if s.Bind == "" && !v.bad[path+".bind"] {
+			v.errorf(v.line(path), "%s: bind is required", label)
+		} else if s.Bind != "" {
+			if a, ok := v.hostPort(v.line(path+".bind"), label, "bind", s.Bind, false); ok {
+				v.bindFree(path+".bind", label, s.Bind, a, binds)
+			}
+		}
+		for _, k := range []struct{ key, val string }{{"uri", s.URI}, {"metrics", s.Metrics}} {
+			if k.val != "" && !strings.HasPrefix(k.val, "/") {
+				v.errorf(v.line(path+"."+k.key), "%s: %s %q must start with /", label, k.key, k.val)
+			}
+		}
+		switch {
+		case s.URI == "" && s.Metrics == "":
+			v.errorf(v.line(path), "%s: serves nothing: set uri (the status page) or metrics (Prometheus), or both", label)
+		case s.URI == s.Metrics:
+			v.errorf(v.line(path+".metrics"), "%s: uri and metrics are both %q", label, s.URI)
+		}
+		for _, a := range s.Auth {
+			if user, _, ok := strings.Cut(a, ":"); !ok || user == "" {
+				v.errorf(v.line(path+".auth"), "%s: auth %q is not user:password", label, a)
+			}
+		}
+		v.notNegativeDuration(path+".refresh", label, "refresh", s.Refresh)
+	}
+}
+
+// bindFree reports a listen address that another listener already has,
+// and adds it to binds.
+func (v *validator) bindFree(path, label, raw string, a bindAddr, binds *[]bindUse) {
+	for _, b := range *binds {
+		if b.addr.conflicts(a) {
+			if b.addr == a {
+				v.errorf(v.line(path), "%s: bind %s is already used by %s", label, raw, b.owner)
+			} else {
+				v.errorf(v.line(path), "%s: bind %s overlaps %s of %s", label, raw, b.raw, b.owner)
+			}
+			break
+		}
+	}
+	*binds = append(*binds, bindUse{addr: a, raw: raw, owner: label})
 }
 
 func (v *validator) backend(i int, b *Backend, names map[string]int) {
@@ -133,6 +260,8 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 	v.notNegativeDuration(path+".tcp_keepalive", label, "tcp_keepalive", b.TCPKeepalive)
 	v.oneOf(path+".send_proxy", label, "send_proxy", b.SendProxy, sendProxies)
 	v.oneOf(path+".on_marked_down", label, "on_marked_down", b.OnMarkedDown, onMarkedDowns)
+	v.oneOf(path+".on_marked_up", label, "on_marked_up", b.OnMarkedUp, onMarkedUps)
+	v.notNegativeDuration(path+".half_close_timeout", label, "half_close_timeout", b.HalfCloseTimeout)
 	v.notNegativeDuration(path+".slowstart", label, "slowstart", b.Slowstart)
 	if b.IdleTimeout > 0 && b.IdleTimeout < 2*AMQPHeartbeat {
 		v.warnf(v.line(path+".idle_timeout"), "%s: idle_timeout %s is shorter than twice the %s AMQP heartbeat; idle clients will be cut",
@@ -161,6 +290,16 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 			v.errorf(v.line(spath+".weight"), "%s: weight %d out of range 0..%d", slabel, s.Weight, MaxWeight)
 		}
 		v.notNegative(spath+".max_connections", slabel, "max_connections", s.MaxConnections)
+		if s.CheckPort < 0 || s.CheckPort > 65535 {
+			v.errorf(v.line(spath+".check_port"), "%s: check_port %d out of range 0..65535", slabel, s.CheckPort)
+		}
+		if t := s.TLS; t != nil {
+			tl := slabel + ": tls"
+			v.oneOf(spath+".tls.verify", tl, "verify", t.Verify, serverVerifies)
+			if t.Key != "" && t.Cert == "" {
+				v.errorf(v.line(spath+".tls.key"), "%s: key needs cert (the client certificate)", tl)
+			}
+		}
 	}
 	switch len(b.Servers) {
 	case 0:
@@ -174,6 +313,11 @@ func (v *validator) healthCheck(path, backendLabel string, h *HealthCheck) {
 	label := backendLabel + ": health_check"
 	if !v.oneOf(path+".type", label, "type", h.Type, checkTypes) {
 		return
+	}
+	if len(h.TCPCheck) > 0 && h.Type != "tcp" {
+		v.errorf(v.line(path+".tcp_check"), `%s: tcp_check needs type = "tcp", not %q`, label, h.Type)
+	} else {
+		v.tcpCheck(path+".tcp_check", label, h.TCPCheck)
 	}
 	if h.Type == "none" {
 		v.warnf(v.line(path+".type"), `%s: type "none": servers are never checked, so a dead broker stays in rotation`, label)
@@ -209,6 +353,73 @@ func (v *validator) healthCheck(path, backendLabel string, h *HealthCheck) {
 		}
 	}
 }
+
+// tcpCheck checks the steps of a tcp check script.
+func (v *validator) tcpCheck(path, label string, steps []TCPCheckStep) {
+	for i, st := range steps {
+		spath := fmt.Sprintf("%s.%d", path, i)
+		slabel := label + ": " + elemLabel("tcp_check", i, "")
+		l := v.line(spath)
+		if st.Action == "" && !v.bad[spath+".action"] {
+			v.errorf(l, "%s: action is required (connect, send, send-binary or expect)", slabel)
+			continue
+		}
+		if !v.oneOf(spath+".action", slabel, "action", st.Action, stepActions) {
+			continue
+		}
+		unused := func(keys ...string) {
+			vals := map[string]bool{"data": st.Data != "", "match": st.Match != "", "pattern": st.Pattern != "", "negate": st.Negate}
+			for _, k := range keys {
+				if vals[k] {
+					v.errorf(v.line(spath+"."+k), "%s: %s has no meaning with action %q", slabel, k, st.Action)
+				}
+			}
+		}
+		switch st.Action {
+		case "connect":
+			if i > 0 {
+				v.errorf(l, "%s: connect can only be the first step (the check connects once)", slabel)
+			}
+			unused("data", "match", "pattern", "negate")
+		case "send":
+			if st.Data == "" {
+				v.errorf(l, "%s: send needs data", slabel)
+			}
+			unused("match", "pattern", "negate")
+		case "send-binary":
+			if _, err := decodeHex(st.Data); err != nil || st.Data == "" {
+				v.errorf(v.line(spath+".data"), "%s: send-binary data %q is not hex bytes (e.g. \"414d5150\")", slabel, st.Data)
+			}
+			unused("match", "pattern", "negate")
+		case "expect":
+			unused("data")
+			if st.Pattern == "" {
+				v.errorf(l, "%s: expect needs pattern", slabel)
+			}
+			if st.Match == "" && !v.bad[spath+".match"] {
+				v.errorf(l, "%s: expect needs match (string, binary, rstring or rbinary)", slabel)
+				continue
+			}
+			if !v.oneOf(spath+".match", slabel, "match", st.Match, stepMatches) || st.Pattern == "" {
+				continue
+			}
+			switch st.Match {
+			case "binary":
+				if _, err := decodeHex(st.Pattern); err != nil {
+					v.errorf(v.line(spath+".pattern"), "%s: binary pattern %q is not hex bytes", slabel, st.Pattern)
+				}
+			case "rstring", "rbinary":
+				if _, err := regexp.Compile(st.Pattern); err != nil {
+					v.errorf(v.line(spath+".pattern"), "%s: pattern %q: %v", slabel, st.Pattern, err)
+				}
+			}
+		}
+	}
+}
+
+// decodeHex reads bytes written in hex, either case, an even number of
+// digits.
+func decodeHex(s string) ([]byte, error) { return hex.DecodeString(s) }
 
 // oneOf reports whether s is allowed, reporting it if not.
 func (v *validator) oneOf(path, label, key, s string, allowed []string) bool {
