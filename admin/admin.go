@@ -33,7 +33,7 @@ const DefaultListen = "127.0.0.1:8404"
 // RefuseReasons are the reasons of amqplb_frontend_refused_total (and of the API's refused
 // map) that are always exported, 0 until one happens, so that alerts and dashboards find every
 // series from the start. They match proxy's reasons; admin does not import proxy.
-var RefuseReasons = []string{"maxconn", "bad_header", "handshake_timeout", "no_server", "connect_failed"}
+var RefuseReasons = []string{"maxconn", "bad_header", "handshake_timeout", "no_server", "connect_failed", "denied", "bad_proxy", "tls_handshake"}
 
 // FrontendStats is a snapshot of one frontend's counters, taken by the caller when admin asks.
 type FrontendStats struct {

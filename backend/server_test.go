@@ -1,12 +1,24 @@
 package backend
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
+	"io"
 	"net"
+	"net/netip"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/amqplb/amqplb/internal/testenv"
+	"github.com/pires/go-proxyproto"
 )
 
 func TestStateCombinesHealthAndOperator(t *testing.T) {
@@ -168,4 +180,289 @@ func TestParseAdmin(t *testing.T) {
 	if _, err := ParseAdmin("up"); err == nil {
 		t.Error(`ParseAdmin("up") accepted`)
 	}
+}
+
+// v2sig is the PROXY protocol v2 signature (proxy-protocol.txt, section 2.2).
+const v2sig = "\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0A"
+
+func unhex(t *testing.T, s string) string {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestProxyHeaderMatchesTheSpec checks the bytes of the headers against the examples and
+// layouts of the PROXY protocol specification (haproxy.org/download/2.6/doc/proxy-protocol.txt).
+func TestProxyHeaderMatchesTheSpec(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	for _, tc := range []struct {
+		name     string
+		version  int
+		src, dst netip.AddrPort
+		local    bool
+		want     string
+	}{
+		// Section 2.1's example.
+		{"v1 TCP4", 1, ap("192.168.0.1:56324"), ap("192.168.0.11:443"), false,
+			"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"},
+		{"v1 TCP6", 1, ap("[2001:db8::1]:56324"), ap("[::1]:5672"), false,
+			"PROXY TCP6 2001:db8::1 ::1 56324 5672\r\n"},
+		// An IPv4-mapped address is announced as the IPv4 address it is.
+		{"v1 mapped", 1, ap("[::ffff:10.0.0.1]:1000"), ap("[::ffff:10.0.0.2]:5672"), false,
+			"PROXY TCP4 10.0.0.1 10.0.0.2 1000 5672\r\n"},
+		// Mixed families are announced as IPv6 with the IPv4 address mapped.
+		{"v1 mixed", 1, ap("10.0.0.1:1000"), ap("[2001:db8::2]:5672"), false,
+			"PROXY TCP6 ::ffff:10.0.0.1 2001:db8::2 1000 5672\r\n"},
+		// v1 has no LOCAL: the addresses are sent.
+		{"v1 local ignored", 1, ap("192.168.0.1:56324"), ap("192.168.0.11:443"), true,
+			"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"},
+		// Section 2.2: version 2, command PROXY (0x21), TCP over IPv4 (0x11), length 12, then
+		// source and destination addresses and ports, big-endian.
+		{"v2 TCP4", 2, ap("192.168.0.1:56324"), ap("192.168.0.11:443"), false,
+			v2sig + "\x21\x11\x00\x0C" + "\xC0\xA8\x00\x01" + "\xC0\xA8\x00\x0B" + "\xDC\x04" + "\x01\xBB"},
+		// TCP over IPv6 (0x21), length 36.
+		{"v2 TCP6", 2, ap("[2001:db8::1]:56324"), ap("[::1]:5672"), false,
+			v2sig + "\x21\x21\x00\x24" + unhex(t, "20010db8000000000000000000000001") +
+				unhex(t, "00000000000000000000000000000001") + "\xDC\x04" + "\x16\x28"},
+		// LOCAL (0x20), UNSPEC (0x00), length 0: the receiver uses the connection's addresses.
+		{"v2 LOCAL", 2, netip.AddrPort{}, netip.AddrPort{}, true, v2sig + "\x20\x00\x00\x00"},
+		// Without any address, v1 says UNKNOWN.
+		{"v1 UNKNOWN", 1, netip.AddrPort{}, netip.AddrPort{}, false, "PROXY UNKNOWN\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ProxyHeader(tc.version, tc.src, tc.dst, nil, tc.local)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tc.want {
+				t.Errorf("header = %q\nwant     %q", got, tc.want)
+			}
+			// And the library's reader reads it back.
+			h, err := proxyproto.Read(bufio.NewReader(bytes.NewReader(got)))
+			if err != nil {
+				t.Fatalf("reading the header back: %v", err)
+			}
+			if h.Command.IsProxy() {
+				if s, ok := h.SourceAddr.(*net.TCPAddr); !ok || s.AddrPort().Port() != tc.src.Port() {
+					t.Errorf("read back source %v, want %v", h.SourceAddr, tc.src)
+				}
+			}
+		})
+	}
+	if _, err := ProxyHeader(3, netip.AddrPort{}, netip.AddrPort{}, nil, false); err == nil {
+		t.Error("version 3 accepted")
+	}
+}
+
+// firstRead is what acceptFirstRead saw: the first read of a connection (which must hold the
+// whole PROXY header) and the header parsed from it.
+type firstRead struct {
+	raw    []byte
+	header *proxyproto.Header
+	conn   net.Conn // the rest of the stream, after the header
+	err    error
+}
+
+// acceptFirstRead accepts one connection on ln and reports its first read, the PROXY header
+// and, with tlsCfg, the TLS connection that follows the header.
+func acceptFirstRead(t *testing.T, ln net.Listener, tlsCfg *tls.Config) <-chan firstRead {
+	ch := make(chan firstRead, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			ch <- firstRead{err: err}
+			return
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 4096)
+		n, err := c.Read(buf)
+		if err != nil {
+			ch <- firstRead{err: err}
+			return
+		}
+		fr := firstRead{raw: buf[:n]}
+		br := bufio.NewReader(io.MultiReader(bytes.NewReader(buf[:n]), c))
+		fr.header, fr.err = proxyproto.Read(br)
+		fr.conn = &readerConn{Conn: c, r: br}
+		if fr.err == nil && tlsCfg != nil {
+			tc := tls.Server(fr.conn, tlsCfg)
+			fr.err = tc.Handshake()
+			fr.conn = tc
+		}
+		ch <- fr
+	}()
+	return ch
+}
+
+type readerConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func TestDialSendsTheProxyHeaderFirstInOneWrite(t *testing.T) {
+	for _, version := range []int{1, 2} {
+		t.Run("v"+strconv.Itoa(version), func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			got := acceptFirstRead(t, ln, nil)
+			s := NewServer(ServerOptions{Name: "a", Address: ln.Addr().String(), Weight: 1, SendProxy: version})
+			src, dst := netip.MustParseAddrPort("203.0.113.7:4242"), netip.MustParseAddrPort("198.51.100.1:5672")
+			c, err := s.Dial(context.Background(), DialOptions{Timeout: time.Second, Source: src, Destination: dst})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, ok := c.(*net.TCPConn); !ok {
+				t.Errorf("Dial without TLS returned a %T", c)
+			}
+			fr := <-got
+			if fr.err != nil {
+				t.Fatal(fr.err)
+			}
+			want, _ := ProxyHeader(version, src, dst, nil, false)
+			if !bytes.Equal(fr.raw, want) {
+				t.Errorf("first read = %q, want exactly the header %q", fr.raw, want)
+			}
+			if sa, ok := fr.header.SourceAddr.(*net.TCPAddr); !ok || unmapPort(sa.AddrPort()) != src {
+				t.Errorf("source = %v, want %v", fr.header.SourceAddr, src)
+			}
+			// Client bytes follow the header.
+			if _, err := c.Write([]byte("AMQP")); err != nil {
+				t.Fatal(err)
+			}
+			b := make([]byte, 4)
+			if _, err := io.ReadFull(fr.conn, b); err != nil || string(b) != "AMQP" {
+				t.Errorf("after the header: %q, %v", b, err)
+			}
+		})
+	}
+}
+
+func TestDialWithoutSourceAnnouncesItsOwnAddresses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, tc := range []struct {
+		version int
+		local   bool
+		command proxyproto.ProtocolVersionAndCommand
+	}{{1, false, proxyproto.PROXY}, {1, true, proxyproto.PROXY}, {2, false, proxyproto.PROXY}, {2, true, proxyproto.LOCAL}} {
+		got := acceptFirstRead(t, ln, nil)
+		s := NewServer(ServerOptions{Name: "a", Address: ln.Addr().String(), Weight: 1, SendProxy: tc.version})
+		c, err := s.Dial(context.Background(), DialOptions{Timeout: time.Second, Check: true, ProxyLocal: tc.local})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fr := <-got
+		if fr.err != nil {
+			t.Fatal(fr.err)
+		}
+		if fr.header.Command != tc.command {
+			t.Errorf("v%d local=%v: command %v, want %v", tc.version, tc.local, fr.header.Command, tc.command)
+		}
+		if tc.command == proxyproto.PROXY && fr.header.SourceAddr.String() != c.LocalAddr().String() {
+			t.Errorf("v%d: source %v, want the connection's own %v", tc.version, fr.header.SourceAddr, c.LocalAddr())
+		}
+		c.Close()
+	}
+}
+
+func TestDialChecksGoToTheCheckPortAndAreNotCounted(t *testing.T) {
+	check, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer check.Close()
+	_, port, _ := net.SplitHostPort(check.Addr().String())
+	p, _ := strconv.Atoi(port)
+	dead := "127.0.0.1:1" // nothing listens on port 1
+	s := NewServer(ServerOptions{Name: "a", Address: dead, Weight: 1, CheckPort: p})
+	if s.CheckAddress() != check.Addr().String() {
+		t.Fatalf("CheckAddress = %s, want %s", s.CheckAddress(), check.Addr())
+	}
+	c, err := s.Dial(context.Background(), DialOptions{Timeout: time.Second, Check: true})
+	if err != nil {
+		t.Fatalf("check dial to the check port: %v", err)
+	}
+	c.Close()
+	check.Close()
+	if _, err := s.Dial(context.Background(), DialOptions{Timeout: time.Second, Check: true}); err == nil {
+		t.Fatal("check dial to a closed port succeeded")
+	}
+	if s.ConnectErrors() != 0 {
+		t.Errorf("a failed check counted as a connect error")
+	}
+}
+
+func TestDialTLSAfterTheProxyHeader(t *testing.T) {
+	certs, err := testenv.WriteTestCerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCert, err := tls.LoadX509KeyPair(certs.ServerCert, certs.ServerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(certs.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	srvCfg := &tls.Config{Certificates: []tls.Certificate{srvCert}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+
+	got := acceptFirstRead(t, ln, srvCfg)
+	s := NewServer(ServerOptions{Name: "a", Address: ln.Addr().String(), Weight: 1, SendProxy: 2,
+		TLS: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}})
+	src := netip.MustParseAddrPort("[2001:db8::7]:4242")
+	dst := netip.MustParseAddrPort("[2001:db8::1]:5671")
+	c, err := s.Dial(context.Background(), DialOptions{Timeout: 2 * time.Second, Source: src, Destination: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, ok := c.(*tls.Conn); !ok {
+		t.Fatalf("Dial with TLS returned a %T", c)
+	}
+	fr := <-got
+	if fr.err != nil {
+		t.Fatal(fr.err)
+	}
+	if want, _ := ProxyHeader(2, src, dst, nil, false); !bytes.HasPrefix(fr.raw, want) {
+		t.Errorf("first read %q does not start with the header %q", fr.raw, want)
+	}
+	if _, err := c.Write([]byte("over TLS")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 8)
+	if _, err := io.ReadFull(fr.conn, b); err != nil || string(b) != "over TLS" {
+		t.Errorf("read over TLS: %q, %v", b, err)
+	}
+
+	// A server whose certificate does not verify: the dial fails and counts.
+	got = acceptFirstRead(t, ln, srvCfg)
+	bad := NewServer(ServerOptions{Name: "b", Address: ln.Addr().String(), Weight: 1,
+		TLS: &tls.Config{RootCAs: pool, ServerName: "rabbit.example"}})
+	if _, err := bad.Dial(context.Background(), DialOptions{Timeout: 2 * time.Second}); err == nil {
+		t.Fatal("a certificate for another name was accepted")
+	} else if bad.ConnectErrors() != 1 {
+		t.Errorf("a failed TLS handshake: connect errors %d, want 1 (err %v)", bad.ConnectErrors(), err)
+	}
+	<-got
 }

@@ -1,7 +1,9 @@
 // Package proxy owns the frontends: a listener and its accept loop (with backoff on temporary
-// errors), connection limits, the AMQP protocol-header gate, and the session of each client
+// errors), connection limits, source-address rules, the PROXY protocol header of an upstream
+// balancer, TLS termination, the AMQP protocol-header gate, and the session of each client
 // connection: pick a server, dial it (retrying and redispatching), then relay bytes both ways
-// between the two sockets with splice(2) until either side ends, and log the outcome.
+// between the two sockets (with splice(2) when both are plain TCP) until either side ends, and
+// log the outcome.
 //
 // It reads servers and asks a balancer.Policy to choose; it does not decide server health (the
 // healthcheck package does) and it does not serve HTTP.
@@ -9,10 +11,12 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,10 +71,19 @@ const (
 	RefusedHandshakeTimeout = "handshake_timeout"
 	RefusedNoServer         = "no_server"
 	RefusedConnectFailed    = "connect_failed"
+	// RefusedDenied: a tcp-request rule (FrontendOptions.Rules) rejected the client.
+	RefusedDenied = "denied"
+	// RefusedBadProxy: AcceptProxy is set and the PROXY header was missing, malformed or late.
+	RefusedBadProxy = "bad_proxy"
+	// RefusedTLSHandshake: the TLS handshake of a TLS frontend failed or timed out.
+	RefusedTLSHandshake = "tls_handshake"
 )
 
+var refuseReasons = [...]string{RefusedMaxConn, RefusedBadHeader, RefusedHandshakeTimeout, RefusedNoServer,
+	RefusedConnectFailed, RefusedDenied, RefusedBadProxy, RefusedTLSHandshake}
+
 // RefuseReasons lists every refusal reason a Frontend counts.
-var RefuseReasons = []string{RefusedMaxConn, RefusedBadHeader, RefusedHandshakeTimeout, RefusedNoServer, RefusedConnectFailed}
+var RefuseReasons = refuseReasons[:]
 
 // Route is where a frontend sends its connections: a backend, the policy that picks among its
 // servers, and how to reach them. A Route is immutable; a reload swaps in a new one, and sessions
@@ -124,12 +137,56 @@ type FrontendOptions struct {
 	MaxConnections int
 	// Global is the process-wide connection limit shared by all frontends; nil = none.
 	Global *Limiter
-	// HandshakeTimeout bounds the read of the client's protocol header; 0 = DefaultHandshakeTimeout.
+	// HandshakeTimeout bounds, from the accept, what a client must send before a broker is
+	// involved: the PROXY header (AcceptProxy), the TLS handshake (TLS) and the AMQP protocol
+	// header (ModeAMQP), all together; 0 = DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
 	// Logger receives errors and, when AccessLog is set, one line per session. nil = slog.Default().
 	Logger *slog.Logger
 	// AccessLog enables the per-session log line.
 	AccessLog bool
+	// DontLogNull suppresses the access-log line of a session in which the client sent no byte
+	// (HAProxy's "option dontlognull"): probes that connect and close, refused connections
+	// that sent nothing. A PROXY header does not count as a byte sent; TLS handshake bytes
+	// count only when the handshake failed. Refusals are still counted, and those amqplb
+	// decided (maxconn, denied) still get their rate-limited warning.
+	DontLogNull bool
+	// AcceptProxy makes the frontend read a PROXY protocol header (version 1 or 2) first on
+	// every connection, within the handshake timeout; a connection without a valid one is
+	// closed (refused "bad_proxy"). The header's source address is the client's address from
+	// then on: in the access log (with the peer as "via"), for rules, for source balancing
+	// and in the PROXY header sent to servers. A v2 LOCAL (or v1 UNKNOWN) header keeps the
+	// peer's address.
+	AcceptProxy bool
+	// TLS, when not nil, terminates TLS on the frontend (after the PROXY header, if any): the
+	// handshake must complete within the handshake timeout or the connection is closed
+	// (refused "tls_handshake"). It is a server configuration; a reload may replace it.
+	TLS *tls.Config
+	// Rules are tcp-request connection rules, evaluated in order on the client's address:
+	// the first whose Match reports true decides; no match accepts. Without AcceptProxy they
+	// run at accept, before any byte is read; with it, on the PROXY header's source address.
+	// A rejected client is closed at once (refused "denied").
+	Rules []Rule
+}
+
+// Rule is one tcp-request connection rule: when Match reports true for the client's address
+// (IPv4 addresses are never IPv4-mapped IPv6), the connection is rejected (Reject) or accepted,
+// and no later rule is evaluated. A nil Match matches every address.
+type Rule struct {
+	// Reject closes a matching connection; false accepts it.
+	Reject bool
+	// Match reports whether the rule applies to the address.
+	Match func(netip.Addr) bool
+}
+
+// rejected evaluates rules on a: the first matching rule decides, no match accepts.
+func rejected(rules []Rule, a netip.Addr) bool {
+	for _, r := range rules {
+		if r.Match == nil || r.Match(a) {
+			return r.Reject
+		}
+	}
+	return false
 }
 
 // Frontend is a listener and the sessions it accepted.
@@ -151,22 +208,27 @@ type Frontend struct {
 	closing  bool
 
 	total    atomic.Uint64
-	refused  [5]atomic.Uint64 // indexed like RefuseReasons
+	refused  [len(refuseReasons)]atomic.Uint64 // indexed like RefuseReasons
 	throttle logThrottle
 }
 
 // settings are the options a reload may change on a running frontend. A session reads them
 // once, when it starts.
 type settings struct {
-	name      string
-	mode      Mode
-	handshake time.Duration
-	accessLog bool
-	log       *slog.Logger
+	name        string
+	mode        Mode
+	handshake   time.Duration
+	accessLog   bool
+	dontLogNull bool
+	acceptProxy bool
+	tls         *tls.Config
+	rules       []Rule
+	log         *slog.Logger
 }
 
 func newSettings(o FrontendOptions) *settings {
-	st := &settings{name: o.Name, mode: o.Mode, handshake: o.HandshakeTimeout, accessLog: o.AccessLog, log: o.Logger}
+	st := &settings{name: o.Name, mode: o.Mode, handshake: o.HandshakeTimeout, accessLog: o.AccessLog,
+		dontLogNull: o.DontLogNull, acceptProxy: o.AcceptProxy, tls: o.TLS, rules: o.Rules, log: o.Logger}
 	if st.handshake <= 0 {
 		st.handshake = DefaultHandshakeTimeout
 	}
@@ -192,8 +254,9 @@ func NewFrontend(o FrontendOptions, r *Route) *Frontend {
 }
 
 // Update applies a reloaded configuration to a running frontend: its name, mode, handshake
-// timeout, access log, max_connections and route change for new connections; the listener (and
-// so o.Bind) and the global limiter stay. Established sessions are not touched.
+// timeout, access log options, accept-proxy, TLS configuration (a reloaded certificate), rules,
+// max_connections and route change for new connections; the listener (and so o.Bind) and the
+// global limiter stay. Established sessions are not touched.
 func (f *Frontend) Update(o FrontendOptions, r *Route) {
 	f.set.Store(newSettings(o))
 	f.limit.SetMax(o.MaxConnections)
@@ -275,19 +338,25 @@ func (f *Frontend) serve(ln acceptor) error {
 	}
 }
 
-// admit applies the connection limits and starts the session goroutine. A connection past a
-// limit is closed at once, before any byte is read and before any broker is involved.
+// admit applies the rules (unless they wait for a PROXY header) and the connection limits,
+// and starts the session goroutine. A connection rejected by a rule or past a limit is closed at
+// once, before any byte is read and before any broker is involved.
 func (f *Frontend) admit(c *net.TCPConn) {
+	st := f.set.Load()
+	if len(st.rules) > 0 && !st.acceptProxy && rejected(st.rules, addrPort(c.RemoteAddr()).Addr()) {
+		f.refuse(c, st, RefusedDenied, EndDenied, "denied by a tcp-request rule")
+		return
+	}
 	if !f.opts.Global.Acquire() {
-		f.refuse(c, RefusedMaxConn, "global max_connections reached", "limit", f.opts.Global.Max())
+		f.refuse(c, st, RefusedMaxConn, EndRefusedMaxConn, "global max_connections reached", "limit", f.opts.Global.Max())
 		return
 	}
 	if !f.limit.Acquire() {
 		f.opts.Global.Release()
-		f.refuse(c, RefusedMaxConn, "frontend max_connections reached", "limit", f.limit.Max())
+		f.refuse(c, st, RefusedMaxConn, EndRefusedMaxConn, "frontend max_connections reached", "limit", f.limit.Max())
 		return
 	}
-	s := newSession(f, c)
+	s := newSession(f, st, c)
 	f.mu.Lock()
 	if f.closing {
 		f.mu.Unlock()
@@ -304,16 +373,16 @@ func (f *Frontend) admit(c *net.TCPConn) {
 }
 
 // refuse closes c, counts the refusal and logs it, at most once a second.
-// With the access log on, the line is the session's access-log line (end=refused_maxconn).
-func (f *Frontend) refuse(c *net.TCPConn, reason, msg string, args ...any) {
+// With the access log on, the line is the session's access-log line (end=refused_maxconn, or
+// end=denied); with DontLogNull too, it is a warning instead, since the client sent nothing.
+func (f *Frontend) refuse(c *net.TCPConn, st *settings, reason, end, msg string, args ...any) {
 	addr := c.RemoteAddr()
 	f.countRefused(reason)
 	_ = c.Close()
 	if ok, n := f.throttle.allow(); ok {
-		st := f.set.Load()
 		args = append(args, "reason", reason, "client", addr.String(), "suppressed", n)
-		if st.accessLog {
-			st.log.Warn("session", append([]any{"end", EndRefusedMaxConn, "detail", msg}, args...)...)
+		if st.accessLog && !st.dontLogNull {
+			st.log.Warn("session", append([]any{"end", end, "detail", msg}, args...)...)
 		} else {
 			st.log.Warn("connection refused: "+msg, args...)
 		}

@@ -31,7 +31,7 @@ type frame struct {
 
 // readFrame reads one frame from r, which reads c, within deadline. With r = c it reads exactly
 // the frame and nothing beyond it.
-func readFrame(c *net.TCPConn, r io.Reader, deadline time.Time) (frame, error) {
+func readFrame(c net.Conn, r io.Reader, deadline time.Time) (frame, error) {
 	_ = c.SetReadDeadline(deadline)
 	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
 	f, err := amqpwire.ReadFrame(r, maxHandshakeFrame)
@@ -76,7 +76,7 @@ func closeReason(f frame) (uint16, string) {
 }
 
 // handshake relays the AMQP connection handshake frame by frame, from the broker's
-// Connection.Start up to its Connection.Open-Ok, then hands over to the splice relay.
+// Connection.Start up to its Connection.Open-Ok, then hands over to the relay.
 //
 // A broker can fail in the middle of a handshake: a node going down (rabbitmqctl stop_app, a
 // rolling restart) refuses logins or vhost access while it still accepts TCP, and a node that dies
@@ -93,7 +93,7 @@ func (s *session) handshake(hello, start []byte) (ok bool) {
 	// Buffered reads halve the syscalls of a handshake (a frame's header and payload, and the
 	// client's Tune-Ok and Open, come in one read). Whatever was read beyond the handshake is
 	// passed on before the relay takes over.
-	s.hs = &handshakeReaders{client: bufio.NewReaderSize(s.client, handshakeBuf)}
+	s.hs = &handshakeReaders{client: bufio.NewReaderSize(clientReader{s}, handshakeBuf)}
 	defer func() {
 		if ok {
 			ok = s.flushHandshake()
@@ -184,7 +184,7 @@ const handshakeBuf = 4096
 type handshakeReaders struct {
 	client   *bufio.Reader
 	server   *bufio.Reader
-	serverOf *net.TCPConn // the connection server reads; a failover replaces both
+	serverOf net.Conn // the connection server reads; a failover replaces both
 }
 
 // upReader returns the buffered reader of the current server connection.
@@ -274,7 +274,7 @@ func (s *session) handshakeFailed(lastErr error) bool {
 	var closed *brokerClosed
 	if errors.As(lastErr, &closed) {
 		_, _ = s.client.Write(closed.close.raw)
-		lingeringClose(s.client)
+		s.lingeringClose()
 	}
 	s.giveUp(lastErr)
 	return false

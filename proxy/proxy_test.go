@@ -36,7 +36,11 @@ type handshake struct {
 
 // clientHandshake runs the handshake on c, up to Open-Ok. A broker's Connection.Close is returned
 // as an error naming its code.
-func clientHandshake(c net.Conn) (handshake, error) {
+func clientHandshake(c net.Conn) (handshake, error) { return clientHandshakeAfter(c, nil) }
+
+// clientHandshakeAfter runs the handshake on c, sending first (a PROXY header, say) in the same
+// write as the protocol header. first is not counted in the bytes sent.
+func clientHandshakeAfter(c net.Conn, first []byte) (handshake, error) {
 	var h handshake
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	defer c.SetDeadline(time.Time{})
@@ -64,7 +68,7 @@ func clientHandshake(c net.Conn) (handshake, error) {
 		}
 		return m, err
 	}
-	if _, err := c.Write(testenv.AMQPHeader); err != nil {
+	if _, err := c.Write(append(append([]byte(nil), first...), testenv.AMQPHeader...)); err != nil {
 		return h, err
 	}
 	h.sent += 8
@@ -93,11 +97,26 @@ type fixture struct {
 // start runs a frontend on 127.0.0.1:0 in front of addrs and shuts it down when t ends.
 func start(t testing.TB, o FrontendOptions, r Route, addrs ...string) *fixture {
 	t.Helper()
+	var servers []backend.ServerOptions
+	for _, a := range addrs {
+		servers = append(servers, backend.ServerOptions{Address: a})
+	}
+	return startServers(t, o, r, servers...)
+}
+
+// startServers runs a frontend (on o.Bind, 127.0.0.1:0 by default) in front of servers (named
+// a, b, ... with weight 1 unless set) and shuts it down when t ends.
+func startServers(t testing.TB, o FrontendOptions, r Route, servers ...backend.ServerOptions) *fixture {
+	t.Helper()
 	b := &backend.Backend{Name: "test"}
-	for i, a := range addrs {
-		b.Servers = append(b.Servers, backend.NewServer(backend.ServerOptions{
-			Name: string(rune('a' + i)), Address: a, Weight: 1,
-		}))
+	for i, so := range servers {
+		if so.Name == "" {
+			so.Name = string(rune('a' + i))
+		}
+		if so.Weight == 0 {
+			so.Weight = 1
+		}
+		b.Servers = append(b.Servers, backend.NewServer(so))
 	}
 	if r.Policy == nil {
 		p, err := balancer.New("roundrobin")
@@ -109,7 +128,9 @@ func start(t testing.TB, o FrontendOptions, r Route, addrs ...string) *fixture {
 	r.Backend = b
 	logs := &testenv.Buffer{}
 	o.Name = "fe"
-	o.Bind = "127.0.0.1:0"
+	if o.Bind == "" {
+		o.Bind = "127.0.0.1:0"
+	}
 	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o.AccessLog = true
 	f := NewFrontend(o, &r)

@@ -17,7 +17,7 @@ const readBufSize = 16 << 10
 
 var readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 
-// relay moves bytes from src to dst for one direction of a session.
+// relay moves bytes from src, a plain socket, to dst for one direction of a session.
 //
 // Unlike io.Copy between two *net.TCPConn (which calls splice(2) and then blocks in the kernel
 // poller holding a pipe pair, i.e. two extra fds, for as long as the source is idle), relay parks
@@ -26,19 +26,89 @@ var readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); re
 // finds data are one syscall each, as in the runtime's own reads) and writes that on; when the
 // buffer came back full, it also moves everything else already queued with splice(2), via
 // dst.ReadFrom of an io.LimitedReader sized by SIOCINQ, which never waits for more data than is
-// there. An idle session therefore costs two sockets and two parked goroutines.
+// there. An idle session therefore costs two sockets and two parked goroutines. When dst is not
+// a plain socket (a *tls.Conn), every chunk goes through the buffer and Write.
 type relay struct {
-	src, dst *net.TCPConn
+	src      *net.TCPConn
+	dst      net.Conn
+	dstTCP   *net.TCPConn // dst when it is a plain socket: bulk data is spliced into it
 	raw      syscall.RawConn
 	lr       io.LimitedReader // reused for every splice, so the data path does not allocate
 	buf      *[]byte          // set by tryRead while it holds data
 	n        int              // bytes tryRead read; 0 with rerr nil means EOF
 	rerr     error            // the read error tryRead met
-	count    func(n int)      // called after each chunk with the bytes moved
 	readFn   func(uintptr) bool
 	queuedFn func(uintptr)
 	queued   int
 }
+
+// release is a no-op: relay holds its buffer only while data is in it.
+func (r *relay) release() {}
+
+// copyRelay moves bytes from src to dst for one direction of a session whose src is not a plain
+// socket (a *tls.Conn): a loop of Read and Write through a pooled buffer, which it holds for the
+// session's life (a TLS read blocks with its buffer).
+type copyRelay struct {
+	src, dst net.Conn
+	buf      *[]byte
+}
+
+// step reads what src has and writes it to dst.
+func (r *copyRelay) step() (int64, error) {
+	if r.buf == nil {
+		r.buf = readBufPool.Get().(*[]byte)
+	}
+	n, err := r.src.Read(*r.buf)
+	if n > 0 {
+		if _, werr := r.dst.Write((*r.buf)[:n]); werr != nil {
+			return 0, &writeError{werr}
+		}
+	}
+	return int64(n), err
+}
+
+// release returns the buffer to the pool once the direction has ended.
+func (r *copyRelay) release() {
+	if r.buf != nil {
+		readBufPool.Put(r.buf)
+		r.buf = nil
+	}
+}
+
+// mover moves the bytes of one direction: step waits for data and moves what it got, returning
+// the bytes moved, io.EOF when src closed its side, a *writeError when dst failed, or src's error.
+type mover interface {
+	step() (int64, error)
+	release()
+}
+
+// leg is one direction of a session: its two ends (as the session reads and writes them, and
+// the sockets under them) and how bytes move.
+type leg struct {
+	src, dst       net.Conn
+	srcRaw, dstRaw *net.TCPConn
+	mv             mover
+	count          func(n int) // called after each chunk with the bytes moved
+}
+
+// newLeg returns the direction from src to dst. A plain socket is read by relay (which splices
+// into a plain dst); anything else by copyRelay.
+func newLeg(dst net.Conn, dstRaw *net.TCPConn, src net.Conn, srcRaw *net.TCPConn, count func(int)) (*leg, error) {
+	l := &leg{src: src, dst: dst, srcRaw: srcRaw, dstRaw: dstRaw, count: count}
+	if tc, ok := src.(*net.TCPConn); ok {
+		r, err := newRelay(dst, tc)
+		if err != nil {
+			return nil, err
+		}
+		l.mv = r
+	} else {
+		l.mv = &copyRelay{src: src, dst: dst}
+	}
+	return l, nil
+}
+
+// release frees what the direction held, once it has ended.
+func (l *leg) release() { l.mv.release() }
 
 // writeError is a failure to write to dst, as opposed to reading src.
 type writeError struct{ err error }
@@ -46,12 +116,13 @@ type writeError struct{ err error }
 func (e *writeError) Error() string { return e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
 
-func newRelay(dst, src *net.TCPConn, count func(int)) (*relay, error) {
+func newRelay(dst net.Conn, src *net.TCPConn) (*relay, error) {
 	raw, err := src.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
-	r := &relay{src: src, dst: dst, raw: raw, count: count}
+	r := &relay{src: src, dst: dst, raw: raw}
+	r.dstTCP, _ = dst.(*net.TCPConn)
 	r.lr.R = src
 	r.readFn = r.tryRead
 	r.queuedFn = func(fd uintptr) {
@@ -105,7 +176,7 @@ func (r *relay) step() (int64, error) {
 		return 0, &writeError{err}
 	}
 	moved := int64(r.n)
-	if r.n < len(*bp) {
+	if r.n < len(*bp) || r.dstTCP == nil {
 		return moved, nil
 	}
 	// A full buffer: bulk data. Splice what is queued now.
@@ -113,7 +184,7 @@ func (r *relay) step() (int64, error) {
 		return moved, nil
 	}
 	r.lr.N = int64(r.queued)
-	n, err := r.dst.ReadFrom(&r.lr)
+	n, err := r.dstTCP.ReadFrom(&r.lr)
 	moved += n
 	if err != nil && !errors.Is(err, io.EOF) {
 		// ReadFrom does not say which side failed; a closed dst shows as EPIPE or a reset on

@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/amqplb/amqplb/backend"
 	"github.com/amqplb/amqplb/internal/amqpwire"
+	"github.com/pires/go-proxyproto"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,6 +34,9 @@ const (
 	EndNoServer       = "no_server"
 	EndBadHeader      = "bad_header"
 	EndHandshake      = "handshake_timeout"
+	EndDenied         = "denied"        // a tcp-request rule rejected the client
+	EndBadProxy       = "bad_proxy"     // the PROXY header was missing, malformed or late
+	EndTLSHandshake   = "tls_handshake" // the TLS handshake failed or timed out
 )
 
 // amqpHeader is the protocol header of AMQP 0-9-1, the only protocol mode "amqp" accepts
@@ -39,10 +45,23 @@ var amqpHeader = [8]byte{'A', 'M', 'Q', 'P', 0, 0, 9, 1}
 
 // session is one client connection and, once connected, its server connection.
 type session struct {
-	f      *Frontend
-	set    *settings
-	client *net.TCPConn
-	start  time.Time
+	f     *Frontend
+	set   *settings
+	raw   *net.TCPConn // the accepted socket: socket options, and what abort closes
+	start time.Time
+	// client is what the session reads and writes: raw, or a *tls.Conn over it. It is set
+	// before anything else runs and only changed by the session's own goroutine.
+	client net.Conn
+	// deadline bounds the steps before a broker is involved: the PROXY header, the TLS
+	// handshake and the AMQP protocol header, together.
+	deadline time.Time
+
+	peer    netip.AddrPort // the socket's remote address
+	from    netip.AddrPort // the client's address: peer, or the source of a PROXY header
+	to      netip.AddrPort // the address the client connected to: local, or a PROXY header's
+	proxied bool           // from and to come from a PROXY header
+	pending []byte         // client bytes read with the PROXY header, not consumed yet
+	heard   bool           // the client sent a byte that toServer may not count (DontLogNull)
 
 	route          *Route
 	srv            atomic.Pointer[backend.Server]
@@ -52,8 +71,9 @@ type session struct {
 	handshakeMoves int               // times the handshake moved to another server
 	hs             *handshakeReaders // during the handshake only
 
-	mu      sync.Mutex // guards upstream and aborted against abort from another goroutine
-	up      *net.TCPConn
+	mu      sync.Mutex // guards up, upRaw and aborted against abort from another goroutine
+	up      net.Conn   // the server connection: a *net.TCPConn, or a *tls.Conn over upRaw
+	upRaw   *net.TCPConn
 	aborted bool
 
 	reason   atomic.Pointer[string] // first end reason set wins
@@ -63,8 +83,31 @@ type session struct {
 	toServer, toClient atomic.Uint64
 }
 
-func newSession(f *Frontend, c *net.TCPConn) *session {
-	return &session{f: f, set: f.set.Load(), client: c, start: time.Now()}
+func newSession(f *Frontend, st *settings, c *net.TCPConn) *session {
+	s := &session{f: f, set: st, raw: c, client: c, start: time.Now()}
+	s.deadline = s.start.Add(st.handshake)
+	s.peer = addrPort(c.RemoteAddr())
+	s.from = s.peer
+	s.to = addrPort(c.LocalAddr())
+	s.clientIP = s.from.Addr()
+	return s
+}
+
+// addrPort converts a TCP address to a netip.AddrPort, IPv4-mapped IPv6 addresses unmapped.
+func addrPort(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	default:
+		if a == nil {
+			return ap
+		}
+		ap, _ = netip.ParseAddrPort(a.String())
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 func (s *session) server() *backend.Server { return s.srv.Load() }
@@ -72,42 +115,65 @@ func (s *session) server() *backend.Server { return s.srv.Load() }
 // setReason records why the session ended unless a reason was already recorded.
 func (s *session) setReason(r string) { s.reason.CompareAndSwap(nil, &r) }
 
-// abort ends the session now: both sockets are closed, which unblocks whatever it waits on.
+// abort ends the session now: both sockets are closed (a TLS connection without its
+// close_notify), which unblocks whatever it waits on.
 func (s *session) abort(reason string) {
 	s.setReason(reason)
 	s.mu.Lock()
 	s.aborted = true
-	up := s.up
+	upRaw := s.upRaw
 	s.mu.Unlock()
-	_ = s.client.Close()
-	if up != nil {
-		_ = up.Close()
+	_ = s.raw.Close()
+	if upRaw != nil {
+		_ = upRaw.Close()
 	}
 }
 
 // attach makes c the session's server connection, so abort reaches it; it fails (and closes c)
 // if the session was aborted meanwhile.
-func (s *session) attach(c *net.TCPConn) bool {
+func (s *session) attach(c net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.aborted {
 		_ = c.Close()
 		return false
 	}
-	s.up = c
+	s.up, s.upRaw = c, rawTCP(c)
 	return true
+}
+
+// rawTCP returns the socket under c: c itself, or the connection of a *tls.Conn.
+func rawTCP(c net.Conn) *net.TCPConn {
+	switch c := c.(type) {
+	case *net.TCPConn:
+		return c
+	case *tls.Conn:
+		return rawTCP(c.NetConn())
+	case *prefixConn:
+		return rawTCP(c.Conn)
+	}
+	return nil
 }
 
 // detach closes the server connection after a failed dial or handshake. The session no longer
 // belongs to that server (CloseSessions must not abort it while it moves on).
 func (s *session) detach() {
 	s.mu.Lock()
-	up := s.up
-	s.up = nil
+	up, upRaw := s.up, s.upRaw
+	s.up, s.upRaw = nil, nil
 	s.srv.Store(nil)
 	s.mu.Unlock()
-	if up != nil {
-		_ = up.Close()
+	closeConn(up, upRaw, true)
+}
+
+// closeConn closes c. Abruptly, or when c is not TLS, it closes the socket; otherwise it closes
+// the TLS connection, which sends close_notify first if that was not done yet.
+func closeConn(c net.Conn, raw *net.TCPConn, abrupt bool) {
+	switch {
+	case abrupt && raw != nil:
+		_ = raw.Close()
+	case c != nil:
+		_ = c.Close()
 	}
 }
 
@@ -115,8 +181,20 @@ func (s *session) run() {
 	defer s.f.done(s)
 	defer s.finish()
 	s.route = s.f.route.Load()
-	setKeepAlive(s.client, s.route.KeepAlive)
+	setKeepAlive(s.raw, s.route.KeepAlive)
 
+	if s.set.acceptProxy {
+		if !s.readProxy() {
+			return
+		}
+		if len(s.set.rules) > 0 && rejected(s.set.rules, s.from.Addr()) {
+			s.deny()
+			return
+		}
+	}
+	if s.set.tls != nil && !s.handshakeTLS() {
+		return
+	}
 	var hello []byte
 	if s.set.mode == ModeAMQP {
 		var ok bool
@@ -134,14 +212,153 @@ func (s *session) run() {
 	s.relay()
 }
 
+// proxyReadBuf is the size of the buffer a PROXY header is read through: a v1 header (at most
+// 107 bytes) must arrive in one read. What the buffer holds beyond the header is kept in
+// s.pending and passed on as the client's first bytes, so the sockets stay plain and the relay
+// can still splice.
+const proxyReadBuf = 512
+
+// readProxy reads the PROXY protocol header (v1 or v2) within the handshake deadline and takes
+// the client's address from it. A missing, malformed or late header ends the session.
+func (s *session) readProxy() bool {
+	br := bufio.NewReaderSize(s.raw, proxyReadBuf)
+	_ = s.raw.SetReadDeadline(s.deadline)
+	_, err := br.Peek(1)
+	got := err == nil // the client sent something
+	var src, dst netip.AddrPort
+	if err == nil {
+		src, dst, err = readProxyHeader(br)
+	}
+	_ = s.raw.SetReadDeadline(time.Time{})
+	if err != nil {
+		if s.isAborted() {
+			return false
+		}
+		s.heard = s.heard || got
+		s.setReason(EndBadProxy)
+		s.f.countRefused(RefusedBadProxy)
+		if !got && errors.Is(err, io.EOF) {
+			err = errors.New("closed before sending a PROXY header")
+		}
+		if got || !s.set.dontLogNull {
+			if ok, n := s.f.throttle.allow(); ok {
+				s.set.log.Warn("connection refused: bad PROXY protocol header", "client", s.peer.String(),
+					"err", err, "reason", RefusedBadProxy, "suppressed", n)
+			}
+		}
+		return false
+	}
+	if n := br.Buffered(); n > 0 {
+		s.pending, _ = br.Peek(n)
+	}
+	if src.IsValid() {
+		s.from, s.proxied, s.clientIP = src, true, src.Addr()
+		if dst.IsValid() {
+			s.to = dst
+		}
+	}
+	return true
+}
+
+// readProxyHeader reads a PROXY protocol header (v1 or v2) from br, leaving what follows it
+// there, and returns the client's address and the one it connected to. They are not valid when
+// the header names no IP addresses: a LOCAL header (v2; v1's UNKNOWN) is the upstream balancer's
+// own connection (a health check, say), whose peer address is the client's.
+func readProxyHeader(br *bufio.Reader) (src, dst netip.AddrPort, err error) {
+	h, err := proxyproto.Read(br)
+	if err != nil {
+		return src, dst, err
+	}
+	if h.Command.IsLocal() {
+		return src, dst, nil
+	}
+	src, dst = addrPort(h.SourceAddr), addrPort(h.DestinationAddr)
+	if !src.IsValid() || !dst.IsValid() {
+		return netip.AddrPort{}, netip.AddrPort{}, nil
+	}
+	return src, dst, nil
+}
+
+// deny ends a session that a rule rejected on the PROXY header's source address.
+func (s *session) deny() {
+	s.setReason(EndDenied)
+	s.f.countRefused(RefusedDenied)
+	if ok, n := s.f.throttle.allow(); ok {
+		s.set.log.Warn("connection refused: denied by a tcp-request rule", "client", s.from.String(),
+			"via", s.peer.String(), "reason", RefusedDenied, "suppressed", n)
+	}
+}
+
+// handshakeTLS terminates TLS: the handshake must end within the handshake deadline. Bytes read
+// ahead with the PROXY header are the start of the client's TLS stream.
+func (s *session) handshakeTLS() bool {
+	pc := &prefixConn{Conn: s.raw, pre: s.pending}
+	s.pending = nil
+	tc := tls.Server(pc, s.set.tls)
+	_ = s.raw.SetDeadline(s.deadline)
+	err := tc.Handshake()
+	_ = s.raw.SetDeadline(time.Time{})
+	if err != nil {
+		if s.isAborted() {
+			return false
+		}
+		got := pc.n.Load() > 0
+		s.heard = s.heard || got
+		s.setReason(EndTLSHandshake)
+		s.f.countRefused(RefusedTLSHandshake)
+		if got || !s.set.dontLogNull {
+			if ok, n := s.f.throttle.allow(); ok {
+				s.set.log.Warn("connection refused: TLS handshake failed", "client", s.from.String(),
+					"err", err, "reason", RefusedTLSHandshake, "suppressed", n)
+			}
+		}
+		return false
+	}
+	s.client = tc
+	return true
+}
+
+// prefixConn is a connection whose first bytes were already read: Read returns them first. It
+// counts the bytes read.
+type prefixConn struct {
+	net.Conn
+	pre []byte
+	n   atomic.Int64
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		c.n.Add(int64(n))
+		return n, nil
+	}
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// clientReader reads the client: bytes read ahead with the PROXY header first.
+type clientReader struct{ s *session }
+
+func (r clientReader) Read(p []byte) (int, error) {
+	if s := r.s; len(s.pending) > 0 {
+		n := copy(p, s.pending)
+		s.pending = s.pending[n:]
+		return n, nil
+	}
+	return r.s.client.Read(p)
+}
+
 // readHeader reads the client's 8-byte AMQP protocol header within the handshake timeout. A
 // client that sends anything else gets the 0-9-1 header back (as the AMQP spec asks a server to
 // do) and is closed; no broker ever sees it.
 func (s *session) readHeader() ([]byte, bool) {
 	var h [8]byte
-	_ = s.client.SetReadDeadline(time.Now().Add(s.set.handshake))
-	_, err := io.ReadFull(s.client, h[:])
+	_ = s.client.SetReadDeadline(s.deadline)
+	n, err := io.ReadFull(clientReader{s}, h[:])
 	_ = s.client.SetReadDeadline(time.Time{})
+	s.heard = s.heard || n > 0
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.setReason(EndHandshake)
@@ -155,11 +372,11 @@ func (s *session) readHeader() ([]byte, bool) {
 	case h != amqpHeader:
 		_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = s.client.Write(amqpHeader[:])
-		lingeringClose(s.client)
+		s.lingeringClose()
 		s.setReason(EndBadHeader)
 		s.f.countRefused(RefusedBadHeader)
 		if ok, n := s.f.throttle.allow(); ok {
-			s.set.log.Warn("connection refused: not an AMQP 0-9-1 client", "client", s.client.RemoteAddr(),
+			s.set.log.Warn("connection refused: not an AMQP 0-9-1 client", "client", s.from.String(),
 				"header", printable(h[:]), "reason", RefusedBadHeader, "suppressed", n)
 		}
 		return nil, false
@@ -176,9 +393,6 @@ func (s *session) readHeader() ([]byte, bool) {
 // holds that frame.
 func (s *session) connect(hello []byte) (start []byte, ok bool) {
 	r := s.route
-	if ap, err := netip.ParseAddrPort(s.client.RemoteAddr().String()); err == nil {
-		s.clientIP = ap.Addr().Unmap()
-	}
 	var srv *backend.Server
 	var lastErr error
 	retriedSame := false
@@ -249,7 +463,7 @@ func (s *session) giveUp(lastErr error) {
 		s.f.countRefused(RefusedNoServer)
 		if ok, n := s.f.throttle.allow(); ok {
 			s.set.log.Warn("connection refused: no server available", "backend", r.Backend.Name,
-				"client", s.client.RemoteAddr(), "suppressed", n)
+				"client", s.from.String(), "suppressed", n)
 		}
 		return
 	}
@@ -257,7 +471,7 @@ func (s *session) giveUp(lastErr error) {
 	s.f.countRefused(RefusedConnectFailed)
 	if ok, n := s.f.throttle.allow(); ok {
 		s.set.log.Warn("connection failed: every attempt failed", "backend", r.Backend.Name,
-			"client", s.client.RemoteAddr(), "err", lastErr, "suppressed", n)
+			"client", s.from.String(), "err", lastErr, "suppressed", n)
 	}
 }
 
@@ -297,22 +511,18 @@ func (s *session) isAborted() bool {
 	return s.aborted
 }
 
-// dial connects to srv, sends hello (the client's protocol header) and, in AMQP mode, waits for
-// the broker's Connection.Start, all within the connect timeout.
+// dial connects to srv (the PROXY header and the TLS handshake included, when the server has
+// them), sends hello (the client's protocol header) and, in AMQP mode, waits for the broker's
+// Connection.Start, all within the connect timeout.
 func (s *session) dial(srv *backend.Server, hello []byte) ([]byte, error) {
 	r := s.route
 	timeout := r.connectTimeout()
 	deadline := time.Now().Add(timeout)
 	ctx, cancel := context.WithDeadline(s.f.hard, deadline)
 	defer cancel()
-	conn, err := srv.Dial(ctx, backend.DialOptions{Timeout: timeout, KeepAlive: r.KeepAlive})
+	up, err := srv.Dial(ctx, backend.DialOptions{Timeout: timeout, KeepAlive: r.KeepAlive, Source: s.from, Destination: s.to})
 	if err != nil {
 		return nil, err
-	}
-	up, ok := conn.(*net.TCPConn)
-	if !ok {
-		_ = conn.Close()
-		return nil, fmt.Errorf("server %s: TLS to servers is not supported yet", srv.Name())
 	}
 	if !s.attach(up) {
 		return nil, net.ErrClosed
@@ -357,11 +567,18 @@ func (e *upstreamError) Error() string {
 
 func (e *upstreamError) Unwrap() error { return e.err }
 
-// relay moves bytes both ways until both directions have ended or one failed.
+// relay moves bytes both ways until both directions have ended or one failed. Client bytes
+// read ahead and not passed on yet go first.
 func (s *session) relay() {
+	if b := s.pending; len(b) > 0 {
+		s.pending = nil
+		if !s.forwardToServer(b) {
+			return
+		}
+	}
 	srv := s.server()
-	up := s.up
-	toServer, err := newRelay(up, s.client, func(n int) {
+	up, upRaw := s.up, s.upRaw
+	toServer, err := newLeg(up, upRaw, s.client, s.raw, func(n int) {
 		s.toServer.Add(uint64(n))
 		srv.AddBytes(uint64(n), 0)
 	})
@@ -369,7 +586,8 @@ func (s *session) relay() {
 		s.setReason(EndClientClosed)
 		return
 	}
-	toClient, err := newRelay(s.client, up, func(n int) {
+	defer toServer.release()
+	toClient, err := newLeg(s.client, s.raw, up, upRaw, func(n int) {
 		s.toClient.Add(uint64(n))
 		srv.AddBytes(0, uint64(n))
 	})
@@ -377,14 +595,15 @@ func (s *session) relay() {
 		s.setReason(EndServerClosed)
 		return
 	}
+	defer toClient.release()
 	if idle := s.route.IdleTimeout; idle > 0 {
 		d := time.Now().Add(idle)
 		_ = s.client.SetReadDeadline(d)
 		_ = up.SetReadDeadline(d)
 		// A peer that stops reading (zero window) blocks writes, which read deadlines do not
 		// cover; the kernel drops it after the same time.
-		setUserTimeout(s.client, idle)
-		setUserTimeout(up, idle)
+		setUserTimeout(s.raw, idle)
+		setUserTimeout(upRaw, idle)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -397,27 +616,27 @@ func (s *session) relay() {
 
 // pump runs one direction. srcGone and dstGone are the end reasons when src or dst closes or
 // fails first.
-func (s *session) pump(r *relay, srcGone, dstGone string) {
+func (s *session) pump(l *leg, srcGone, dstGone string) {
 	for {
-		n, err := r.step()
+		n, err := l.mv.step()
 		if n > 0 {
 			s.lastIO.Store(int64(time.Since(s.start)))
-			r.count(int(n))
+			l.count(int(n))
 		}
 		switch {
 		case err == nil:
 			continue
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			if s.stillActive(r.src) {
+			if s.stillActive(l.src) {
 				continue
 			}
 			s.abort(EndIdleTimeout)
 			return
 		case errors.Is(err, io.EOF):
-			// Orderly close of src: pass the FIN on and let the other direction finish, within
-			// the half-close bound.
+			// Orderly close of src: pass the FIN (and a TLS close_notify) on and let the other
+			// direction finish, within the half-close bound.
 			s.setReason(srcGone)
-			_ = r.dst.CloseWrite()
+			closeWrite(l.dst, l.dstRaw)
 			if s.halfShut.Swap(true) {
 				return // both directions are done
 			}
@@ -425,8 +644,8 @@ func (s *session) pump(r *relay, srcGone, dstGone string) {
 			// both its waiting for data and its writing to a peer that stopped reading.
 			limit := s.idleLimit()
 			s.lastIO.Store(int64(time.Since(s.start)))
-			_ = r.dst.SetReadDeadline(time.Now().Add(limit))
-			setUserTimeout(r.src, limit)
+			_ = l.dst.SetReadDeadline(time.Now().Add(limit))
+			setUserTimeout(l.srcRaw, limit)
 			return
 		default:
 			gone := srcGone
@@ -437,6 +656,16 @@ func (s *session) pump(r *relay, srcGone, dstGone string) {
 			s.abort(gone)
 			return
 		}
+	}
+}
+
+// closeWrite ends the sending side of c: a TLS close_notify, then a FIN on the socket.
+func closeWrite(c net.Conn, raw *net.TCPConn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		_ = tc.CloseWrite()
+	}
+	if raw != nil {
+		_ = raw.CloseWrite()
 	}
 }
 
@@ -454,7 +683,7 @@ func (s *session) idleLimit() time.Duration {
 
 // stillActive is called when src's read deadline passed. If bytes moved in either direction
 // since, it moves the deadline on and reports true; otherwise the session is idle.
-func (s *session) stillActive(src *net.TCPConn) bool {
+func (s *session) stillActive(src net.Conn) bool {
 	limit := s.idleLimit()
 	if limit <= 0 {
 		_ = src.SetReadDeadline(time.Time{})
@@ -468,32 +697,37 @@ func (s *session) stillActive(src *net.TCPConn) bool {
 	return false
 }
 
-// finish closes both sockets and writes the access-log line.
+// finish closes both connections and writes the access-log line. A TLS connection that was not
+// aborted gets its close_notify, unless it already had it.
 func (s *session) finish() {
-	_ = s.client.Close()
 	s.mu.Lock()
-	up := s.up
+	up, upRaw, aborted := s.up, s.upRaw, s.aborted
 	s.mu.Unlock()
+	closeConn(s.client, s.raw, aborted)
 	if up != nil {
-		_ = up.Close()
+		closeConn(up, upRaw, aborted)
 		s.server().Release()
 	}
-	if !s.set.accessLog {
+	if !s.set.accessLog || s.set.dontLogNull && !s.heard && s.toServer.Load() == 0 {
 		return
 	}
 	reason := EndClientClosed
 	if p := s.reason.Load(); p != nil {
 		reason = *p
 	}
-	attrs := []slog.Attr{
-		slog.String("client", s.client.RemoteAddr().String()),
+	attrs := make([]slog.Attr, 0, 8)
+	attrs = append(attrs, slog.String("client", s.from.String()))
+	if s.proxied {
+		attrs = append(attrs, slog.String("via", s.peer.String()))
+	}
+	attrs = append(attrs,
 		slog.String("backend", backendName(s.route)),
 		slog.String("server", serverName(s.server())),
 		slog.Duration("duration", time.Since(s.start)),
 		slog.Uint64("bytes_to_server", s.toServer.Load()),
 		slog.Uint64("bytes_to_client", s.toClient.Load()),
 		slog.String("end", reason),
-	}
+	)
 	s.set.log.LogAttrs(context.Background(), slog.LevelInfo, "session", attrs...)
 }
 
@@ -522,18 +756,21 @@ func setKeepAlive(c *net.TCPConn, period time.Duration) {
 	}
 }
 
-// lingeringClose sends FIN and discards what the client still sends for a moment, so that
-// closing a socket with unread input (an HTTP request, say) does not reset the connection before
-// the client has read our reply. Bounded in time and bytes.
-func lingeringClose(c *net.TCPConn) {
-	_ = c.CloseWrite()
-	_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+// lingeringClose sends FIN (after a TLS close_notify) and discards what the client still sends
+// for a moment, so that closing a socket with unread input (an HTTP request, say) does not reset
+// the connection before the client has read our reply. Bounded in time and bytes.
+func (s *session) lingeringClose() {
+	closeWrite(s.client, s.raw)
+	_ = s.client.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	_, _ = io.Copy(io.Discard, io.LimitReader(clientReader{s}, 64<<10))
 }
 
 // setUserTimeout sets TCP_USER_TIMEOUT: the kernel drops the connection when data it sent stays
 // unacknowledged, or cannot be sent because the peer's window is closed, for longer than d.
 func setUserTimeout(c *net.TCPConn, d time.Duration) {
+	if c == nil {
+		return
+	}
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return
