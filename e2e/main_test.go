@@ -129,37 +129,11 @@ func startLB(t testing.TB, c setup) *lb {
 		t.Fatal(err)
 	}
 	l := &lb{addr: bind, adminAddr: adminAddr, path: path, log: &testenv.Buffer{}, done: make(chan error, 1)}
-	l.cmd = exec.Command(binary, "-f", path)
-	l.cmd.Stdout, l.cmd.Stderr = l.log, l.log
-	if err := l.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { l.done <- l.cmd.Wait() }()
-	t.Cleanup(func() {
-		if err := l.stop(10 * time.Second); err != nil {
-			t.Errorf("amqplb did not stop cleanly: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("amqplb output:\n%s", l.log.String())
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		// Not a TCP probe: that would show up as a bad_header session in the log.
-		if strings.Contains(l.log.String(), "amqplb started") {
-			return l
-		}
-		select {
-		case err := <-l.done:
-			t.Fatalf("amqplb exited before serving: %v\n%s", err, l.log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("amqplb is not listening on %s:\n%s", bind, l.log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return l.start(t)
 }
+
+// execBinary returns the command running the amqplb under test with args.
+func execBinary(args ...string) *exec.Cmd { return exec.Command(binary, args...) }
 
 // stop sends SIGTERM and waits for a zero exit.
 func (l *lb) stop(within time.Duration) error {

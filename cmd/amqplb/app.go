@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -26,6 +25,7 @@ import (
 // generation of backends and monitors, and the admin server. Only run's goroutine changes it.
 type app struct {
 	file   string
+	load   func(string) (*config.Config, error) // config.Load with the command line's overrides
 	log    *slog.Logger
 	global *proxy.Limiter
 
@@ -36,6 +36,7 @@ type app struct {
 	serving   errgroup.Group    // every frontend's accept loop
 	admin     *admin.Server
 	adminDone chan error
+	stats     []*statsListener // read-only stats listeners ([[stats]]), in config order
 	stopping  atomic.Bool
 }
 
@@ -64,44 +65,34 @@ func (g *generation) serving() []*backend.Backend {
 	return out
 }
 
-// supported rejects settings this build parses but does not implement yet, so that a
-// configuration is never silently run without a feature it asks for (TLS above all).
-func supported(cfg *config.Config) error {
-	var errs []string
-	for _, f := range cfg.Frontends {
-		if f.TLS != nil {
-			errs = append(errs, fmt.Sprintf("%s: frontend %q: tls is not supported yet", cfg.File, f.Name))
-		}
-		if f.AcceptProxy {
-			errs = append(errs, fmt.Sprintf("%s: frontend %q: accept_proxy is not supported yet", cfg.File, f.Name))
-		}
-	}
-	for _, b := range cfg.Backends {
-		if b.SendProxy != "" {
-			errs = append(errs, fmt.Sprintf("%s: backend %q: send_proxy is not supported yet", cfg.File, b.Name))
-		}
-	}
-	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, "\n"))
-	}
-	return nil
-}
-
 // newApp builds everything from cfg and binds every listener (frontends and admin), so that a
 // bind error is reported before anything serves.
-func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
-	a := &app{file: cfg.File, log: log, global: proxy.NewLimiter(cfg.Global.MaxConnections)}
+func newApp(cfg *config.Config, log *slog.Logger, load func(string) (*config.Config, error)) (*app, error) {
+	a := &app{file: cfg.File, load: load, log: log, global: proxy.NewLimiter(cfg.Global.MaxConnections)}
 	g, err := a.build(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
 	for _, fc := range cfg.Frontends {
-		f := proxy.NewFrontend(a.frontendOptions(cfg, fc), g.routes[fc.Backend])
+		o, err := a.frontendOptions(cfg, fc)
+		if err != nil {
+			a.closeListeners()
+			return nil, err
+		}
+		f := proxy.NewFrontend(o, g.routes[fc.Backend])
 		if err := f.Listen(); err != nil {
 			a.closeListeners()
 			return nil, err
 		}
 		a.frontends = append(a.frontends, f)
+	}
+	for _, sc := range cfg.Stats {
+		st, err := a.newStats(sc)
+		if err != nil {
+			a.closeListeners()
+			return nil, err
+		}
+		a.stats = append(a.stats, st)
 	}
 	if cfg.Admin.Listen != "" {
 		if a.admin, err = a.newAdmin(cfg.Admin); err != nil {
@@ -187,11 +178,16 @@ func (a *app) closeListeners() {
 	for _, f := range a.frontends {
 		_ = f.Close()
 	}
+	for _, st := range a.stats {
+		st.stop()
+	}
 }
 
-func (a *app) frontendOptions(cfg *config.Config, fc config.Frontend) proxy.FrontendOptions {
+// frontendOptions builds a frontend's options; it loads its TLS certificate, so a reload picks
+// up a renewed one.
+func (a *app) frontendOptions(cfg *config.Config, fc config.Frontend) (proxy.FrontendOptions, error) {
 	mode, _ := proxy.ParseMode(fc.Mode) // validated by config
-	return proxy.FrontendOptions{
+	o := proxy.FrontendOptions{
 		Name:           fc.Name,
 		Bind:           fc.Bind,
 		Mode:           mode,
@@ -199,7 +195,17 @@ func (a *app) frontendOptions(cfg *config.Config, fc config.Frontend) proxy.Fron
 		Global:         a.global,
 		Logger:         a.log,
 		AccessLog:      cfg.Global.AccessLog,
+		DontLogNull:    fc.DontLogNull,
+		AcceptProxy:    fc.AcceptProxy,
 	}
+	var err error
+	if o.TLS, err = frontendTLS(fc); err != nil {
+		return o, err
+	}
+	if o.Rules, err = frontendRules(fc); err != nil {
+		return o, err
+	}
+	return o, nil
 }
 
 // build makes a generation from cfg. Servers of prev whose backend, name and address are the
@@ -213,9 +219,14 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 			old = prev.byName[bc.Name]
 		}
 		for _, sc := range bc.Servers {
+			tlsConf, err := serverTLS(bc, sc)
+			if err != nil {
+				return nil, err
+			}
 			o := backend.ServerOptions{
 				Name: sc.Name, Address: sc.Address, Weight: sc.Weight, Backup: sc.Backup,
 				MaxConnections: sc.MaxConnections, Slowstart: bc.Slowstart,
+				CheckPort: sc.CheckPort, TLS: tlsConf, SendProxy: sendProxyVersion(bc.SendProxy),
 			}
 			var s *backend.Server
 			if old != nil {
@@ -233,14 +244,9 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 		if err != nil {
 			return nil, fmt.Errorf("backend %s: %w", bc.Name, err)
 		}
-		checker, err := healthcheck.NewChecker(bc.HealthCheck.Type, healthcheck.Options{
-			Timeout:  bc.HealthCheck.Timeout,
-			VHost:    bc.HealthCheck.VHost,
-			Username: bc.HealthCheck.Username,
-			Password: bc.HealthCheck.Password,
-		})
+		checker, err := checker(bc)
 		if err != nil {
-			return nil, fmt.Errorf("backend %s: %w", bc.Name, err)
+			return nil, err
 		}
 		mo := healthcheck.MonitorOptions{
 			Backend: bc.Name,
@@ -261,10 +267,14 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 				Username: bc.HealthCheck.Username, Password: bc.HealthCheck.Password,
 			}
 		}
-		if bc.OnMarkedDown == "shutdown-sessions" {
+		downShut, upShut := bc.OnMarkedDown == "shutdown-sessions", bc.OnMarkedUp == "shutdown-backup-sessions"
+		if downShut || upShut {
 			mo.OnTransition = func(s *backend.Server, from, to backend.State, _ backend.CheckResult) {
-				if to == backend.StateDown {
-					a.closeSessions(s)
+				switch {
+				case to == backend.StateDown && downShut:
+					a.closeSessions(s, "server down: closed its sessions")
+				case to == backend.StateUp && upShut && !s.Backup():
+					a.closeSessionsOnBackups(b)
 				}
 			}
 		}
@@ -279,6 +289,7 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 			Retries:          bc.Retries,
 			Redispatch:       bc.Redispatch,
 			IdleTimeout:      bc.IdleTimeout,
+			HalfCloseTimeout: bc.HalfCloseTimeout,
 			KeepAlive:        bc.TCPKeepalive,
 			OnConnectFailure: mon.Suspect,
 		}
@@ -286,14 +297,15 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 	return g, nil
 }
 
-// closeSessions ends every session on s, in every frontend (on_marked_down = shutdown-sessions).
-func (a *app) closeSessions(s *backend.Server) {
+// closeSessions ends every session on s, in every frontend (on_marked_down = shutdown-sessions,
+// on_marked_up = shutdown-backup-sessions), and logs msg if there were any.
+func (a *app) closeSessions(s *backend.Server, msg string) {
 	n := 0
 	for _, f := range a.allFrontends() {
 		n += f.CloseSessions(s, proxy.EndServerDown)
 	}
 	if n > 0 {
-		a.log.Warn("server down: closed its sessions", "server", s.Name(), "sessions", n)
+		a.log.Warn(msg, "server", s.Name(), "sessions", n)
 	}
 }
 
@@ -321,6 +333,9 @@ func (a *app) describe() string {
 	for _, f := range a.frontends {
 		parts = append(parts, fmt.Sprintf("%s=%s", f.Name(), f.Addr()))
 	}
+	for _, st := range a.stats {
+		parts = append(parts, fmt.Sprintf("stats:%s=%s", st.cfg.Name, st.srv.Addr()))
+	}
 	if a.admin != nil {
 		parts = append(parts, fmt.Sprintf("admin=%s", a.admin.Addr()))
 	}
@@ -336,6 +351,9 @@ func (a *app) run(ctx context.Context, hup <-chan os.Signal) error {
 	}
 	for _, f := range a.frontends {
 		a.serving.Go(f.Serve)
+	}
+	for _, st := range a.stats {
+		st.serve()
 	}
 	if a.admin != nil {
 		a.serveAdmin(a.admin)
@@ -372,6 +390,9 @@ func (a *app) shutdown() error {
 		m.Stop()
 	}
 	err := a.serving.Wait()
+	for _, st := range a.stats {
+		st.stop()
+	}
 	if aerr := a.stopAdmin(); aerr != nil && err == nil {
 		err = aerr
 	}
@@ -385,9 +406,9 @@ func (a *app) shutdown() error {
 // keep their state and counters; established sessions are never cut.
 func (a *app) reload() {
 	a.log.Info("SIGHUP: reloading", "config", a.file)
-	cfg, err := config.Load(a.file)
+	cfg, err := a.load(a.file)
 	if err == nil {
-		err = supported(cfg)
+		err = runnable(cfg)
 	}
 	if err != nil {
 		a.log.Error("reload refused: the running configuration stays", "errors", strings.Split(err.Error(), "\n"))
@@ -408,8 +429,15 @@ func (a *app) reload() {
 		byBind[f.Bind()] = f
 	}
 	var opened, next []*proxy.Frontend
-	for _, fc := range cfg.Frontends {
-		o := a.frontendOptions(cfg, fc)
+	opts := make([]proxy.FrontendOptions, len(cfg.Frontends))
+	for i, fc := range cfg.Frontends {
+		if opts[i], err = a.frontendOptions(cfg, fc); err != nil {
+			a.log.Error("reload refused: the running configuration stays", "err", err)
+			return
+		}
+	}
+	for i, fc := range cfg.Frontends {
+		o := opts[i]
 		if f, ok := byBind[fc.Bind]; ok {
 			next = append(next, f)
 			continue
@@ -441,7 +469,7 @@ func (a *app) reload() {
 		f := next[i]
 		kept[f] = true
 		if _, existed := byBind[fc.Bind]; existed {
-			f.Update(a.frontendOptions(cfg, fc), g.routes[fc.Backend])
+			f.Update(opts[i], g.routes[fc.Backend])
 		} else {
 			a.serving.Go(f.Serve)
 		}
@@ -464,6 +492,10 @@ func (a *app) reload() {
 	a.mu.Unlock()
 	a.gen.Store(g)
 	a.reloadAdmin(old.cfg.Admin, cfg.Admin)
+	a.reloadStats(cfg.Stats)
+	if fmt.Sprint(old.cfg.Global.Log) != fmt.Sprint(cfg.Global.Log) {
+		a.log.Warn("reload: global.log (syslog targets) changes take effect at the next start")
+	}
 	a.log.Info("reloaded", "frontends", a.describe(), "backends", len(g.backends))
 }
 

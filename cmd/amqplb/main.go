@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/amqplb/amqplb/config"
@@ -42,6 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	file := fs.String("f", "", "configuration `FILE`: TOML (*.toml) or haproxy.cfg syntax (anything else)")
 	check := fs.Bool("c", false, "check the configuration file and exit: 0 if valid, 1 with every error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	adminListen := fs.String("admin", "", "serve the admin API, /metrics and the status page on `ADDR`, overriding [admin] listen\n(a haproxy.cfg has no place for it; \"off\" disables it)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: amqplb -f FILE [-c]\n       amqplb -version\n       amqplb convert FILE\n\n")
 		fs.PrintDefaults()
@@ -61,15 +63,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	cfg, err := config.Load(*file)
+	load := func(path string) (*config.Config, error) {
+		cfg, err := config.Load(path)
+		if err == nil && *adminListen != "" {
+			cfg.Admin.Listen = *adminListen
+			if *adminListen == "off" {
+				cfg.Admin.Listen = ""
+			}
+		}
+		return cfg, err
+	}
+	cfg, err := load(*file)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	for _, w := range cfg.Warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
+		fmt.Fprintln(stderr, warningLine(w))
 	}
-	if err := supported(cfg); err != nil {
+	if err := runnable(cfg); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
@@ -78,14 +90,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	log := newLogger(cfg.Global, stderr)
+	sinks, err := syslogHandlers(cfg.Global)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer func() {
+		for _, h := range sinks {
+			_ = h.Close()
+		}
+	}()
+	log := withSyslog(newLogger(cfg.Global, stderr), sinks)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	a, err := newApp(cfg, log)
+	a, err := newApp(cfg, log, load)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
@@ -104,18 +126,28 @@ func convert(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: amqplb convert FILE")
 		return 2
 	}
-	cfg, err := config.Load(args[0])
+	out, cfg, err := config.ConvertFile(args[0])
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	for _, w := range cfg.Warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
+		fmt.Fprintln(stderr, warningLine(w))
 	}
-	if _, err := stdout.Write(config.ToTOML(cfg)); err != nil {
+	if _, err := stdout.Write(out); err != nil {
 		return 1
 	}
 	return 0
+}
+
+// warningLine formats a configuration warning, "FILE:LINE: message", as compilers do:
+// "FILE:LINE: warning: message", so that it still starts with its location.
+func warningLine(w string) string {
+	// The location is the file name, then ":LINE" when known, then ": ".
+	if i := strings.Index(w, ": "); i >= 0 {
+		return w[:i] + ": warning: " + w[i+2:]
+	}
+	return "warning: " + w
 }
 
 func newLogger(g config.Global, w io.Writer) *slog.Logger {

@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/amqplb/amqplb/admin"
+	"github.com/amqplb/amqplb/proxy"
 )
 
 func write(t *testing.T, name, content string) string {
@@ -45,9 +49,9 @@ func TestCommandLine(t *testing.T) {
 		noStderr bool
 	}{
 		{"version", []string{"-version"}, 0, "amqplb ", "", true},
-		{"check valid", []string{"-c", "-f", good}, 0, "Configuration file is valid", "warning: " + good + ":", false},
+		{"check valid", []string{"-c", "-f", good}, 0, "Configuration file is valid", ": warning: ", false},
 		{"check invalid", []string{"-c", "-f", bad}, 1, "", bad + ":13: unknown key backend.server.wieght (did you mean weight?)", false},
-		{"check unsupported", []string{"-c", "-f", tls}, 1, "", `frontend "amqp": tls is not supported yet`, false},
+		{"check missing certificate", []string{"-c", "-f", tls}, 1, "", `frontend amqp: tls: certificate: stat c.pem: no such file`, false},
 		{"check haproxy.cfg", []string{"-c", "-f", hap}, 0, "Configuration file is valid", "", false},
 		{"missing file", []string{"-c", "-f", filepath.Join(t.TempDir(), "nope.toml")}, 1, "", "nope.toml", false},
 		{"no file", []string{"-c"}, 2, "", "usage: amqplb", false},
@@ -71,5 +75,12 @@ func TestCommandLine(t *testing.T) {
 				t.Errorf("unexpected stderr %q", errb.String())
 			}
 		})
+	}
+}
+
+// admin exports every refusal reason from the start; its list must be proxy's.
+func TestRefuseReasonsAgree(t *testing.T) {
+	if fmt.Sprint(admin.RefuseReasons) != fmt.Sprint(proxy.RefuseReasons) {
+		t.Fatalf("admin.RefuseReasons %v differ from proxy.RefuseReasons %v", admin.RefuseReasons, proxy.RefuseReasons)
 	}
 }

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/amqplb/amqplb/admin"
+	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/config"
+	"github.com/amqplb/amqplb/healthcheck"
+	"github.com/amqplb/amqplb/internal/syslog"
+	"github.com/amqplb/amqplb/internal/tlsfiles"
+	"github.com/amqplb/amqplb/proxy"
+)
+
+// This file turns the parts of a configuration that name files or need compiling (TLS
+// certificates, tcp-request rules, tcp-check scripts, syslog targets) into the values the
+// packages take. Each function fails with a message naming the frontend, backend or server, so
+// that `amqplb -c` reports a missing certificate as `haproxy -c` does.
+
+// frontendTLS loads the certificate of a frontend that terminates TLS; nil without tls.
+func frontendTLS(fc config.Frontend) (*tls.Config, error) {
+	if fc.TLS == nil {
+		return nil, nil
+	}
+	t := fc.TLS
+	c, err := tlsfiles.ServerConfig(t.Cert, t.Key, t.CA, t.Verify)
+	if err != nil {
+		return nil, fmt.Errorf("frontend %s: %w", fc.Name, err)
+	}
+	return c, nil
+}
+
+// serverTLS loads the client TLS configuration for a server spoken to over TLS; nil without tls.
+func serverTLS(bc config.Backend, sc config.Server) (*tls.Config, error) {
+	if sc.TLS == nil {
+		return nil, nil
+	}
+	t := sc.TLS
+	host, _, err := net.SplitHostPort(sc.Address)
+	if err != nil {
+		host = sc.Address
+	}
+	c, err := tlsfiles.ClientConfig(t.CA, t.Verify, t.ServerName, t.Cert, t.Key, host)
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: server %s: %w", bc.Name, sc.Name, err)
+	}
+	return c, nil
+}
+
+// frontendRules compiles a frontend's tcp_request rules over its ACLs.
+func frontendRules(fc config.Frontend) ([]proxy.Rule, error) {
+	if len(fc.TCPRequest) == 0 {
+		return nil, nil
+	}
+	acls := make(map[string][]netip.Prefix, len(fc.ACL))
+	for name, entries := range fc.ACL {
+		for _, e := range entries {
+			p, err := config.ParseACLEntry(e)
+			if err != nil {
+				return nil, fmt.Errorf("frontend %s: acl %s: %w", fc.Name, name, err)
+			}
+			acls[name] = append(acls[name], p)
+		}
+	}
+	rules := make([]proxy.Rule, 0, len(fc.TCPRequest))
+	for i, r := range fc.TCPRequest {
+		cond, err := r.Condition()
+		if err != nil {
+			return nil, fmt.Errorf("frontend %s: tcp_request %d: %w", fc.Name, i+1, err)
+		}
+		for _, g := range cond.Or {
+			for _, t := range g {
+				if _, ok := acls[t.ACL]; !ok {
+					return nil, fmt.Errorf("frontend %s: tcp_request %d: acl %q is not defined", fc.Name, i+1, t.ACL)
+				}
+			}
+		}
+		rule := proxy.Rule{Reject: r.Action == "reject"}
+		if len(cond.Or) > 0 || cond.Negate {
+			rule.Match = func(a netip.Addr) bool {
+				return cond.Match(func(name string) bool {
+					for _, p := range acls[name] {
+						if p.Contains(a) {
+							return true
+						}
+					}
+					return false
+				})
+			}
+		}
+		rules = append(rules, rule)
+	}
+	return rules, nil
+}
+
+// sendProxyVersion maps send_proxy to the PROXY protocol version.
+func sendProxyVersion(s string) int {
+	switch s {
+	case "v1":
+		return 1
+	case "v2":
+		return 2
+	}
+	return 0
+}
+
+// checker builds the health checker of a backend.
+func checker(bc config.Backend) (healthcheck.Checker, error) {
+	h := bc.HealthCheck
+	steps := make([]healthcheck.TCPStep, 0, len(h.TCPCheck))
+	for _, s := range h.TCPCheck {
+		steps = append(steps, healthcheck.TCPStep{Action: s.Action, Data: s.Data, Match: s.Match, Pattern: s.Pattern, Negate: s.Negate})
+	}
+	c, err := healthcheck.NewChecker(h.Type, healthcheck.Options{
+		Timeout:  h.Timeout,
+		VHost:    h.VHost,
+		Username: h.Username,
+		Password: h.Password,
+		Steps:    steps,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: %w", bc.Name, err)
+	}
+	return c, nil
+}
+
+// runnable builds, and throws away, everything of cfg that reads files or compiles, so that a
+// configuration that cannot run fails `amqplb -c` and a reload, not only a start.
+func runnable(cfg *config.Config) error {
+	var errs []error
+	for _, fc := range cfg.Frontends {
+		if _, err := frontendTLS(fc); err != nil {
+			errs = append(errs, err)
+		}
+		if _, err := frontendRules(fc); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, bc := range cfg.Backends {
+		for _, sc := range bc.Servers {
+			if _, err := serverTLS(bc, sc); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if _, err := checker(bc); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, lt := range cfg.Global.Log {
+		if _, err := syslog.ParseFacility(orDefault(lt.Facility, "local0")); err != nil {
+			errs = append(errs, fmt.Errorf("global.log %s: %w", lt.Address, err))
+		}
+		if _, err := syslog.ParseLevel(orDefault(lt.Level, "debug")); err != nil {
+			errs = append(errs, fmt.Errorf("global.log %s: %w", lt.Address, err))
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = cfg.File + ": " + e.Error()
+	}
+	return errors.New(strings.Join(msgs, "\n"))
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// syslogHandlers opens the remote syslog targets of g.
+func syslogHandlers(g config.Global) ([]*syslog.Handler, error) {
+	var hs []*syslog.Handler
+	for _, lt := range g.Log {
+		h, err := syslog.New(lt.Address, lt.Facility, lt.Level)
+		if err != nil {
+			for _, o := range hs {
+				_ = o.Close()
+			}
+			return nil, fmt.Errorf("global.log %s: %w", lt.Address, err)
+		}
+		hs = append(hs, h)
+	}
+	return hs, nil
+}
+
+// withSyslog returns a logger writing to base's handler and to every syslog handler.
+func withSyslog(base *slog.Logger, hs []*syslog.Handler) *slog.Logger {
+	if len(hs) == 0 {
+		return base
+	}
+	all := []slog.Handler{base.Handler()}
+	for _, h := range hs {
+		all = append(all, h)
+	}
+	return slog.New(syslog.Multi(all...))
+}
+
+// closeSessionsOnBackups ends the sessions of the backup servers of b (on_marked_up =
+// shutdown-backup-sessions), so that their clients reconnect to the server that came up.
+func (a *app) closeSessionsOnBackups(b *backend.Backend) {
+	for _, s := range b.Servers {
+		if s.Backup() {
+			a.closeSessions(s, "server up: closed the sessions of a backup server")
+		}
+	}
+}
+
+// statsListener is a running read-only stats listener and the configuration it came from.
+type statsListener struct {
+	cfg  config.Stats
+	srv  *admin.StatsServer
+	done chan error
+}
+
+// newStats builds a stats listener for c and binds it.
+func (a *app) newStats(c config.Stats) (*statsListener, error) {
+	users := map[string]string{}
+	for _, up := range c.Auth {
+		u, p, _ := strings.Cut(up, ":")
+		users[u] = p
+	}
+	srv := admin.NewStats(admin.StatsOptions{
+		Name:        c.Name,
+		Listen:      c.Bind,
+		URI:         c.URI,
+		Users:       users,
+		Realm:       c.Realm,
+		Refresh:     c.Refresh,
+		HideVersion: c.HideVersion,
+		Metrics:     c.Metrics,
+		Backends:    func() []*backend.Backend { return a.gen.Load().backends },
+		Frontends:   a.frontendStats,
+		Logger:      a.log,
+		Version:     buildVersion(),
+	})
+	if err := srv.Listen(); err != nil {
+		return nil, fmt.Errorf("stats %s: %w", c.Name, err)
+	}
+	return &statsListener{cfg: c, srv: srv}, nil
+}
+
+func (st *statsListener) serve() {
+	st.done = make(chan error, 1)
+	go func() { st.done <- st.srv.Serve() }()
+}
+
+// stop shuts the listener down and waits for it.
+func (st *statsListener) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = st.srv.Shutdown(ctx)
+	if st.done != nil {
+		<-st.done
+		st.done = nil
+	}
+}
+
+// reloadStats applies changed [[stats]] listeners: unchanged ones keep serving; changed and
+// removed ones stop; new and changed ones start (a failure to bind is logged: the proxy goes on).
+func (a *app) reloadStats(next []config.Stats) {
+	keep := map[string]*statsListener{}
+	for _, st := range a.stats {
+		keep[fmt.Sprint(st.cfg)] = st
+	}
+	var out []*statsListener
+	var start []config.Stats
+	for _, c := range next {
+		if st, ok := keep[fmt.Sprint(c)]; ok {
+			delete(keep, fmt.Sprint(c))
+			out = append(out, st)
+			continue
+		}
+		start = append(start, c)
+	}
+	for _, st := range keep {
+		st.stop()
+	}
+	for _, c := range start {
+		st, err := a.newStats(c)
+		if err != nil {
+			a.log.Error("reload: a stats listener could not start", "err", err)
+			continue
+		}
+		st.serve()
+		out = append(out, st)
+	}
+	a.stats = out
+}

@@ -1,0 +1,596 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqplb/amqplb/internal/testenv"
+)
+
+// Issue 6: amqplb runs haproxy.cfg files unchanged, with PROXY protocol, TLS and source ACLs,
+// against real RabbitMQ.
+
+// startLBFile runs amqplb -f on a file called name holding content, with its admin API on a
+// free address (-admin), until it serves. addr is the AMQP frontend the test will use.
+func startLBFile(t testing.TB, name, content, addr string) *lb {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := &lb{addr: addr, adminAddr: freeAddr(t), path: path, log: &testenv.Buffer{}, done: make(chan error, 1)}
+	return l.start(t, "-admin", l.adminAddr)
+}
+
+// start runs the binary on l.path with extra flags and waits until it serves.
+func (l *lb) start(t testing.TB, flags ...string) *lb {
+	t.Helper()
+	l.cmd = execBinary(append([]string{"-f", l.path}, flags...)...)
+	l.cmd.Stdout, l.cmd.Stderr = l.log, l.log
+	if err := l.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { l.done <- l.cmd.Wait() }()
+	t.Cleanup(func() {
+		if err := l.stop(10 * time.Second); err != nil {
+			t.Errorf("amqplb did not stop cleanly: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("amqplb output:\n%s", l.log.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(l.log.String(), "amqplb started") {
+		select {
+		case err := <-l.done:
+			t.Fatalf("amqplb exited before serving: %v\n%s", err, l.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("amqplb did not start:\n%s", l.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return l
+}
+
+// roundTrip publishes a message on a fresh queue through conn and consumes it back.
+func roundTrip(t testing.TB, conn *amqp.Connection) {
+	t.Helper()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	body := []byte("through amqplb " + t.Name())
+	if err := ch.PublishWithContext(ctx, "", q.Name, false, false, amqp.Publishing{Body: body}); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-msgs:
+		if string(m.Body) != string(body) {
+			t.Fatalf("consumed %q, want %q", m.Body, body)
+		}
+	case <-ctx.Done():
+		t.Fatal("the published message did not come back")
+	}
+}
+
+func dialURL(t testing.TB, url string, cfg *tls.Config) *amqp.Connection {
+	t.Helper()
+	conn, err := amqp.DialConfig(url, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second), TLSClientConfig: cfg})
+	if err != nil {
+		t.Fatalf("AMQP connect to %s: %v", url, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// corpusFile reads a file of the haproxy.cfg corpus and points it at this test: every bind
+// (and legacy listen address) of an AMQP proxy moves to a free loopback port, every server
+// address to a node of the cluster, and files named relative to the corpus directory become
+// absolute. It returns the rewritten text and the first AMQP address.
+func corpusFile(t testing.TB, name string, c *testenv.Cluster) (string, string) {
+	t.Helper()
+	dir, err := filepath.Abs("../config/testdata/haproxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	first, server := "", 0
+	for _, line := range strings.Split(string(src), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 2 && f[0] == "bind":
+			a := freeAddr(t)
+			if first == "" {
+				first = a
+			}
+			line = strings.Replace(line, f[1], a, 1)
+		case len(f) >= 3 && f[0] == "listen" && strings.Contains(f[2], ":"):
+			a := freeAddr(t)
+			if first == "" {
+				first = a
+			}
+			line = strings.Replace(line, f[2], a, 1)
+		case len(f) >= 3 && f[0] == "server":
+			line = strings.Replace(line, f[2], c.Nodes[server%len(c.Nodes)].AMQPAddr(), 1)
+			server++
+		}
+		for _, w := range f {
+			if strings.HasSuffix(w, ".pem") || strings.HasSuffix(w, ".crt") {
+				if _, err := os.Stat(filepath.Join(dir, w)); err == nil {
+					line = strings.Replace(line, w, filepath.Join(dir, w), 1)
+				}
+			}
+		}
+		out = append(out, line)
+	}
+	if first == "" {
+		t.Fatalf("%s has no bind", name)
+	}
+	return strings.Join(out, "\n"), first
+}
+
+// TestCorpusFilesServeRealClients runs several files of the haproxy.cfg corpus unchanged but for
+// addresses, and publishes and consumes through each.
+func TestCorpusFilesServeRealClients(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	entries, err := os.ReadDir("../config/testdata/haproxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := 0
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".cfg") {
+			continue
+		}
+		text, _ := corpusFile(t, name, c)
+		// Files that need things this test does not give (TLS to the brokers, PROXY headers
+		// the cluster does not expect) are covered by the tests below.
+		if strings.Contains(text, " ssl") || strings.Contains(text, "send-proxy") || strings.Contains(text, "accept-proxy") ||
+			strings.Contains(text, "reject") {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			text, addr := corpusFile(t, name, c)
+			l := startLBFile(t, name, text, addr)
+			waitUp(t, l, 1)
+			roundTrip(t, dialURL(t, "amqp://guest:guest@"+addr+"/", nil))
+		})
+		served++
+	}
+	if served < 3 {
+		t.Fatalf("only %d corpus files were served; want at least 3", served)
+	}
+}
+
+// waitUp waits until at least n servers of amqplb's backends are up.
+func waitUp(t testing.TB, l *lb, n int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		up := 0
+		for _, s := range l.servers(t) {
+			if s.State == "up" {
+				up++
+			}
+		}
+		if up >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d servers up, want %d: %+v", up, n, l.servers(t))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// proxyNode boots a one-node RabbitMQ with proxy_protocol = true and a TLS listener, for the
+// length of the test.
+func proxyNode(t *testing.T, certs testenv.TestCerts) *testenv.Node {
+	t.Helper()
+	testenv.RequireCluster(t) // the shared cluster is up: this is a broker test run
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pc, err := testenv.StartCluster(ctx, testenv.ClusterOptions{
+		Dir: t.TempDir(), Nodes: 1, ProxyProtocol: true,
+		TLS: &testenv.TLSFiles{CACert: certs.CA, Cert: certs.ServerCert, Key: certs.ServerKey},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := pc.Stop(); err != nil {
+			t.Errorf("stop the proxy-protocol node: %v", err)
+		}
+	})
+	return pc.Nodes[0]
+}
+
+// clientPort is the local port of an AMQP connection, as the broker should see it.
+func clientPort(t testing.TB, conn *amqp.Connection) int {
+	t.Helper()
+	a, ok := conn.LocalAddr().(*net.TCPAddr)
+	if !ok {
+		t.Fatalf("local address %v", conn.LocalAddr())
+	}
+	return a.Port
+}
+
+// waitPeer waits until node n's management API lists a connection from 127.0.0.1:port and
+// returns it.
+func waitPeer(t testing.TB, n *testenv.Node, port int) testenv.Connection {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var seen []testenv.Connection
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		cs, err := n.Connections(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			if c.PeerPort == port && c.PeerHost == "127.0.0.1" {
+				return c
+			}
+		}
+		seen = cs
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("the broker never listed a connection from 127.0.0.1:%d; it lists %+v", port, seen)
+	return testenv.Connection{}
+}
+
+// TestSendProxyShowsTheClientToRabbitMQ: a node with proxy_protocol = true sees, in its
+// management API, the address and port of the client behind amqplb, for PROXY v1 and v2 and for
+// a TLS connection to the broker; the health checks (which send a PROXY header and speak TLS too)
+// keep the servers up.
+func TestSendProxyShowsTheClientToRabbitMQ(t *testing.T) {
+	certs, err := testenv.WriteTestCerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := proxyNode(t, certs)
+	v1, v2, tlsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	cfg := fmt.Sprintf(`global
+    maxconn 1000
+
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 3h
+    timeout server 3h
+
+listen rabbitmq-v1
+    bind %s
+    balance roundrobin
+    server rmq1 %s check inter 500 rise 1 fall 2 send-proxy
+
+listen rabbitmq-v2
+    bind %s
+    server rmq1 %s check inter 500 rise 1 fall 2 send-proxy-v2
+
+listen rabbitmq-tls
+    bind %s
+    server rmq1 127.0.0.1:%d check inter 500 rise 1 fall 2 send-proxy ssl verify required ca-file %s
+`, v1, n.AMQPAddr(), v2, n.AMQPAddr(), tlsAddr, n.TLSPort, certs.CA)
+	l := startLBFile(t, "haproxy.cfg", cfg, v1)
+	waitUp(t, l, 3)
+	for _, tc := range []struct{ name, addr string }{{"v1", v1}, {"v2", v2}, {"tls", tlsAddr}} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := dialURL(t, "amqp://guest:guest@"+tc.addr+"/", nil)
+			roundTrip(t, conn)
+			got := waitPeer(t, n, clientPort(t, conn))
+			if got.SSL != (tc.name == "tls") {
+				t.Errorf("broker says ssl=%v for the %s frontend", got.SSL, tc.name)
+			}
+		})
+	}
+}
+
+// TestAcceptProxyChain: a client goes through amqplb A (send-proxy-v2) and amqplb B
+// (accept-proxy, send-proxy v1) to a proxy_protocol node, which sees the client's own address.
+// B refuses a connection whose PROXY header is malformed, and counts it.
+func TestAcceptProxyChain(t *testing.T) {
+	certs, err := testenv.WriteTestCerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := proxyNode(t, certs)
+	aAddr, bAddr := freeAddr(t), freeAddr(t)
+	b := startLBFile(t, "b.cfg", fmt.Sprintf(`frontend from-a
+    bind %s accept-proxy
+    mode tcp
+    default_backend rmq
+backend rmq
+    mode tcp
+    server rmq1 %s check inter 500 rise 1 send-proxy
+`, bAddr, n.AMQPAddr()), bAddr)
+	a := startLBFile(t, "a.cfg", fmt.Sprintf(`listen edge
+    bind %s
+    mode tcp
+    server b %s send-proxy-v2
+`, aAddr, bAddr), aAddr)
+	waitUp(t, b, 1)
+	waitUp(t, a, 1)
+	conn := dialURL(t, "amqp://guest:guest@"+aAddr+"/", nil)
+	roundTrip(t, conn)
+	port := clientPort(t, conn)
+	waitPeer(t, n, port)
+	if !strings.Contains(b.log.String(), "client=127.0.0.1:"+strconv.Itoa(port)) {
+		t.Errorf("amqplb B's access log does not name the original client 127.0.0.1:%d", port)
+	}
+
+	// A malformed header: B closes the connection without a byte and counts it.
+	raw, err := net.DialTimeout("tcp", bAddr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = raw.Write([]byte("PROXY TCP4 not-an-address\r\nAMQP\x00\x00\x09\x01"))
+	_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if k, err := raw.Read(make([]byte, 64)); k != 0 || err == nil {
+		t.Errorf("a malformed PROXY header got %d bytes, err %v; want the connection closed", k, err)
+	}
+	raw.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for metric(t, b.scrape(t), "amqplb_frontend_refused_total", map[string]string{"frontend": "from-a", "reason": "bad_proxy"}) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("amqplb_frontend_refused_total{reason=\"bad_proxy\"} did not count the malformed header")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	roundTrip(t, conn) // the established client never noticed
+}
+
+// TestTLSTerminationAndReload: amqp091-go DialTLS through amqplb terminating TLS in front of the
+// real cluster; a frontend that requires client certificates refuses a client without one; and a
+// certificate replaced on disk is served after SIGHUP.
+func TestTLSTerminationAndReload(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	dir := t.TempDir()
+	certs, err := testenv.WriteTestCerts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, mtls := freeAddr(t), freeAddr(t)
+	cfg := fmt.Sprintf(`defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 3h
+    timeout server 3h
+
+frontend amqps
+    bind %s ssl crt %s
+    default_backend rabbitmq
+
+frontend amqps-mtls
+    bind %s ssl crt %s ca-file %s verify required
+    default_backend rabbitmq
+
+backend rabbitmq
+    balance leastconn
+    server rmq1 %s check inter 1s
+    server rmq2 %s check inter 1s
+    server rmq3 %s check inter 1s
+`, open, certs.ServerPEM, mtls, certs.ServerPEM, certs.CA, c.Nodes[0].AMQPAddr(), c.Nodes[1].AMQPAddr(), c.Nodes[2].AMQPAddr())
+	l := startLBFile(t, "haproxy.cfg", cfg, open)
+	waitUp(t, l, 3)
+
+	pool := x509.NewCertPool()
+	pem, err := os.ReadFile(certs.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AppendCertsFromPEM(pem)
+	host, _, _ := net.SplitHostPort(open)
+	tlsCfg := &tls.Config{RootCAs: pool, ServerName: host}
+	roundTrip(t, dialURL(t, "amqps://guest:guest@"+open+"/", tlsCfg))
+
+	// Client certificates required: without one the handshake fails; with one it works.
+	if conn, err := amqp.DialConfig("amqps://guest:guest@"+mtls+"/", amqp.Config{TLSClientConfig: tlsCfg, Dial: amqp.DefaultDial(5 * time.Second)}); err == nil {
+		conn.Close()
+		t.Fatal("a client without a certificate connected to a frontend with verify required")
+	}
+	cert, err := tls.LoadX509KeyPair(certs.ClientCert, certs.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withCert := tlsCfg.Clone()
+	withCert.Certificates = []tls.Certificate{cert}
+	roundTrip(t, dialURL(t, "amqps://guest:guest@"+mtls+"/", withCert))
+
+	// A new certificate (from a new CA) on disk, then SIGHUP: new connections get it.
+	certs2, err := testenv.WriteTestCerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(certs2.ServerPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certs.ServerPEM, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, l, 1, "reloaded")
+	pool2 := x509.NewCertPool()
+	pem2, _ := os.ReadFile(certs2.CA)
+	pool2.AppendCertsFromPEM(pem2)
+	roundTrip(t, dialURL(t, "amqps://guest:guest@"+open+"/", &tls.Config{RootCAs: pool2, ServerName: host}))
+}
+
+// TestSourceACLRefusesOutsiders: tcp-request connection reject unless an src ACL matches.
+func TestSourceACLRefusesOutsiders(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	closed, opened := freeAddr(t), freeAddr(t)
+	cfg := fmt.Sprintf(`frontend office-only
+    bind %s
+    mode tcp
+    acl office src 10.20.0.0/16 192.168.7.0/24
+    tcp-request connection reject unless office
+    default_backend rabbitmq
+
+frontend loopback-ok
+    bind %s
+    mode tcp
+    acl local src 127.0.0.0/8 ::1
+    tcp-request connection accept if local
+    tcp-request connection reject
+    default_backend rabbitmq
+
+backend rabbitmq
+    mode tcp
+    server rmq1 %s check
+`, closed, opened, c.Nodes[0].AMQPAddr())
+	l := startLBFile(t, "acl.cfg", cfg, opened)
+	waitUp(t, l, 1)
+	roundTrip(t, dialURL(t, "amqp://guest:guest@"+opened+"/", nil))
+	if conn, err := amqp.DialConfig("amqp://guest:guest@"+closed+"/", amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)}); err == nil {
+		conn.Close()
+		t.Fatal("a client outside the ACL connected")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for metric(t, l.scrape(t), "amqplb_frontend_refused_total", map[string]string{"frontend": "office-only", "reason": "denied"}) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the refused client was not counted as denied")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestStatsListenServesStatusAndMetrics: an HAProxy stats section with auth serves amqplb's
+// status page there, and the Prometheus exporter line serves its metrics.
+func TestStatsListenServesStatusAndMetrics(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	amqpAddr, stats, prom := freeAddr(t), freeAddr(t), freeAddr(t)
+	cfg := fmt.Sprintf(`listen rabbitmq
+    bind %s
+    mode tcp
+    server rmq1 %s check
+
+listen stats
+    bind %s
+    mode http
+    stats enable
+    stats uri /stats
+    stats realm RabbitMQ\ LB
+    stats auth ops:s3cret
+    stats refresh 5s
+
+frontend prometheus
+    bind %s
+    mode http
+    http-request use-service prometheus-exporter if { path /metrics }
+    no log
+`, amqpAddr, c.Nodes[0].AMQPAddr(), stats, prom)
+	l := startLBFile(t, "stats.cfg", cfg, amqpAddr)
+	waitUp(t, l, 1)
+	get := func(url, user, pass string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("http://"+stats+"/stats", "", ""); code != http.StatusUnauthorized {
+		t.Errorf("stats page without credentials: %d, want 401", code)
+	}
+	if code, _ := get("http://"+stats+"/stats", "ops", "wrong"); code != http.StatusUnauthorized {
+		t.Errorf("stats page with a wrong password: %d, want 401", code)
+	}
+	if code, body := get("http://"+stats+"/stats", "ops", "s3cret"); code != http.StatusOK || !strings.Contains(strings.ToLower(body), "<html") {
+		t.Errorf("stats page with credentials: %d, %.80q", code, body)
+	}
+	code, body := get("http://"+prom+"/metrics", "", "")
+	if code != http.StatusOK || !strings.Contains(body, "amqplb_server_up{") {
+		t.Errorf("prometheus exporter: %d, no amqplb_server_up in %.200q", code, body)
+	}
+}
+
+// TestCheckAcceptsCorpusLikeHAProxy: amqplb -c on a haproxy.cfg prints its warnings as
+// FILE:LINE: and exits 0; on a broken one it names the line and exits 1.
+func TestCheckAcceptsCorpusLikeHAProxy(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(good, []byte(`global
+    daemon
+    nbproc 1
+defaults
+    contimeout 5000
+    clitimeout 3h
+    srvtimeout 3h
+listen rabbitmq 127.0.0.1:5672
+    mode tcp
+    balance roundrobin
+    server rmq1 127.0.0.1:5673 check inter 5s rise 2 fall 3
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := execBinary("-c", "-f", good).CombinedOutput()
+	if err != nil {
+		t.Fatalf("amqplb -c on a valid file: %v\n%s", err, out)
+	}
+	for _, want := range []string{good + ":2: ", good + ":3: ", good + ":11: "} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("amqplb -c output lacks %q:\n%s", want, out)
+		}
+	}
+	bad := filepath.Join(dir, "bad.cfg")
+	if err := os.WriteFile(bad, []byte("listen x\n    bind 127.0.0.1:5672\n    balance roundrobin\n    server a 127.0.0.1:1 chek\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = execBinary("-c", "-f", bad).CombinedOutput()
+	if err == nil {
+		t.Fatalf("amqplb -c accepted a misspelt server option:\n%s", out)
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	found := false
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), bad+":4: ") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the error does not start with %s:4:\n%s", bad, out)
+	}
+}
