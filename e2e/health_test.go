@@ -37,6 +37,12 @@ type apiServer struct {
 // servers reads the backend "rabbitmq" from the admin API.
 func (l *lb) servers(t testing.TB) map[string]apiServer {
 	t.Helper()
+	return l.backendServers(t)["rabbitmq"]
+}
+
+// backendServers reads every backend from the admin API: backend → server name → server.
+func (l *lb) backendServers(t testing.TB) map[string]map[string]apiServer {
+	t.Helper()
 	resp, err := http.Get("http://" + l.adminAddr + "/api/v1/backends")
 	if err != nil {
 		t.Fatal(err)
@@ -51,12 +57,11 @@ func (l *lb) servers(t testing.TB) map[string]apiServer {
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		t.Fatalf("GET /api/v1/backends: %v", err)
 	}
-	out := map[string]apiServer{}
+	out := map[string]map[string]apiServer{}
 	for _, b := range body.Backends {
-		if b.Name == "rabbitmq" {
-			for _, s := range b.Servers {
-				out[s.Name] = s
-			}
+		out[b.Name] = map[string]apiServer{}
+		for _, s := range b.Servers {
+			out[b.Name][s.Name] = s
 		}
 	}
 	return out
