@@ -77,7 +77,7 @@ var (
 	onMarkedUps    = []string{"keep", "shutdown-backup-sessions"}
 	checkTypes     = []string{"amqp", "amqp-probe", "tcp", "none"}
 	tlsVerifies    = []string{"none", "optional", "required"}
-	serverVerifies = []string{"none", "required"}
+	serverVerifies = []string{"none", "chain", "required"}
 	ruleActions    = []string{"accept", "reject"}
 	stepActions    = []string{"connect", "send", "send-binary", "expect"}
 	stepMatches    = []string{"string", "binary", "rstring", "rbinary"}
@@ -387,8 +387,10 @@ type Server struct {
 
 // ServerTLS configures TLS to a broker; file names are PEM files.
 type ServerTLS struct {
-	// Verify is required (the server's certificate must be valid for
-	// ServerName) or none. Default "required".
+	// Verify is required (the server's certificate must chain to CA and be
+	// for ServerName), chain (it must chain to CA, whatever name it is for:
+	// what HAProxy's verify required checks without sni or verifyhost) or
+	// none. Default "required".
 	Verify string `toml:"verify"`
 	// CA is the bundle the server's certificate is verified against; ""
 	// means the system's CA pool. Default "".

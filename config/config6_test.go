@@ -120,7 +120,7 @@ a.toml:42: backend "b": on_marked_up "shutdown-sessions" is not one of "keep", "
 a.toml:43: backend "b": half_close_timeout -1s must not be negative
 a.toml:47: backend "b": health_check: tcp_check needs type = "tcp", not "amqp-probe"
 a.toml:52: backend "b": server "s1": check_port 70000 out of range 0..65535
-a.toml:53: backend "b": server "s1": tls: verify "optional" is not one of "none", "required"
+a.toml:53: backend "b": server "s1": tls: verify "optional" is not one of "none", "chain", "required"
 a.toml:53: backend "b": server "s1": tls: key needs cert (the client certificate)
 a.toml:65: backend "t": health_check: tcp_check #1: send needs data
 a.toml:66: backend "t": health_check: tcp_check #2: connect can only be the first step (the check connects once)

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"net"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -433,11 +432,8 @@ func (p *hapParser) serverTLS(label string, s *hapServer) *ServerTLS {
 			p.warnf(o.ssl.line, "%s: server %q: ssl verify required without ca-file: amqplb checks the certificate against the system's CA pool (HAProxy 2.6 refuses this)", label, s.name)
 		}
 		if t.ServerName == "" {
-			host := s.addr
-			if h, _, err := net.SplitHostPort(s.addr); err == nil {
-				host = h
-			}
-			p.warnf(o.ssl.line, "%s: server %q: without sni or verifyhost HAProxy checks only the certificate's chain; amqplb also checks that it is for %s (set server_name in the converted TOML, or sni str(NAME) here, if it is not)", label, s.name, host)
+			// HAProxy checks only the chain when no name is given; so does "chain".
+			t.Verify = "chain"
 		}
 	}
 	return t

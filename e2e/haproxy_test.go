@@ -376,17 +376,17 @@ listen rabbitmq-tls
 	}
 }
 
-// TestAcceptProxyChain: a client goes through amqplb A (send-proxy-v2) and amqplb B
-// (accept-proxy, send-proxy v1) to a proxy_protocol node, which sees the client's own address.
-// B refuses a connection whose PROXY header is malformed, and counts it.
+// TestAcceptProxyChain: clients go through an edge amqplb (one sends PROXY v1, another v2) and
+// amqplb B (accept-proxy, send-proxy v1) to a proxy_protocol node, which sees each client's own
+// address. B refuses a connection whose PROXY header is malformed, and counts it.
 func TestAcceptProxyChain(t *testing.T) {
 	certs, err := testenv.WriteTestCerts(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := proxyNode(t, certs)
-	aAddr, bAddr := freeAddr(t), freeAddr(t)
-	b := startLBFile(t, "b.cfg", fmt.Sprintf(`frontend from-a
+	bAddr := freeAddr(t)
+	b := startLBFile(t, "b.cfg", fmt.Sprintf(`frontend from-edge
     bind %s accept-proxy
     mode tcp
     default_backend rmq
@@ -394,17 +394,23 @@ backend rmq
     mode tcp
     server rmq1 %s check inter 500 rise 1 send-proxy
 `, bAddr, n.AMQPAddr()), bAddr)
-	a := startLBFile(t, "a.cfg", fmt.Sprintf(`listen edge
+	waitUp(t, b, 1)
+	for _, v := range []string{"send-proxy", "send-proxy-v2"} {
+		edge := freeAddr(t)
+		a := startLBFile(t, "edge.cfg", fmt.Sprintf(`listen edge
     bind %s
     mode tcp
-    server b %s send-proxy-v2
-`, aAddr, bAddr), aAddr)
-	waitUp(t, b, 1)
-	waitUp(t, a, 1)
-	conn := dialURL(t, "amqp://guest:guest@"+aAddr+"/", nil)
-	roundTrip(t, conn)
-	port := clientPort(t, conn)
-	waitPeer(t, n, port)
+    server b %s %s
+`, edge, bAddr, v), edge)
+		waitUp(t, a, 1)
+		conn := dialURL(t, "amqp://guest:guest@"+edge+"/", nil)
+		roundTrip(t, conn)
+		port := clientPort(t, conn)
+		waitPeer(t, n, port)
+		conn.Close()
+		// B's access-log line, written when the session ends, names the client, not the edge.
+		waitLog(t, b, 1, "client=127.0.0.1:"+strconv.Itoa(port)+" via=")
+	}
 
 	// A malformed header: B closes the connection without a byte and counts it.
 	raw, err := net.DialTimeout("tcp", bAddr, 2*time.Second)
@@ -418,16 +424,55 @@ backend rmq
 	}
 	raw.Close()
 	deadline := time.Now().Add(5 * time.Second)
-	for metric(t, b.scrape(t), "amqplb_frontend_refused_total", map[string]string{"frontend": "from-a", "reason": "bad_proxy"}) != 1 {
+	for metric(t, b.scrape(t), "amqplb_frontend_refused_total", map[string]string{"frontend": "from-edge", "reason": "bad_proxy"}) != 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("amqplb_frontend_refused_total{reason=\"bad_proxy\"} did not count the malformed header")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	roundTrip(t, conn) // the established client never noticed
+}
+
+// TestSyslogGetsTheAccessLog: global log ADDR local0 info sends the access log to a syslog
+// server over UDP.
+func TestSyslogGetsTheAccessLog(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	addr := freeAddr(t)
+	l := startLBFile(t, "haproxy.cfg", fmt.Sprintf(`global
+    log %s local0 info
+defaults
+    log global
+    mode tcp
+    option tcplog
+listen rabbitmq
+    bind %s
+    server rmq1 %s check
+`, pc.LocalAddr(), addr, c.Nodes[0].AMQPAddr()), addr)
+	waitUp(t, l, 1)
+	conn := dialURL(t, "amqp://guest:guest@"+addr+"/", nil)
+	port := clientPort(t, conn)
 	conn.Close()
-	// B's access-log line, written when the session ends, names the client, not amqplb A.
-	waitLog(t, b, 1, "client=127.0.0.1:"+strconv.Itoa(port)+" via=")
+	want := "client=127.0.0.1:" + strconv.Itoa(port)
+	buf := make([]byte, 2048)
+	_ = pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		k, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("no syslog line with %q arrived: %v", want, err)
+		}
+		line := string(buf[:k])
+		if strings.Contains(line, want) {
+			// local0 (16) * 8 + info (6) = 134.
+			if !strings.HasPrefix(line, "<134>") || !strings.Contains(line, " amqplb[") {
+				t.Errorf("syslog line %q: want <134> and the amqplb[PID] tag", line)
+			}
+			return
+		}
+	}
 }
 
 // TestTLSTerminationAndReload: amqp091-go DialTLS through amqplb terminating TLS in front of the

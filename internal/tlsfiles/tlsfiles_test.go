@@ -294,6 +294,25 @@ func TestClientConfigVerifiesTheServer(t *testing.T) {
 	if serr, cerr, _ := handshake(t, srv, none); serr != nil || cerr != nil {
 		t.Errorf("verify none: server %v, client %v", serr, cerr)
 	}
+	// chain: any name, but the chain must lead to the CA.
+	chain, err := ClientConfig(certs.CA, "chain", "rabbit.example", "", "", "10.1.2.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if serr, cerr, _ := handshake(t, srv, chain); serr != nil || cerr != nil {
+		t.Errorf("verify chain with a name the certificate lacks: server %v, client %v", serr, cerr)
+	}
+	other, err := testenv.WriteTestCerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	strangerChain, err := ClientConfig(other.CA, "chain", "", "", "", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, cerr, _ := handshake(t, srv, strangerChain); cerr == nil {
+		t.Error("verify chain accepted a certificate from another CA")
+	}
 }
 
 func TestErrorsNameTheFile(t *testing.T) {
