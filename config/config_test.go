@@ -778,3 +778,37 @@ func TestToTOMLRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadLines(t *testing.T) {
+	dir := t.TempDir()
+	toml := filepath.Join(dir, "a.toml")
+	if err := os.WriteFile(toml, []byte("[[frontend]]\nname = \"f\"\nbind = \":5672\"\nbackend = \"b\"\ntls = { cert = \"c.pem\" }\n\n[[backend]]\nname = \"b\"\n[[backend.server]]\nname = \"s\"\naddress = \"10.0.0.1:5672\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hap := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(hap, []byte("listen b\n    bind :5671 ssl crt c.pem\n    server s 10.0.0.1:5672 ssl verify none\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		file string
+		path string
+		want int
+	}{
+		{toml, "frontend.0.tls", 5},
+		{toml, "backend.0.server.0.tls", 9}, // not written: the server's table
+		{hap, "frontend.0.tls", 2},
+		{hap, "backend.0.server.0.tls", 3},
+	} {
+		_, lines, err := LoadLines(tt.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := lines.Of(tt.path); got != tt.want {
+			t.Errorf("%s: line of %s = %d, want %d", filepath.Base(tt.file), tt.path, got, tt.want)
+		}
+	}
+	var none *Lines
+	if none.Of("frontend.0") != 0 {
+		t.Error("a nil Lines knows a line")
+	}
+}

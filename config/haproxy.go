@@ -196,13 +196,13 @@ type hapParser struct {
 
 // parseHAProxy imports data written in haproxy.cfg syntax; file names the
 // data in messages. Like Parse, it returns every problem found.
-func parseHAProxy(file string, data []byte) (*Config, error) {
+func parseHAProxy(file string, data []byte) (*Config, *Lines, error) {
 	p := importHAProxy(file, data)
 	if err := p.err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p.cfg.Warnings = p.warningStrings()
-	return p.cfg, nil
+	return p.cfg, &Lines{p.lines}, nil
 }
 
 // nothingToServe is the one error about a haproxy.cfg that has no line: the

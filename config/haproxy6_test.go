@@ -298,7 +298,7 @@ backend b
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := parseHAProxy("i.cfg", []byte(tt.src))
+			c, _, err := parseHAProxy("i.cfg", []byte(tt.src))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -66,7 +66,7 @@ func TestHAProxyCorpus(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Named as amqplb -c -f NAME names it when run in corpusDir.
-			c, err := parseHAProxy(name, data)
+			c, _, err := parseHAProxy(name, data)
 			if err != nil {
 				t.Fatalf("the file does not run:\n%v", err)
 			}

@@ -43,7 +43,7 @@ func FuzzHAProxy(f *testing.F) {
 	withLine := regexp.MustCompile(`^f\.cfg:[1-9][0-9]*: `)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		lines := strings.Count(string(data), "\n") + 1
-		c, err := parseHAProxy("f.cfg", data)
+		c, _, err := parseHAProxy("f.cfg", data)
 		if err != nil {
 			var list ErrorList
 			if !errors.As(err, &list) {

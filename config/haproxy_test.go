@@ -61,7 +61,7 @@ func hapBackend(name string, addrs ...string) Backend {
 }
 
 func TestHAProxyRabbitMQ(t *testing.T) {
-	got, err := parseHAProxy("haproxy.cfg", []byte(rabbitmqCfg))
+	got, _, err := parseHAProxy("haproxy.cfg", []byte(rabbitmqCfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ backend rabbitmq
 	server rmq2 fd00::2:5672 check
 	server rmq3 10.0.0.3:5672 check backup
 `
-	got, err := parseHAProxy("fb.cfg", []byte(src))
+	got, _, err := parseHAProxy("fb.cfg", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ listen b from base
 	default-server weight 7
 	server rmq3 h3:5672 check
 `
-	c, err := parseHAProxy("d.cfg", []byte(src))
+	c, _, err := parseHAProxy("d.cfg", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestHAProxyIdleTimeout(t *testing.T) {
 		{"\ttimeout client 1m\n\ttimeout server 1m\n\ttimeout tunnel 8h\n", 8 * time.Hour},
 	}
 	for _, tt := range tests {
-		c, err := parseHAProxy("i.cfg", []byte(hapListen+tt.lines))
+		c, _, err := parseHAProxy("i.cfg", []byte(hapListen+tt.lines))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -543,7 +543,7 @@ h.cfg:8: backend "rabbitmq": server "rmq1": address "10.0.0.2:99999": port must 
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := parseHAProxy("h.cfg", []byte(tt.src))
+			c, _, err := parseHAProxy("h.cfg", []byte(tt.src))
 			if err == nil {
 				t.Fatalf("no error; config %+v", c)
 			}
@@ -647,7 +647,7 @@ listen rabbitmq
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := parseHAProxy("w.cfg", []byte(tt.src))
+			c, _, err := parseHAProxy("w.cfg", []byte(tt.src))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -679,7 +679,7 @@ backend rabbitmq
 	}
 	for name, s := range src {
 		t.Run(name, func(t *testing.T) {
-			want, err := parseHAProxy("a.cfg", []byte(s))
+			want, _, err := parseHAProxy("a.cfg", []byte(s))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -20,12 +20,34 @@ import (
 // os error; a file with problems gives an ErrorList naming every problem
 // found.
 func Load(path string) (*Config, error) {
+	c, _, err := LoadLines(path)
+	return c, err
+}
+
+// Lines tells which line of a configuration file wrote a value, so that a
+// problem found after loading (a certificate file that cannot be read, say)
+// can be reported as FILE:LINE too.
+type Lines struct{ m map[string]int }
+
+// Of returns the line that wrote the value at path, or the line of the
+// nearest enclosing table or section that has one, or 0 when unknown. A
+// path is dotted, with list indexes: "frontend.0.tls",
+// "backend.1.server.2.tls", "global.log.0". A nil Lines knows no line.
+func (l *Lines) Of(path string) int {
+	if l == nil {
+		return 0
+	}
+	return lineOf(l.m, path)
+}
+
+// LoadLines is Load that also returns where each value was written.
+func LoadLines(path string) (*Config, *Lines, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if strings.EqualFold(filepath.Ext(path), ".toml") {
-		return Parse(path, data)
+		return parseTOML(path, data)
 	}
 	return parseHAProxy(path, data)
 }
@@ -34,15 +56,20 @@ func Load(path string) (*Config, error) {
 // and validates the result. file names the data in messages. On any problem
 // it returns a nil Config and an ErrorList with every problem found.
 func Parse(file string, data []byte) (*Config, error) {
+	c, _, err := parseTOML(file, data)
+	return c, err
+}
+
+func parseTOML(file string, data []byte) (*Config, *Lines, error) {
 	var raw map[string]any
 	if _, err := toml.Decode(string(data), &raw); err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
 			msg := strings.Join(strings.Fields(pe.Message), " ")
 			msg += unquotedHint(string(data), pe.Position.Line)
-			return nil, ErrorList{{File: file, Line: pe.Position.Line, Msg: "syntax error: " + msg}}
+			return nil, nil, ErrorList{{File: file, Line: pe.Position.Line, Msg: "syntax error: " + msg}}
 		}
-		return nil, ErrorList{{File: file, Msg: "syntax error: " + err.Error()}}
+		return nil, nil, ErrorList{{File: file, Msg: "syntax error: " + err.Error()}}
 	}
 	d := &decoder{problems: problems{file: file}, lines: keyLines(string(data)), bad: map[string]bool{}}
 	c := &Config{File: file}
@@ -50,10 +77,10 @@ func Parse(file string, data []byte) (*Config, error) {
 	d.table(raw, reflect.ValueOf(c).Elem(), "", nil, "")
 	validate(c, &d.problems, d.lines, d.bad)
 	if err := d.err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c.Warnings = d.warningStrings()
-	return c, nil
+	return c, &Lines{d.lines}, nil
 }
 
 var unquotedValue = regexp.MustCompile(`^\s*([A-Za-z0-9_.-]+)\s*=\s*([A-Za-z][A-Za-z0-9_.:/-]*)\s*(#.*)?$`)

@@ -407,9 +407,6 @@ func (a *app) shutdown() error {
 func (a *app) reload() {
 	a.log.Info("SIGHUP: reloading", "config", a.file)
 	cfg, err := a.load(a.file)
-	if err == nil {
-		err = runnable(cfg)
-	}
 	if err != nil {
 		a.log.Error("reload refused: the running configuration stays", "errors", strings.Split(err.Error(), "\n"))
 		return

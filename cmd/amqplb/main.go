@@ -63,25 +63,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
+	// load reads the file with the command line's overrides and checks that it can run.
 	load := func(path string) (*config.Config, error) {
-		cfg, err := config.Load(path)
-		if err == nil && *adminListen != "" {
+		cfg, lines, err := config.LoadLines(path)
+		if err != nil {
+			return nil, err
+		}
+		if *adminListen != "" {
 			cfg.Admin.Listen = *adminListen
 			if *adminListen == "off" {
 				cfg.Admin.Listen = ""
 			}
 		}
-		return cfg, err
+		return cfg, runnable(cfg, lines)
 	}
 	cfg, err := load(*file)
+	if cfg != nil {
+		for _, w := range cfg.Warnings {
+			fmt.Fprintln(stderr, warningLine(w))
+		}
+	}
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	for _, w := range cfg.Warnings {
-		fmt.Fprintln(stderr, warningLine(w))
-	}
-	if err := runnable(cfg); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}

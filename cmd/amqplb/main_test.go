@@ -51,7 +51,7 @@ func TestCommandLine(t *testing.T) {
 		{"version", []string{"-version"}, 0, "amqplb ", "", true},
 		{"check valid", []string{"-c", "-f", good}, 0, "Configuration file is valid", ": warning: ", false},
 		{"check invalid", []string{"-c", "-f", bad}, 1, "", bad + ":13: unknown key backend.server.wieght (did you mean weight?)", false},
-		{"check missing certificate", []string{"-c", "-f", tls}, 1, "", `frontend amqp: tls: certificate: stat c.pem: no such file`, false},
+		{"check missing certificate", []string{"-c", "-f", tls}, 1, "", "tls.toml:6: frontend amqp: tls: certificate: stat c.pem: no such file", false},
 		{"check haproxy.cfg", []string{"-c", "-f", hap}, 0, "Configuration file is valid", "", false},
 		{"missing file", []string{"-c", "-f", filepath.Join(t.TempDir(), "nope.toml")}, 1, "", "nope.toml", false},
 		{"no file", []string{"-c"}, 2, "", "usage: amqplb", false},

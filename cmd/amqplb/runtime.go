@@ -133,41 +133,46 @@ func checker(bc config.Backend) (healthcheck.Checker, error) {
 }
 
 // runnable builds, and throws away, everything of cfg that reads files or compiles, so that a
-// configuration that cannot run fails `amqplb -c` and a reload, not only a start.
-func runnable(cfg *config.Config) error {
-	var errs []error
-	for _, fc := range cfg.Frontends {
-		if _, err := frontendTLS(fc); err != nil {
-			errs = append(errs, err)
-		}
-		if _, err := frontendRules(fc); err != nil {
-			errs = append(errs, err)
+// configuration that cannot run fails `amqplb -c` and a reload, not only a start. Each problem is
+// reported as FILE:LINE: message, with the line from lines.
+func runnable(cfg *config.Config, lines *config.Lines) error {
+	var msgs []string
+	report := func(path string, err error) {
+		if l := lines.Of(path); l > 0 {
+			msgs = append(msgs, fmt.Sprintf("%s:%d: %v", cfg.File, l, err))
+		} else {
+			msgs = append(msgs, fmt.Sprintf("%s: %v", cfg.File, err))
 		}
 	}
-	for _, bc := range cfg.Backends {
-		for _, sc := range bc.Servers {
+	for i, fc := range cfg.Frontends {
+		if _, err := frontendTLS(fc); err != nil {
+			report(fmt.Sprintf("frontend.%d.tls", i), err)
+		}
+		if _, err := frontendRules(fc); err != nil {
+			report(fmt.Sprintf("frontend.%d.tcp_request", i), err)
+		}
+	}
+	for i, bc := range cfg.Backends {
+		for j, sc := range bc.Servers {
 			if _, err := serverTLS(bc, sc); err != nil {
-				errs = append(errs, err)
+				report(fmt.Sprintf("backend.%d.server.%d.tls", i, j), err)
 			}
 		}
 		if _, err := checker(bc); err != nil {
-			errs = append(errs, err)
+			report(fmt.Sprintf("backend.%d.health_check", i), err)
 		}
 	}
-	for _, lt := range cfg.Global.Log {
+	for i, lt := range cfg.Global.Log {
+		path := fmt.Sprintf("global.log.%d", i)
 		if _, err := syslog.ParseFacility(orDefault(lt.Facility, "local0")); err != nil {
-			errs = append(errs, fmt.Errorf("global.log %s: %w", lt.Address, err))
+			report(path, fmt.Errorf("global.log %s: %w", lt.Address, err))
 		}
 		if _, err := syslog.ParseLevel(orDefault(lt.Level, "debug")); err != nil {
-			errs = append(errs, fmt.Errorf("global.log %s: %w", lt.Address, err))
+			report(path, fmt.Errorf("global.log %s: %w", lt.Address, err))
 		}
 	}
-	if len(errs) == 0 {
+	if len(msgs) == 0 {
 		return nil
-	}
-	msgs := make([]string, len(errs))
-	for i, e := range errs {
-		msgs[i] = cfg.File + ": " + e.Error()
 	}
 	return errors.New(strings.Join(msgs, "\n"))
 }
