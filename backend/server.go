@@ -73,6 +73,11 @@ type ServerOptions struct {
 	// SendProxy is the PROXY protocol version written first on every connection to the server:
 	// 0 (none), 1 or 2.
 	SendProxy int
+	// CheckWithoutTLS and CheckWithoutProxy make health checks plain TCP, or leave the PROXY
+	// header out, although sessions use TLS or send one: a check on another port (CheckPort)
+	// usually reaches a service that does not (HAProxy's check-ssl and check-send-proxy
+	// defaults).
+	CheckWithoutTLS, CheckWithoutProxy bool
 }
 
 // Admin is the operator's say over a server, set through the admin API.
@@ -212,7 +217,13 @@ func (s *Server) Update(o ServerOptions) {
 	s.backup.Store(o.Backup)
 	s.maxConn.Store(int64(max(o.MaxConnections, 0)))
 	s.slowstart.Store(int64(max(o.Slowstart, 0)))
-	ds := &dialSettings{tls: o.TLS, sendProxy: o.SendProxy, checkAddress: s.address}
+	ds := &dialSettings{tls: o.TLS, sendProxy: o.SendProxy, checkAddress: s.address, checkTLS: o.TLS, checkProxy: o.SendProxy}
+	if o.CheckWithoutTLS {
+		ds.checkTLS = nil
+	}
+	if o.CheckWithoutProxy {
+		ds.checkProxy = 0
+	}
 	if o.CheckPort > 0 {
 		if host, _, err := net.SplitHostPort(s.address); err == nil {
 			ds.checkAddress = net.JoinHostPort(host, strconv.Itoa(o.CheckPort))
@@ -227,6 +238,8 @@ type dialSettings struct {
 	tls          *tls.Config
 	sendProxy    int
 	checkAddress string
+	checkTLS     *tls.Config // what health checks use instead of tls and sendProxy
+	checkProxy   int
 }
 
 // CheckAddress returns the host:port health checks connect to: Address, or its host with
@@ -238,6 +251,13 @@ func (s *Server) TLS() *tls.Config { return s.dialing.Load().tls }
 
 // SendProxy returns the PROXY protocol version written to the server: 0 (none), 1 or 2.
 func (s *Server) SendProxy() int { return s.dialing.Load().sendProxy }
+
+// CheckSendProxy returns the PROXY protocol version health checks write: SendProxy, or 0 with
+// CheckWithoutProxy.
+func (s *Server) CheckSendProxy() int { return s.dialing.Load().checkProxy }
+
+// CheckTLS returns the TLS configuration health checks use: TLS, or nil with CheckWithoutTLS.
+func (s *Server) CheckTLS() *tls.Config { return s.dialing.Load().checkTLS }
 
 // Name returns the server's name within its backend.
 func (s *Server) Name() string { return s.name }
@@ -527,10 +547,15 @@ func (s *Server) Dial(ctx context.Context, o DialOptions) (net.Conn, error) {
 	return nil, fmt.Errorf("dial server %s (%s): %w", s.name, addr, err)
 }
 
-// greet writes the PROXY header and does the TLS handshake on a new connection c.
+// greet writes the PROXY header and does the TLS handshake on a new connection c, as sessions
+// or (o.Check) as health checks do.
 func (s *Server) greet(ctx context.Context, c *net.TCPConn, ds *dialSettings, o DialOptions) (net.Conn, error) {
-	if ds.sendProxy != 0 {
-		h, err := ProxyHeader(ds.sendProxy, o.Source, o.Destination, c, o.ProxyLocal)
+	sendProxy, tlsConf := ds.sendProxy, ds.tls
+	if o.Check {
+		sendProxy, tlsConf = ds.checkProxy, ds.checkTLS
+	}
+	if sendProxy != 0 {
+		h, err := ProxyHeader(sendProxy, o.Source, o.Destination, c, o.ProxyLocal)
 		if err != nil {
 			return nil, err
 		}
@@ -542,10 +567,10 @@ func (s *Server) greet(ctx context.Context, c *net.TCPConn, ds *dialSettings, o 
 		}
 		_ = c.SetWriteDeadline(time.Time{})
 	}
-	if ds.tls == nil {
+	if tlsConf == nil {
 		return c, nil
 	}
-	tc := tls.Client(c, ds.tls)
+	tc := tls.Client(c, tlsConf)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return nil, fmt.Errorf("TLS handshake: %w", err)
 	}

@@ -466,3 +466,46 @@ func TestDialTLSAfterTheProxyHeader(t *testing.T) {
 	}
 	<-got
 }
+
+// A check on another port leaves TLS and the PROXY header out when told to (HAProxy's defaults
+// for a server with "port"), while sessions keep both.
+func TestCheckWithoutTLSAndProxy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		b := make([]byte, 64)
+		n, _ := c.Read(b)
+		got <- b[:n]
+	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	p, _ := strconv.Atoi(port)
+	s := NewServer(ServerOptions{Name: "s", Address: "127.0.0.1:1", CheckPort: p, SendProxy: 2,
+		TLS: &tls.Config{InsecureSkipVerify: true}, CheckWithoutTLS: true, CheckWithoutProxy: true})
+	if s.CheckSendProxy() != 0 || s.CheckTLS() != nil || s.SendProxy() != 2 || s.TLS() == nil {
+		t.Fatalf("check proxy %d tls %v, session proxy %d tls %v", s.CheckSendProxy(), s.CheckTLS(), s.SendProxy(), s.TLS())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := s.Dial(ctx, DialOptions{Check: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.(*net.TCPConn); !ok {
+		t.Errorf("the check connection is %T, want plain TCP", c)
+	}
+	_, _ = c.Write([]byte("GET /"))
+	if b := <-got; string(b) != "GET /" {
+		t.Errorf("the check port got %q first, want the check's own bytes", b)
+	}
+	c.Close()
+}

@@ -646,6 +646,26 @@ frontend prometheus
 	if code != http.StatusOK || !strings.Contains(body, "amqplb_server_up{") {
 		t.Errorf("prometheus exporter: %d, no amqplb_server_up in %.200q", code, body)
 	}
+
+	// SIGHUP with the stats section moved: the new address serves, the old one is closed, and
+	// the exporter, unchanged, kept serving.
+	stats2 := freeAddr(t)
+	if err := os.WriteFile(l.path, []byte(strings.Replace(cfg, stats, stats2, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, l, 1, "reloaded")
+	if code, _ := get("http://"+stats2+"/stats", "ops", "s3cret"); code != http.StatusOK {
+		t.Errorf("the moved stats page: %d", code)
+	}
+	if _, err := http.Get("http://" + stats + "/stats"); err == nil {
+		t.Error("the old stats address still serves after the reload")
+	}
+	if code, _ := get("http://"+prom+"/metrics", "", ""); code != http.StatusOK {
+		t.Errorf("the exporter after the reload: %d", code)
+	}
 }
 
 // TestCheckAcceptsCorpusLikeHAProxy: amqplb -c on a haproxy.cfg prints its warnings as

@@ -277,7 +277,7 @@ func (m *Monitor) check(l *serverLoop) Result {
 // serverTarget is the target of a check of s: its check address, dialed through s.Dial, with
 // a PROXY v2 LOCAL header if proxyLocal and s sends v2.
 func serverTarget(s *backend.Server, proxyLocal bool) Target {
-	sendProxy := s.SendProxy()
+	sendProxy := s.CheckSendProxy()
 	o := backend.DialOptions{Check: true, ProxyLocal: proxyLocal && sendProxy == 2, KeepAlive: -1}
 	return Target{
 		Addr:      s.CheckAddress(),
@@ -294,7 +294,7 @@ func (m *Monitor) learn(l *serverLoop, res Result) {
 		return
 	}
 	l.proxyLocal = local
-	if l.s.SendProxy() == 2 {
+	if l.s.CheckSendProxy() == 2 {
 		header := "PROXY v2 with the check's addresses"
 		if local {
 			header = "PROXY v2 LOCAL"

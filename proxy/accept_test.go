@@ -323,7 +323,8 @@ func matchAddr(s string) func(netip.Addr) bool {
 	return p.Contains
 }
 
-// TestRules: rules decide at accept on the peer's address, or on the PROXY header's source.
+// TestRules: connection rules decide at accept on the peer's address (even behind accept-proxy);
+// content rules on the PROXY header's source.
 func TestRules(t *testing.T) {
 	fb := echoBroker(t)
 	// A reject rule for 127.0.0.1 refuses before any byte is read.
@@ -352,10 +353,16 @@ func TestRules(t *testing.T) {
 	}}, Route{}, fb.Addr())
 	echoes(t, amqpConnect(t, allow.addr()), "let in")
 
-	// With accept-proxy the header's source is judged.
-	proxied := start(t, FrontendOptions{Mode: ModeAMQP, AcceptProxy: true, Rules: []Rule{
-		{Reject: true, Match: matchAddr("203.0.113.0/24")},
-	}}, Route{}, fb.Addr())
+	// With accept-proxy: connection rules judge the balancer (127.0.0.1, allowed), content rules
+	// the header's source. A forged header cannot get a client past a connection rule.
+	proxied := start(t, FrontendOptions{Mode: ModeAMQP, AcceptProxy: true,
+		Rules: []Rule{
+			{Match: matchAddr("127.0.0.0/8")},
+			{Reject: true},
+		},
+		ContentRules: []Rule{
+			{Reject: true, Match: matchAddr("203.0.113.0/24")},
+		}}, Route{}, fb.Addr())
 	c2, err := net.Dial("tcp", proxied.addr())
 	if err != nil {
 		t.Fatal(err)
@@ -372,6 +379,26 @@ func TestRules(t *testing.T) {
 	defer c3.Close()
 	if _, err := clientHandshakeAfter(c3, proxyHeader(t, 2, "198.51.100.7:4242", "192.0.2.1:5672")); err != nil {
 		t.Errorf("a client from an accepted network: %v", err)
+	}
+
+	// Only the balancer at 10.0.0.0/8 may connect: a header claiming 10.1.2.3 from 127.0.0.1
+	// is refused at accept, before it is read.
+	guarded := start(t, FrontendOptions{Mode: ModeAMQP, AcceptProxy: true, Rules: []Rule{
+		{Reject: true, Match: func(a netip.Addr) bool { return !matchAddr("10.0.0.0/8")(a) }},
+	}}, Route{}, fb.Addr())
+	c4, err := net.Dial("tcp", guarded.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c4.Close()
+	if _, err := clientHandshakeAfter(c4, proxyHeader(t, 2, "10.1.2.3:4242", "192.0.2.1:5672")); err == nil {
+		t.Error("a forged PROXY header got a client past a connection rule")
+	}
+	waitFor(t, "denial counted", func() bool { return guarded.f.Stats().Refused[RefusedDenied] == 1 })
+
+	// A link-local client with a zone still matches its prefix.
+	if !rejected([]Rule{{Reject: true, Match: matchAddr("fe80::/10")}}, netip.MustParseAddr("fe80::1%eth0")) {
+		t.Error("an address with a zone escaped a rule for its prefix")
 	}
 }
 

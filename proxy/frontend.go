@@ -154,7 +154,7 @@ type FrontendOptions struct {
 	// AcceptProxy makes the frontend read a PROXY protocol header (version 1 or 2) first on
 	// every connection, within the handshake timeout; a connection without a valid one is
 	// closed (refused "bad_proxy"). The header's source address is the client's address from
-	// then on: in the access log (with the peer as "via"), for rules, for source balancing
+	// then on: in the access log (with the peer as "via"), for ContentRules, for source balancing
 	// and in the PROXY header sent to servers. A v2 LOCAL (or v1 UNKNOWN) header keeps the
 	// peer's address.
 	AcceptProxy bool
@@ -162,11 +162,17 @@ type FrontendOptions struct {
 	// handshake must complete within the handshake timeout or the connection is closed
 	// (refused "tls_handshake"). It is a server configuration; a reload may replace it.
 	TLS *tls.Config
-	// Rules are tcp-request connection rules, evaluated in order on the client's address:
-	// the first whose Match reports true decides; no match accepts. Without AcceptProxy they
-	// run at accept, before any byte is read; with it, on the PROXY header's source address.
-	// A rejected client is closed at once (refused "denied").
+	// Rules are tcp-request connection rules, evaluated in order on the connecting peer's
+	// address at accept, before any byte is read, with or without AcceptProxy (as in HAProxy:
+	// behind another balancer they see that balancer, so they can say who may send PROXY
+	// headers). The first whose Match reports true decides; no match accepts. A rejected client
+	// is closed at once (refused "denied").
 	Rules []Rule
+	// ContentRules are tcp-request content (and session) rules: evaluated like Rules, after
+	// them and on their own (an accept among Rules does not skip them), on the client's
+	// address: the PROXY header's source with AcceptProxy (once the header is read), else the
+	// peer's, at accept.
+	ContentRules []Rule
 }
 
 // Rule is one tcp-request connection rule: when Match reports true for the client's address
@@ -179,8 +185,10 @@ type Rule struct {
 	Match func(netip.Addr) bool
 }
 
-// rejected evaluates rules on a: the first matching rule decides, no match accepts.
+// rejected evaluates rules on a: the first matching rule decides, no match accepts. A zone
+// (fe80::1%eth0) is left out: prefixes never contain an address with one.
 func rejected(rules []Rule, a netip.Addr) bool {
+	a = a.WithZone("")
 	for _, r := range rules {
 		if r.Match == nil || r.Match(a) {
 			return r.Reject
@@ -223,12 +231,13 @@ type settings struct {
 	acceptProxy bool
 	tls         *tls.Config
 	rules       []Rule
+	content     []Rule
 	log         *slog.Logger
 }
 
 func newSettings(o FrontendOptions) *settings {
 	st := &settings{name: o.Name, mode: o.Mode, handshake: o.HandshakeTimeout, accessLog: o.AccessLog,
-		dontLogNull: o.DontLogNull, acceptProxy: o.AcceptProxy, tls: o.TLS, rules: o.Rules, log: o.Logger}
+		dontLogNull: o.DontLogNull, acceptProxy: o.AcceptProxy, tls: o.TLS, rules: o.Rules, content: o.ContentRules, log: o.Logger}
 	if st.handshake <= 0 {
 		st.handshake = DefaultHandshakeTimeout
 	}
@@ -338,12 +347,13 @@ func (f *Frontend) serve(ln acceptor) error {
 	}
 }
 
-// admit applies the rules (unless they wait for a PROXY header) and the connection limits,
+// admit applies the rules (content rules wait for a PROXY header, if any) and the connection limits,
 // and starts the session goroutine. A connection rejected by a rule or past a limit is closed at
 // once, before any byte is read and before any broker is involved.
 func (f *Frontend) admit(c *net.TCPConn) {
 	st := f.set.Load()
-	if len(st.rules) > 0 && !st.acceptProxy && rejected(st.rules, addrPort(c.RemoteAddr()).Addr()) {
+	if len(st.rules)+len(st.content) > 0 && (rejected(st.rules, addrPort(c.RemoteAddr()).Addr()) ||
+		!st.acceptProxy && rejected(st.content, addrPort(c.RemoteAddr()).Addr())) {
 		f.refuse(c, st, RefusedDenied, EndDenied, "denied by a tcp-request rule")
 		return
 	}

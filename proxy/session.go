@@ -187,7 +187,7 @@ func (s *session) run() {
 		if !s.readProxy() {
 			return
 		}
-		if len(s.set.rules) > 0 && rejected(s.set.rules, s.from.Addr()) {
+		if len(s.set.content) > 0 && rejected(s.set.content, s.from.Addr()) {
 			s.deny()
 			return
 		}

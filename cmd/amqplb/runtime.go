@@ -272,30 +272,57 @@ func (st *statsListener) stop() {
 	}
 }
 
-// reloadStats applies changed [[stats]] listeners: unchanged ones keep serving; changed and
-// removed ones stop; new and changed ones start (a failure to bind is logged: the proxy goes on).
+// reloadStats applies changed [[stats]] listeners. Unchanged ones keep serving. A listener on a
+// new address is bound before the old one stops, and if that fails the old one stays; on the
+// same address the old one has to stop first, so that page is unavailable for a moment. Stats
+// listeners never hold up a reload of the proxy: a failure is logged.
 func (a *app) reloadStats(next []config.Stats) {
-	keep := map[string]*statsListener{}
+	old := map[string]*statsListener{} // by configuration
+	oldBinds := map[string]*statsListener{}
 	for _, st := range a.stats {
-		keep[fmt.Sprint(st.cfg)] = st
+		old[fmt.Sprint(st.cfg)] = st
 	}
 	var out []*statsListener
-	var start []config.Stats
+	var fresh []config.Stats
 	for _, c := range next {
-		if st, ok := keep[fmt.Sprint(c)]; ok {
-			delete(keep, fmt.Sprint(c))
+		if st, ok := old[fmt.Sprint(c)]; ok {
+			delete(old, fmt.Sprint(c))
 			out = append(out, st)
 			continue
 		}
-		start = append(start, c)
+		fresh = append(fresh, c)
 	}
-	for _, st := range keep {
-		st.stop()
+	for _, st := range old {
+		oldBinds[st.cfg.Bind] = st
 	}
-	for _, c := range start {
+	var later []config.Stats // their address is still held by a listener that goes
+	for _, c := range fresh {
+		if _, busy := oldBinds[c.Bind]; busy {
+			later = append(later, c)
+			continue
+		}
 		st, err := a.newStats(c)
 		if err != nil {
 			a.log.Error("reload: a stats listener could not start", "err", err)
+			for _, o := range old {
+				if o.cfg.Name == c.Name {
+					delete(old, fmt.Sprint(o.cfg)) // keep serving the old one
+					out = append(out, o)
+					break
+				}
+			}
+			continue
+		}
+		st.serve()
+		out = append(out, st)
+	}
+	for _, st := range old {
+		st.stop()
+	}
+	for _, c := range later {
+		st, err := a.newStats(c)
+		if err != nil {
+			a.log.Error("reload: a stats listener could not be restarted", "err", err)
 			continue
 		}
 		st.serve()
