@@ -9,6 +9,7 @@
 package config
 
 import (
+	"fmt"
 	"slices"
 	"time"
 )
@@ -54,6 +55,8 @@ const (
 	DefaultCheckPassword     = "guest"                // backend.health_check.password
 	DefaultManagementPort    = 15672                  // backend.health_check.management.port
 
+	DefaultRuleLayer = RuleLayerConnection // frontend.tcp_request[].layer
+
 	DefaultWeight          = 1          // backend.server.weight
 	DefaultServerTLSVerify = "required" // backend.server.tls.verify
 
@@ -63,6 +66,17 @@ const (
 	// AMQPHeartbeat is the heartbeat RabbitMQ proposes by default. An idle
 	// timeout shorter than twice this cuts idle but healthy clients.
 	AMQPHeartbeat = 60 * time.Second
+)
+
+// The layers of tcp_request rules (TCPRule.Layer).
+const (
+	// RuleLayerConnection rules run when a connection is accepted, on the
+	// address of the connecting peer (HAProxy's tcp-request connection).
+	RuleLayerConnection = "connection"
+	// RuleLayerContent rules run once the client's address is known: at
+	// accept, or after the PROXY header with accept_proxy (HAProxy's
+	// tcp-request session and tcp-request content).
+	RuleLayerContent = "content"
 )
 
 // Allowed values of the enumerated keys, in the order messages list them.
@@ -79,6 +93,7 @@ var (
 	tlsVerifies    = []string{"none", "optional", "required"}
 	serverVerifies = []string{"none", "chain", "required"}
 	ruleActions    = []string{"accept", "reject"}
+	ruleLayers     = []string{RuleLayerConnection, RuleLayerContent}
 	stepActions    = []string{"connect", "send", "send-binary", "expect"}
 	stepMatches    = []string{"string", "binary", "rstring", "rbinary"}
 )
@@ -207,10 +222,19 @@ type Frontend struct {
 	// CIDR prefix, for TCPRequest conditions (HAProxy's acl NAME src ...).
 	// Default none.
 	ACL map[string][]string `toml:"acl"`
-	// TCPRequest are the rules that accept or reject a client connection
-	// before anything else, in order: the first rule whose condition
-	// matches decides; when none matches the connection is accepted.
-	// Default none.
+	// TCPRequest are the rules that accept or reject a client connection,
+	// in two layers, as HAProxy's tcp-request connection and tcp-request
+	// content (and session) rules. The connection rules (Layer
+	// "connection") run first, when the connection is accepted, and see
+	// the connecting peer: with AcceptProxy that is the balancer in front,
+	// not the client. The content rules (Layer "content") run next and
+	// see the client's address, from the PROXY header with AcceptProxy
+	// (without it, the same peer the connection rules see). Each layer is
+	// evaluated on its own, its rules in order: the first rule whose
+	// condition matches decides (accept ends that layer, reject closes the
+	// connection); when none matches, the layer accepts. A connection
+	// accepted by the connection layer still goes through the content
+	// layer. TCPRules returns the rules of one layer. Default none.
 	TCPRequest []TCPRule `toml:"tcp_request"`
 }
 
@@ -238,6 +262,11 @@ type TLS struct {
 // alternatives, and "!NAME" negates a term: "lan !blocked || admin".
 // ParseCondition reads it.
 type TCPRule struct {
+	// Layer is the layer the rule belongs to (see Frontend.TCPRequest):
+	// connection (evaluated at accept, on the connecting peer's address)
+	// or content (evaluated once the client's address is known, on the
+	// PROXY header's source with accept_proxy). Default "connection".
+	Layer string `toml:"layer"`
 	// Action is accept or reject; required.
 	Action string `toml:"action"`
 	// If is the condition under which the rule applies.
@@ -380,9 +409,19 @@ type Server struct {
 	// CheckPort is the port health checks connect to instead of the one in
 	// Address (HAProxy's port); 0 means Address's. Default 0.
 	CheckPort int `toml:"check_port"`
-	// TLS, when set, speaks TLS to this server (AMQPS), health checks
-	// included. Default nil (plain TCP).
+	// TLS, when set, speaks TLS to this server (AMQPS). Default nil (plain
+	// TCP).
 	TLS *ServerTLS `toml:"tls"`
+	// CheckTLS: health checks speak TLS, with the settings of TLS, which
+	// it needs (HAProxy's check-ssl, no-check-ssl). Default, when the key
+	// is not written: true when TLS is set and CheckPort is 0 (checks go
+	// where the traffic goes, the way it goes, as in HAProxy), else false.
+	CheckTLS bool `toml:"check_tls"`
+	// CheckSendProxy: health checks send the PROXY header, in the version
+	// of the backend's send_proxy, which it needs (HAProxy's
+	// check-send-proxy). Default, when the key is not written: true when
+	// the backend's send_proxy is set and CheckPort is 0, else false.
+	CheckSendProxy bool `toml:"check_send_proxy"`
 }
 
 // ServerTLS configures TLS to a broker; file names are PEM files.
@@ -543,3 +582,42 @@ func (h *HealthCheck) setDefaults() {
 func (m *Management) setDefaults() { *m = Management{Port: DefaultManagementPort} }
 
 func (s *Server) setDefaults() { *s = Server{Weight: DefaultWeight} }
+
+func (r *TCPRule) setDefaults() { *r = TCPRule{Layer: DefaultRuleLayer} }
+
+// TCPRules returns the rules of f.TCPRequest whose Layer is layer
+// (RuleLayerConnection or RuleLayerContent), in order; a rule with no
+// Layer, as only a Config built in code has, is a connection rule. Each
+// layer's list is evaluated on its own (see Frontend.TCPRequest).
+func (f *Frontend) TCPRules(layer string) []TCPRule {
+	var out []TCPRule
+	for _, r := range f.TCPRequest {
+		l := r.Layer
+		if l == "" {
+			l = RuleLayerConnection
+		}
+		if l == layer {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// setDerivedDefaults gives the keys whose default depends on other keys
+// their value, for each such key that lines (see keyLines) says the file
+// does not write.
+func (c *Config) setDerivedDefaults(lines map[string]int) {
+	for i := range c.Backends {
+		b := &c.Backends[i]
+		for j := range b.Servers {
+			s := &b.Servers[j]
+			spath := fmt.Sprintf("backend.%d.server.%d", i, j)
+			if _, ok := lines[spath+".check_tls"]; !ok {
+				s.CheckTLS = s.TLS != nil && s.CheckPort == 0
+			}
+			if _, ok := lines[spath+".check_send_proxy"]; !ok {
+				s.CheckSendProxy = b.SendProxy != "" && s.CheckPort == 0
+			}
+		}
+	}
+}

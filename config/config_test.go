@@ -66,7 +66,7 @@ dont_log_null = true
 acl = { lan = ["10.0.0.0/8", "::1"], "ops.team" = ["192.168.1.7"] }
 tcp_request = [
   { action = "accept", if = "ops.team" },
-  { action = "reject", unless = "lan" },
+  { action = "reject", unless = "lan", layer = "content" },
 ]
 
 [[backend]]
@@ -109,6 +109,8 @@ weight = 10
 max_connections = 1000
 check_port = 5672
 tls = { verify = "none", ca = "ca.pem", server_name = "rabbit", cert = "client.pem", key = "client.key" }
+check_tls = true
+check_send_proxy = true
 
 [[backend.server]]
 name = "rmq2"
@@ -134,7 +136,7 @@ func TestParseFull(t *testing.T) {
 			Name: "amqps", Bind: "0.0.0.0:5671", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 100,
 			TLS: &TLS{Cert: "server.pem", Key: "server.key", CA: "ca.pem", Verify: "optional"}, AcceptProxy: true,
 			DontLogNull: true, ACL: map[string][]string{"lan": {"10.0.0.0/8", "::1"}, "ops.team": {"192.168.1.7"}},
-			TCPRequest: []TCPRule{{Action: "accept", If: "ops.team"}, {Action: "reject", Unless: "lan"}},
+			TCPRequest: []TCPRule{{Layer: "connection", Action: "accept", If: "ops.team"}, {Layer: "content", Action: "reject", Unless: "lan"}},
 		}},
 		Backends: []Backend{{
 			Name: "rabbitmq", Balance: "leastconn", ConnectTimeout: 2 * time.Second, Retries: 5, Redispatch: false,
@@ -153,8 +155,10 @@ func TestParseFull(t *testing.T) {
 			},
 			Servers: []Server{
 				{Name: "rmq1", Address: "rmq1.example.com:5671", Weight: 10, MaxConnections: 1000, CheckPort: 5672,
-					TLS: &ServerTLS{Verify: "none", CA: "ca.pem", ServerName: "rabbit", Cert: "client.pem", Key: "client.key"}},
-				{Name: "rmq2", Address: "[fd00::2]:5672", Weight: 0, Backup: true},
+					TLS:      &ServerTLS{Verify: "none", CA: "ca.pem", ServerName: "rabbit", Cert: "client.pem", Key: "client.key"},
+					CheckTLS: true, CheckSendProxy: true},
+				// Not written: checks send the PROXY header as the traffic does.
+				{Name: "rmq2", Address: "[fd00::2]:5672", Weight: 0, Backup: true, CheckSendProxy: true},
 			},
 		}},
 	}

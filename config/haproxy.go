@@ -143,6 +143,9 @@ type serverOpts struct {
 	sendProxy, onMarkedDown, onMarkedUp    val[string]
 	ssl, checkSSL, checkSendProxy          val[bool]
 	verify, caFile, sni, verifyHost, crt   val[string]
+	// checkAddr is addr: amqplb ignores the address, but as with port,
+	// checks then do not take the server's ssl and send-proxy.
+	checkAddr val[string]
 }
 
 type hapBind struct {
@@ -157,6 +160,10 @@ type hapServer struct {
 	name, addr string
 	line       int
 	opts       serverOpts
+	// portLine is the line of the port option of the server line or its
+	// default-server, 0 without one (a tcp-check connect port, which
+	// checks copies to opts.checkPort, is not one).
+	portLine int
 }
 
 // hapProxy is a listen, frontend or backend section being read.
@@ -166,12 +173,15 @@ type hapProxy struct {
 	stats       *hapStats // set for a stats or exporter section
 	opts        proxyOpts
 	ownSteps    bool // tcp-check rules written in this section
-	binds       []hapBind
-	servers     []hapServer
-	acls        map[string]*hapACL
-	aclOrder    []string
-	rules       []hapRule
-	useBackend  val[string]
+	// connect is the tcp-check connect rule that checks start with, when
+	// the checks are a tcp-check script that has one (set by checks).
+	connect    *hapStep
+	binds      []hapBind
+	servers    []hapServer
+	acls       map[string]*hapACL
+	aclOrder   []string
+	rules      []hapRule
+	useBackend val[string]
 }
 
 type hapParser struct {

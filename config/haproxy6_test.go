@@ -214,7 +214,10 @@ listen amqps
 	option tcp-check
 	server s1 10.0.0.1:5671 ssl check
 	server s2 10.0.0.2:5671 ssl verify required ca-file /abs/ca.pem verifyhost rabbit-2 crt client.pem check
-	server s3 10.0.0.3:5672 check-ssl check
+	server s3 10.0.0.3:5672 check verify none
+	server s4 10.0.0.4:5671 ssl check port 5672
+	server s5 10.0.0.5:5671 ssl check port 5671 check-ssl
+	server s6 10.0.0.6:5671 ssl check no-check-ssl
 `,
 			check: func(t *testing.T, c *Config) {
 				if got, want := c.Frontends[0].TLS, (&TLS{Cert: "/etc/ssl/amqp/server.pem", CA: "/etc/ssl/ca/clients.pem", Verify: "required"}); !reflect.DeepEqual(got, want) {
@@ -230,8 +233,15 @@ listen amqps
 				if s[2].TLS != nil {
 					t.Errorf("s3 tls = %+v, want none", s[2].TLS)
 				}
+				// Checks speak TLS as the traffic does without port;
+				// check-ssl forces it, no-check-ssl turns it off.
+				for i, want := range []bool{true, true, false, false, true, false} {
+					if s[i].CheckTLS != want {
+						t.Errorf("%s check_tls = %v, want %v", s[i].Name, s[i].CheckTLS, want)
+					}
+				}
 			},
-			warn: []string{`i.cfg:10: backend "amqps": server "s3": check-ssl without ssl`},
+			warn: []string{`i.cfg:10: backend "amqps": server "s3": TLS options without ssl are not used`},
 		},
 		{
 			name: "ACLs from a file, predefined ACLs, legacy frontend address",
@@ -251,11 +261,11 @@ backend rabbitmq
 				if f.Bind != "127.0.0.1:5672" {
 					t.Errorf("bind = %q", f.Bind)
 				}
-				wantACL := map[string][]string{"ok": {"10.0.0.0/8", "192.168.1.1"}, "LOCALHOST": {"127.0.0.0/8"}, "FALSE": nil}
+				wantACL := map[string][]string{"ok": {"10.0.0.0/8", "192.168.1.1"}, "LOCALHOST": {"127.0.0.1/8", "::1"}, "FALSE": nil}
 				if !reflect.DeepEqual(f.ACL, wantACL) {
 					t.Errorf("acl = %#v, want %#v", f.ACL, wantACL)
 				}
-				wantRules := []TCPRule{{Action: "accept", If: "LOCALHOST"}, {Action: "reject", Unless: "ok"}, {Action: "reject", If: "FALSE"}}
+				wantRules := []TCPRule{{Layer: "connection", Action: "accept", If: "LOCALHOST"}, {Layer: "connection", Action: "reject", Unless: "ok"}, {Layer: "connection", Action: "reject", If: "FALSE"}}
 				if !reflect.DeepEqual(f.TCPRequest, wantRules) {
 					t.Errorf("tcp_request = %+v, want %+v", f.TCPRequest, wantRules)
 				}

@@ -552,16 +552,66 @@ func (p *hapParser) backend(px *hapProxy, clients []hapUse) {
 			sv.CheckPort = v.v
 			p.setLine(sp+".check_port", v.line)
 		}
-		if s.opts.checkSendProxy.v && !s.opts.sendProxy.set() || s.opts.checkSendProxy.v && s.opts.sendProxy.v == "" {
-			p.warnf(s.opts.checkSendProxy.line, "%s: server %q: check-send-proxy without send-proxy: HAProxy would send a PROXY header on checks only; amqplb's checks send one only to a server with send-proxy", label, s.name)
-		}
 		if t := p.serverTLS(label, &s); t != nil {
 			sv.TLS = t
 			p.setLine(sp+".tls", s.opts.ssl.line)
 		}
+		p.checkTransport(label, sp, &s, &sv, px.connect, b.SendProxy)
 		b.Servers = append(b.Servers, sv)
 	}
 	p.cfg.Backends = append(p.cfg.Backends, b)
+}
+
+// checkTransport sets whether the checks of server s (sv, at path sp)
+// speak TLS and send a PROXY header, as HAProxy decides: as the traffic
+// does when the server line has neither port nor addr, else not; check-ssl
+// and check-send-proxy force them, no-check-ssl turns TLS off. connect is
+// the tcp-check connect that starts the checks, if any: without default,
+// it connects in plain TCP with no PROXY header. sendProxy is the
+// backend's send_proxy (servers that differ are reported).
+func (p *hapParser) checkTransport(label, sp string, s *hapServer, sv *Server, connect *hapStep, sendProxy string) {
+	o := s.opts
+	if connect != nil && !connect.deflt {
+		p.setLine(sp+".check_tls", connect.line)
+		p.setLine(sp+".check_send_proxy", connect.line)
+		key := fmt.Sprintf("%d:connect:%s", connect.line, label)
+		if (o.ssl.v || sendProxy != "") && !p.reported[key] {
+			p.reported[key] = true
+			p.warnf(connect.line, "%s: tcp-check connect without default checks in plain TCP with no PROXY header, as in HAProxy, though server %q has ssl or send-proxy: check_tls and check_send_proxy are false (write tcp-check connect default to check the way the traffic goes)", label, s.name)
+		}
+		return
+	}
+	// HAProxy's tcp-check connect port is not the server's port: the
+	// port option alone (or addr) stops checks taking the traffic's
+	// transport. checks has copied a connect port into checkPort; the
+	// server line's own is in portLine.
+	implicit := s.portLine == 0 && !o.checkAddr.set()
+	// why is the line that makes the traffic's settings apply or not.
+	why := func(l int) int {
+		if !implicit {
+			return max(s.portLine, o.checkAddr.line)
+		}
+		return l
+	}
+	switch {
+	case o.checkSSL.set():
+		sv.CheckTLS = o.checkSSL.v && sv.TLS != nil // else reported by serverTLS
+		p.setLine(sp+".check_tls", o.checkSSL.line)
+	case o.ssl.v:
+		sv.CheckTLS = implicit
+		p.setLine(sp+".check_tls", why(o.ssl.line))
+	}
+	switch {
+	case o.checkSendProxy.v && sendProxy == "":
+		p.warnf(o.checkSendProxy.line, "%s: server %q: check-send-proxy without send-proxy: HAProxy would send a PROXY header on checks only; amqplb's checks send one only with the backend's send_proxy, so these send none", label, s.name)
+	case o.checkSendProxy.v:
+		sv.CheckSendProxy = true
+		p.setLine(sp+".check_send_proxy", o.checkSendProxy.line)
+	case sendProxy != "":
+		// no-check-send-proxy only undoes check-send-proxy, as in HAProxy.
+		sv.CheckSendProxy = implicit
+		p.setLine(sp+".check_send_proxy", why(o.sendProxy.line))
+	}
 }
 
 // smallest sets dst to the smallest of own and the frontends' times,
@@ -652,6 +702,9 @@ func (p *hapParser) checks(px *hapProxy, label, path string, b *Backend, clients
 			p.warnf(steps[0].line, "ignored: tcp-check rules without option tcp-check (HAProxy ignores them too)")
 		}
 		steps = nil
+	}
+	if len(steps) > 0 && steps[0].step.Action == "connect" {
+		px.connect = &steps[0]
 	}
 	if firstChecked == nil {
 		b.HealthCheck.Type = "none"

@@ -20,11 +20,12 @@ type hapACL struct {
 	anonymous bool
 }
 
-// predefinedACLs are HAProxy's built-in ACLs that match on the source.
+// predefinedACLs are HAProxy's built-in ACLs that match on the source, as
+// HAProxy 2.6 defines them.
 var predefinedACLs = map[string][]string{
 	"TRUE":      {"0.0.0.0/0", "::/0"},
 	"FALSE":     nil,
-	"LOCALHOST": {"127.0.0.0/8"},
+	"LOCALHOST": {"127.0.0.1/8", "::1"},
 }
 
 // hapTerm is one term of an HAProxy condition.
@@ -270,21 +271,34 @@ func (p *hapParser) tcpRequest(px *hapProxy, d hapDirective) {
 		}
 	}
 	if layer == "content" {
-		p.warnf(d.line, "tcp-request content %s is applied when the connection is accepted: amqplb's rules match the client address, which is known then", action)
+		p.warnf(d.line, "tcp-request content %s: amqplb evaluates content rules on the client address once it is known (at accept, or after the PROXY header with accept-proxy), without waiting for data", action)
 	}
 	px.rules = append(px.rules, r)
 }
 
+// layerOrder is the order in which HAProxy runs the tcp-request layers.
 var layerOrder = map[string]int{"connection": 0, "session": 1, "content": 2}
+
+// ruleLayer is the TCPRule.Layer of a tcp-request layer: session rules,
+// which run after the PROXY header as content rules do, join them.
+func ruleLayer(hapLayer string) string {
+	if hapLayer == "connection" {
+		return RuleLayerConnection
+	}
+	return RuleLayerContent
+}
 
 // frontendRules turns the rules of px into the acl and tcp_request of its
 // frontends. ok is false when they cannot be (reported).
 func (p *hapParser) frontendRules(px *hapProxy) (acl map[string][]string, rules []TCPRule, lines []int, ok bool) {
 	ok = true
-	// HAProxy runs each layer's rules apart: a layer rejects when its first
-	// matching rule is a reject, and a connection is refused when any layer
-	// rejects. One list where the first match decides gives the same result
-	// unless an accept is followed by a reject in a later layer.
+	// HAProxy runs each layer's rules apart, connection, then session,
+	// then content: within a layer the first matching rule decides (accept
+	// ends the layer, reject closes), and a connection is refused when any
+	// layer rejects. amqplb has the connection layer, and one content
+	// layer that takes the session rules, then the content rules, each in
+	// file order. That list decides as HAProxy's two do unless a session
+	// accept is followed by a content reject.
 	ordered := make([]hapRule, 0, len(px.rules))
 	for l := 0; l < 3; l++ {
 		for _, r := range px.rules {
@@ -294,20 +308,20 @@ func (p *hapParser) frontendRules(px *hapProxy) (acl map[string][]string, rules 
 		}
 	}
 	for _, a := range ordered {
-		if a.action != "accept" {
+		if a.layer != "session" || a.action != "accept" {
 			continue
 		}
 		for _, r := range ordered {
-			if layerOrder[r.layer] > layerOrder[a.layer] && r.action == "reject" {
-				p.errorf(a.line, "tcp-request %s accept: HAProxy still applies the tcp-request %s rules (line %d) to the connections it accepts; amqplb's first matching rule decides, so an accept followed by a reject of a later kind is not supported",
-					a.layer, r.layer, r.line)
+			if r.layer == "content" && r.action == "reject" {
+				p.errorf(a.line, "tcp-request session accept: HAProxy still applies the tcp-request content rules (line %d) to the sessions it accepts; amqplb evaluates session and content rules as one layer, where the first matching rule decides, so a session accept followed by a content reject is not supported (write both as tcp-request content rules, in the order that decides as you want)",
+					r.line)
 				ok = false
 				break
 			}
 		}
 	}
 	for _, r := range ordered {
-		rule := TCPRule{Action: r.action}
+		rule := TCPRule{Layer: ruleLayer(r.layer), Action: r.action}
 		if r.cond != nil {
 			c := Condition{}
 			for _, g := range r.cond {
@@ -366,6 +380,10 @@ type hapStep struct {
 	line int
 	step TCPCheckStep
 	port int // tcp-check connect port N
+	// deflt is tcp-check connect default: the connection takes the
+	// server's check settings (TLS, PROXY header); without it HAProxy
+	// connects in plain TCP, with no PROXY header.
+	deflt bool
 }
 
 // amqpHeader is the AMQP 0-9-1 protocol header.
@@ -399,7 +417,9 @@ func (p *hapParser) tcpCheckRule(px *hapProxy, d hapDirective) {
 		st.step = TCPCheckStep{Action: "connect"}
 		for i := 0; i < len(rest); i++ {
 			switch rest[i] {
-			case "default", "linger":
+			case "default":
+				st.deflt = true
+			case "linger":
 			case "port":
 				if i+1 >= len(rest) {
 					p.errorf(d.line, "tcp-check connect port needs a number")
@@ -413,7 +433,7 @@ func (p *hapParser) tcpCheckRule(px *hapProxy, d hapDirective) {
 				}
 				st.port = n
 			default:
-				p.errorf(d.line, "tcp-check connect %s is not supported (checks connect as the server line says: port, ssl, send-proxy)", rest[i])
+				p.errorf(d.line, "tcp-check connect %s is not supported (amqplb's checks connect as the server lines say: use port, check-ssl and check-send-proxy there)", rest[i])
 				return
 			}
 		}

@@ -178,7 +178,6 @@ var serverIgnored = map[string]struct {
 	arg bool
 	why string
 }{
-	"addr":   {true, "checks connect to the server's address (port: use port)"},
 	"id":     {true, "amqplb names servers"},
 	"cookie": {true, "needs mode http"}, "maxqueue": {true, "amqplb has no queue"}, "minconn": {true, "amqplb has no dynamic maxconn"},
 	"resolvers":      {true, "amqplb re-resolves host names itself"},
@@ -201,8 +200,7 @@ var serverIgnored = map[string]struct {
 	"no-tlsv12": {false, goTLS}, "no-tlsv13": {false, goTLS}, "force-tlsv12": {false, goTLS}, "force-tlsv13": {false, goTLS},
 	"no-verifyhost": {false, "the name is checked when verify is required"}, "allow-0rtt": {false, goTLS},
 	"enabled": {false, "servers are enabled unless disabled"}, "no-agent-check": {false, "agent checks are not used"},
-	"no-check-send-proxy": {false, "checks send a PROXY header when the server has send-proxy"},
-	"shard":               {true, tuning}, "hash-key": {true, "amqplb's source balancing has its own hash"},
+	"shard": {true, tuning}, "hash-key": {true, "amqplb's source balancing has its own hash"},
 }
 
 // serverRefused are server options whose behaviour amqplb cannot give,
@@ -281,6 +279,16 @@ func (p *hapParser) serverParams(o *serverOpts, d hapDirective, from int) {
 			o.sendProxy = at("", d.line)
 		case "check-send-proxy":
 			o.checkSendProxy = at(true, d.line)
+		case "no-check-send-proxy":
+			// Undocumented in HAProxy 2.6, but parsed: it resets
+			// check-send-proxy; checks still send the header that
+			// send-proxy implies without port or addr.
+			o.checkSendProxy = at(false, d.line)
+		case "addr":
+			if s, ok := next(); ok {
+				o.checkAddr = at(s, d.line)
+				p.warnf(d.line, "ignored: server option addr %s (amqplb checks the server's own address; for another port use port); as with addr in HAProxy, checks use TLS or send a PROXY header only with check-ssl or check-send-proxy", s)
+			}
 		case "ssl":
 			o.ssl = at(true, d.line)
 		case "no-ssl":
@@ -392,6 +400,7 @@ func (p *hapParser) server(px *hapProxy, d hapDirective) {
 	}
 	s.addr = a
 	p.serverParams(&s.opts, d, 3)
+	s.portLine = s.opts.checkPort.line
 	px.servers = append(px.servers, s)
 }
 
@@ -400,7 +409,7 @@ func (p *hapParser) serverTLS(label string, s *hapServer) *ServerTLS {
 	o := s.opts
 	if !o.ssl.v {
 		if o.checkSSL.v {
-			p.warnf(o.checkSSL.line, "%s: server %q: check-ssl without ssl: amqplb checks a server the way it connects to it, here without TLS", label, s.name)
+			p.errorf(o.checkSSL.line, "%s: server %q: check-ssl without ssl: amqplb checks speak TLS with the server's tls settings; add ssl, or drop check-ssl", label, s.name)
 		}
 		for _, l := range []int{o.verify.line, o.caFile.line, o.crt.line, o.sni.line, o.verifyHost.line} {
 			if l == s.line {

@@ -180,6 +180,8 @@ backend rabbitmq
 			"fb.cfg:11: frontend amqp: maxconn 500 now applies to each of its 3 addresses, which become separate frontends",
 			"fb.cfg:15: frontend amqp: bind [::1]:5672 becomes frontend \"amqp-2\" (amqplb has one address per frontend)",
 			"fb.cfg:15: frontend amqp: bind 127.0.0.1:5673 becomes frontend \"amqp-3\" (amqplb has one address per frontend)",
+			// As HAProxy does: the explicit connect sends no PROXY header.
+			"fb.cfg:30: backend \"rabbitmq\": tcp-check connect without default checks in plain TCP with no PROXY header, as in HAProxy, though server \"rmq1\" has ssl or send-proxy: check_tls and check_send_proxy are false (write tcp-check connect default to check the way the traffic goes)",
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -429,6 +431,7 @@ h.cfg:18: mode http: amqplb is a layer-4 load balancer: only mode tcp is support
 	tcp-request content reject unless ok ||
 	tcp-request content reject if { src 10.0.0.1
 	tcp-request content reject
+	tcp-request session accept if ok
 	default_backend rabbitmq
 backend rabbitmq
 	option tcp-check
@@ -437,19 +440,20 @@ backend rabbitmq
 	tcp-check expect rstring (?<=x)
 	tcp-check expect string
 	tcp-check set-var(check.x) int(1)
-	server rmq1 10.0.0.1:5672 check
+	server rmq1 10.0.0.1:5672 check check-ssl
 	server rmq2 10.0.0.2:5672 check
 `,
 			want: `h.cfg:3: acl src: "not-an-address" is not an IP address or CIDR prefix
-h.cfg:5: tcp-request connection accept: HAProxy still applies the tcp-request content rules (line 9) to the connections it accepts; amqplb's first matching rule decides, so an accept followed by a reject of a later kind is not supported
 h.cfg:6: tcp-request content: acl "nowhere" is not defined (define it with acl nowhere src ... before this line)
 h.cfg:7: tcp-request content: the condition is empty or ends with an operator
 h.cfg:8: tcp-request content: unterminated or empty { ... } in the condition
-h.cfg:13: tcp-check connect ssl is not supported (checks connect as the server line says: port, ssl, send-proxy)
-h.cfg:14: tcp-check send-binary 414d5: not hex bytes
-h.cfg:15: tcp-check expect rstring "(?<=x)": Go's regular expressions (RE2) cannot read it: error parsing regexp: invalid named capture: ` + "`(?<=x)`" + `
-h.cfg:16: tcp-check expect string needs a pattern
-h.cfg:17: tcp-check set-var(check.x) is not supported (connect, send, send-binary and expect are)`,
+h.cfg:10: tcp-request session accept: HAProxy still applies the tcp-request content rules (line 9) to the sessions it accepts; amqplb evaluates session and content rules as one layer, where the first matching rule decides, so a session accept followed by a content reject is not supported (write both as tcp-request content rules, in the order that decides as you want)
+h.cfg:14: tcp-check connect ssl is not supported (amqplb's checks connect as the server lines say: use port, check-ssl and check-send-proxy there)
+h.cfg:15: tcp-check send-binary 414d5: not hex bytes
+h.cfg:16: tcp-check expect rstring "(?<=x)": Go's regular expressions (RE2) cannot read it: error parsing regexp: invalid named capture: ` + "`(?<=x)`" + `
+h.cfg:17: tcp-check expect string needs a pattern
+h.cfg:18: tcp-check set-var(check.x) is not supported (connect, send, send-binary and expect are)
+h.cfg:19: backend "rabbitmq": server "rmq1": check-ssl without ssl: amqplb checks speak TLS with the server's tls settings; add ssl, or drop check-ssl`,
 		},
 		{
 			name: "TLS that cannot be imported",

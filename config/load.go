@@ -75,6 +75,7 @@ func parseTOML(file string, data []byte) (*Config, *Lines, error) {
 	c := &Config{File: file}
 	c.setDefaults()
 	d.table(raw, reflect.ValueOf(c).Elem(), "", nil, "")
+	c.setDerivedDefaults(d.lines)
 	validate(c, &d.problems, d.lines, d.bad)
 	if err := d.err(); err != nil {
 		return nil, nil, err

@@ -100,7 +100,7 @@ func writeTOML(c *Config, n *notes) []byte {
 		if len(f.TCPRequest) > 0 {
 			w.array("tcp_request", len(f.TCPRequest), func(i int) string {
 				r := f.TCPRequest[i]
-				kv := []string{"action", tomlQuote(r.Action)}
+				kv := []string{"layer", tomlQuote(r.Layer), "action", tomlQuote(r.Action)}
 				if r.If != "" {
 					kv = append(kv, "if", tomlQuote(r.If))
 				}
@@ -179,6 +179,8 @@ func writeTOML(c *Config, n *notes) []byte {
 				w.line("tls", inline("verify", tomlQuote(t.Verify), "ca", tomlQuote(t.CA), "server_name", tomlQuote(t.ServerName),
 					"cert", tomlQuote(t.Cert), "key", tomlQuote(t.Key)))
 			}
+			w.bool("check_tls", s.CheckTLS)
+			w.bool("check_send_proxy", s.CheckSendProxy)
 		}
 	}
 	return w.buf.Bytes()

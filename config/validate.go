@@ -155,6 +155,9 @@ func (v *validator) rules(path, label string, f *Frontend) {
 		} else if r.Action != "" {
 			v.oneOf(rpath+".action", rlabel, "action", r.Action, ruleActions)
 		}
+		if !v.bad[rpath+".layer"] {
+			v.oneOf(rpath+".layer", rlabel, "layer", r.Layer, ruleLayers)
+		}
 		if r.If != "" && r.Unless != "" {
 			v.errorf(v.line(rpath+".unless"), "%s: set if or unless, not both", rlabel)
 			continue
@@ -292,6 +295,12 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 		v.notNegative(spath+".max_connections", slabel, "max_connections", s.MaxConnections)
 		if s.CheckPort < 0 || s.CheckPort > 65535 {
 			v.errorf(v.line(spath+".check_port"), "%s: check_port %d out of range 0..65535", slabel, s.CheckPort)
+		}
+		if s.CheckTLS && s.TLS == nil {
+			v.errorf(v.line(spath+".check_tls"), "%s: check_tls needs tls (checks speak TLS with the server's tls settings)", slabel)
+		}
+		if s.CheckSendProxy && b.SendProxy == "" {
+			v.errorf(v.line(spath+".check_send_proxy"), "%s: check_send_proxy needs the backend's send_proxy (the PROXY header's version)", slabel)
 		}
 		if t := s.TLS; t != nil {
 			tl := slabel + ": tls"

@@ -115,9 +115,8 @@ func dialURL(t testing.TB, url string, cfg *tls.Config) *amqp.Connection {
 // corpusFile reads a file of the haproxy.cfg corpus and points it at this test: every bind
 // (and legacy listen address) moves to a free loopback port, every server address to a node of
 // the cluster, and files named relative to the corpus directory become absolute. It returns the
-// rewritten text, the first address of a proxy that is not an HTTP (stats) one, and whether
-// that address terminates TLS.
-func corpusFile(t testing.TB, name string, c *testenv.Cluster) (text, addr string, tlsBind bool) {
+// rewritten text and the first bind of a proxy that is not an HTTP (stats) one.
+func corpusFile(t testing.TB, name string, c *testenv.Cluster) (text string, first corpusBind) {
 	t.Helper()
 	dir, err := filepath.Abs("../config/testdata/haproxy")
 	if err != nil {
@@ -159,8 +158,8 @@ func corpusFile(t testing.TB, name string, c *testenv.Cluster) (text, addr strin
 			line = strings.Replace(line, f[2], c.Nodes[server%len(c.Nodes)].AMQPAddr(), 1)
 			server++
 		}
-		if a != "" && addr == "" && !httpSection[section] {
-			addr, tlsBind = a, slices.Contains(f, "ssl")
+		if a != "" && first.addr == "" && !httpSection[section] {
+			first = corpusBind{addr: a, tls: slices.Contains(f, "ssl"), acceptProxy: slices.Contains(f, "accept-proxy")}
 		}
 		for _, w := range f {
 			if strings.HasPrefix(w, "certs/") {
@@ -169,10 +168,48 @@ func corpusFile(t testing.TB, name string, c *testenv.Cluster) (text, addr strin
 		}
 		lines[i] = line
 	}
-	if addr == "" {
+	if first.addr == "" {
 		t.Fatalf("%s has no bind", name)
 	}
-	return strings.Join(lines, "\n"), addr, tlsBind
+	return strings.Join(lines, "\n"), first
+}
+
+// corpusBind is where a test's AMQP client connects to a corpus file's proxy.
+type corpusBind struct {
+	addr        string
+	tls         bool // the bind terminates TLS
+	acceptProxy bool // the bind expects a PROXY header
+}
+
+// dial connects an AMQP client: over TLS verified with pool if the bind terminates it, after a
+// PROXY v1 header announcing a client in 10.0.0.0/8 if the bind expects one.
+func (b corpusBind) dial(t testing.TB, pool *x509.CertPool) *amqp.Connection {
+	t.Helper()
+	cfg := amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)}
+	if b.acceptProxy {
+		cfg.Dial = func(network, addr string) (net.Conn, error) {
+			c, err := net.DialTimeout(network, addr, 5*time.Second)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := io.WriteString(c, "PROXY TCP4 10.1.2.3 127.0.0.1 40000 5672\r\n"); err != nil {
+				c.Close()
+				return nil, err
+			}
+			return c, nil
+		}
+	}
+	url := "amqp://guest:guest@" + b.addr + "/"
+	if b.tls {
+		url = "amqps://guest:guest@" + b.addr + "/"
+		cfg.TLSClientConfig = &tls.Config{RootCAs: pool, ServerName: "localhost"}
+	}
+	conn, err := amqp.DialConfig(url, cfg)
+	if err != nil {
+		t.Fatalf("AMQP connect to %s: %v", url, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 func isSectionKeyword(s string) bool {
@@ -205,19 +242,15 @@ func TestCorpusFilesServeRealClients(t *testing.T) {
 		if !strings.HasSuffix(name, ".cfg") {
 			continue
 		}
-		text, _, _ := corpusFile(t, name, c)
+		text, _ := corpusFile(t, name, c)
 		if needsSpecialBrokers(text) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
-			text, addr, tlsBind := corpusFile(t, name, c)
-			l := startLBFile(t, name, text, addr)
+			text, bind := corpusFile(t, name, c)
+			l := startLBFile(t, name, text, bind.addr)
 			waitUp(t, l, 1)
-			if tlsBind {
-				roundTrip(t, dialURL(t, "amqps://guest:guest@"+addr+"/", &tls.Config{RootCAs: pool, ServerName: "localhost"}))
-			} else {
-				roundTrip(t, dialURL(t, "amqp://guest:guest@"+addr+"/", nil))
-			}
+			roundTrip(t, bind.dial(t, pool))
 		})
 		served++
 	}

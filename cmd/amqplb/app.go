@@ -202,7 +202,7 @@ func (a *app) frontendOptions(cfg *config.Config, fc config.Frontend) (proxy.Fro
 	if o.TLS, err = frontendTLS(fc); err != nil {
 		return o, err
 	}
-	if o.Rules, err = frontendRules(fc); err != nil {
+	if o.Rules, o.ContentRules, err = frontendRules(fc); err != nil {
 		return o, err
 	}
 	return o, nil
@@ -227,6 +227,7 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 				Name: sc.Name, Address: sc.Address, Weight: sc.Weight, Backup: sc.Backup,
 				MaxConnections: sc.MaxConnections, Slowstart: bc.Slowstart,
 				CheckPort: sc.CheckPort, TLS: tlsConf, SendProxy: sendProxyVersion(bc.SendProxy),
+				CheckWithoutTLS: !sc.CheckTLS, CheckWithoutProxy: !sc.CheckSendProxy,
 			}
 			var s *backend.Server
 			if old != nil {

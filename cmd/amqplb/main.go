@@ -1,7 +1,8 @@
 // Command amqplb is a layer-4 load balancer for RabbitMQ (AMQP 0-9-1).
 //
 //	amqplb -f FILE        run with FILE (TOML if it ends in .toml, haproxy.cfg syntax otherwise)
-//	amqplb -c -f FILE     check FILE like `haproxy -c`: exit 0 if valid, 1 with FILE:LINE: message
+//	amqplb -c -f FILE     check FILE like `haproxy -c`: exit 0 if it can run, 1 with FILE:LINE: message
+//	amqplb -f FILE -admin ADDR   serve the admin API on ADDR ("off": not at all), whatever FILE says
 //	amqplb -version       print the version
 //	amqplb convert FILE   print the TOML equivalent of a haproxy.cfg
 //

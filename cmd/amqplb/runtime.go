@@ -55,50 +55,61 @@ func serverTLS(bc config.Backend, sc config.Server) (*tls.Config, error) {
 	return c, nil
 }
 
-// frontendRules compiles a frontend's tcp_request rules over its ACLs.
-func frontendRules(fc config.Frontend) ([]proxy.Rule, error) {
+// frontendRules compiles a frontend's tcp_request rules over its ACLs: the connection layer
+// (judging the connecting peer) and the content layer (judging the client, from the PROXY
+// header behind accept_proxy).
+func frontendRules(fc config.Frontend) (connection, content []proxy.Rule, err error) {
 	if len(fc.TCPRequest) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	acls := make(map[string][]netip.Prefix, len(fc.ACL))
 	for name, entries := range fc.ACL {
 		for _, e := range entries {
 			p, err := config.ParseACLEntry(e)
 			if err != nil {
-				return nil, fmt.Errorf("frontend %s: acl %s: %w", fc.Name, name, err)
+				return nil, nil, fmt.Errorf("frontend %s: acl %s: %w", fc.Name, name, err)
 			}
 			acls[name] = append(acls[name], p)
 		}
 	}
-	rules := make([]proxy.Rule, 0, len(fc.TCPRequest))
-	for i, r := range fc.TCPRequest {
-		cond, err := r.Condition()
-		if err != nil {
-			return nil, fmt.Errorf("frontend %s: tcp_request %d: %w", fc.Name, i+1, err)
-		}
-		for _, g := range cond.Or {
-			for _, t := range g {
-				if _, ok := acls[t.ACL]; !ok {
-					return nil, fmt.Errorf("frontend %s: tcp_request %d: acl %q is not defined", fc.Name, i+1, t.ACL)
+	compile := func(layer string) ([]proxy.Rule, error) {
+		var rules []proxy.Rule
+		for i, r := range fc.TCPRules(layer) {
+			cond, err := r.Condition()
+			if err != nil {
+				return nil, fmt.Errorf("frontend %s: tcp_request (%s) %d: %w", fc.Name, layer, i+1, err)
+			}
+			for _, g := range cond.Or {
+				for _, t := range g {
+					if _, ok := acls[t.ACL]; !ok {
+						return nil, fmt.Errorf("frontend %s: tcp_request (%s) %d: acl %q is not defined", fc.Name, layer, i+1, t.ACL)
+					}
 				}
 			}
-		}
-		rule := proxy.Rule{Reject: r.Action == "reject"}
-		if len(cond.Or) > 0 || cond.Negate {
-			rule.Match = func(a netip.Addr) bool {
-				return cond.Match(func(name string) bool {
-					for _, p := range acls[name] {
-						if p.Contains(a) {
-							return true
+			rule := proxy.Rule{Reject: r.Action == "reject"}
+			if len(cond.Or) > 0 || cond.Negate {
+				rule.Match = func(a netip.Addr) bool {
+					return cond.Match(func(name string) bool {
+						for _, p := range acls[name] {
+							if p.Contains(a) {
+								return true
+							}
 						}
-					}
-					return false
-				})
+						return false
+					})
+				}
 			}
+			rules = append(rules, rule)
 		}
-		rules = append(rules, rule)
+		return rules, nil
 	}
-	return rules, nil
+	if connection, err = compile(config.RuleLayerConnection); err != nil {
+		return nil, nil, err
+	}
+	if content, err = compile(config.RuleLayerContent); err != nil {
+		return nil, nil, err
+	}
+	return connection, content, nil
 }
 
 // sendProxyVersion maps send_proxy to the PROXY protocol version.
@@ -148,7 +159,7 @@ func runnable(cfg *config.Config, lines *config.Lines) error {
 		if _, err := frontendTLS(fc); err != nil {
 			report(fmt.Sprintf("frontend.%d.tls", i), err)
 		}
-		if _, err := frontendRules(fc); err != nil {
+		if _, _, err := frontendRules(fc); err != nil {
 			report(fmt.Sprintf("frontend.%d.tcp_request", i), err)
 		}
 	}
