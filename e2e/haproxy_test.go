@@ -113,10 +113,10 @@ func dialURL(t testing.TB, url string, cfg *tls.Config) *amqp.Connection {
 }
 
 // corpusFile reads a file of the haproxy.cfg corpus and points it at this test: every bind
-// (and legacy listen address) moves to a free loopback port, every server address to a node of
-// the cluster, and files named relative to the corpus directory become absolute. It returns the
+// (and legacy listen address) moves to a free loopback port, every server address to one of
+// servers in turn, and files named relative to the corpus directory become absolute. It returns the
 // rewritten text and the first bind of a proxy that is not an HTTP (stats) one.
-func corpusFile(t testing.TB, name string, c *testenv.Cluster) (text string, first corpusBind) {
+func corpusFile(t testing.TB, name string, servers []string) (text string, first corpusBind) {
 	t.Helper()
 	dir, err := filepath.Abs("../config/testdata/haproxy")
 	if err != nil {
@@ -155,7 +155,7 @@ func corpusFile(t testing.TB, name string, c *testenv.Cluster) (text string, fir
 			a = freeAddr(t)
 			line = strings.Replace(line, f[2], a, 1)
 		case len(f) >= 3 && f[0] == "server":
-			line = strings.Replace(line, f[2], c.Nodes[server%len(c.Nodes)].AMQPAddr(), 1)
+			line = strings.Replace(line, f[2], servers[server%len(servers)], 1)
 			server++
 		}
 		if a != "" && first.addr == "" && !httpSection[section] {
@@ -236,18 +236,22 @@ func TestCorpusFilesServeRealClients(t *testing.T) {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
+	var nodes []string
+	for _, n := range c.Nodes {
+		nodes = append(nodes, n.AMQPAddr())
+	}
 	served := 0
 	for _, e := range entries {
 		name := e.Name()
 		if !strings.HasSuffix(name, ".cfg") {
 			continue
 		}
-		text, _ := corpusFile(t, name, c)
+		text, _ := corpusFile(t, name, nodes)
 		if needsSpecialBrokers(text) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
-			text, bind := corpusFile(t, name, c)
+			text, bind := corpusFile(t, name, nodes)
 			l := startLBFile(t, name, text, bind.addr)
 			waitUp(t, l, 1)
 			roundTrip(t, bind.dial(t, pool))
@@ -407,6 +411,16 @@ listen rabbitmq-tls
 			}
 		})
 	}
+
+	// The corpus file with send-proxy and send-proxy-v2 backends, unchanged but for addresses.
+	t.Run("10-send-proxy.cfg", func(t *testing.T) {
+		text, bind := corpusFile(t, "10-send-proxy.cfg", []string{n.AMQPAddr()})
+		l := startLBFile(t, "10-send-proxy.cfg", text, bind.addr)
+		waitUp(t, l, 4)
+		conn := bind.dial(t, nil)
+		roundTrip(t, conn)
+		waitPeer(t, n, clientPort(t, conn))
+	})
 }
 
 // TestAcceptProxyChain: clients go through an edge amqplb (one sends PROXY v1, another v2) and
