@@ -192,6 +192,12 @@ func ioCopyProxy(b *testing.B, target string) (string, func()) {
 // startHAProxy runs HAProxy in TCP mode, at its best for this (splice-auto), in front of target
 // and stops it when b ends. Without haproxy installed the benchmark is skipped.
 func startHAProxy(b *testing.B, target string) string {
+	return startHAProxyBind(b, target, "")
+}
+
+// startHAProxyBind is startHAProxy with bindOpts appended to the bind line ("ssl crt FILE" to
+// terminate TLS).
+func startHAProxyBind(b *testing.B, target, bindOpts string) string {
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		b.Skip("haproxy is not installed (make deps installs it)")
@@ -211,9 +217,9 @@ defaults
 	timeout server 1m
 	option splice-auto
 listen bench
-	bind %s
+	bind %s %s
 	server sink %s
-`, addr, target)
+`, addr, bindOpts, target)
 	path := filepath.Join(b.TempDir(), "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
