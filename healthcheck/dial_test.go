@@ -294,7 +294,8 @@ func TestCheckUsesCheckPort(t *testing.T) {
 	}
 	startMonitor(t, MonitorOptions{Servers: []*backend.Server{s}, Checker: &AMQPChecker{},
 		Policy: Policy{Interval: time.Hour}, Timeout: time.Second, Logger: slog.New(&logRecorder{})})
-	eventually(t, 2*time.Second, "checked", func() bool { return s.LastCheck() != nil })
+	// The result is stored a moment before the health it leads to: wait for both.
+	eventually(t, 2*time.Second, "checked", func() bool { return s.LastCheck() != nil && s.State() == backend.StateUp })
 	if c := s.LastCheck(); !c.OK || s.State() != backend.StateUp || b.Accepted() != 1 {
 		t.Errorf("state %v, check %+v, %d connections to the check port", s.State(), c, b.Accepted())
 	}
