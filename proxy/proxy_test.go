@@ -436,12 +436,14 @@ func TestEveryAttemptFailedClosesTheClient(t *testing.T) {
 
 func TestIdleTimeout(t *testing.T) {
 	fb := echoBroker(t)
-	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{IdleTimeout: 300 * time.Millisecond}, fb.Addr())
+	// The idle timeout is 20 ticks long, so that a loaded machine (a tick taking several times
+	// its 50 ms) does not make the busy session look idle.
+	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{IdleTimeout: time.Second}, fb.Addr())
 	busy := amqpConnect(t, fx.addr())
 	idle := amqpConnect(t, fx.addr())
 	t0 := time.Now()
 	// Keep one session busy past several idle periods; it must survive.
-	for time.Since(t0) < time.Second {
+	for time.Since(t0) < 2500*time.Millisecond {
 		echoes(t, busy, "tick")
 		time.Sleep(50 * time.Millisecond)
 	}
