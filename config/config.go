@@ -168,10 +168,11 @@ type Global struct {
 	Log []LogTarget `toml:"log"`
 }
 
-// LogTarget is a remote syslog server that log lines are sent to over UDP
-// (RFC 3164).
+// LogTarget is a syslog server that log lines are sent to (RFC 3164): over
+// UDP, or through a local socket.
 type LogTarget struct {
-	// Address is host:port of the syslog server (UDP); required.
+	// Address is host:port of the syslog server (UDP), or the absolute path
+	// of a local syslog socket such as /dev/log (unix datagram); required.
 	Address string `toml:"address"`
 	// Facility is the syslog facility the lines are sent with: kern, user,
 	// mail, daemon, auth, syslog, lpr, news, uucp, cron, auth2, ftp, ntp,

@@ -98,7 +98,7 @@ address = "h2:5672"
 	want := `a.toml:4: global: log #1: address "syslog" is not host:port (e.g. "10.0.0.5:5672")
 a.toml:4: global: log #1: facility "local9" is not one of "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "auth2", "ftp", "ntp", "audit", "alert", "cron2", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7"
 a.toml:5: global: log #2: level "verbose" is not one of "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"
-a.toml:6: global: log #3: address is required (host:port of a syslog server, UDP)
+a.toml:6: global: log #3: address is required (host:port of a syslog server, UDP, or the path of a local syslog socket)
 a.toml:11: stats "s": bind :5672 is already used by frontend "a"
 a.toml:12: stats "s": uri "stats" must start with /
 a.toml:13: stats "s": auth "admin" is not user:password

@@ -50,8 +50,8 @@ func TestHAProxyLogTargets(t *testing.T) {
 		{"stdout", "stdout", ""},
 		{"fd@1", "stdout", ""},
 		{"stderr", "stderr", ""},
-		{"/dev/log", "unix", ""},
-		{"unix@/dev/log", "unix", ""},
+		{"/dev/log", "unix", "/dev/log"},
+		{"unix@/dev/log", "unix", "/dev/log"}, {"unix@relative", "other", ""},
 		{"ring@buf", "other", ""},
 		{"tcp@127.0.0.1:601", "other", ""},
 	}

@@ -160,9 +160,6 @@ facility:
 	case "stdout":
 		p.warnf(d.line, "ignored: log %s (amqplb logs to standard error, not standard output)", target)
 		return
-	case "unix":
-		p.warnf(d.line, "ignored: log %s (syslog over a UNIX socket is not supported: amqplb logs to standard error, and sends to syslog servers over UDP)", target)
-		return
 	case "other":
 		p.warnf(d.line, "ignored: log %s (only UDP syslog servers, stdout and stderr are supported; amqplb logs to standard error)", target)
 		return
@@ -195,7 +192,8 @@ facility:
 }
 
 // logTarget classifies an HAProxy log target; for a UDP syslog server it
-// returns its host:port (port 514 by default).
+// returns its host:port (port 514 by default), for a local syslog socket its
+// absolute path.
 func logTarget(t string) (kind, addr string) {
 	switch t {
 	case "global", "stdout", "stderr":
@@ -205,8 +203,14 @@ func logTarget(t string) (kind, addr string) {
 	case "fd@2":
 		return "stderr", ""
 	}
-	if strings.HasPrefix(t, "/") || strings.HasPrefix(t, "unix@") || strings.HasPrefix(t, "abns@") {
-		return "unix", ""
+	if strings.HasPrefix(t, "/") {
+		return "unix", t
+	}
+	if strings.HasPrefix(t, "unix@/") {
+		return "unix", strings.TrimPrefix(t, "unix@")
+	}
+	if strings.Contains(t, "/") || strings.HasPrefix(t, "abns@") {
+		return "other", "" // a relative socket path, an abstract socket
 	}
 	if i := strings.Index(t, "@"); i >= 0 {
 		switch t[:i] {

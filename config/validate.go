@@ -101,7 +101,9 @@ func (v *validator) global(c *Config) {
 		path := fmt.Sprintf("global.log.%d", i)
 		label := "global: " + elemLabel("log", i, "")
 		if t.Address == "" && !v.bad[path+".address"] {
-			v.errorf(v.line(path), "%s: address is required (host:port of a syslog server, UDP)", label)
+			v.errorf(v.line(path), "%s: address is required (host:port of a syslog server, UDP, or the path of a local syslog socket)", label)
+		} else if strings.HasPrefix(t.Address, "/") {
+			// A local syslog socket (/dev/log): whether it exists is known when amqplb starts.
 		} else if t.Address != "" {
 			v.hostPort(v.line(path+".address"), label, "address", t.Address, true)
 		}

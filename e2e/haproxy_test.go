@@ -43,6 +43,9 @@ func (l *lb) start(t testing.TB, flags ...string) *lb {
 	t.Helper()
 	l.cmd = execBinary(append([]string{"-f", l.path}, flags...)...)
 	l.cmd.Stdout, l.cmd.Stderr = l.log, l.log
+	if len(l.env) > 0 {
+		l.cmd.Env = append(os.Environ(), l.env...)
+	}
 	if err := l.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -480,7 +483,7 @@ backend rmq
 }
 
 // TestSyslogGetsTheAccessLog: global log ADDR local0 info sends the access log to a syslog
-// server over UDP.
+// server over UDP, and log /PATH local0 to a local syslog socket (what /dev/log is).
 func TestSyslogGetsTheAccessLog(t *testing.T) {
 	c := testenv.RequireCluster(t)
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -488,9 +491,16 @@ func TestSyslogGetsTheAccessLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
+	sock := filepath.Join(t.TempDir(), "log")
+	local, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
 	addr := freeAddr(t)
 	l := startLBFile(t, "haproxy.cfg", fmt.Sprintf(`global
     log %s local0 info
+    log %s local1
 defaults
     log global
     mode tcp
@@ -498,26 +508,34 @@ defaults
 listen rabbitmq
     bind %s
     server rmq1 %s check
-`, pc.LocalAddr(), addr, c.Nodes[0].AMQPAddr()), addr)
+`, pc.LocalAddr(), sock, addr, c.Nodes[0].AMQPAddr()), addr)
 	waitUp(t, l, 1)
 	conn := dialURL(t, "amqp://guest:guest@"+addr+"/", nil)
 	port := clientPort(t, conn)
 	conn.Close()
 	want := "client=127.0.0.1:" + strconv.Itoa(port)
-	buf := make([]byte, 2048)
-	_ = pc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		k, _, err := pc.ReadFrom(buf)
-		if err != nil {
-			t.Fatalf("no syslog line with %q arrived: %v", want, err)
-		}
-		line := string(buf[:k])
-		if strings.Contains(line, want) {
-			// local0 (16) * 8 + info (6) = 134.
-			if !strings.HasPrefix(line, "<134>") || !strings.Contains(line, " amqplb[") {
-				t.Errorf("syslog line %q: want <134> and the amqplb[PID] tag", line)
+	for _, tc := range []struct {
+		name string
+		pc   net.PacketConn
+		pri  string
+	}{
+		{"udp", pc, "<134>"},     // local0 (16) * 8 + info (6)
+		{"unix", local, "<142>"}, // local1 (17) * 8 + info (6)
+	} {
+		buf := make([]byte, 2048)
+		_ = tc.pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			k, _, err := tc.pc.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("%s: no syslog line with %q arrived: %v", tc.name, want, err)
 			}
-			return
+			line := string(buf[:k])
+			if strings.Contains(line, want) {
+				if !strings.HasPrefix(line, tc.pri) || !strings.Contains(line, "amqplb[") {
+					t.Errorf("%s: syslog line %q: want %s and the amqplb[PID] tag", tc.name, line, tc.pri)
+				}
+				break
+			}
 		}
 	}
 }
@@ -760,5 +778,94 @@ listen rabbitmq 127.0.0.1:5672
 	}
 	if !found {
 		t.Errorf("the error does not start with %s:4:\n%s", bad, out)
+	}
+}
+
+// TestDebianHAProxyUnit runs amqplb the way Debian's haproxy.service runs haproxy, with only the
+// binary's name changed: -Ws -f $CONFIG -p $PIDFILE -S /run/haproxy-master.sock, Type=notify,
+// ExecReload= the same with -c -q, then kill -USR2 $MAINPID.
+func TestDebianHAProxyUnit(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	dir := t.TempDir()
+	sockPath := filepath.Join(dir, "notify.sock")
+	notifications, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notifications.Close()
+	next := func(want string) {
+		t.Helper()
+		_ = notifications.SetReadDeadline(time.Now().Add(15 * time.Second))
+		b := make([]byte, 512)
+		for {
+			n, err := notifications.Read(b)
+			if err != nil {
+				t.Fatalf("no %q from amqplb on NOTIFY_SOCKET: %v", want, err)
+			}
+			if strings.Contains(string(b[:n]), want) {
+				return
+			}
+		}
+	}
+	addr := freeAddr(t)
+	cfg := fmt.Sprintf(`global
+    log /dev/log local0
+    chroot /var/lib/haproxy
+    stats socket /run/haproxy/admin.sock mode 660 level admin
+    user haproxy
+    group haproxy
+    daemon
+defaults
+    log global
+    mode tcp
+    timeout connect 5s
+    timeout client 3h
+    timeout server 3h
+listen rabbitmq
+    bind %s
+    balance leastconn
+    server rmq1 %s check inter 1s
+    server rmq2 %s check inter 1s
+`, addr, c.Nodes[0].AMQPAddr(), c.Nodes[1].AMQPAddr())
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// ExecStartPre-style check, as the unit's ExecReload does it.
+	if out, err := execBinary("-Ws", "-f", path, "-c", "-q", "-S", "/run/haproxy-master.sock").CombinedOutput(); err != nil || len(out) > 0 {
+		t.Fatalf("amqplb -Ws -f FILE -c -q: %v, output %q", err, out)
+	}
+	pidFile := filepath.Join(dir, "haproxy.pid")
+	l := &lb{addr: addr, adminAddr: freeAddr(t), path: path, log: &testenv.Buffer{}, done: make(chan error, 1),
+		env: []string{"NOTIFY_SOCKET=" + sockPath}}
+	l.start(t, "-Ws", "-p", pidFile, "-S", "/run/haproxy-master.sock", "-admin", l.adminAddr)
+	next("READY=1")
+	pid, err := os.ReadFile(pidFile)
+	if err != nil || strings.TrimSpace(string(pid)) != strconv.Itoa(l.cmd.Process.Pid) {
+		t.Fatalf("pid file %q (%v), want %d", pid, err, l.cmd.Process.Pid)
+	}
+	waitUp(t, l, 2)
+	conn := dialURL(t, "amqp://guest:guest@"+addr+"/", nil)
+	roundTrip(t, conn)
+
+	// ExecReload: kill -USR2 $MAINPID.
+	if err := l.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, l, 1, "reloaded")
+	next("READY=1")
+	roundTrip(t, conn) // the reload cut nothing
+	conn2 := dialURL(t, "amqp://guest:guest@"+addr+"/", nil)
+	roundTrip(t, conn2)
+	conn.Close()
+	conn2.Close()
+
+	// systemctl stop: SIGTERM; systemd hears STOPPING=1, and the pid file goes.
+	if err := l.stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	next("STOPPING=1")
+	if _, err := os.Stat(pidFile); !os.IsNotExist(err) {
+		t.Errorf("the pid file is still there after exit: %v", err)
 	}
 }

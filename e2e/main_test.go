@@ -106,6 +106,7 @@ type lb struct {
 	path      string // its configuration file
 	log       *testenv.Buffer
 	done      chan error
+	env       []string // extra environment variables for the process
 }
 
 // freeAddr returns a loopback address with a port that was free a moment ago.

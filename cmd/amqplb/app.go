@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/amqplb/amqplb/admin"
@@ -372,6 +373,7 @@ func (a *app) run(ctx context.Context, hup <-chan os.Signal) error {
 
 func (a *app) shutdown() error {
 	a.stopping.Store(true)
+	notify(a.log, daemon.SdNotifyStopping)
 	g := a.gen.Load()
 	drain := g.cfg.Global.DrainTimeout
 	a.log.Info("stopping: no new connections; draining sessions", "drain_timeout", drain)
@@ -495,6 +497,7 @@ func (a *app) reload() {
 		a.log.Warn("reload: global.log (syslog targets) changes take effect at the next start")
 	}
 	a.log.Info("reloaded", "frontends", a.describe(), "backends", len(g.backends))
+	notify(a.log, daemon.SdNotifyReady)
 }
 
 // loopbackOnly reports whether addr binds only to the loopback interface; used for a warning.

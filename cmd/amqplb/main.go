@@ -21,8 +21,11 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/amqplb/amqplb/config"
 )
@@ -45,6 +48,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	check := fs.Bool("c", false, "check the configuration file and exit: 0 if valid, 1 with every error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	adminListen := fs.String("admin", "", "serve the admin API, /metrics and the status page on `ADDR`, overriding [admin] listen\n(a haproxy.cfg has no place for it; \"off\" disables it)")
+	// HAProxy's own flags, as Debian's haproxy.service passes them
+	// (haproxy -Ws -f $CONFIG -p $PIDFILE -S /run/haproxy-master.sock, and -c -q to check before
+	// a reload), so that replacing the binary's name in a unit file is enough.
+	pidFile := fs.String("p", "", "write the process ID to `FILE` while running (HAProxy's -p)")
+	quiet := fs.Bool("q", false, "quiet: -c prints errors only (HAProxy's -q)")
+	fs.Bool("Ws", false, "accepted for HAProxy unit files: amqplb notifies systemd (Type=notify) whenever NOTIFY_SOCKET is set")
+	fs.Bool("W", false, "accepted for HAProxy unit files: amqplb is a single process that reloads in place")
+	masterSocket := fs.String("S", "", "accepted for HAProxy unit files and ignored: HAProxy's master CLI `socket` (amqplb has its admin API)")
+	daemonize := fs.Bool("D", false, "accepted for HAProxy command lines: amqplb stays in the foreground (run it under a service manager)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: amqplb -f FILE [-c]\n       amqplb -version\n       amqplb convert FILE\n\n")
 		fs.PrintDefaults()
@@ -79,7 +91,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cfg, runnable(cfg, lines)
 	}
 	cfg, err := load(*file)
-	if cfg != nil {
+	if cfg != nil && !(*check && *quiet) {
 		for _, w := range cfg.Warnings {
 			fmt.Fprintln(stderr, warningLine(w))
 		}
@@ -89,25 +101,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *check {
-		fmt.Fprintf(stdout, "Configuration file is valid: %s\n", *file)
+		if !*quiet {
+			fmt.Fprintf(stdout, "Configuration file is valid: %s\n", *file)
+		}
 		return 0
 	}
 
-	sinks, err := syslogHandlers(cfg.Global)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
+	sinks, problems := syslogHandlers(cfg.Global)
 	defer func() {
 		for _, h := range sinks {
 			_ = h.Close()
 		}
 	}()
 	log := withSyslog(newLogger(cfg.Global, stderr), sinks)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	for _, p := range problems {
+		log.Warn("a syslog target is not used", "err", p)
+	}
+	if *daemonize {
+		log.Warn("-D: amqplb does not daemonize; it runs in the foreground")
+	}
+	if *masterSocket != "" {
+		log.Warn("-S: amqplb has no master CLI socket; ignored (the admin API serves its purpose)", "socket", *masterSocket)
+	}
+	// SIGTERM and SIGINT drain and stop, and so does HAProxy's soft-stop signal, SIGUSR1.
+	// SIGHUP reloads, and so does HAProxy's master-worker reload signal, SIGUSR2.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
 	defer stop()
 	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+	signal.Notify(hup, syscall.SIGHUP, syscall.SIGUSR2)
 	defer signal.Stop(hup)
 
 	a, err := newApp(cfg, log, load)
@@ -115,7 +136,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
+	if *pidFile != "" {
+		if err := os.WriteFile(*pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			log.Error("cannot write the pid file", "err", err)
+			a.closeListeners()
+			return 1
+		}
+		defer os.Remove(*pidFile)
+	}
 	log.Info("amqplb started", "version", buildVersion(), "config", *file, "frontends", a.describe())
+	notify(log, daemon.SdNotifyReady)
 	if err := a.run(ctx, hup); err != nil {
 		log.Error("stopped with an error", "err", err)
 		return 1
@@ -141,6 +171,13 @@ func convert(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// notify tells systemd about the service's state (Type=notify units) when NOTIFY_SOCKET is set.
+func notify(log *slog.Logger, state string) {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		log.Warn("cannot notify systemd", "state", state, "err", err)
+	}
 }
 
 // warningLine formats a configuration warning, "FILE:LINE: message", as compilers do:

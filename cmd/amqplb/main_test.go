@@ -57,6 +57,9 @@ func TestCommandLine(t *testing.T) {
 		{"no file", []string{"-c"}, 2, "", "usage: amqplb", false},
 		{"bad flag", []string{"-x"}, 2, "", "flag provided but not defined", false},
 		{"convert", []string{"convert", hap}, 0, `balance = "leastconn"`, "", false},
+		// Debian's haproxy.service checks before a reload with: -Ws -f $CONFIG -c -q $EXTRAOPTS.
+		{"haproxy unit check", []string{"-Ws", "-f", hap, "-c", "-q", "-S", "/run/haproxy-master.sock"}, 0, "", "", true},
+		{"haproxy unit check of a bad file", []string{"-Ws", "-f", bad, "-c", "-q"}, 1, "", bad + ":13: unknown key", false},
 		{"convert usage", []string{"convert"}, 2, "", "usage: amqplb convert FILE", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -195,20 +195,19 @@ func orDefault(s, def string) string {
 	return s
 }
 
-// syslogHandlers opens the remote syslog targets of g.
-func syslogHandlers(g config.Global) ([]*syslog.Handler, error) {
-	var hs []*syslog.Handler
+// syslogHandlers opens the syslog targets of g. A target that cannot be opened (no /dev/log
+// here, a host name that does not resolve) is skipped with a problem for the log, as HAProxy
+// starts without it too: logging must not keep the proxy from serving.
+func syslogHandlers(g config.Global) (hs []*syslog.Handler, problems []error) {
 	for _, lt := range g.Log {
 		h, err := syslog.New(lt.Address, lt.Facility, lt.Level)
 		if err != nil {
-			for _, o := range hs {
-				_ = o.Close()
-			}
-			return nil, fmt.Errorf("global.log %s: %w", lt.Address, err)
+			problems = append(problems, fmt.Errorf("global.log %s: %w", lt.Address, err))
+			continue
 		}
 		hs = append(hs, h)
 	}
-	return hs, nil
+	return hs, problems
 }
 
 // withSyslog returns a logger writing to base's handler and to every syslog handler.
