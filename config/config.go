@@ -166,6 +166,15 @@ type Global struct {
 	// addition to standard error (HAProxy's global log ADDR FACILITY
 	// LEVEL). Default none.
 	Log []LogTarget `toml:"log"`
+	// User, when set and amqplb is started as root, is the user (a name or
+	// a numeric id) amqplb switches to once its listeners are bound, as
+	// HAProxy's user does. A reload then reads files and binds new
+	// addresses with that user's rights. Default "" (keep the user it was
+	// started as).
+	User string `toml:"user"`
+	// Group is the group to switch to with User (a name or a numeric id);
+	// "" means User's primary group. Default "".
+	Group string `toml:"group"`
 }
 
 // LogTarget is a syslog server that log lines are sent to (RFC 3164): over

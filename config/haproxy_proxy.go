@@ -22,10 +22,8 @@ var globalIgnored = map[string]string{
 	"nbproc":        "amqplb is one process using every core; HAProxy 2.5+ rejects nbproc",
 	"nbthread":      "Go schedules on every core", "thread-groups": "Go schedules on every core",
 	"cpu-map": "Go schedules on every core", "numa-cpu-mapping": "Go schedules on every core",
-	"chroot":  "amqplb does not chroot; confine it with the service manager",
-	"pidfile": "amqplb writes no pid file; the service manager tracks it",
-	"user":    "amqplb runs as the user that starts it", "group": "amqplb runs as the user that starts it",
-	"uid": "amqplb runs as the user that starts it", "gid": "amqplb runs as the user that starts it",
+	"chroot":            "amqplb does not chroot; confine it with the service manager",
+	"pidfile":           "amqplb writes no pid file; the service manager tracks it",
 	"ulimit-n":          "set the open-file limit in the service manager (LimitNOFILE)",
 	"fd-hard-limit":     "set the open-file limit in the service manager (LimitNOFILE)",
 	"log-tag":           "amqplb's syslog lines are tagged amqplb",
@@ -104,6 +102,16 @@ func (p *hapParser) global(d hapDirective) {
 				return
 			}
 			p.serverVerify = at(s, d.line)
+		}
+	case "user", "uid", "group", "gid":
+		if s, ok := p.arg(d, 1, "a name or a number"); ok && p.last(d, 1) {
+			if kw == "user" || kw == "uid" {
+				g.User = s
+				p.lines["global.user"] = d.line
+			} else {
+				g.Group = s
+				p.lines["global.group"] = d.line
+			}
 		}
 	case "log":
 		p.globalLog(d)

@@ -72,7 +72,7 @@ func TestHAProxyRabbitMQ(t *testing.T) {
 	want := &Config{
 		File: "haproxy.cfg",
 		Global: Global{MaxConnections: 4096, DrainTimeout: 30 * time.Second, LogLevel: "info", LogFormat: "text", AccessLog: true,
-			Log: []LogTarget{{Address: "127.0.0.1:514", Facility: "local0", Level: "notice"}}},
+			Log: []LogTarget{{Address: "127.0.0.1:514", Facility: "local0", Level: "notice"}}, User: "haproxy", Group: "haproxy"},
 		Admin:     Admin{Listen: "127.0.0.1:8404"},
 		Frontends: []Frontend{{Name: "rabbitmq_cluster", Bind: ":5672", Backend: "rabbitmq_cluster", Mode: "tcp", DontLogNull: true}},
 		Backends:  []Backend{b},
@@ -80,8 +80,6 @@ func TestHAProxyRabbitMQ(t *testing.T) {
 			Refresh: 5 * time.Second}},
 		Warnings: []string{
 			"haproxy.cfg:5: ignored: chroot (amqplb does not chroot; confine it with the service manager)",
-			"haproxy.cfg:6: ignored: user (amqplb runs as the user that starts it)",
-			"haproxy.cfg:7: ignored: group (amqplb runs as the user that starts it)",
 			"haproxy.cfg:8: ignored: daemon (amqplb runs in the foreground; let the service manager run it)",
 			"haproxy.cfg:9: ignored: stats socket (amqplb has no runtime socket; its admin HTTP API on admin.listen, 127.0.0.1:8404 by default, shows and changes server state: set [admin] in the converted TOML)",
 			"haproxy.cfg:14: ignored: option tcplog (amqplb writes its own access-log line per session)",

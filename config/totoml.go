@@ -44,6 +44,12 @@ func writeTOML(c *Config, n *notes) []byte {
 	w.str("log_level", g.LogLevel)
 	w.str("log_format", g.LogFormat)
 	w.bool("access_log", g.AccessLog)
+	if g.User != "" {
+		w.str("user", g.User)
+	}
+	if g.Group != "" {
+		w.str("group", g.Group)
+	}
 	if len(g.Log) > 0 {
 		w.array("log", len(g.Log), func(i int) string {
 			t := g.Log[i]

@@ -493,6 +493,9 @@ func (a *app) reload() {
 	a.gen.Store(g)
 	a.reloadAdmin(old.cfg.Admin, cfg.Admin)
 	a.reloadStats(cfg.Stats)
+	if old.cfg.Global.User != cfg.Global.User || old.cfg.Global.Group != cfg.Global.Group {
+		a.log.Warn("reload: global user and group changes take effect at the next start")
+	}
 	if fmt.Sprint(old.cfg.Global.Log) != fmt.Sprint(cfg.Global.Log) {
 		a.log.Warn("reload: global.log (syslog targets) changes take effect at the next start")
 	}

@@ -142,7 +142,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 			a.closeListeners()
 			return 1
 		}
+		// After switching users the file may not be ours to remove (HAProxy's master, which
+		// stays root, removes it); the next start overwrites it.
 		defer os.Remove(*pidFile)
+	}
+	if err := dropPrivileges(cfg.Global); err != nil {
+		log.Error("cannot switch to the configured user", "err", err)
+		a.closeListeners()
+		return 1
+	}
+	if cfg.Global.User != "" {
+		log.Info("switched user", "user", cfg.Global.User, "group", cfg.Global.Group, "uid", os.Getuid(), "gid", os.Getgid())
 	}
 	log.Info("amqplb started", "version", buildVersion(), "config", *file, "frontends", a.describe())
 	notify(log, daemon.SdNotifyReady)

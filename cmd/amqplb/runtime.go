@@ -8,7 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"os/user"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/amqplb/amqplb/admin"
@@ -182,6 +186,11 @@ func runnable(cfg *config.Config, lines *config.Lines) error {
 			report(path, fmt.Errorf("global.log %s: %w", lt.Address, err))
 		}
 	}
+	if cfg.Global.User != "" || cfg.Global.Group != "" {
+		if _, _, err := lookupIDs(cfg.Global.User, cfg.Global.Group); err != nil {
+			report("global.user", err)
+		}
+	}
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -339,4 +348,64 @@ func (a *app) reloadStats(next []config.Stats) {
 		out = append(out, st)
 	}
 	a.stats = out
+}
+
+// dropPrivileges switches the process to g.User and g.Group (HAProxy's user and group) once
+// the listeners are bound: it needs root for that, and does nothing without a user. The
+// supplementary groups are cleared. Go applies it to every thread of the process.
+func dropPrivileges(g config.Global) error {
+	if g.User == "" && g.Group == "" {
+		return nil
+	}
+	uid, gid, err := lookupIDs(g.User, g.Group)
+	if err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		if (uid < 0 || uid == os.Geteuid()) && gid == os.Getegid() {
+			return nil // already that user
+		}
+		return fmt.Errorf("global user/group %q/%q: amqplb is not running as root, so it cannot switch to them", g.User, g.Group)
+	}
+	if err := syscall.Setgroups(nil); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("setgid %d: %w", gid, err)
+	}
+	if uid >= 0 {
+		if err := syscall.Setuid(uid); err != nil {
+			return fmt.Errorf("setuid %d: %w", uid, err)
+		}
+	}
+	return nil
+}
+
+// lookupIDs resolves a user and a group, names or numbers; group "" means the user's primary
+// group, and user "" leaves the user as it is (uid -1).
+func lookupIDs(userName, groupName string) (uid, gid int, err error) {
+	uid, gid = -1, -1
+	if userName != "" {
+		u, err := user.Lookup(userName)
+		if err != nil {
+			if u, err = user.LookupId(userName); err != nil {
+				return 0, 0, fmt.Errorf("global user %q: no such user", userName)
+			}
+		}
+		uid, _ = strconv.Atoi(u.Uid)
+		gid, _ = strconv.Atoi(u.Gid)
+	}
+	if groupName != "" {
+		g, err := user.LookupGroup(groupName)
+		if err != nil {
+			if g, err = user.LookupGroupId(groupName); err != nil {
+				return 0, 0, fmt.Errorf("global group %q: no such group", groupName)
+			}
+		}
+		gid, _ = strconv.Atoi(g.Gid)
+	}
+	if gid < 0 {
+		gid = os.Getegid()
+	}
+	return uid, gid, nil
 }
