@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -786,13 +788,26 @@ listen rabbitmq 127.0.0.1:5672
 // ExecReload= the same with -c -q, then kill -USR2 $MAINPID.
 func TestDebianHAProxyUnit(t *testing.T) {
 	c := testenv.RequireCluster(t)
-	dir := t.TempDir()
+	// Not t.TempDir: amqplb switches to the user haproxy (when the test runs as root), which
+	// must still read the configuration on reload, as it reads /etc/haproxy/haproxy.cfg.
+	dir, err := os.MkdirTemp("", "amqplb-unit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	sockPath := filepath.Join(dir, "notify.sock")
 	notifications, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer notifications.Close()
+	// Like systemd's own socket: writable by the user amqplb switches to.
+	if err := os.Chmod(sockPath, 0o777); err != nil {
+		t.Fatal(err)
+	}
 	next := func(want string) {
 		t.Helper()
 		_ = notifications.SetReadDeadline(time.Now().Add(15 * time.Second))
@@ -828,7 +843,7 @@ listen rabbitmq
     server rmq2 %s check inter 1s
 `, addr, c.Nodes[0].AMQPAddr(), c.Nodes[1].AMQPAddr())
 	path := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// ExecStartPre-style check, as the unit's ExecReload does it.
@@ -843,6 +858,20 @@ listen rabbitmq
 	pid, err := os.ReadFile(pidFile)
 	if err != nil || strings.TrimSpace(string(pid)) != strconv.Itoa(l.cmd.Process.Pid) {
 		t.Fatalf("pid file %q (%v), want %d", pid, err, l.cmd.Process.Pid)
+	}
+	// global user haproxy, group haproxy: once bound, amqplb runs as that user, as HAProxy does.
+	if os.Geteuid() == 0 {
+		want, err := user.Lookup("haproxy")
+		if err != nil {
+			t.Fatalf("the haproxy package creates the user haproxy: %v", err)
+		}
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", l.cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !regexp.MustCompile(`(?m)^Uid:\s+` + want.Uid + `\s+` + want.Uid + `\s+` + want.Uid).Match(status) {
+			t.Errorf("amqplb does not run as haproxy (uid %s):\n%s", want.Uid, status)
+		}
 	}
 	waitUp(t, l, 2)
 	conn := dialURL(t, "amqp://guest:guest@"+addr+"/", nil)
@@ -865,7 +894,4 @@ listen rabbitmq
 		t.Fatal(err)
 	}
 	next("STOPPING=1")
-	if _, err := os.Stat(pidFile); !os.IsNotExist(err) {
-		t.Errorf("the pid file is still there after exit: %v", err)
-	}
 }
