@@ -102,8 +102,13 @@ func TestHAProxyCorpus(t *testing.T) {
 // TestHAProxy26 runs haproxy -c on every corpus file and compares which
 // ones HAProxy 2.6 rejects, and its first error, with haproxy26.txt.
 func TestHAProxy26(t *testing.T) {
+	// CI (AMQPLB_REQUIRE_BROKERS=1) installs Debian 12's haproxy 2.6: there, not finding it fails.
+	required := os.Getenv("AMQPLB_REQUIRE_BROKERS") == "1"
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
+		if required {
+			t.Fatal("haproxy is not installed (scripts/install-test-deps.sh installs it)")
+		}
 		t.Skip("haproxy is not installed: cannot record which corpus files HAProxy 2.6 rejects")
 	}
 	v, err := exec.Command(bin, "-v").Output()
@@ -111,6 +116,9 @@ func TestHAProxy26(t *testing.T) {
 		t.Fatalf("haproxy -v: %v", err)
 	}
 	if !bytes.Contains(v, []byte("version 2.6.")) {
+		if required {
+			t.Fatalf("haproxy is not 2.6 (%s): haproxy26.txt records Debian 12's 2.6", bytes.SplitN(v, []byte("\n"), 2)[0])
+		}
 		t.Skipf("haproxy is not 2.6 (%s): haproxy26.txt records 2.6", bytes.SplitN(v, []byte("\n"), 2)[0])
 	}
 	pid := regexp.MustCompile(`^\[ALERT\]\s+\(\d+\) : `)

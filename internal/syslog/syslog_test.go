@@ -212,7 +212,7 @@ func TestUnixSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "log")
 	pc, err := net.ListenPacket("unixgram", path)
 	if err != nil {
-		t.Skipf("unix datagram sockets: %v", err)
+		t.Fatalf("unix datagram socket: %v", err)
 	}
 	defer pc.Close()
 	h := newHandler(t, path, "daemon", "")
