@@ -628,6 +628,15 @@ func (p *hapParser) setLine(path string, line int) {
 	}
 }
 
+// put copies a setting the file wrote into dst and records its line for path; a setting the
+// file did not write leaves dst (the default) alone.
+func put[T any](p *hapParser, dst *T, v val[T], path string) {
+	if v.set() {
+		*dst = v.v
+		p.setLine(path, v.line)
+	}
+}
+
 // validUTF8 reports whether s can be written in TOML as text.
 func validUTF8(s string) bool { return utf8.ValidString(s) }
 

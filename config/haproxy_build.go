@@ -379,31 +379,19 @@ func (p *hapParser) buildStats(px *hapProxy) []hapBind {
 		if st.enabled.set() {
 			s.URI = HAProxyStatsURI
 			p.setLine(path+".uri", st.enabled.line)
-			if st.uri.set() {
-				s.URI = st.uri.v
-				p.setLine(path+".uri", st.uri.line)
-			}
+			put(p, &s.URI, st.uri, path+".uri")
 			if len(st.auth) > 0 {
 				s.Auth = slices.Clone(st.auth)
 				p.setLine(path+".auth", st.authLine)
 			}
-			if st.realm.set() {
-				s.Realm = st.realm.v
-				p.setLine(path+".realm", st.realm.line)
-			}
-			if st.refresh.set() {
-				s.Refresh = st.refresh.v
-				p.setLine(path+".refresh", st.refresh.line)
-			}
+			put(p, &s.Realm, st.realm, path+".realm")
+			put(p, &s.Refresh, st.refresh, path+".refresh")
 			if st.hideVersion.set() {
 				s.HideVersion = true
 				p.setLine(path+".hide_version", st.hideVersion.line)
 			}
 		}
-		if st.metrics.set() {
-			s.Metrics = st.metrics.v
-			p.setLine(path+".metrics", st.metrics.line)
-		}
+		put(p, &s.Metrics, st.metrics, path+".metrics")
 		p.cfg.Stats = append(p.cfg.Stats, s)
 	}
 	return used
@@ -420,26 +408,11 @@ func (p *hapParser) backend(px *hapProxy, clients []hapUse) {
 	b.Name = px.name
 	p.setLine(path, px.line)
 	p.setLine(path+".name", px.line)
-	if o.balance.set() {
-		b.Balance = o.balance.v
-		p.setLine(path+".balance", o.balance.line)
-	}
-	if o.connectTimeout.set() {
-		b.ConnectTimeout = o.connectTimeout.v
-		p.setLine(path+".connect_timeout", o.connectTimeout.line)
-	}
-	if o.retries.set() {
-		b.Retries = o.retries.v
-		p.setLine(path+".retries", o.retries.line)
-	}
-	if o.redispatch.set() {
-		b.Redispatch = o.redispatch.v
-		p.setLine(path+".redispatch", o.redispatch.line)
-	}
-	if o.keepalive.set() {
-		b.TCPKeepalive = o.keepalive.v
-		p.setLine(path+".tcp_keepalive", o.keepalive.line)
-	}
+	put(p, &b.Balance, o.balance, path+".balance")
+	put(p, &b.ConnectTimeout, o.connectTimeout, path+".connect_timeout")
+	put(p, &b.Retries, o.retries, path+".retries")
+	put(p, &b.Redispatch, o.redispatch, path+".redispatch")
+	put(p, &b.TCPKeepalive, o.keepalive, path+".tcp_keepalive")
 
 	// Idle timeout: tunnel if set, else the smallest of the server timeout
 	// and the client timeouts of the frontends using this backend.
@@ -532,10 +505,7 @@ func (p *hapParser) backend(px *hapProxy, clients []hapUse) {
 		if s.addr == "" {
 			p.bad[sp+".address"] = true
 		}
-		if s.opts.weight.set() {
-			sv.Weight = s.opts.weight.v
-			p.setLine(sp+".weight", s.opts.weight.line)
-		}
+		put(p, &sv.Weight, s.opts.weight, sp+".weight")
 		if s.opts.disabled.v {
 			sv.Weight = 0
 			p.warnf(s.opts.disabled.line, "%s: server %q is disabled: it starts with weight 0 (amqplb has no maintenance at start; give it a weight over the admin API)", label, s.name)
@@ -544,10 +514,7 @@ func (p *hapParser) backend(px *hapProxy, clients []hapUse) {
 		if s.opts.backup.set() {
 			p.setLine(sp+".backup", s.opts.backup.line)
 		}
-		if s.opts.maxconn.set() {
-			sv.MaxConnections = s.opts.maxconn.v
-			p.setLine(sp+".max_connections", s.opts.maxconn.line)
-		}
+		put(p, &sv.MaxConnections, s.opts.maxconn, sp+".max_connections")
 		if v := s.opts.checkPort; v.set() {
 			sv.CheckPort = v.v
 			p.setLine(sp+".check_port", v.line)
@@ -764,10 +731,7 @@ func (p *hapParser) checks(px *hapProxy, label, path string, b *Backend, clients
 			p.warnf(firstChecked.opts.check.line, `%s: check is upgraded from HAProxy's TCP connect to an AMQP probe (type "amqp-probe": the protocol header, then a valid Connection.Start) because %s, so that a broker that accepts connections but does not answer is taken out; to keep a plain TCP check write "option tcp-check" in this section, or type = "tcp" in the converted TOML`, label, why)
 		}
 	}
-	if o.checkTimeout.set() {
-		h.Timeout = o.checkTimeout.v
-		p.setLine(hp+".timeout", o.checkTimeout.line)
-	}
+	put(p, &h.Timeout, o.checkTimeout, hp+".timeout")
 	fo := firstChecked.opts
 	durs := []struct {
 		key, opt string
