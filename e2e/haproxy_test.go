@@ -251,8 +251,11 @@ func TestCorpusFilesServeRealClients(t *testing.T) {
 		if !strings.HasSuffix(name, ".cfg") {
 			continue
 		}
-		text, _ := corpusFile(t, name, nodes)
-		if needsSpecialBrokers(text) {
+		raw, err := os.ReadFile(filepath.Join("../config/testdata/haproxy", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if needsSpecialBrokers(string(raw)) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
