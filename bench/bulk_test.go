@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/amqplb/amqplb/internal/testenv"
 )
 
 // startSink serves a bulk sink on a free loopback port for the test.
@@ -143,13 +145,8 @@ func TestBulkDetectsLostBytes(t *testing.T) {
 
 func TestBulkUnreachable(t *testing.T) {
 	sink := startSink(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gone := ln.Addr().String()
-	ln.Close()
-	_, err = Bulk{Duration: 100 * time.Millisecond, Sink: sink}.Run(context.Background(), Target{Name: "gone", Addr: gone}, io.Discard)
+	gone := testenv.FreeAddr(t)
+	_, err := Bulk{Duration: 100 * time.Millisecond, Sink: sink}.Run(context.Background(), Target{Name: "gone", Addr: gone}, io.Discard)
 	var ue *UnreachableError
 	if !errors.As(err, &ue) || ue.Target.Addr != gone {
 		t.Fatalf("Run = %v, want an UnreachableError", err)

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/amqplb/amqplb/internal/amqpwire"
+	"github.com/amqplb/amqplb/internal/testenv"
 )
 
 // publishBroker is a fake AMQP broker that can be stopped and started again on the same port,
@@ -40,7 +41,7 @@ type publishBroker struct {
 
 func startPublishBroker(t testing.TB) *publishBroker {
 	t.Helper()
-	b := &publishBroker{t: t, addr: "127.0.0.1:0"}
+	b := &publishBroker{t: t, addr: testenv.FreeAddr(t)} // restarted on the same port
 	if err := b.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -324,17 +325,12 @@ func checkOutage(t *testing.T, tl *Timeline, figs Figures, minRecovery float64) 
 }
 
 func TestFailoverUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testenv.FreeAddr(t)
 	f := &Failover{Duration: time.Second, FaultFunc: func(context.Context) error {
 		t.Error("the fault ran against an unreachable target")
 		return nil
 	}}
-	_, err = f.Run(context.Background(), Target{Name: "gone", Addr: addr}, io.Discard)
+	_, err := f.Run(context.Background(), Target{Name: "gone", Addr: addr}, io.Discard)
 	var ue *UnreachableError
 	if !errors.As(err, &ue) || ue.Target.Name != "gone" {
 		t.Fatalf("Run = %v, want an UnreachableError for target gone", err)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"testing"
 	"time"
@@ -70,13 +69,8 @@ func TestHoldWithoutPID(t *testing.T) {
 }
 
 func TestHoldUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, err = Hold{N: 3}.Run(context.Background(), Target{Name: "gone", Addr: addr}, io.Discard)
+	addr := testenv.FreeAddr(t)
+	_, err := Hold{N: 3}.Run(context.Background(), Target{Name: "gone", Addr: addr}, io.Discard)
 	var ue *UnreachableError
 	if !errors.As(err, &ue) {
 		t.Fatalf("Run = %v, want an UnreachableError", err)

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -12,18 +11,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/goleak"
 )
-
-// closedPort returns a loopback address where nothing listens.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
 
 func TestPubSubAgainstBroker(t *testing.T) {
 	c := testenv.RequireCluster(t)
@@ -118,7 +105,7 @@ func TestUnreachableTarget(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // after the fake broker's cleanup
 
-	closed := Target{Name: "closed", Addr: closedPort(t)}
+	closed := Target{Name: "closed", Addr: testenv.FreeAddr(t)}
 	silent := Target{Name: "silent", Addr: testenv.StartFakeBroker(t, testenv.Silent).Addr()}
 	for _, tc := range []struct {
 		name string

@@ -103,7 +103,7 @@ type haproxyProc struct {
 
 func startHAProxyFor(b *testing.B, bin string, c *testenv.Cluster) *haproxyProc {
 	dir := b.TempDir()
-	h := &haproxyProc{addr: freeAddr(b), socket: filepath.Join(dir, "stats.sock")}
+	h := &haproxyProc{addr: testenv.FreeAddr(b), socket: filepath.Join(dir, "stats.sock")}
 	var servers strings.Builder
 	for _, n := range c.Nodes {
 		fmt.Fprintf(&servers, "\tserver %s %s check inter 2s rise 2 fall 3\n", n.Name, n.AMQPAddr())

@@ -36,7 +36,7 @@ func startLBFile(t testing.TB, name, content, addr string) *lb {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l := &lb{addr: addr, adminAddr: freeAddr(t), path: path, log: &testenv.Buffer{}, done: make(chan error, 1)}
+	l := &lb{addr: addr, adminAddr: testenv.FreeAddr(t), path: path, log: &testenv.Buffer{}, done: make(chan error, 1)}
 	return l.start(t, "-admin", l.adminAddr)
 }
 
@@ -154,10 +154,10 @@ func corpusFile(t testing.TB, name string, servers []string) (text string, first
 		var a string
 		switch {
 		case len(f) >= 2 && f[0] == "bind":
-			a = freeAddr(t)
+			a = testenv.FreeAddr(t)
 			line = strings.Replace(line, f[1], a, 1)
 		case len(f) >= 3 && f[0] == "listen" && strings.Contains(f[2], ":"):
-			a = freeAddr(t)
+			a = testenv.FreeAddr(t)
 			line = strings.Replace(line, f[2], a, 1)
 		case len(f) >= 3 && f[0] == "server":
 			line = strings.Replace(line, f[2], servers[server%len(servers)], 1)
@@ -384,7 +384,7 @@ func TestSendProxyShowsTheClientToRabbitMQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := proxyNode(t, certs)
-	v1, v2, tlsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	v1, v2, tlsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	cfg := fmt.Sprintf(`global
     maxconn 1000
 
@@ -440,7 +440,7 @@ func TestAcceptProxyChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := proxyNode(t, certs)
-	bAddr := freeAddr(t)
+	bAddr := testenv.FreeAddr(t)
 	b := startLBFile(t, "b.cfg", fmt.Sprintf(`frontend from-edge
     bind %s accept-proxy
     mode tcp
@@ -451,7 +451,7 @@ backend rmq
 `, bAddr, n.AMQPAddr()), bAddr)
 	waitUp(t, b, 1)
 	for _, v := range []string{"send-proxy", "send-proxy-v2"} {
-		edge := freeAddr(t)
+		edge := testenv.FreeAddr(t)
 		a := startLBFile(t, "edge.cfg", fmt.Sprintf(`listen edge
     bind %s
     mode tcp
@@ -502,7 +502,7 @@ func TestSyslogGetsTheAccessLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer local.Close()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	l := startLBFile(t, "haproxy.cfg", fmt.Sprintf(`global
     log %s local0 info
     log %s local1
@@ -555,7 +555,7 @@ func TestTLSTerminationAndReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	open, mtls := freeAddr(t), freeAddr(t)
+	open, mtls := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	cfg := fmt.Sprintf(`defaults
     mode tcp
     timeout connect 5s
@@ -627,7 +627,7 @@ backend rabbitmq
 // TestSourceACLRefusesOutsiders: tcp-request connection reject unless an src ACL matches.
 func TestSourceACLRefusesOutsiders(t *testing.T) {
 	c := testenv.RequireCluster(t)
-	closed, opened := freeAddr(t), freeAddr(t)
+	closed, opened := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	cfg := fmt.Sprintf(`frontend office-only
     bind %s
     mode tcp
@@ -667,7 +667,7 @@ backend rabbitmq
 // status page there, and the Prometheus exporter line serves its metrics.
 func TestStatsListenServesStatusAndMetrics(t *testing.T) {
 	c := testenv.RequireCluster(t)
-	amqpAddr, stats, prom := freeAddr(t), freeAddr(t), freeAddr(t)
+	amqpAddr, stats, prom := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	cfg := fmt.Sprintf(`listen rabbitmq
     bind %s
     mode tcp
@@ -719,7 +719,7 @@ frontend prometheus
 
 	// SIGHUP with the stats section moved: the new address serves, the old one is closed, and
 	// the exporter, unchanged, kept serving.
-	stats2 := freeAddr(t)
+	stats2 := testenv.FreeAddr(t)
 	if err := os.WriteFile(l.path, []byte(strings.Replace(cfg, stats, stats2, 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -825,7 +825,7 @@ func TestDebianHAProxyUnit(t *testing.T) {
 			}
 		}
 	}
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	cfg := fmt.Sprintf(`global
     log /dev/log local0
     chroot /var/lib/haproxy
@@ -854,7 +854,7 @@ listen rabbitmq
 		t.Fatalf("amqplb -Ws -f FILE -c -q: %v, output %q", err, out)
 	}
 	pidFile := filepath.Join(dir, "haproxy.pid")
-	l := &lb{addr: addr, adminAddr: freeAddr(t), path: path, log: &testenv.Buffer{}, done: make(chan error, 1),
+	l := &lb{addr: addr, adminAddr: testenv.FreeAddr(t), path: path, log: &testenv.Buffer{}, done: make(chan error, 1),
 		env: []string{"NOTIFY_SOCKET=" + sockPath}}
 	l.start(t, "-Ws", "-p", pidFile, "-S", "/run/haproxy-master.sock", "-admin", l.adminAddr)
 	next("READY=1")

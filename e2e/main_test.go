@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -109,22 +108,11 @@ type lb struct {
 	env       []string // extra environment variables for the process
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // startLB writes the configuration of c, with free frontend and admin addresses, and runs
 // amqplb on it until it serves. The process is stopped with SIGTERM when t ends, and must exit 0.
 func startLB(t testing.TB, c setup) *lb {
 	t.Helper()
-	bind, adminAddr := freeAddr(t), freeAddr(t)
+	bind, adminAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	path := filepath.Join(t.TempDir(), "amqplb.toml")
 	if err := os.WriteFile(path, []byte(c.render(bind, adminAddr)), 0o600); err != nil {
 		t.Fatal(err)

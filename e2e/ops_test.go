@@ -309,7 +309,7 @@ func TestReloadAppliesAdminChanges(t *testing.T) {
 	base := setup{servers: nodesAsServers(c)[:1]}
 	l := startLB(t, base)
 	oldAdmin := l.adminAddr
-	newAdmin := freeAddr(t)
+	newAdmin := testenv.FreeAddr(t)
 	withToken := base
 	withToken.admin = `token = "t2"`
 	if err := os.WriteFile(l.path, []byte(withToken.render(l.addr, newAdmin)), 0o600); err != nil {

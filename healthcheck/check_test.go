@@ -169,22 +169,8 @@ func TestTCPChecker(t *testing.T) {
 	expect(t, checkWithin(t, &TCPChecker{Timeout: testTimeout}, b.Addr(), testTimeout), true, 0, "TCP connect ok")
 }
 
-// deadAddr returns a loopback address nothing listens on.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 func TestDeadPort(t *testing.T) {
-	addr := deadAddr(t)
+	addr := testenv.FreeAddr(t)
 	for _, c := range []Checker{&AMQPChecker{Timeout: testTimeout}, &ProbeChecker{Timeout: testTimeout}, &TCPChecker{Timeout: testTimeout}} {
 		res := checkWithin(t, c, addr, testTimeout)
 		if res.OK || res.Reason != "connection refused" || res.Code != 0 || res.Kind != backend.FailRefused {

@@ -260,7 +260,7 @@ func TestCheckUsesCheckPort(t *testing.T) {
 	_, port, _ := net.SplitHostPort(b.Addr())
 	p, _ := strconv.Atoi(port)
 	// Nothing listens on the server's own address: only the check port answers.
-	s := backend.NewServer(backend.ServerOptions{Name: "rmq1", Address: deadAddr(t), Weight: 1, CheckPort: p})
+	s := backend.NewServer(backend.ServerOptions{Name: "rmq1", Address: testenv.FreeAddr(t), Weight: 1, CheckPort: p})
 	if tgt := serverTarget(s, false); tgt.Addr != b.Addr() {
 		t.Errorf("target address %s, want the check port's %s", tgt.Addr, b.Addr())
 	}

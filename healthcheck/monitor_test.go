@@ -146,7 +146,7 @@ func healthy() func(net.Conn) { return (&testenv.FakeAMQP{}).Handle }
 // refusedErr returns the error of a dial to a port nothing listens on, as a session sees it.
 func refusedErr(t *testing.T) error {
 	t.Helper()
-	c, err := net.Dial("tcp", deadAddr(t))
+	c, err := net.Dial("tcp", testenv.FreeAddr(t))
 	if err == nil {
 		c.Close()
 		t.Fatal("dial to a dead port succeeded")
@@ -241,7 +241,7 @@ func TestMonitorFirstResultDecides(t *testing.T) {
 		// The live broker answers a little slowly, so the dead one's refusal is the first
 		// result: a failure does not hold the others down.
 		live := testenv.StartFakeBroker(t, (&testenv.FakeAMQP{TuneDelay: 50 * time.Millisecond}).Handle)
-		sLive, sDead := newServer("live", live.Addr()), newServer("dead", deadAddr(t))
+		sLive, sDead := newServer("live", live.Addr()), newServer("dead", testenv.FreeAddr(t))
 		logs, tr := &logRecorder{}, &transitions{}
 		begin := time.Now()
 		// fall × interval is 3 s: the dead server must not wait for it.
@@ -561,7 +561,7 @@ func TestManagementChecker(t *testing.T) {
 	hung := testenv.StartFakeBroker(t, testenv.Silent) // accepts HTTP and never answers
 	_, hungPort, _ := net.SplitHostPort(hung.Addr())
 	hp, _ := strconv.Atoi(hungPort)
-	_, deadPort, _ := net.SplitHostPort(deadAddr(t))
+	_, deadPort, _ := net.SplitHostPort(testenv.FreeAddr(t))
 	dp, _ := strconv.Atoi(deadPort)
 
 	tests := []struct {
@@ -604,7 +604,7 @@ func TestManagementChecker(t *testing.T) {
 	// A failed main check keeps its kind; the alarm is still shown.
 	mgmt.set("disk")
 	mc := newManagementChecker(&AMQPChecker{}, ManagementOptions{Port: port, Alarms: true, EjectOnAlarm: true}, testTimeout)
-	res := checkWithin(t, mc, deadAddr(t), testTimeout)
+	res := checkWithin(t, mc, testenv.FreeAddr(t), testTimeout)
 	if res.OK || res.Kind != backend.FailRefused || res.Reason != "connection refused; alarm: disk" {
 		t.Errorf("dead broker: %+v", res)
 	}

@@ -202,12 +202,7 @@ func startHAProxyBind(b *testing.B, target, bindOpts string) string {
 	if err != nil {
 		b.Skip("haproxy is not installed (make deps installs it)")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testenv.FreeAddr(b)
 	cfg := fmt.Sprintf(`global
 	maxconn 4000
 defaults

@@ -205,16 +205,6 @@ func expectClosed(t *testing.T, c net.Conn) []byte {
 	return b
 }
 
-func deadAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func TestAMQPSessionRelaysBothWays(t *testing.T) {
 	fb := echoBroker(t)
 	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{}, fb.Addr())
@@ -380,7 +370,7 @@ func TestRetryThenRedispatchHidesADeadServer(t *testing.T) {
 	var failures sync.Map
 	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{Retries: 3, Redispatch: true,
 		OnConnectFailure: func(s *backend.Server, err error) { failures.Store(s.Name(), err) }},
-		deadAddr(t), fb.Addr())
+		testenv.FreeAddr(t), fb.Addr())
 	for range 20 {
 		c := amqpConnect(t, fx.addr())
 		echoes(t, c, "ok")
@@ -414,7 +404,7 @@ func TestSilentBrokerIsSkippedInAMQPMode(t *testing.T) {
 }
 
 func TestEveryAttemptFailedClosesTheClient(t *testing.T) {
-	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{Retries: 2, Redispatch: true}, deadAddr(t), deadAddr(t))
+	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{Retries: 2, Redispatch: true}, testenv.FreeAddr(t), testenv.FreeAddr(t))
 	c, err := net.Dial("tcp", fx.addr())
 	if err != nil {
 		t.Fatal(err)

@@ -2,18 +2,14 @@ package main
 
 import (
 	"bytes"
-	"net"
 	"strings"
 	"testing"
+
+	"github.com/amqplb/amqplb/internal/testenv"
 )
 
 func TestFlagsAndUnreachableTargets(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := ln.Addr().String()
-	ln.Close()
+	closed := testenv.FreeAddr(t)
 	for _, tc := range []struct {
 		name   string
 		args   []string

@@ -192,7 +192,6 @@ func prepareCluster(o ClusterOptions) (*Cluster, error) {
 		}
 	}
 
-	ports := newPortAllocator()
 	for _, p := range o.Ports {
 		if !portFree(p) {
 			return nil, fmt.Errorf("start cluster: AMQP port %d is in use", p)

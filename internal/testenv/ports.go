@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"sync"
+	"testing"
 )
 
 // Port ranges. They sit below Linux's default ephemeral range (32768-60999), so
@@ -16,20 +18,30 @@ const (
 	portMin, portMax         = 22100, 32700
 )
 
-// portAllocator hands out distinct free loopback ports.
+// portAllocator hands out distinct free loopback ports. One allocator serves the
+// whole test process (ports), so a port given to a test is never given again to a
+// cluster node or to another test while it may still be waiting for its bind.
 type portAllocator struct {
+	mu    sync.Mutex
 	taken map[int]bool
 }
 
-func newPortAllocator() *portAllocator { return &portAllocator{taken: map[int]bool{}} }
+// ports is the process's allocator.
+var ports = &portAllocator{taken: map[int]bool{}}
 
 // reserve marks a fixed port as used.
-func (a *portAllocator) reserve(p int) { a.taken[p] = true }
+func (a *portAllocator) reserve(p int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.taken[p] = true
+}
 
 func (a *portAllocator) dist() (int, error) { return a.pick(distPortMin, distPortMax) }
 func (a *portAllocator) port() (int, error) { return a.pick(portMin, portMax) }
 
 func (a *portAllocator) pick(lo, hi int) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	for range 200 {
 		p := lo + rand.IntN(hi-lo)
 		if a.taken[p] || a.taken[p+10000] || !portFree(p) {
@@ -51,4 +63,18 @@ func portFree(p int) bool {
 		l.Close()
 	}
 	return true
+}
+
+// FreeAddr returns a loopback address ("127.0.0.1:PORT") on which nothing listens, for a
+// process or listener the test starts afterwards, or as a target that refuses connections.
+// Unlike a port from net.Listen(":0"), it lies below the kernel's ephemeral range, so an
+// outgoing connection cannot take it before the bind, and this process never hands it
+// out twice.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	p, err := ports.port()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
 }
