@@ -1,0 +1,26 @@
+# amqplb container image: static binaries on distroless, running as a non-root user.
+#
+#   docker build -t amqplb .
+#   docker run --rm -p 5672:5672 -p 8404:8404 \
+#     -v "$PWD/haproxy.cfg:/etc/amqplb/haproxy.cfg:ro" amqplb -f /etc/amqplb/haproxy.cfg
+#
+# The default command runs /etc/amqplb/amqplb.toml; mount yours there (compose.yaml does).
+# SIGTERM drains sessions for global.drain_timeout (30 s by default): give `docker stop` a
+# longer -t, or compose a longer stop_grace_period, so clients are not cut at 10 s.
+
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=""
+RUN VERSION="$VERSION" ./scripts/build-static.sh /out
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/amqplb /out/amqplb-bench /usr/local/bin/
+COPY deploy/compose/amqplb.toml /etc/amqplb/amqplb.toml
+# 5672: AMQP frontend; 8404: status page, /metrics, /api/v1 (the [admin] listener).
+EXPOSE 5672 8404
+USER nonroot:nonroot
+ENTRYPOINT ["/usr/local/bin/amqplb"]
+CMD ["-f", "/etc/amqplb/amqplb.toml"]

@@ -1,0 +1,267 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"debug/elf"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/amqplb/amqplb/config"
+	"github.com/amqplb/amqplb/internal/testenv"
+)
+
+// The second way users adopt amqplb: `docker compose up` in a checkout gives a 3-node RabbitMQ
+// cluster behind amqplb. No Docker engine runs on the test machines, so these tests check
+// every part that can be checked without one: the compose file loads under the Compose
+// specification (compose-go is the loader `docker compose` itself uses) and its pieces agree with
+// each other, the Dockerfile's build script yields static binaries that run on its distroless
+// base, and the image's configuration serves real clients against a real cluster.
+
+const composeDir = "../deploy/compose"
+
+// loadCompose loads ../compose.yaml as `docker compose config` does, with no environment set.
+func loadCompose(t *testing.T) *types.Project {
+	t.Helper()
+	opts, err := cli.NewProjectOptions([]string{"../compose.yaml"}, cli.WithWorkingDirectory(".."),
+		cli.WithName("amqplb"), cli.WithEnv([]string{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("compose.yaml does not load: %v", err)
+	}
+	return p
+}
+
+// composeAMQPLBConfig loads the amqplb.toml that compose.yaml mounts, as `amqplb -c` does.
+func composeAMQPLBConfig(t *testing.T) *config.Config {
+	t.Helper()
+	cfg, _, err := config.LoadLines(filepath.Join(composeDir, "amqplb.toml"))
+	if err != nil {
+		t.Fatalf("deploy/compose/amqplb.toml: %v", err)
+	}
+	return cfg
+}
+
+func TestComposeFileIsConsistent(t *testing.T) {
+	p := loadCompose(t)
+	lbSvc, ok := p.Services["amqplb"]
+	if !ok {
+		t.Fatalf("compose.yaml has no amqplb service; services: %v", p.ServiceNames())
+	}
+	root, _ := filepath.Abs("..")
+	if lbSvc.Build == nil || lbSvc.Build.Context != root || lbSvc.Build.Dockerfile != "Dockerfile" {
+		t.Errorf("amqplb builds from %+v, want the repository's Dockerfile", lbSvc.Build)
+	}
+
+	// The mounted configuration is the one this test serves below, at the image's default path.
+	mounted := map[string]string{} // target -> host file
+	for _, c := range lbSvc.Configs {
+		mounted[c.Target] = p.Configs[c.Source].File
+	}
+	want, _ := filepath.Abs(filepath.Join(composeDir, "amqplb.toml"))
+	if mounted["/etc/amqplb/amqplb.toml"] != want {
+		t.Errorf("amqplb mounts %v, want %s at /etc/amqplb/amqplb.toml", mounted, want)
+	}
+	cfg := composeAMQPLBConfig(t)
+
+	// Published on the host's loopback only: the frontend and the admin listener.
+	published := map[uint32]string{}
+	for _, port := range lbSvc.Ports {
+		published[port.Target] = port.HostIP + ":" + port.Published
+	}
+	for _, addr := range []string{cfg.Frontends[0].Bind, cfg.Admin.Listen} {
+		port := addr[strings.LastIndex(addr, ":")+1:]
+		target, _ := strconv.ParseUint(port, 10, 32)
+		if got := published[uint32(target)]; got != "127.0.0.1:"+port {
+			t.Errorf("port %s of amqplb is published as %q, want 127.0.0.1:%s", port, got, port)
+		}
+	}
+	// docker stop must not cut sessions that amqplb is still draining.
+	if lbSvc.StopGracePeriod == nil || time.Duration(*lbSvc.StopGracePeriod) <= cfg.Global.DrainTimeout {
+		t.Errorf("stop_grace_period %v does not exceed drain_timeout %v", lbSvc.StopGracePeriod, cfg.Global.DrainTimeout)
+	}
+
+	// Every server amqplb balances over is a RabbitMQ service of the file, with the host name its
+	// node name uses, and that node is listed for peer discovery.
+	conf, err := os.ReadFile(filepath.Join(composeDir, "rabbitmq.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers := regexp.MustCompile(`(?m)^cluster_formation\.classic_config\.nodes\.\d+\s*=\s*rabbit@(\S+)$`).FindAllStringSubmatch(string(conf), -1)
+	var peerHosts []string
+	for _, m := range peers {
+		peerHosts = append(peerHosts, m[1])
+	}
+	var cookie *string
+	var servers []string
+	for _, s := range cfg.Backends[0].Servers {
+		host := s.Address[:strings.LastIndex(s.Address, ":")]
+		servers = append(servers, host)
+		svc, ok := p.Services[host]
+		if !ok {
+			t.Errorf("server %s: no compose service %q", s.Name, host)
+			continue
+		}
+		if svc.Hostname != host {
+			t.Errorf("service %s: hostname %q, want %q (the node name is rabbit@HOSTNAME)", host, svc.Hostname, host)
+		}
+		if !slices.Contains(peerHosts, host) {
+			t.Errorf("rabbitmq.conf does not list rabbit@%s for peer discovery (it lists %v)", host, peerHosts)
+		}
+		c := svc.Environment["RABBITMQ_ERLANG_COOKIE"]
+		switch {
+		case c == nil || *c == "":
+			t.Errorf("service %s has no Erlang cookie: its node cannot join the others", host)
+		case cookie == nil:
+			cookie = c
+		case *c != *cookie:
+			t.Errorf("service %s: Erlang cookie differs from the other nodes'", host)
+		}
+		var clusterConf string
+		for _, c := range svc.Configs {
+			if strings.HasPrefix(c.Target, "/etc/rabbitmq/conf.d/") {
+				clusterConf = p.Configs[c.Source].File
+			}
+		}
+		if wantConf, _ := filepath.Abs(filepath.Join(composeDir, "rabbitmq.conf")); clusterConf != wantConf {
+			t.Errorf("service %s mounts %q into conf.d, want %s", host, clusterConf, wantConf)
+		}
+	}
+	slices.Sort(peerHosts)
+	slices.Sort(servers)
+	if len(servers) != 3 || !slices.Equal(servers, peerHosts) {
+		t.Errorf("amqplb balances over %v, the cluster is %v; want the same three nodes", servers, peerHosts)
+	}
+}
+
+// dockerfile is what the tests read of the Dockerfile: its final base image, the script its build
+// stage runs, and the command the image runs.
+type dockerfile struct {
+	finalFrom, buildRun, entrypoint, cmd string
+	copies                               []string
+}
+
+func readDockerfile(t *testing.T) dockerfile {
+	t.Helper()
+	f, err := os.Open("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var d dockerfile
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		instr, rest, _ := strings.Cut(line, " ")
+		switch strings.ToUpper(instr) {
+		case "FROM":
+			d.finalFrom = strings.Fields(rest)[0]
+		case "RUN":
+			if strings.Contains(rest, "build-static.sh") {
+				d.buildRun = rest
+			}
+		case "COPY":
+			d.copies = append(d.copies, rest)
+		case "ENTRYPOINT":
+			d.entrypoint = rest
+		case "CMD":
+			d.cmd = rest
+		}
+	}
+	return d
+}
+
+func TestDockerfileBuildsStaticBinariesThatRun(t *testing.T) {
+	d := readDockerfile(t)
+	if !strings.HasPrefix(d.finalFrom, "gcr.io/distroless/static") {
+		t.Fatalf("final image %q: this test assumes distroless/static, which has no C library", d.finalFrom)
+	}
+	if !strings.Contains(d.buildRun, "./scripts/build-static.sh /out") {
+		t.Fatalf("the build stage does not run scripts/build-static.sh /out: %q", d.buildRun)
+	}
+	if !slices.Contains(d.copies, "--from=build /out/amqplb /out/amqplb-bench /usr/local/bin/") ||
+		d.entrypoint != `["/usr/local/bin/amqplb"]` || d.cmd != `["-f", "/etc/amqplb/amqplb.toml"]` {
+		t.Fatalf("the image does not run /usr/local/bin/amqplb -f /etc/amqplb/amqplb.toml: COPY %q, ENTRYPOINT %s, CMD %s",
+			d.copies, d.entrypoint, d.cmd)
+	}
+
+	// The build stage, run here: both binaries must be static, or distroless cannot start them.
+	out := t.TempDir()
+	build := exec.Command("../scripts/build-static.sh", out)
+	build.Env = append(os.Environ(), "VERSION=e2e-static")
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/build-static.sh: %v\n%s", err, b)
+	}
+	for _, name := range []string{"amqplb", "amqplb-bench"} {
+		f, err := elf.Open(filepath.Join(out, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, prog := range f.Progs {
+			if prog.Type == elf.PT_INTERP {
+				t.Errorf("%s has a program interpreter: it is dynamically linked and will not start on distroless/static", name)
+			}
+		}
+		if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
+			t.Errorf("%s needs shared libraries %v", name, libs)
+		}
+		f.Close()
+	}
+	// The image's default command, checked the way `docker run amqplb -c -f ...` would.
+	b, err := exec.Command(filepath.Join(out, "amqplb"), "-version").CombinedOutput()
+	if err != nil || !strings.Contains(string(b), "e2e-static") {
+		t.Errorf("amqplb -version = %q, %v; want the VERSION the build was given", b, err)
+	}
+	b, err = exec.Command(filepath.Join(out, "amqplb"), "-c", "-f", filepath.Join(composeDir, "amqplb.toml")).CombinedOutput()
+	if err != nil {
+		t.Errorf("amqplb -c -f deploy/compose/amqplb.toml: %v\n%s", err, b)
+	}
+}
+
+// The image's configuration, with the compose service names replaced by the test cluster's nodes
+// and the listeners moved to free loopback ports, serves real clients.
+func TestComposeConfigServesRealClients(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	src, err := os.ReadFile(filepath.Join(composeDir, "amqplb.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(src)
+	addr := testenv.FreeAddr(t)
+	replace := map[string]string{`"0.0.0.0:5672"`: `"` + addr + `"`}
+	for i, n := range c.Nodes {
+		replace[`"rabbitmq`+string(rune('1'+i))+`:5672"`] = `"` + n.AMQPAddr() + `"`
+	}
+	for from, to := range replace {
+		if !strings.Contains(text, from) {
+			t.Fatalf("deploy/compose/amqplb.toml has no %s", from)
+		}
+		text = strings.ReplaceAll(text, from, to)
+	}
+	// The admin listener moves with -admin; the file's own (0.0.0.0:8404) is not bound.
+	l := startLBFile(t, "amqplb.toml", text, addr)
+	waitUp(t, l, 3)
+	for range 3 {
+		roundTrip(t, l.dial(t))
+	}
+	// `docker compose logs` gets one JSON object per line (log_format = "json").
+	for _, line := range strings.Split(strings.TrimSpace(l.log.String()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("log_format = json, but this log line is not JSON: %s", line)
+		}
+	}
+}
