@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"runtime"
@@ -363,6 +364,62 @@ func TestTCPModeHalfClose64MiB(t *testing.T) {
 	if !bytes.Equal(got.Sum(nil), sent.Sum(nil)) {
 		t.Errorf("server→client: the echo's sha256 differs from what the client sent")
 	}
+}
+
+// Many small writes each way, of random sizes around the relay's read buffer, from several
+// clients at once: the relay waits for the next readiness edge after a short read instead of
+// reading again, so bytes that arrive while it writes must still be moved, in order.
+func TestSmallWritesArriveInOrderBothWays(t *testing.T) {
+	fb := testenv.StartFakeBroker(t, func(c net.Conn) {
+		buf := make([]byte, 1000) // echoes in pieces, so the way back is many small writes too
+		_, _ = io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{c}, buf)
+		_ = c.(*net.TCPConn).CloseWrite()
+	})
+	fx := start(t, FrontendOptions{Mode: ModeTCP}, Route{}, fb.Addr())
+	var wg sync.WaitGroup
+	for client := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", fx.addr())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			type result struct {
+				n   int
+				sum []byte
+			}
+			sent := make(chan result, 1)
+			go func() {
+				rng := mrand.New(mrand.NewPCG(uint64(client), 1))
+				h, total := sha256.New(), 0
+				for i := range 1500 {
+					msg := bytes.Repeat([]byte{byte(i)}, 1+rng.IntN(3*readBufSize/2))
+					if _, err := c.Write(msg); err != nil {
+						break
+					}
+					h.Write(msg)
+					total += len(msg)
+				}
+				_ = c.(*net.TCPConn).CloseWrite()
+				sent <- result{total, h.Sum(nil)}
+			}()
+			got := sha256.New()
+			n, err := io.Copy(got, c)
+			want := <-sent
+			if err != nil {
+				t.Errorf("client %d: read after %d bytes: %v", client, n, err)
+				return
+			}
+			if int(n) != want.n || !bytes.Equal(got.Sum(nil), want.sum) {
+				t.Errorf("client %d: echoed %d bytes, sent %d, or their sha256 differ", client, n, want.n)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func TestRetryThenRedispatchHidesADeadServer(t *testing.T) {

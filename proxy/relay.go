@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,25 +22,45 @@ var readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); re
 //
 // Unlike io.Copy between two *net.TCPConn (which calls splice(2) and then blocks in the kernel
 // poller holding a pipe pair, i.e. two extra fds, for as long as the source is idle), relay parks
-// in the runtime's poller holding nothing but the two sockets. When src is readable it reads into
-// a pooled buffer inside RawConn.Read (so the read that finds nothing, the wait and the read that
-// finds data are one syscall each, as in the runtime's own reads) and writes that on; when the
-// buffer came back full, it also moves everything else already queued with splice(2), via
-// dst.ReadFrom of an io.LimitedReader sized by SIOCINQ, which never waits for more data than is
-// there. An idle session therefore costs two sockets and two parked goroutines. When dst is not
-// a plain socket (a *tls.Conn), every chunk goes through the buffer and Write.
+// in the runtime's poller holding nothing but the two sockets. One step is one RawConn.Read of
+// src: its callback reads into a pooled buffer and writes that to dst, and repeats until the
+// socket is drained, so the common AMQP case (a frame or two per wake-up) costs one read(2) and
+// one write(2):
+//   - A read shorter than the buffer drained the socket's queue, so the callback waits for the
+//     next readiness edge instead of reading again to meet EAGAIN. This is safe because the
+//     runtime cleared readiness only once, before the first read of the step: data that arrives
+//     after any read of the step marks the socket ready and ends the wait at once.
+//   - A read that fills the buffer means bulk: the step returns and splices everything else
+//     already queued with splice(2), via dst.ReadFrom of an io.LimitedReader sized by SIOCINQ,
+//     which never waits for more data than is there.
+//
+// Both system calls on the plain path are made with syscall.RawSyscall: the sockets are
+// non-blocking, so neither can block, and skipping the scheduler's system-call bookkeeping also
+// skips waking its monitor thread (sysmon) whenever the process was idle, which on a
+// latency-bound relay meant two extra context switches per message. A full dst is waited for with
+// dst's RawConn.Write, in the runtime's poller like any Go write. When dst is not a plain socket
+// (a *tls.Conn), chunks are written with its Write.
+//
+// An idle session therefore costs two sockets and two parked goroutines, and its buffers are in
+// the pool.
 type relay struct {
 	src      *net.TCPConn
 	dst      net.Conn
-	dstTCP   *net.TCPConn // dst when it is a plain socket: bulk data is spliced into it
-	raw      syscall.RawConn
-	lr       io.LimitedReader // reused for every splice, so the data path does not allocate
-	buf      *[]byte          // set by tryRead while it holds data
-	n        int              // bytes tryRead read; 0 with rerr nil means EOF
-	rerr     error            // the read error tryRead met
+	dstTCP   *net.TCPConn    // dst when it is a plain socket: bulk data is spliced into it
+	raw      syscall.RawConn // src's
+	dstRaw   syscall.RawConn // dstTCP's; nil when dst is not a plain socket
+	moved    func(n int)     // called after every chunk written to dst
+	lr       io.LimitedReader
 	readFn   func(uintptr) bool
+	writeFn  func(uintptr) bool
 	queuedFn func(uintptr)
 	queued   int
+	// The state of one step.
+	buf  *[]byte // the pooled read buffer, held only while it has data
+	out  []byte  // what writeFn still has to write
+	werr error   // writeFn's error
+	full bool    // the last read filled the buffer
+	err  error   // how the step ended: src's error, io.EOF or a *writeError
 }
 
 // release is a no-op: relay holds its buffer only while data is in it.
@@ -50,21 +71,23 @@ func (r *relay) release() {}
 // session's life (a TLS read blocks with its buffer).
 type copyRelay struct {
 	src, dst net.Conn
+	moved    func(n int)
 	buf      *[]byte
 }
 
 // step reads what src has and writes it to dst.
-func (r *copyRelay) step() (int64, error) {
+func (r *copyRelay) step() error {
 	if r.buf == nil {
 		r.buf = readBufPool.Get().(*[]byte)
 	}
 	n, err := r.src.Read(*r.buf)
 	if n > 0 {
 		if _, werr := r.dst.Write((*r.buf)[:n]); werr != nil {
-			return 0, &writeError{werr}
+			return &writeError{werr}
 		}
+		r.moved(n)
 	}
-	return int64(n), err
+	return err
 }
 
 // release returns the buffer to the pool once the direction has ended.
@@ -75,10 +98,11 @@ func (r *copyRelay) release() {
 	}
 }
 
-// mover moves the bytes of one direction: step waits for data and moves what it got, returning
-// the bytes moved, io.EOF when src closed its side, a *writeError when dst failed, or src's error.
+// mover moves the bytes of one direction: step waits for data and moves what it got, telling
+// the leg's count about every chunk. It returns nil, io.EOF when src closed its side, a
+// *writeError when dst failed, or src's error (a passed read deadline among them).
 type mover interface {
-	step() (int64, error)
+	step() error
 	release()
 }
 
@@ -88,21 +112,21 @@ type leg struct {
 	src, dst       net.Conn
 	srcRaw, dstRaw *net.TCPConn
 	mv             mover
-	count          func(n int) // called after each chunk with the bytes moved
 }
 
-// newLeg returns the direction from src to dst. A plain socket is read by relay (which splices
-// into a plain dst); anything else by copyRelay.
+// newLeg returns the direction from src to dst; count is called after each chunk with the bytes
+// moved. A plain socket is read by relay (which splices into a plain dst); anything else by
+// copyRelay.
 func newLeg(dst net.Conn, dstRaw *net.TCPConn, src net.Conn, srcRaw *net.TCPConn, count func(int)) (*leg, error) {
-	l := &leg{src: src, dst: dst, srcRaw: srcRaw, dstRaw: dstRaw, count: count}
+	l := &leg{src: src, dst: dst, srcRaw: srcRaw, dstRaw: dstRaw}
 	if tc, ok := src.(*net.TCPConn); ok {
-		r, err := newRelay(dst, tc)
+		r, err := newRelay(dst, tc, count)
 		if err != nil {
 			return nil, err
 		}
 		l.mv = r
 	} else {
-		l.mv = &copyRelay{src: src, dst: dst}
+		l.mv = &copyRelay{src: src, dst: dst, moved: count}
 	}
 	return l, nil
 }
@@ -116,83 +140,144 @@ type writeError struct{ err error }
 func (e *writeError) Error() string { return e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
 
-func newRelay(dst net.Conn, src *net.TCPConn) (*relay, error) {
+func newRelay(dst net.Conn, src *net.TCPConn, moved func(int)) (*relay, error) {
 	raw, err := src.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
-	r := &relay{src: src, dst: dst, raw: raw}
-	r.dstTCP, _ = dst.(*net.TCPConn)
+	r := &relay{src: src, dst: dst, raw: raw, moved: moved}
+	if r.dstTCP, _ = dst.(*net.TCPConn); r.dstTCP != nil {
+		if r.dstRaw, err = r.dstTCP.SyscallConn(); err != nil {
+			return nil, err
+		}
+	}
 	r.lr.R = src
 	r.readFn = r.tryRead
+	r.writeFn = r.tryWrite
 	r.queuedFn = func(fd uintptr) {
 		r.queued, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
 	}
 	return r, nil
 }
 
-// tryRead runs under src's read lock inside RawConn.Read: returning false makes the runtime park
-// the goroutine until the socket is readable and call it again. It reads before every wait, as
-// the runtime's own reads do, so an edge-triggered wake-up is never missed; the buffer goes back
-// to the pool while the relay waits.
-func (r *relay) tryRead(fd uintptr) bool {
-	if r.buf == nil {
-		r.buf = readBufPool.Get().(*[]byte)
+// rawIO is read(2) or write(2) on a non-blocking socket, made without the scheduler's
+// system-call bookkeeping (see relay): it never blocks.
+func rawIO(trap, fd uintptr, p []byte) (int, syscall.Errno) {
+	n, _, errno := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if errno != 0 {
+		return 0, errno
 	}
+	return int(n), 0
+}
+
+// tryRead is the body of a step. It runs under src's read lock inside RawConn.Read: returning
+// false makes the runtime park the goroutine until the socket is readable and call it again.
+// The buffer goes back to the pool while the relay waits.
+func (r *relay) tryRead(fd uintptr) bool {
 	for {
-		n, err := unix.Read(int(fd), *r.buf)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			readBufPool.Put(r.buf)
-			r.buf = nil
-			return false
-		case err != nil:
-			r.n, r.rerr = 0, err
-		default:
-			r.n, r.rerr = n, nil
+		if r.buf == nil {
+			r.buf = readBufPool.Get().(*[]byte)
 		}
-		return true
+		n, errno := rawIO(syscall.SYS_READ, fd, *r.buf)
+		switch {
+		case errno == syscall.EINTR:
+			continue
+		case errno == syscall.EAGAIN:
+			r.putBuf()
+			return false
+		case errno != 0:
+			r.err = errno
+			return true
+		case n == 0:
+			r.err = io.EOF
+			return true
+		}
+		if err := r.write((*r.buf)[:n]); err != nil {
+			r.err = &writeError{err}
+			return true
+		}
+		r.moved(n)
+		if n == len(*r.buf) {
+			r.full = true // bulk: splice the rest outside the read lock
+			return true
+		}
+		// A short read emptied the queue: wait for the next edge, not for EAGAIN.
+		r.putBuf()
+		return false
 	}
 }
 
-// step waits until src is readable and moves what is queued. It returns the bytes moved,
-// io.EOF when src has closed its side, a *writeError when dst failed, or src's error.
-func (r *relay) step() (int64, error) {
-	if err := r.raw.Read(r.readFn); err != nil {
-		return 0, err // closed, or the read deadline passed
+// write writes all of p to dst: on a plain socket with raw write(2)s, waiting in the poller
+// while it is full.
+func (r *relay) write(p []byte) error {
+	if r.dstRaw == nil {
+		_, err := r.dst.Write(p)
+		return err
 	}
-	bp := r.buf
-	r.buf = nil
-	defer readBufPool.Put(bp)
+	r.out, r.werr = p, nil
+	if err := r.dstRaw.Write(r.writeFn); err != nil {
+		return err // closed, or the write deadline passed
+	}
+	return r.werr
+}
+
+// tryWrite runs inside dst's RawConn.Write: false waits until dst is writable.
+func (r *relay) tryWrite(fd uintptr) bool {
+	for len(r.out) > 0 {
+		n, errno := rawIO(syscall.SYS_WRITE, fd, r.out)
+		switch errno {
+		case 0:
+			r.out = r.out[n:]
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			r.werr = errno
+			return true
+		}
+	}
+	return true
+}
+
+func (r *relay) putBuf() {
+	if r.buf != nil {
+		readBufPool.Put(r.buf)
+		r.buf = nil
+	}
+}
+
+// step waits until src is readable and moves what is queued, until the queue is drained and
+// more has to be waited for (within the same step), src ends, dst fails, or a read filled the
+// buffer (then what is queued beyond it is spliced). It returns nil after a splice, io.EOF when
+// src has closed its side, a *writeError when dst failed, or src's error.
+func (r *relay) step() error {
+	r.full, r.err = false, nil
+	err := r.raw.Read(r.readFn)
+	r.putBuf()
 	switch {
-	case r.rerr != nil:
-		return 0, r.rerr
-	case r.n == 0:
-		return 0, io.EOF
-	}
-	if _, err := r.dst.Write((*bp)[:r.n]); err != nil {
-		return 0, &writeError{err}
-	}
-	moved := int64(r.n)
-	if r.n < len(*bp) || r.dstTCP == nil {
-		return moved, nil
+	case err != nil:
+		return err // closed, or the read deadline passed
+	case r.err != nil:
+		return r.err
+	case !r.full || r.dstTCP == nil:
+		return nil
 	}
 	// A full buffer: bulk data. Splice what is queued now.
 	if err := r.raw.Control(r.queuedFn); err != nil || r.queued <= 0 {
-		return moved, nil
+		return nil
 	}
 	r.lr.N = int64(r.queued)
 	n, err := r.dstTCP.ReadFrom(&r.lr)
-	moved += n
+	if n > 0 {
+		r.moved(int(n))
+	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		// ReadFrom does not say which side failed; a closed dst shows as EPIPE or a reset on
 		// write, and any other error is src's.
 		if errors.Is(err, syscall.EPIPE) {
 			err = &writeError{err}
 		}
-		return moved, err
+		return err
 	}
-	return moved, nil
+	return nil
 }

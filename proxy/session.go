@@ -579,6 +579,7 @@ func (s *session) relay() {
 	srv := s.server()
 	up, upRaw := s.up, s.upRaw
 	toServer, err := newLeg(up, upRaw, s.client, s.raw, func(n int) {
+		s.lastIO.Store(int64(time.Since(s.start)))
 		s.toServer.Add(uint64(n))
 		srv.AddBytes(uint64(n), 0)
 	})
@@ -588,6 +589,7 @@ func (s *session) relay() {
 	}
 	defer toServer.release()
 	toClient, err := newLeg(s.client, s.raw, up, upRaw, func(n int) {
+		s.lastIO.Store(int64(time.Since(s.start)))
 		s.toClient.Add(uint64(n))
 		srv.AddBytes(0, uint64(n))
 	})
@@ -618,11 +620,7 @@ func (s *session) relay() {
 // fails first.
 func (s *session) pump(l *leg, srcGone, dstGone string) {
 	for {
-		n, err := l.mv.step()
-		if n > 0 {
-			s.lastIO.Store(int64(time.Since(s.start)))
-			l.count(int(n))
-		}
+		err := l.mv.step()
 		switch {
 		case err == nil:
 			continue
