@@ -574,10 +574,11 @@ func (r *pubsubRun) measure(ctx context.Context, progress io.Writer) (pubsubWind
 			w.counts = r.n.snapshot().sub(startCount)
 			return w, now.Sub(windowStart)
 		case now := <-tick.C:
-			roll(now, true)
+			// A tick just after a boundary would print a rate over a few microseconds.
+			roll(now, now.Sub(lastRoll) > 100*time.Millisecond)
 		case now := <-boundary.C:
-			// The end of the period closes the last second's line, unless a tick just did.
-			roll(now, measuring && now.Sub(lastRoll) > 100*time.Millisecond)
+			// Each end of the period closes the last second's line, unless a tick just did.
+			roll(now, now.Sub(lastRoll) > 100*time.Millisecond)
 			if !measuring {
 				measuring, windowStart, startCount = true, now, lastCount
 				boundary.Reset(time.Until(endAt))

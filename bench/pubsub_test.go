@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"errors"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +19,7 @@ func TestPubSubAgainstBroker(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	target := Target{Name: "rmq1", Addr: c.Nodes[0].AMQPAddr()}
 
-	p := PubSub{Producers: 1, Consumers: 1, Size: 128, Confirm: 64, Prefetch: 100, Duration: 3 * time.Second}
+	p := PubSub{Producers: 1, Consumers: 1, Size: 128, Confirm: 64, Prefetch: 100, Duration: 3 * time.Second, Warmup: time.Second}
 	p.Queue = uniqueQueueName()
 	var progress testenv.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -49,8 +51,16 @@ func TestPubSubAgainstBroker(t *testing.T) {
 			t.Errorf("%s latency not ordered: %+v", name, s)
 		}
 	}
-	if lines := strings.Count("\n"+progress.String(), "\nt="); lines != 3 || !strings.Contains(progress.String(), "confirmed") {
-		t.Errorf("want a progress line each second, got:\n%s", progress.String())
+	if lines := strings.Count("\n"+progress.String(), "\nt="); lines != 4 || !strings.Contains(progress.String(), "confirmed") {
+		t.Errorf("want a progress line each second (one of them warm-up), got:\n%s", progress.String())
+	}
+	// No line may show a rate measured over a sliver of a second (a tick just after the
+	// warm-up boundary once printed "confirmed 639211/s").
+	limit := 5*float64(res.window.published)/res.elapsed.Seconds() + 1000
+	for _, m := range regexp.MustCompile(`(\w+) (\d+)/s`).FindAllStringSubmatch(progress.String(), -1) {
+		if v, _ := strconv.ParseFloat(m[2], 64); v > limit {
+			t.Errorf("progress line shows %s %s/s, over 5x the measured rate:\n%s", m[1], m[2], progress.String())
+		}
 	}
 
 	figs := p.figures(res)
