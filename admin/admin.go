@@ -63,6 +63,9 @@ type Options struct {
 	Serving func() []*backend.Backend
 	// Frontends returns a snapshot of every frontend's counters.
 	Frontends func() []FrontendStats
+	// CloseSessions ends every session on s, in every frontend, and returns how many it
+	// ended; POST .../state with "shutdown_sessions" calls it. nil refuses such requests.
+	CloseSessions func(s *backend.Server) int
 	// Ready reports whether the process accepts new work; false while shutting down, which
 	// makes /readyz answer 503 whatever the servers.
 	Ready func() bool

@@ -318,9 +318,19 @@ func (v *view) getFrontends(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// stateRequest is the body of POST .../state.
+// stateRequest is the body of POST .../state. ShutdownSessions, with "drain" or "maint", also
+// ends the server's established sessions (end=drained in the access log), so its clients
+// reconnect to other servers: HAProxy's "shutdown sessions server".
 type stateRequest struct {
-	State string `json:"state"`
+	State            string `json:"state"`
+	ShutdownSessions bool   `json:"shutdown_sessions"`
+}
+
+// StateResponse is the answer to POST .../state: the server as GET shows it, and how many
+// sessions shutdown_sessions ended.
+type StateResponse struct {
+	ServerJSON
+	SessionsClosed *int `json:"sessions_closed,omitempty"`
 }
 
 // weightRequest is the body of POST .../weight. A pointer tells a missing weight from 0.
@@ -342,10 +352,23 @@ func (s *Server) postState(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if req.ShutdownSessions && (a == backend.AdminReady || s.opts.CloseSessions == nil) {
+		writeError(w, http.StatusBadRequest, `"shutdown_sessions" goes with "drain" or "maint": the server's clients would only come back to it`)
+		return
+	}
 	from, to := srv.SetAdmin(a)
-	s.log.Info("admin: server state set", "remote", r.RemoteAddr, "backend", b.Name, "server", srv.Name(),
-		"admin", a.String(), "from", from.String(), "to", to.String())
-	writeJSON(w, http.StatusOK, serverJSON(srv))
+	resp := StateResponse{ServerJSON: serverJSON(srv)}
+	args := []any{"remote", r.RemoteAddr, "backend", b.Name, "server", srv.Name(),
+		"admin", a.String(), "from", from.String(), "to", to.String()}
+	if req.ShutdownSessions {
+		// After SetAdmin, so that the clients' reconnects cannot land on srv again.
+		n := s.opts.CloseSessions(srv)
+		resp.SessionsClosed = &n
+		resp.ServerJSON = serverJSON(srv)
+		args = append(args, "sessions_closed", n)
+	}
+	s.log.Info("admin: server state set", args...)
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func (s *Server) postWeight(w http.ResponseWriter, r *http.Request) {

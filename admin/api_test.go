@@ -220,6 +220,47 @@ func TestMutationsWithoutToken(t *testing.T) {
 	}
 }
 
+// shutdown_sessions ends the server's sessions after its state changed, says how many, and is
+// refused where it makes no sense.
+func TestShutdownSessions(t *testing.T) {
+	f := newFixture()
+	o := f.options("")
+	rmq1 := f.server("rabbitmq", "rmq1")
+	var closed []string
+	o.CloseSessions = func(s *backend.Server) int {
+		if s.Admin() == backend.AdminReady {
+			t.Errorf("sessions of %s closed before its state changed: its clients could reconnect to it", s.Name())
+		}
+		closed = append(closed, s.Name())
+		return 4
+	}
+	h := New(o).Handler()
+	url := "/api/v1/backends/rabbitmq/servers/rmq1/state"
+	code, body := do(t, h, http.MethodPost, url, `{"state":"drain","shutdown_sessions":true}`)
+	if code != http.StatusOK || rmq1.Admin() != backend.AdminDrain {
+		t.Fatalf("drain with shutdown_sessions: %d %s, Admin() = %v", code, body, rmq1.Admin())
+	}
+	if got := decode(t, body); got["sessions_closed"] != float64(4) || got["state"] != "drain" || got["name"] != "rmq1" {
+		t.Errorf("answer = %v, want the server in drain and sessions_closed 4", got)
+	}
+	if len(closed) != 1 || closed[0] != "rmq1" {
+		t.Errorf("CloseSessions called for %v, want rmq1 once", closed)
+	}
+	code, body = do(t, h, http.MethodPost, url, `{"state":"maint"}`)
+	if code != http.StatusOK || strings.Contains(body, "sessions_closed") || len(closed) != 1 {
+		t.Errorf("maint without shutdown_sessions: %d %s, closed %v; want no sessions closed", code, body, closed)
+	}
+	// Closing the sessions of a server that takes new ones back makes no sense; without a way to
+	// close sessions (a read-only stats listener) nothing can be promised.
+	if code, body := do(t, h, http.MethodPost, url, `{"state":"ready","shutdown_sessions":true}`); code != http.StatusBadRequest || rmq1.Admin() != backend.AdminMaint {
+		t.Errorf("ready with shutdown_sessions: %d %s, Admin() = %v; want 400 and no change", code, body, rmq1.Admin())
+	}
+	o.CloseSessions = nil
+	if code, _ := do(t, New(o).Handler(), http.MethodPost, url, `{"state":"drain","shutdown_sessions":true}`); code != http.StatusBadRequest {
+		t.Errorf("shutdown_sessions without CloseSessions: %d, want 400", code)
+	}
+}
+
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
 // Every bad request gets its 4xx and a JSON error, never a 500, and changes nothing.

@@ -208,6 +208,22 @@ func TestDrainSendsNewConnectionsElsewhere(t *testing.T) {
 			t.Errorf("POST %s %s: %d, want 4xx", bad.url, bad.body, code)
 		}
 	}
+	// shutdown_sessions moves the drained server's last client off it: amqplb closes that
+	// connection (end=drained), and the client's reconnect lands elsewhere.
+	gone := kept.NotifyClose(make(chan *amqp.Error, 1))
+	if code := postJSON(t, url, "s3cret", `{"state":"drain","shutdown_sessions":true}`); code != http.StatusOK {
+		t.Fatalf("drain with shutdown_sessions: %d", code)
+	}
+	select {
+	case <-gone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the drained server's connection is still open after shutdown_sessions")
+	}
+	l.dial(t)
+	waitCounts(t, c, map[string]int{first: 0, second: 4, c.Nodes[2].Name: 0})
+	if !strings.Contains(l.log.String(), "end=drained") {
+		t.Errorf("no access-log line with end=drained:\n%s", l.log.String())
+	}
 	if code := postJSON(t, url, "s3cret", `{"state":"ready"}`); code != http.StatusOK {
 		t.Fatalf("ready: %d", code)
 	}

@@ -29,6 +29,7 @@ const (
 	EndIdleTimeout    = "idle_timeout"
 	EndServerDown     = "server_down"
 	EndShutdown       = "shutdown"
+	EndDrained        = "drained" // the admin API ended the server's sessions ("shutdown_sessions")
 	EndConnectFailed  = "connect_failed"
 	EndRefusedMaxConn = "refused_maxconn" // logged at most once a second, with a count of the rest
 	EndNoServer       = "no_server"

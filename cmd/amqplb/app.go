@@ -108,14 +108,15 @@ func newApp(cfg *config.Config, log *slog.Logger, load func(string) (*config.Con
 // newAdmin builds the admin server for c and binds its listener.
 func (a *app) newAdmin(c config.Admin) (*admin.Server, error) {
 	srv := admin.New(admin.Options{
-		Listen:    c.Listen,
-		Token:     c.Token,
-		Backends:  func() []*backend.Backend { return a.gen.Load().backends },
-		Serving:   func() []*backend.Backend { return a.gen.Load().serving() },
-		Frontends: a.frontendStats,
-		Ready:     func() bool { return !a.stopping.Load() },
-		Logger:    a.log,
-		Version:   buildVersion(),
+		Listen:        c.Listen,
+		Token:         c.Token,
+		Backends:      func() []*backend.Backend { return a.gen.Load().backends },
+		Serving:       func() []*backend.Backend { return a.gen.Load().serving() },
+		Frontends:     a.frontendStats,
+		CloseSessions: func(s *backend.Server) int { return a.endSessions(s, proxy.EndDrained) },
+		Ready:         func() bool { return !a.stopping.Load() },
+		Logger:        a.log,
+		Version:       buildVersion(),
 	})
 	if err := srv.Listen(); err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
@@ -302,13 +303,19 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 // closeSessions ends every session on s, in every frontend (on_marked_down = shutdown-sessions,
 // on_marked_up = shutdown-backup-sessions), and logs msg if there were any.
 func (a *app) closeSessions(s *backend.Server, msg string) {
-	n := 0
-	for _, f := range a.allFrontends() {
-		n += f.CloseSessions(s, proxy.EndServerDown)
-	}
-	if n > 0 {
+	if n := a.endSessions(s, proxy.EndServerDown); n > 0 {
 		a.log.Warn(msg, "server", s.Name(), "sessions", n)
 	}
+}
+
+// endSessions ends every session on s, in every frontend, with the given end reason, and
+// returns how many it ended.
+func (a *app) endSessions(s *backend.Server, reason string) int {
+	n := 0
+	for _, f := range a.allFrontends() {
+		n += f.CloseSessions(s, reason)
+	}
+	return n
 }
 
 func (a *app) allFrontends() []*proxy.Frontend {
