@@ -367,8 +367,8 @@ func TestTCPModeHalfClose64MiB(t *testing.T) {
 }
 
 // Many small writes each way, of random sizes around the relay's read buffer, from several
-// clients at once: the relay waits for the next readiness edge after a short read instead of
-// reading again, so bytes that arrive while it writes must still be moved, in order.
+// clients at once: bytes that arrive while the relay writes, and the FIN after them, must still
+// be moved, in order.
 func TestSmallWritesArriveInOrderBothWays(t *testing.T) {
 	fb := testenv.StartFakeBroker(t, func(c net.Conn) {
 		buf := make([]byte, 1000) // echoes in pieces, so the way back is many small writes too
@@ -448,6 +448,52 @@ func TestDataFollowedByFINReachesTheClient(t *testing.T) {
 		if err != nil || string(got) != "ping" {
 			t.Fatalf("connection %d: got %q, %v; want the echo, then EOF", i, got, err)
 		}
+	}
+}
+
+// A broker that stops reading (RabbitMQ blocks publishers that way under a memory alarm) fills
+// the relay's way to it; closing the session must still be immediate. (A relay that waited for
+// the broker while holding the client socket's read lock made Close of that socket wait for it
+// forever.)
+func TestSessionsCloseWhileTheBrokerIsNotReading(t *testing.T) {
+	hold := make(chan struct{})
+	fb := testenv.StartFakeBroker(t, func(c net.Conn) { <-hold })
+	defer close(hold)
+	fx := start(t, FrontendOptions{Mode: ModeTCP}, Route{}, fb.Addr())
+	c, err := net.Dial("tcp", fx.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	blocked := make(chan struct{})
+	go func() {
+		b := make([]byte, 1000)
+		for {
+			_ = c.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+			if _, err := c.Write(b); err != nil {
+				close(blocked) // every buffer on the way to the broker is full
+				return
+			}
+		}
+	}()
+	select {
+	case <-blocked:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the buffers towards a broker that does not read never filled")
+	}
+	done := make(chan int, 1)
+	go func() { done <- fx.f.CloseSessions(fx.servers[0], EndServerDown) }()
+	select {
+	case n := <-done:
+		if n != 1 {
+			t.Errorf("CloseSessions = %d, want 1", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("CloseSessions hangs on a session whose broker does not read")
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the client was not disconnected: %v", err)
 	}
 }
 
