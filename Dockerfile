@@ -1,10 +1,12 @@
 # amqplb container image: static binaries on distroless, running as a non-root user.
 #
-#   docker build -t amqplb .
-#   docker run --rm -p 5672:5672 -p 8404:8404 \
-#     -v "$PWD/haproxy.cfg:/etc/amqplb/haproxy.cfg:ro" amqplb -f /etc/amqplb/haproxy.cfg
+#   docker build --build-arg VERSION="$(git describe --always --dirty)" -t amqplb .
+#   docker run --rm -p 5672:5672 -p 127.0.0.1:8404:8404 \
+#     -v "$PWD/haproxy.cfg:/etc/amqplb/haproxy.cfg:ro" amqplb -f /etc/amqplb/haproxy.cfg -admin 0.0.0.0:8404
 #
-# The default command runs /etc/amqplb/amqplb.toml; mount yours there (compose.yaml does).
+# The default command runs /etc/amqplb/amqplb.toml; mount yours there (compose.yaml mounts the
+# directory, so that an edited file is what SIGHUP reloads). Without VERSION (.git is not sent to
+# the build), `amqplb -version` says "devel".
 # SIGTERM drains sessions for global.drain_timeout (30 s by default): give `docker stop` a
 # longer -t, or compose a longer stop_grace_period, so clients are not cut at 10 s.
 
@@ -14,7 +16,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=""
-RUN VERSION="$VERSION" ./scripts/build-static.sh /out
+RUN VERSION="$VERSION" sh ./scripts/build-static.sh /out
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/amqplb /out/amqplb-bench /usr/local/bin/

@@ -4,19 +4,48 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
 
-// Port ranges. They sit below Linux's default ephemeral range (32768-60999), so
-// an outgoing connection never takes a port of ours between allocation and the
-// node's bind. Distribution ports are kept low because rabbitmqctl listens on
-// DistPort+10000..DistPort+10010 for its own Erlang distribution.
+// Port ranges. They sit below the kernel's ephemeral range (32768-60999 by default; see
+// portMax), so an outgoing connection never takes a port of ours between allocation and the
+// bind. Distribution ports are kept low because rabbitmqctl listens on
+// DistPort+10000..DistPort+10010 for its own Erlang distribution, below portMin.
 const (
 	distPortMin, distPortMax = 10000, 12000
-	portMin, portMax         = 22100, 32700
+	portMin                  = 22100
 )
+
+// portMax is the top of the range ports are handed out from: just below the ephemeral range
+// this machine's kernel uses, and never above 32700.
+var portMax = func() int {
+	top := 32700
+	if low := ephemeralLow(); low > portMin+1000 && low-1 < top {
+		top = low - 1
+	}
+	return top
+}()
+
+// ephemeralLow is the first port of the kernel's ephemeral range, or 32768 when it cannot be
+// read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	if n, err := strconv.Atoi(f[0]); err == nil {
+		return n
+	}
+	return 32768
+}
 
 // portAllocator hands out distinct free loopback ports. One allocator serves the
 // whole test process (ports), so a port given to a test is never given again to a
@@ -44,7 +73,7 @@ func (a *portAllocator) pick(lo, hi int) (int, error) {
 	defer a.mu.Unlock()
 	for range 200 {
 		p := lo + rand.IntN(hi-lo)
-		if a.taken[p] || a.taken[p+10000] || !portFree(p) {
+		if a.taken[p] || !portFree(p) {
 			continue
 		}
 		a.taken[p] = true

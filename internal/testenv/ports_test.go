@@ -21,7 +21,7 @@ func TestFreeAddrDistinctBindableAndNotEphemeral(t *testing.T) {
 		if err != nil || host != "127.0.0.1" {
 			t.Fatalf("FreeAddr = %q, want 127.0.0.1:PORT", a)
 		}
-		if p, _ := strconv.Atoi(port); p >= 32768 {
+		if p, _ := strconv.Atoi(port); p >= ephemeralLow() {
 			t.Fatalf("FreeAddr = %s: port in the kernel's ephemeral range", a)
 		}
 		ln, err := net.Listen("tcp", a)
