@@ -352,7 +352,11 @@ func (s *Server) postState(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if req.ShutdownSessions && (a == backend.AdminReady || s.opts.CloseSessions == nil) {
+	switch {
+	case req.ShutdownSessions && s.opts.CloseSessions == nil:
+		writeError(w, http.StatusNotImplemented, `this server cannot close sessions ("shutdown_sessions")`)
+		return
+	case req.ShutdownSessions && a == backend.AdminReady:
 		writeError(w, http.StatusBadRequest, `"shutdown_sessions" goes with "drain" or "maint": the server's clients would only come back to it`)
 		return
 	}
@@ -362,9 +366,9 @@ func (s *Server) postState(w http.ResponseWriter, r *http.Request) {
 		"admin", a.String(), "from", from.String(), "to", to.String()}
 	if req.ShutdownSessions {
 		// After SetAdmin, so that the clients' reconnects cannot land on srv again.
+		// The answer's active_connections still counts them: they finish asynchronously.
 		n := s.opts.CloseSessions(srv)
 		resp.SessionsClosed = &n
-		resp.ServerJSON = serverJSON(srv)
 		args = append(args, "sessions_closed", n)
 	}
 	s.log.Info("admin: server state set", args...)

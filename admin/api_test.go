@@ -250,14 +250,18 @@ func TestShutdownSessions(t *testing.T) {
 	if code != http.StatusOK || strings.Contains(body, "sessions_closed") || len(closed) != 1 {
 		t.Errorf("maint without shutdown_sessions: %d %s, closed %v; want no sessions closed", code, body, closed)
 	}
-	// Closing the sessions of a server that takes new ones back makes no sense; without a way to
-	// close sessions (a read-only stats listener) nothing can be promised.
-	if code, body := do(t, h, http.MethodPost, url, `{"state":"ready","shutdown_sessions":true}`); code != http.StatusBadRequest || rmq1.Admin() != backend.AdminMaint {
+	code, body = do(t, h, http.MethodPost, url, `{"state":"maint","shutdown_sessions":true}`)
+	if code != http.StatusOK || len(closed) != 2 || decode(t, body)["sessions_closed"] != float64(4) {
+		t.Errorf("maint with shutdown_sessions: %d %s, closed %v; want the sessions closed", code, body, closed)
+	}
+	// Closing the sessions of a server that takes new ones back makes no sense.
+	if code, body := do(t, h, http.MethodPost, url, `{"state":"ready","shutdown_sessions":true}`); code != http.StatusBadRequest || rmq1.Admin() != backend.AdminMaint || len(closed) != 2 {
 		t.Errorf("ready with shutdown_sessions: %d %s, Admin() = %v; want 400 and no change", code, body, rmq1.Admin())
 	}
+	// Without a way to close sessions, nothing is promised and nothing changes.
 	o.CloseSessions = nil
-	if code, _ := do(t, New(o).Handler(), http.MethodPost, url, `{"state":"drain","shutdown_sessions":true}`); code != http.StatusBadRequest {
-		t.Errorf("shutdown_sessions without CloseSessions: %d, want 400", code)
+	if code, _ := do(t, New(o).Handler(), http.MethodPost, url, `{"state":"drain","shutdown_sessions":true}`); code != http.StatusNotImplemented || rmq1.Admin() != backend.AdminMaint {
+		t.Errorf("shutdown_sessions without CloseSessions: %d, Admin() = %v; want 501 and no change", code, rmq1.Admin())
 	}
 }
 

@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -211,8 +213,20 @@ func TestDrainSendsNewConnectionsElsewhere(t *testing.T) {
 	// shutdown_sessions moves the drained server's last client off it: amqplb closes that
 	// connection (end=drained), and the client's reconnect lands elsewhere.
 	gone := kept.NotifyClose(make(chan *amqp.Error, 1))
-	if code := postJSON(t, url, "s3cret", `{"state":"drain","shutdown_sessions":true}`); code != http.StatusOK {
-		t.Fatalf("drain with shutdown_sessions: %d", code)
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"state":"drain","shutdown_sessions":true}`))
+	req.Header.Set("Authorization", "Bearer s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer struct {
+		State          string `json:"state"`
+		SessionsClosed *int   `json:"sessions_closed"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&answer)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || answer.State != "drain" || answer.SessionsClosed == nil || *answer.SessionsClosed != 1 {
+		t.Fatalf("drain with shutdown_sessions: %d %+v %v; want the one session closed", resp.StatusCode, answer, err)
 	}
 	select {
 	case <-gone:
@@ -221,8 +235,11 @@ func TestDrainSendsNewConnectionsElsewhere(t *testing.T) {
 	}
 	l.dial(t)
 	waitCounts(t, c, map[string]int{first: 0, second: 4, c.Nodes[2].Name: 0})
-	if !strings.Contains(l.log.String(), "end=drained") {
-		t.Errorf("no access-log line with end=drained:\n%s", l.log.String())
+	drained := regexp.MustCompile(`server=` + first + ` .*end=drained`)
+	for deadline := time.Now().Add(5 * time.Second); !drained.MatchString(l.log.String()); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no access-log line for %s with end=drained:\n%s", first, l.log.String())
+		}
 	}
 	if code := postJSON(t, url, "s3cret", `{"state":"ready"}`); code != http.StatusOK {
 		t.Fatalf("ready: %d", code)

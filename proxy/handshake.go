@@ -244,8 +244,9 @@ func (s *session) failover(hello []byte, sent []frame, tune []byte, cause error)
 		}
 		start, err := s.dial(next, hello)
 		if err != nil {
-			// The dial and the broker's Start involve no client bytes: a real server failure.
-			if !s.failed(next, err, true) {
+			// The dial and the broker's Start involve no client bytes: a real server failure
+			// (unless an operator took the server out of rotation meanwhile).
+			if !s.failed(next, err, !errors.Is(err, errLeftRotation)) {
 				return false
 			}
 			s.skipServer(next)

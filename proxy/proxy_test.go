@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -517,6 +518,35 @@ func TestRetryThenRedispatchHidesADeadServer(t *testing.T) {
 	}
 	if fb.Accepted() != 20 {
 		t.Errorf("live server accepted %d, want 20", fb.Accepted())
+	}
+}
+
+// A server drained while a session's connect to it is failing is not retried: the session
+// goes to another server, as a new one would.
+func TestServerDrainedDuringAConnectIsNotRetried(t *testing.T) {
+	var drained func()
+	ready := make(chan struct{})
+	var attempts atomic.Int32
+	a := testenv.StartFakeBroker(t, func(c net.Conn) {
+		<-ready
+		if attempts.Add(1) == 1 {
+			drained() // an operator drains a; this attempt fails (closed before Connection.Start)
+			return
+		}
+		(&testenv.FakeAMQP{Echo: true}).Handle(c)
+	})
+	b := echoBroker(t)
+	first, err := balancer.New("first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{Policy: first, Retries: 3, Redispatch: true}, a.Addr(), b.Addr())
+	drained = func() { fx.servers[0].SetAdmin(backend.AdminDrain) }
+	close(ready)
+	c := amqpConnect(t, fx.addr())
+	echoes(t, c, "ok")
+	if a.Accepted() != 1 || b.Accepted() != 1 {
+		t.Errorf("connects: %d to the drained server, %d to the other; want 1 and 1", a.Accepted(), b.Accepted())
 	}
 }
 

@@ -174,7 +174,9 @@ func rawIO(trap, fd uintptr, p []byte) (int, syscall.Errno) {
 // It never waits for dst while it holds src (a Close of src waits for that lock, and a session
 // is aborted by closing src first): what dst does not take at once, like anything for a TLS
 // dst, is left in r.out for step to write after the lock is released. The buffer goes back to
-// the pool while the relay waits.
+// the pool while the relay waits. The nested write takes dst's write lock, which nothing but
+// this leg takes while the relay runs; anything that ever writes to a session's socket from
+// another goroutine must not hold that lock for long, or this wait comes back.
 func (r *relay) tryRead(fd uintptr) bool {
 	for {
 		if r.buf == nil {
@@ -260,10 +262,14 @@ func (r *relay) step() error {
 		// What dst did not take inside the read lock: wait for it here.
 		if r.dstRaw != nil {
 			r.flush(true)
-		} else if _, werr := r.dst.Write(r.out); werr != nil {
-			r.err = &writeError{werr}
 		} else {
-			r.moved(len(r.out))
+			n, werr := r.dst.Write(r.out)
+			if n > 0 {
+				r.moved(n)
+			}
+			if werr != nil {
+				r.err = &writeError{werr}
+			}
 		}
 	}
 	r.out = nil

@@ -398,8 +398,8 @@ func (s *session) connect(hello []byte) (start []byte, ok bool) {
 	var lastErr error
 	retriedSame := false
 	for ; s.tries <= r.Retries; s.tries++ {
-		if srv != nil && !srv.Acquire() {
-			srv = nil // it filled up meanwhile
+		if srv != nil && (srv.Admin() != backend.AdminReady || !srv.Acquire()) {
+			srv = nil // drained, in maintenance or full since the first attempt
 		}
 		if srv == nil {
 			if srv = s.pick(); srv == nil {
@@ -412,8 +412,14 @@ func (s *session) connect(hello []byte) (start []byte, ok bool) {
 			srv.Connected()
 			return start, true
 		}
-		if !s.failed(srv, lastErr, true) {
+		left := errors.Is(lastErr, errLeftRotation)
+		if !s.failed(srv, lastErr, !left) {
 			return nil, false
+		}
+		if left {
+			s.skipServer(srv)
+			srv = nil
+			continue
 		}
 		var ne net.Error
 		timedOut := errors.As(lastErr, &ne) && ne.Timeout()
@@ -529,6 +535,12 @@ func (s *session) dial(srv *backend.Server, hello []byte) ([]byte, error) {
 		return nil, net.ErrClosed
 	}
 	s.srv.Store(srv)
+	if srv.Admin() != backend.AdminReady {
+		// Drained or put in maintenance while this dial was under way; CloseSessions may have
+		// looked for its sessions before this one was attached. Go elsewhere.
+		s.detach()
+		return nil, errLeftRotation
+	}
 	if len(hello) == 0 {
 		return nil, nil
 	}
@@ -554,6 +566,10 @@ func (s *session) dial(srv *backend.Server, hello []byte) ([]byte, error) {
 	}
 	return f.raw, nil
 }
+
+// errLeftRotation fails a dial to a server that an operator drained or put in maintenance
+// while the dial was under way.
+var errLeftRotation = errors.New("the server was drained or put in maintenance during the connect")
 
 // upstreamError is a failure after the TCP connect succeeded.
 type upstreamError struct {
