@@ -230,7 +230,17 @@ func TestStatusPageInBrowser(t *testing.T) {
 	ctx := browser(t)
 	f := pageFixture()
 	var apiDown atomic.Bool
-	h := New(f.options("")).Handler()
+	o := f.options("")
+	var closedSessions atomic.Int64
+	o.CloseSessions = func(s *backend.Server) int { // as the proxy would: every session ends
+		n := 0
+		for ; s.ActiveConnections() > 0; n++ {
+			s.Release()
+		}
+		closedSessions.Add(int64(n))
+		return n
+	}
+	h := New(o).Handler()
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if apiDown.Load() && strings.HasPrefix(r.URL.Path, "/api/") {
 			http.Error(w, "down for the test", http.StatusServiceUnavailable)
@@ -288,6 +298,36 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Errorf("header after drain is not 1/3 up: %v", err)
 	}
 
+	// rmq2 still has 11 sessions open: "Close sessions" closes them, on a second click.
+	kick := `tr[data-server="rmq2"] button.kick`
+	if err := chromedp.Do(ctx,
+		chromedp.WaitVisible(chromedp.CSS(kick)),
+		chromedp.Click(chromedp.CSS(kick)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	artifact(t, "admin-status-page-close-sessions.png", shot)
+	armed, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('`+kick+`').textContent`))
+	if err != nil || armed != "Close 11? Click again" || closedSessions.Load() != 0 {
+		t.Errorf("after one click the button says %q (%v) and %d sessions were closed; want it armed and none closed", armed, err, closedSessions.Load())
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(kick)),
+		chromedp.WaitNotVisible(chromedp.CSS(kick)), // no session left to close
+	); err != nil {
+		t.Fatal(err)
+	}
+	if n := closedSessions.Load(); n != 11 || rmq2.Admin() != backend.AdminDrain {
+		t.Errorf("closed %d sessions, rmq2 %v; want 11 closed and rmq2 still drained", n, rmq2.Admin())
+	}
+	if kicks, err := chromedp.Run(ctx, chromedp.Evaluate[int](`[...document.querySelectorAll('button.kick')].filter(b => !b.hidden).length`)); err != nil || kicks != 0 {
+		t.Errorf("%d close-sessions buttons visible (%v); want none: no other drained server has sessions", kicks, err)
+	}
+
 	// A change behind the page's back shows on the next refresh.
 	rmq1.SetHealth(false)
 	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`tr[data-server="rmq1"] .badge[data-state="down"]`))); err != nil {
@@ -299,7 +339,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 
 	// The incident view, light and dark: rmq1 up, rmq2 draining, rmq3 refusing logins.
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
 	}
