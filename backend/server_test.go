@@ -5,13 +5,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -410,17 +408,7 @@ func TestDialTLSAfterTheProxyHeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srvCert, err := tls.LoadX509KeyPair(certs.ServerCert, certs.ServerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, err := os.ReadFile(certs.CA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	srvCfg := &tls.Config{Certificates: []tls.Certificate{srvCert}}
+	pool, srvCfg := certs.Pool(t), certs.ServerTLS(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

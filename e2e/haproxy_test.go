@@ -579,14 +579,8 @@ backend rabbitmq
 	l := startLBFile(t, "haproxy.cfg", cfg, open)
 	waitUp(t, l, 3)
 
-	pool := x509.NewCertPool()
-	pem, err := os.ReadFile(certs.CA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool.AppendCertsFromPEM(pem)
 	host, _, _ := net.SplitHostPort(open)
-	tlsCfg := &tls.Config{RootCAs: pool, ServerName: host}
+	tlsCfg := &tls.Config{RootCAs: certs.Pool(t), ServerName: host}
 	roundTrip(t, dialURL(t, "amqps://guest:guest@"+open+"/", tlsCfg))
 
 	// Client certificates required: without one the handshake fails; with one it works.
@@ -618,10 +612,7 @@ backend rabbitmq
 		t.Fatal(err)
 	}
 	waitLog(t, l, 1, "reloaded")
-	pool2 := x509.NewCertPool()
-	pem2, _ := os.ReadFile(certs2.CA)
-	pool2.AppendCertsFromPEM(pem2)
-	roundTrip(t, dialURL(t, "amqps://guest:guest@"+open+"/", &tls.Config{RootCAs: pool2, ServerName: host}))
+	roundTrip(t, dialURL(t, "amqps://guest:guest@"+open+"/", &tls.Config{RootCAs: certs2.Pool(t), ServerName: host}))
 }
 
 // TestSourceACLRefusesOutsiders: tcp-request connection reject unless an src ACL matches.

@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -32,13 +31,7 @@ func newPKI(t testing.TB) testPKI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(files.CA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(b)
-	return testPKI{files: files, pool: pool}
+	return testPKI{files: files, pool: files.Pool(t)}
 }
 
 // server returns a frontend TLS configuration made by tlsfiles.

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -12,8 +13,33 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"testing"
 	"time"
 )
+
+// Pool returns a certificate pool holding the CA, for clients that verify the server.
+func (c TestCerts) Pool(t testing.TB) *x509.CertPool {
+	t.Helper()
+	b, err := os.ReadFile(c.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		t.Fatalf("%s holds no certificate", c.CA)
+	}
+	return pool
+}
+
+// ServerTLS returns a TLS 1.2+ server configuration with the server certificate.
+func (c TestCerts) ServerTLS(t testing.TB) *tls.Config {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(c.ServerCert, c.ServerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+}
 
 // TestCerts are PEM files made by WriteTestCerts: a CA, a server certificate
 // for 127.0.0.1, ::1 and localhost signed by it, and a client certificate
