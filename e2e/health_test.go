@@ -32,6 +32,7 @@ type apiServer struct {
 	TotalConnections  uint64 `json:"total_connections"`
 	Weight            int    `json:"weight"`
 	Backup            bool   `json:"backup"`
+	Suspect           bool   `json:"suspect"`
 }
 
 // servers reads the backend "rabbitmq" from the admin API.
@@ -82,6 +83,19 @@ func (l *lb) waitState(t testing.TB, server, state string, within time.Duration)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
+}
+
+// waitEligible polls the admin API until server is up and not suspect: a server that failed a
+// client's dial is skipped until down_interval has passed or a check has passed, so a node that is
+// back is not yet one that new clients reach.
+func (l *lb) waitEligible(t testing.TB, server string, within time.Duration) {
+	t.Helper()
+	testenv.Eventually(t, within, func() error {
+		if s := l.servers(t)[server]; s.State != "up" || s.Suspect {
+			return fmt.Errorf("server %s is %q, suspect %v", server, s.State, s.Suspect)
+		}
+		return nil
+	})
 }
 
 func connectPublish(url string) error {

@@ -167,6 +167,11 @@ func TestBackupOnlyWhileEveryActiveServerIsDown(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The failed dials left both active servers suspect until down_interval has passed (checks are
+	// off): wait until amqplb sends new clients to them again.
+	for _, n := range c.Nodes[:2] {
+		l.waitEligible(t, n.Name, 30*time.Second)
+	}
 	// Active servers are back: the backup gets nothing more.
 	for range 4 {
 		l.dial(t)
