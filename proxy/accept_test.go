@@ -307,7 +307,7 @@ func TestBadProxyHeaderIsRefused(t *testing.T) {
 		}
 		c.Close()
 	}
-	waitFor(t, "refusals counted", func() bool { return fx.f.Stats().Refused[RefusedBadProxy] == uint64(len(bad)) })
+	waitFor(t, "refusals counted", func() bool { return fx.f.Stats().Refused["bad_proxy"] == uint64(len(bad)) })
 	waitFor(t, "refused sessions end", func() bool { return fx.f.Stats().Active == 1 })
 	echoes(t, good, "undisturbed")
 	if fb.Accepted() != 1 {
@@ -340,7 +340,7 @@ func TestRules(t *testing.T) {
 		t.Errorf("a denied client got %q", got)
 	}
 	waitFor(t, "denial counted and logged", func() bool {
-		return deny.f.Stats().Refused[RefusedDenied] == 1 && strings.Contains(deny.logs.String(), "end=denied")
+		return deny.f.Stats().Refused["denied"] == 1 && strings.Contains(deny.logs.String(), "end=denied")
 	})
 	if fb.Accepted() != 0 || deny.f.Stats().Total != 0 {
 		t.Errorf("a denied client reached a broker (%d) or a session (%d)", fb.Accepted(), deny.f.Stats().Total)
@@ -371,7 +371,7 @@ func TestRules(t *testing.T) {
 	if _, err := clientHandshakeAfter(c2, proxyHeader(t, 2, "203.0.113.7:4242", "192.0.2.1:5672")); err == nil {
 		t.Error("a client from a rejected network got through")
 	}
-	waitFor(t, "denial counted", func() bool { return proxied.f.Stats().Refused[RefusedDenied] == 1 })
+	waitFor(t, "denial counted", func() bool { return proxied.f.Stats().Refused["denied"] == 1 })
 	c3, err := net.Dial("tcp", proxied.addr())
 	if err != nil {
 		t.Fatal(err)
@@ -394,7 +394,7 @@ func TestRules(t *testing.T) {
 	if _, err := clientHandshakeAfter(c4, proxyHeader(t, 2, "10.1.2.3:4242", "192.0.2.1:5672")); err == nil {
 		t.Error("a forged PROXY header got a client past a connection rule")
 	}
-	waitFor(t, "denial counted", func() bool { return guarded.f.Stats().Refused[RefusedDenied] == 1 })
+	waitFor(t, "denial counted", func() bool { return guarded.f.Stats().Refused["denied"] == 1 })
 
 	// A link-local client with a zone still matches its prefix.
 	if !rejected([]Rule{{Reject: true, Match: matchAddr("fe80::/10")}}, netip.MustParseAddr("fe80::1%eth0")) {
@@ -470,7 +470,7 @@ func TestDontLogNull(t *testing.T) {
 	expectClosed(t, c)
 	c.Close()
 	waitFor(t, "denial counted and logged", func() bool {
-		return fx.f.Stats().Refused[RefusedDenied] == 1 && strings.Contains(fx.logs.String(), "denied by a tcp-request rule")
+		return fx.f.Stats().Refused["denied"] == 1 && strings.Contains(fx.logs.String(), "denied by a tcp-request rule")
 	})
 	if logs := fx.logs.String(); strings.Contains(logs, "msg=session") {
 		t.Errorf("a denial with dontlognull: want a warning and no access-log line:\n%s", logs)

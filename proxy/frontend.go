@@ -64,27 +64,6 @@ const (
 	retryPause = 50 * time.Millisecond
 )
 
-// Refusal reasons, as used in the amqplb_frontend_refused_total{reason} metric and the log.
-const (
-	RefusedMaxConn          = "maxconn"
-	RefusedBadHeader        = "bad_header"
-	RefusedHandshakeTimeout = "handshake_timeout"
-	RefusedNoServer         = "no_server"
-	RefusedConnectFailed    = "connect_failed"
-	// RefusedDenied: a tcp-request rule (FrontendOptions.Rules) rejected the client.
-	RefusedDenied = "denied"
-	// RefusedBadProxy: AcceptProxy is set and the PROXY header was missing, malformed or late.
-	RefusedBadProxy = "bad_proxy"
-	// RefusedTLSHandshake: the TLS handshake of a TLS frontend failed or timed out.
-	RefusedTLSHandshake = "tls_handshake"
-)
-
-var refuseReasons = [...]string{RefusedMaxConn, RefusedBadHeader, RefusedHandshakeTimeout, RefusedNoServer,
-	RefusedConnectFailed, RefusedDenied, RefusedBadProxy, RefusedTLSHandshake}
-
-// RefuseReasons lists every refusal reason a Frontend counts.
-var RefuseReasons = refuseReasons[:]
-
 // Route is where a frontend sends its connections: a backend, the policy that picks among its
 // servers, and how to reach them. A Route is immutable; a reload swaps in a new one, and sessions
 // keep the Route they started with.
@@ -216,7 +195,7 @@ type Frontend struct {
 	closing  bool
 
 	total    atomic.Uint64
-	refused  [len(refuseReasons)]atomic.Uint64 // indexed like RefuseReasons
+	refused  [len(refusalOrder)]atomic.Uint64 // indexed like RefuseReasons
 	throttle logThrottle
 }
 
@@ -354,16 +333,16 @@ func (f *Frontend) admit(c *net.TCPConn) {
 	st := f.set.Load()
 	if len(st.rules)+len(st.content) > 0 && (rejected(st.rules, addrPort(c.RemoteAddr()).Addr()) ||
 		!st.acceptProxy && rejected(st.content, addrPort(c.RemoteAddr()).Addr())) {
-		f.refuse(c, st, RefusedDenied, EndDenied, "denied by a tcp-request rule")
+		f.refuse(c, st, EndDenied, "denied by a tcp-request rule")
 		return
 	}
 	if !f.opts.Global.Acquire() {
-		f.refuse(c, st, RefusedMaxConn, EndRefusedMaxConn, "global max_connections reached", "limit", f.opts.Global.Max())
+		f.refuse(c, st, EndRefusedMaxConn, "global max_connections reached", "limit", f.opts.Global.Max())
 		return
 	}
 	if !f.limit.Acquire() {
 		f.opts.Global.Release()
-		f.refuse(c, st, RefusedMaxConn, EndRefusedMaxConn, "frontend max_connections reached", "limit", f.limit.Max())
+		f.refuse(c, st, EndRefusedMaxConn, "frontend max_connections reached", "limit", f.limit.Max())
 		return
 	}
 	s := newSession(f, st, c)
@@ -385,26 +364,25 @@ func (f *Frontend) admit(c *net.TCPConn) {
 // refuse closes c, counts the refusal and logs it, at most once a second.
 // With the access log on, the line is the session's access-log line (end=refused_maxconn, or
 // end=denied); with DontLogNull too, it is a warning instead, since the client sent nothing.
-func (f *Frontend) refuse(c *net.TCPConn, st *settings, reason, end, msg string, args ...any) {
+func (f *Frontend) refuse(c *net.TCPConn, st *settings, end Reason, msg string, args ...any) {
 	addr := c.RemoteAddr()
-	f.countRefused(reason)
+	f.countRefused(end)
 	_ = c.Close()
 	if ok, n := f.throttle.allow(); ok {
-		args = append(args, "reason", reason, "client", addr.String(), "suppressed", n)
+		label, _ := end.Refusal()
+		args = append(args, "reason", label, "client", addr.String(), "suppressed", n)
 		if st.accessLog && !st.dontLogNull {
-			st.log.Warn("session", append([]any{"end", end, "detail", msg}, args...)...)
+			st.log.Warn("session", append([]any{"end", end.String(), "detail", msg}, args...)...)
 		} else {
 			st.log.Warn("connection refused: "+msg, args...)
 		}
 	}
 }
 
-func (f *Frontend) countRefused(reason string) {
-	for i, r := range RefuseReasons {
-		if r == reason {
-			f.refused[i].Add(1)
-			return
-		}
+// countRefused counts a refusal (r must be one; other reasons are not counted).
+func (f *Frontend) countRefused(r Reason) {
+	if i := refusalIndex[r]; i >= 0 {
+		f.refused[i].Add(1)
 	}
 }
 
@@ -454,11 +432,11 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 
 // CloseSessions ends every session on server s with the given end reason (for example when s
 // is marked down and the backend says to shut its sessions down) and returns how many it closed.
-func (f *Frontend) CloseSessions(s *backend.Server, reason string) int {
+func (f *Frontend) CloseSessions(s *backend.Server, reason Reason) int {
 	return f.abortWhere(func(x *session) bool { return x.server() == s }, reason)
 }
 
-func (f *Frontend) abortWhere(match func(*session) bool, reason string) int {
+func (f *Frontend) abortWhere(match func(*session) bool, reason Reason) int {
 	f.mu.Lock()
 	var victims []*session
 	for s := range f.sessions {
@@ -488,8 +466,8 @@ func (f *Frontend) Stats() Stats {
 	f.mu.Lock()
 	active := len(f.sessions)
 	f.mu.Unlock()
-	st := Stats{Active: active, Total: f.total.Load(), Refused: make(map[string]uint64, len(RefuseReasons))}
-	for i, r := range RefuseReasons {
+	st := Stats{Active: active, Total: f.total.Load(), Refused: make(map[string]uint64, len(refusalOrder))}
+	for i, r := range RefuseReasons() {
 		st.Refused[r] = f.refused[i].Load()
 	}
 	return st

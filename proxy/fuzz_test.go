@@ -41,7 +41,7 @@ func FuzzReadProxyHeader(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		br := bufio.NewReaderSize(bytes.NewReader(data), proxyReadBuf)
+		br := bufio.NewReaderSize(bytes.NewReader(data), bufSize)
 		src, dst, err := readProxyHeader(br)
 		if err != nil {
 			return

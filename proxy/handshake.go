@@ -1,12 +1,10 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"time"
 
@@ -29,12 +27,11 @@ type frame struct {
 	class, method uint16
 }
 
-// readFrame reads one frame from r, which reads c, within deadline. With r = c it reads exactly
-// the frame and nothing beyond it.
-func readFrame(c net.Conn, r io.Reader, deadline time.Time) (frame, error) {
+// readFrame reads one frame from c within deadline; what c read beyond it stays in its buffer.
+func readFrame(c *bufConn, deadline time.Time) (frame, error) {
 	_ = c.SetReadDeadline(deadline)
 	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
-	f, err := amqpwire.ReadFrame(r, maxHandshakeFrame)
+	f, err := amqpwire.ReadFrame(c, maxHandshakeFrame)
 	if err != nil {
 		return frame{}, err
 	}
@@ -86,34 +83,23 @@ func closeReason(f frame) (uint16, string) {
 // does the client get the last broker's Connection.Close. A failure in the handshake moves the
 // session once, to one other server: a node shutting down refuses logins, but so does a wrong
 // password, and that must not cost every broker a handshake.
-func (s *session) handshake(hello, start []byte) (ok bool) {
-	if !s.forwardToClient(start) {
-		return false
+func (s *session) handshake(hello, start []byte) error {
+	if err := s.forwardToClient(start); err != nil {
+		return err
 	}
-	// Buffered reads halve the syscalls of a handshake (a frame's header and payload, and the
-	// client's Tune-Ok and Open, come in one read). Whatever was read beyond the handshake is
-	// passed on before the relay takes over.
-	s.hs = &handshakeReaders{client: bufio.NewReaderSize(clientReader{s}, handshakeBuf)}
-	defer func() {
-		if ok {
-			ok = s.flushHandshake()
-		}
-		s.hs = nil
-	}()
 	var sent []frame // the client's frames so far, for a replay
 	var tune []byte  // the Tune the client has seen
 	// One deadline for the client's whole side of the handshake, so a slow client cannot stretch
 	// it frame by frame.
 	clientDeadline := time.Now().Add(s.set.handshake)
 	for len(sent) < maxHandshakeFrames {
-		cf, err := readFrame(s.client, s.hs.client, clientDeadline)
+		cf, err := readFrame(s.in, clientDeadline)
 		if err != nil {
-			s.clientHandshakeFailed(err)
-			return false
+			return clientHandshakeFailed(err)
 		}
 		if cf.typ == amqpwire.FrameHeartbeat {
-			if !s.forwardToServer(cf.raw) {
-				return false
+			if err := s.forwardToServer(cf.raw); err != nil {
+				return err
 			}
 			continue // not replayed: a new broker has its own heartbeat clock
 		}
@@ -121,8 +107,8 @@ func (s *session) handshake(hello, start []byte) (ok bool) {
 		if _, err := s.up.Write(cf.raw); err != nil {
 			// Treated like a broker that failed to answer: see below.
 			err = &upstreamError{srv: s.server(), op: "forward " + cf.String(), err: err}
-			if !s.failover(hello, sent, tune, err) {
-				return false
+			if err := s.failover(hello, sent, tune, err); err != nil {
+				return err
 			}
 		} else {
 			s.countToServer(len(cf.raw))
@@ -133,41 +119,31 @@ func (s *session) handshake(hello, start []byte) (ok bool) {
 		case cf.is(amqpwire.MethodTuneOk):
 			continue // no answer; Open follows
 		default:
-			return true // Secure-Ok, Close or anything else: the rest is between client and broker
+			return nil // Secure-Ok, Close or anything else: the rest is between client and broker
 		}
 		reply, err := s.brokerReply()
 		for err != nil {
-			if !s.failover(hello, sent, tune, err) {
-				return false
+			if err := s.failover(hello, sent, tune, err); err != nil {
+				return err
 			}
 			reply, err = s.brokerReply()
 		}
-		if !s.forwardToClient(reply.raw) {
-			return false
+		if err := s.forwardToClient(reply.raw); err != nil {
+			return err
 		}
 		if reply.is(amqpwire.MethodTune) {
 			tune = reply.raw
 			continue
 		}
-		return true // Open-Ok (done), Secure (challenge-response is not replayed), or other
+		return nil // Open-Ok (done), Secure (challenge-response is not replayed), or other
 	}
-	return true // an unusual client: stop tracking and relay
-}
-
-// forwardToServer writes b to the current server; a failure ends the session.
-func (s *session) forwardToServer(b []byte) bool {
-	if _, err := s.up.Write(b); err != nil {
-		s.setReason(EndServerClosed)
-		return false
-	}
-	s.countToServer(len(b))
-	return true
+	return nil // an unusual client: stop tracking and relay
 }
 
 // brokerReply reads the broker's answer to a handshake step within the connect timeout. A
 // Connection.Close is returned as a *brokerClosed error.
 func (s *session) brokerReply() (frame, error) {
-	f, err := readFrame(s.up, s.upReader(), time.Now().Add(s.route.connectTimeout()))
+	f, err := readFrame(s.upIn, time.Now().Add(s.route.connectTimeout()))
 	if err == nil && f.is(amqpwire.MethodClose) {
 		return f, &brokerClosed{close: f}
 	}
@@ -177,108 +153,36 @@ func (s *session) brokerReply() (frame, error) {
 	return f, err
 }
 
-// handshakeBuf is the size of the buffered readers used during a handshake.
-const handshakeBuf = 4096
-
-// handshakeReaders are the buffered readers of a handshake in progress.
-type handshakeReaders struct {
-	client   *bufio.Reader
-	server   *bufio.Reader
-	serverOf net.Conn // the connection server reads; a failover replaces both
-}
-
-// upReader returns the buffered reader of the current server connection.
-func (s *session) upReader() *bufio.Reader {
-	if s.hs.serverOf != s.up {
-		s.hs.serverOf, s.hs.server = s.up, bufio.NewReaderSize(s.up, handshakeBuf)
-	}
-	return s.hs.server
-}
-
-// flushHandshake passes on the bytes the buffered readers took beyond the handshake.
-func (s *session) flushHandshake() bool {
-	if n := s.hs.client.Buffered(); n > 0 {
-		b, _ := s.hs.client.Peek(n)
-		if !s.forwardToServer(b) {
-			return false
-		}
-	}
-	if s.hs.server != nil && s.hs.serverOf == s.up {
-		if n := s.hs.server.Buffered(); n > 0 {
-			b, _ := s.hs.server.Peek(n)
-			if !s.forwardToClient(b) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 // failover replaces the current server, which failed during the handshake with cause, by
 // another one on which the client's frames are replayed up to the last one, whose answer is
-// then awaited by the caller. It returns false, having told the client, when no server is left.
-func (s *session) failover(hello []byte, sent []frame, tune []byte, cause error) bool {
+// then awaited by the caller. It returns the error that ends the session, having told the
+// client, when no server is left.
+func (s *session) failover(hello []byte, sent []frame, tune []byte, cause error) error {
 	var closed *brokerClosed
 	if errors.As(cause, &closed) {
 		// Acknowledge the broker's Close so that it logs a clean close.
 		_, _ = s.up.Write(closeOk)
 	}
-	srv := s.server()
+	from := s.server()
 	s.detach()
 	// Not reported as a server failure: once the client's frames have reached a broker, a
 	// close, reset or silence may be the client's doing (a wrong password, an unknown mechanism,
 	// a client slower than the broker's handshake timeout), and no client may eject brokers.
 	// The health checks judge the broker. For the same reason only one other server is tried.
-	if !s.failed(srv, cause, false) {
-		return false
+	if err := s.release(from, cause, false); err != nil {
+		return err
 	}
-	s.skipServer(srv)
+	s.skipServer(from)
 	if s.handshakeMoves++; s.handshakeMoves > 1 || !s.route.Redispatch {
-		return s.handshakeFailed(cause)
+		return s.noUpstream(cause)
 	}
-	lastErr := cause
-	for ; s.tries <= s.route.Retries; s.tries++ {
-		next := s.pick()
-		if next == nil {
-			break
-		}
-		start, err := s.dial(next, hello)
-		if err != nil {
-			// The dial and the broker's Start involve no client bytes: a real server failure
-			// (unless an operator took the server out of rotation meanwhile).
-			if !s.failed(next, err, !errors.Is(err, errLeftRotation)) {
-				return false
-			}
-			s.skipServer(next)
-			lastErr = err
-			continue
-		}
-		_ = start // the client already has one
-		if err := s.replay(sent, tune); err != nil {
-			s.detach()
-			_ = s.failed(next, err, false)
-			return s.handshakeFailed(err)
-		}
-		s.tries++
-		next.Connected()
-		s.set.log.Info("broker failed during the handshake; the session moved on", "backend", s.route.Backend.Name,
-			"from", srv.Name(), "to", next.Name(), "cause", cause)
-		return true
+	// The client already has a Start.
+	if _, err := s.acquireUpstream(hello, func() error { return s.replay(sent, tune) }); err != nil {
+		return err
 	}
-	return s.handshakeFailed(lastErr)
-}
-
-// handshakeFailed ends a session whose handshake failed on every server it tried. If the last
-// one refused with Connection.Close, the client gets that answer (403, 530, ...) rather than a
-// bare close.
-func (s *session) handshakeFailed(lastErr error) bool {
-	var closed *brokerClosed
-	if errors.As(lastErr, &closed) {
-		_, _ = s.client.Write(closed.close.raw)
-		s.lingeringClose()
-	}
-	s.giveUp(lastErr)
-	return false
+	s.set.log.Info("broker failed during the handshake; the session moved on", "backend", s.route.Backend.Name,
+		"from", from.Name(), "to", s.server().Name(), "cause", cause)
+	return nil
 }
 
 // replay sends the client's frames but the last to the new server, checking that it answers
@@ -306,32 +210,15 @@ func (s *session) replay(sent []frame, tune []byte) error {
 // closeOk is Connection.Close-Ok on channel 0.
 var closeOk, _ = amqpwire.AppendMethodFrame(nil, 0, &amqpwire.ConnectionCloseOk{})
 
-func (s *session) forwardToClient(b []byte) bool {
-	if _, err := s.client.Write(b); err != nil {
-		s.setReason(EndClientClosed)
-		return false
-	}
-	s.toClient.Add(uint64(len(b)))
-	s.server().AddBytes(0, uint64(len(b)))
-	return true
-}
-
-func (s *session) countToServer(n int) {
-	s.toServer.Add(uint64(n))
-	s.server().AddBytes(uint64(n), 0)
-}
-
-// clientHandshakeFailed ends a session whose client did not complete its side of the handshake.
-func (s *session) clientHandshakeFailed(err error) {
+// clientHandshakeFailed is the end of a session whose client did not complete its side of the
+// handshake.
+func clientHandshakeFailed(err error) error {
 	var ne net.Error
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
-		s.setReason(EndHandshake)
-		s.f.countRefused(RefusedHandshakeTimeout)
+		return ended(EndHandshake, err)
 	case errors.Is(err, amqpwire.ErrMalformed):
-		s.setReason(EndBadHeader)
-		s.f.countRefused(RefusedBadHeader)
-	default:
-		s.setReason(EndClientClosed)
+		return ended(EndBadHeader, err)
 	}
+	return ended(EndClientClosed, err)
 }

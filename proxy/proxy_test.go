@@ -247,7 +247,7 @@ func TestBadHeaderIsAnsweredAndNeverReachesABroker(t *testing.T) {
 	if n := fb.Accepted(); n != 0 {
 		t.Errorf("broker saw %d connections, want 0", n)
 	}
-	waitFor(t, "refusals counted", func() bool { return fx.f.Stats().Refused[RefusedBadHeader] == 3 })
+	waitFor(t, "refusals counted", func() bool { return fx.f.Stats().Refused["bad_header"] == 3 })
 }
 
 func TestSlowHeaderTimesOut(t *testing.T) {
@@ -267,7 +267,7 @@ func TestSlowHeaderTimesOut(t *testing.T) {
 	if fb.Accepted() != 0 {
 		t.Errorf("broker saw the slow client")
 	}
-	waitFor(t, "refusal counted", func() bool { return fx.f.Stats().Refused[RefusedHandshakeTimeout] == 1 })
+	waitFor(t, "refusal counted", func() bool { return fx.f.Stats().Refused["handshake_timeout"] == 1 })
 }
 
 func TestMaxConnectionsRefusesWithoutDisturbingOthers(t *testing.T) {
@@ -290,7 +290,7 @@ func TestMaxConnectionsRefusesWithoutDisturbingOthers(t *testing.T) {
 	if fb.Accepted() != 2 {
 		t.Errorf("broker accepted %d, want 2", fb.Accepted())
 	}
-	if n := fx.f.Stats().Refused[RefusedMaxConn]; n != 1 {
+	if n := fx.f.Stats().Refused["maxconn"]; n != 1 {
 		t.Errorf("refused maxconn = %d, want 1", n)
 	}
 	// Freed slots are reusable.
@@ -311,7 +311,7 @@ func TestGlobalLimitIsSharedAcrossFrontends(t *testing.T) {
 	}
 	defer c.Close()
 	expectClosed(t, c)
-	if b.f.Stats().Refused[RefusedMaxConn] != 1 {
+	if b.f.Stats().Refused["maxconn"] != 1 {
 		t.Errorf("second frontend did not count the refusal")
 	}
 }
@@ -575,7 +575,7 @@ func TestEveryAttemptFailedClosesTheClient(t *testing.T) {
 	_, _ = c.Write(testenv.AMQPHeader)
 	expectClosed(t, c)
 	waitFor(t, "session end", func() bool { return fx.f.Stats().Active == 0 })
-	if n := fx.f.Stats().Refused[RefusedConnectFailed]; n != 1 {
+	if n := fx.f.Stats().Refused["connect_failed"]; n != 1 {
 		t.Errorf("refused connect_failed = %d, want 1", n)
 	}
 	if got := fx.servers[0].ConnectErrors() + fx.servers[1].ConnectErrors(); got != 3 {

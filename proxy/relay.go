@@ -4,11 +4,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
-	"syscall"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
+	"time"
 )
 
 // readBufSize is the pooled buffer a relay reads into. AMQP traffic is mostly small frames,
@@ -17,55 +15,6 @@ import (
 const readBufSize = 16 << 10
 
 var readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
-
-// relay moves bytes from src, a plain socket, to dst for one direction of a session.
-//
-// Unlike io.Copy between two *net.TCPConn (which calls splice(2) and then blocks in the kernel
-// poller holding a pipe pair, i.e. two extra fds, for as long as the source is idle), relay parks
-// in the runtime's poller holding nothing but the two sockets. One step is one RawConn.Read of
-// src: its callback reads into a pooled buffer, writes that to dst, and reads again until
-// EAGAIN, then waits in the poller and goes on, so a small AMQP frame costs a read(2), a
-// write(2) and the read(2) that meets EAGAIN. That last read cannot be skipped after a short
-// read: the peer's FIN may have arrived with the data, and its readiness edge with it.
-//
-// When dst is full, the step ends and waits for it without holding src: closing src, which is
-// how a session is aborted, waits for src's holders. A read that fills the buffer means bulk:
-// the step returns and splices everything else already queued with splice(2), via dst.ReadFrom
-// of an io.LimitedReader sized by SIOCINQ, which never waits for more data than is there. When
-// dst is not a plain socket (a *tls.Conn), each chunk is written with its Write, after the read
-// lock is released.
-//
-// Both system calls on the plain path are made with syscall.RawSyscall: the sockets are
-// non-blocking, so neither can block, and skipping the scheduler's system-call bookkeeping also
-// skips waking its monitor thread (sysmon) whenever the process was idle. On a 128-byte
-// publish-with-confirms run this halved amqplb's context switches per message (0.78 to 0.41)
-// and cut its CPU per message by a quarter (22 to 17 µs).
-//
-// An idle session therefore costs two sockets and two parked goroutines, and its buffers are in
-// the pool.
-type relay struct {
-	src      *net.TCPConn
-	dst      net.Conn
-	dstTCP   *net.TCPConn    // dst when it is a plain socket: bulk data is spliced into it
-	raw      syscall.RawConn // src's
-	dstRaw   syscall.RawConn // dstTCP's; nil when dst is not a plain socket
-	moved    func(n int)     // called after every chunk written to dst
-	lr       io.LimitedReader
-	readFn   func(uintptr) bool
-	writeFn  func(uintptr) bool
-	queuedFn func(uintptr)
-	queued   int
-	// The state of one step.
-	buf  *[]byte // the pooled read buffer, held only while it has data
-	out  []byte  // what is still to be written to dst
-	wait bool    // tryWrite may wait for dst
-	werr error   // tryWrite's error
-	full bool    // the last read filled the buffer
-	err  error   // how the step ended: src's error, io.EOF or a *writeError
-}
-
-// release is a no-op: relay holds its buffer only while data is in it.
-func (r *relay) release() {}
 
 // copyRelay moves bytes from src to dst for one direction of a session whose src is not a plain
 // socket (a *tls.Conn): a loop of Read and Write through a pooled buffer, which it holds for the
@@ -116,16 +65,16 @@ type leg struct {
 }
 
 // newLeg returns the direction from src to dst; count is called after each chunk with the bytes
-// moved. A plain socket is read by relay (which splices into a plain dst); anything else by
-// copyRelay.
+// moved. A plain socket is read by the platform's socket mover (on Linux, socketRelay, which
+// splices into a plain dst); anything else by copyRelay.
 func newLeg(dst net.Conn, dstRaw *net.TCPConn, src net.Conn, srcRaw *net.TCPConn, count func(int)) (*leg, error) {
 	l := &leg{src: src, dst: dst, srcRaw: srcRaw, dstRaw: dstRaw}
 	if tc, ok := src.(*net.TCPConn); ok {
-		r, err := newRelay(dst, tc, count)
+		mv, err := newSocketMover(dst, tc, count)
 		if err != nil {
 			return nil, err
 		}
-		l.mv = r
+		l.mv = mv
 	} else {
 		l.mv = &copyRelay{src: src, dst: dst, moved: count}
 	}
@@ -141,165 +90,122 @@ type writeError struct{ err error }
 func (e *writeError) Error() string { return e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
 
-func newRelay(dst net.Conn, src *net.TCPConn, moved func(int)) (*relay, error) {
-	raw, err := src.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	r := &relay{src: src, dst: dst, raw: raw, moved: moved}
-	if r.dstTCP, _ = dst.(*net.TCPConn); r.dstTCP != nil {
-		if r.dstRaw, err = r.dstTCP.SyscallConn(); err != nil {
-			return nil, err
-		}
-	}
-	r.lr.R = src
-	r.readFn = r.tryRead
-	r.writeFn = r.tryWrite
-	r.queuedFn = func(fd uintptr) {
-		r.queued, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-	}
-	return r, nil
-}
-
-// rawIO is read(2) or write(2) on a non-blocking socket, made without the scheduler's
-// system-call bookkeeping (see relay): it never blocks.
-func rawIO(trap, fd uintptr, p []byte) (int, syscall.Errno) {
-	n, _, errno := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), 0
-}
-
-// tryRead is the body of a step. It runs under src's read lock inside RawConn.Read: returning
-// false makes the runtime park the goroutine until the socket is readable and call it again.
-// It never waits for dst while it holds src (a Close of src waits for that lock, and a session
-// is aborted by closing src first): what dst does not take at once, like anything for a TLS
-// dst, is left in r.out for step to write after the lock is released. The buffer goes back to
-// the pool while the relay waits. The nested write takes dst's write lock, which nothing but
-// this leg takes while the relay runs; anything that ever writes to a session's socket from
-// another goroutine must not hold that lock for long, or this wait comes back.
-func (r *relay) tryRead(fd uintptr) bool {
-	for {
-		if r.buf == nil {
-			r.buf = readBufPool.Get().(*[]byte)
-		}
-		n, errno := rawIO(syscall.SYS_READ, fd, *r.buf)
-		switch {
-		case errno == syscall.EINTR:
-			continue
-		case errno == syscall.EAGAIN:
-			r.putBuf()
-			return false
-		case errno != 0:
-			r.err = errno
-			return true
-		case n == 0:
-			r.err = io.EOF
-			return true
-		}
-		r.out, r.full = (*r.buf)[:n], n == len(*r.buf)
-		if r.dstRaw == nil {
-			return true
-		}
-		r.flush(false)
-		if r.err != nil || len(r.out) > 0 || r.full {
-			return true // dst failed or is full, or bulk: splice the rest outside the lock
-		}
-		// A short read took all the data there was, but not necessarily the peer's FIN or
-		// reset, whose readiness edge may have come with the data: read on until EAGAIN.
-	}
-}
-
-// flush writes r.out to the plain socket dst with raw write(2)s, counting what it wrote. With
-// wait, it waits in the poller while dst is full; without, it leaves the rest in r.out.
-func (r *relay) flush(wait bool) {
-	before := len(r.out)
-	r.wait, r.werr = wait, nil
-	err := r.dstRaw.Write(r.writeFn)
-	if n := before - len(r.out); n > 0 {
-		r.moved(n)
-	}
-	switch {
-	case err != nil: // closed, or the write deadline passed
-		r.err = &writeError{err}
-	case r.werr != nil:
-		r.err = &writeError{r.werr}
-	}
-}
-
-// tryWrite runs inside dst's RawConn.Write: false waits until dst is writable.
-func (r *relay) tryWrite(fd uintptr) bool {
-	for len(r.out) > 0 {
-		n, errno := rawIO(syscall.SYS_WRITE, fd, r.out)
-		switch errno {
-		case 0:
-			r.out = r.out[n:]
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return !r.wait
-		default:
-			r.werr = errno
-			return true
-		}
-	}
-	return true
-}
-
-func (r *relay) putBuf() {
-	if r.buf != nil {
-		readBufPool.Put(r.buf)
-		r.buf = nil
-	}
-}
-
-// step waits until src is readable and moves what is queued, until the queue is drained and
-// more has to be waited for (within the same step), src ends, dst fails, dst is full, or a read
-// filled the buffer (then what is queued beyond it is spliced). It returns nil to be called
-// again, io.EOF when src has closed its side, a *writeError when dst failed, or src's error.
-func (r *relay) step() error {
-	r.full, r.err, r.out = false, nil, nil
-	err := r.raw.Read(r.readFn)
-	if err == nil && r.err == nil && len(r.out) > 0 {
-		// What dst did not take inside the read lock: wait for it here.
-		if r.dstRaw != nil {
-			r.flush(true)
-		} else {
-			n, werr := r.dst.Write(r.out)
-			if n > 0 {
-				r.moved(n)
-			}
-			if werr != nil {
-				r.err = &writeError{werr}
-			}
-		}
-	}
-	r.out = nil
-	r.putBuf()
-	switch {
-	case err != nil:
-		return err // closed, or the read deadline passed
-	case r.err != nil:
-		return r.err
-	case !r.full || r.dstTCP == nil:
-		return nil
-	}
-	// A full buffer: bulk data. Splice what is queued now.
-	if err := r.raw.Control(r.queuedFn); err != nil || r.queued <= 0 {
-		return nil
-	}
-	r.lr.N = int64(r.queued)
-	n, err := r.dstTCP.ReadFrom(&r.lr)
-	if n > 0 {
-		r.moved(int(n))
-	}
-	if err != nil && !errors.Is(err, io.EOF) {
-		// ReadFrom does not say which side failed; a closed dst shows as EPIPE or a reset on
-		// write, and any other error is src's.
-		if errors.Is(err, syscall.EPIPE) {
-			err = &writeError{err}
-		}
+// relay moves bytes both ways until both directions have ended or one failed; the directions
+// record the end reason themselves. Bytes read ahead during the handshake and not passed on
+// yet go first.
+func (s *session) relay() error {
+	if err := s.in.unbuffer(s.forwardToServer); err != nil {
 		return err
 	}
+	if s.upIn != nil {
+		if err := s.upIn.unbuffer(s.forwardToClient); err != nil {
+			return err
+		}
+	}
+	srv := s.server()
+	up, upRaw := s.up, s.upRaw
+	toServer, err := newLeg(up, upRaw, s.client, s.raw, func(n int) {
+		s.lastIO.Store(int64(time.Since(s.start)))
+		s.toServer.Add(uint64(n))
+		srv.AddBytes(uint64(n), 0)
+	})
+	if err != nil {
+		return ended(EndClientClosed, err)
+	}
+	defer toServer.release()
+	toClient, err := newLeg(s.client, s.raw, up, upRaw, func(n int) {
+		s.lastIO.Store(int64(time.Since(s.start)))
+		s.toClient.Add(uint64(n))
+		srv.AddBytes(0, uint64(n))
+	})
+	if err != nil {
+		return ended(EndServerClosed, err)
+	}
+	defer toClient.release()
+	if idle := s.route.IdleTimeout; idle > 0 {
+		d := time.Now().Add(idle)
+		_ = s.client.SetReadDeadline(d)
+		_ = up.SetReadDeadline(d)
+		// A peer that stops reading (zero window) blocks writes, which read deadlines do not
+		// cover; the kernel drops it after the same time.
+		setUserTimeout(s.raw, idle)
+		setUserTimeout(upRaw, idle)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.pump(toClient, EndServerClosed, EndClientClosed)
+	}()
+	s.pump(toServer, EndClientClosed, EndServerClosed)
+	<-done
 	return nil
+}
+
+// pump runs one direction. srcGone and dstGone are the end reasons when src or dst closes or
+// fails first.
+func (s *session) pump(l *leg, srcGone, dstGone Reason) {
+	for {
+		err := l.mv.step()
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if s.stillActive(l.src) {
+				continue
+			}
+			s.abort(EndIdleTimeout)
+			return
+		case errors.Is(err, io.EOF):
+			// Orderly close of src: pass the FIN (and a TLS close_notify) on and let the other
+			// direction finish, within the half-close bound.
+			s.end(srcGone)
+			closeWrite(l.dst, l.dstRaw)
+			if s.halfShut.Swap(true) {
+				return // both directions are done
+			}
+			// The other direction reads from what is dst here and writes to our src. Bound
+			// both its waiting for data and its writing to a peer that stopped reading.
+			limit := s.idleLimit()
+			s.lastIO.Store(int64(time.Since(s.start)))
+			_ = l.dst.SetReadDeadline(time.Now().Add(limit))
+			setUserTimeout(l.srcRaw, limit)
+			return
+		default:
+			gone := srcGone
+			var we *writeError
+			if errors.As(err, &we) {
+				gone = dstGone
+			}
+			s.abort(gone)
+			return
+		}
+	}
+}
+
+// idleLimit is how long the session may go without traffic: the route's idle timeout, or the
+// half-close bound once one side has sent FIN, whichever is shorter.
+func (s *session) idleLimit() time.Duration {
+	limit := s.route.IdleTimeout
+	if s.halfShut.Load() {
+		if hc := s.route.halfCloseTimeout(); limit <= 0 || hc < limit {
+			limit = hc
+		}
+	}
+	return limit
+}
+
+// stillActive is called when src's read deadline passed. If bytes moved in either direction
+// since, it moves the deadline on and reports true; otherwise the session is idle.
+func (s *session) stillActive(src net.Conn) bool {
+	limit := s.idleLimit()
+	if limit <= 0 {
+		_ = src.SetReadDeadline(time.Time{})
+		return true
+	}
+	last := s.start.Add(time.Duration(s.lastIO.Load()))
+	if expiry := last.Add(limit); time.Now().Before(expiry) {
+		_ = src.SetReadDeadline(expiry)
+		return true
+	}
+	return false
 }

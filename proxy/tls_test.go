@@ -101,7 +101,7 @@ func TestTLSTerminationWithAMQPClient(t *testing.T) {
 	defer c.Close()
 	_, _ = c.Write(testenv.AMQPHeader)
 	expectClosed(t, c)
-	waitFor(t, "refusal counted", func() bool { return fx.f.Stats().Refused[RefusedTLSHandshake] == 1 })
+	waitFor(t, "refusal counted", func() bool { return fx.f.Stats().Refused["tls_handshake"] == 1 })
 	waitFor(t, "session end", func() bool { return fx.f.Stats().Active == 0 })
 	if fb.Accepted() != 1 {
 		t.Errorf("the broker accepted %d connections, want 1", fb.Accepted())
@@ -122,7 +122,7 @@ func TestTLSClientCertificateRequired(t *testing.T) {
 		conn.Close()
 		t.Fatal("a client without a certificate was served")
 	}
-	waitFor(t, "refusal counted", func() bool { return fx.f.Stats().Refused[RefusedTLSHandshake] == 1 })
+	waitFor(t, "refusal counted", func() bool { return fx.f.Stats().Refused["tls_handshake"] == 1 })
 	if fb.Accepted() != 0 {
 		t.Errorf("a refused client reached the broker")
 	}

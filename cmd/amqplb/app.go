@@ -310,7 +310,7 @@ func (a *app) closeSessions(s *backend.Server, msg string) {
 
 // endSessions ends every session on s, in every frontend, with the given end reason, and
 // returns how many it ended.
-func (a *app) endSessions(s *backend.Server, reason string) int {
+func (a *app) endSessions(s *backend.Server, reason proxy.Reason) int {
 	n := 0
 	for _, f := range a.allFrontends() {
 		n += f.CloseSessions(s, reason)

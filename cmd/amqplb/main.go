@@ -23,7 +23,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
@@ -125,10 +124,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	// SIGTERM and SIGINT drain and stop, and so does HAProxy's soft-stop signal, SIGUSR1.
 	// SIGHUP reloads, and so does HAProxy's master-worker reload signal, SIGUSR2.
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stop()
 	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP, syscall.SIGUSR2)
+	signal.Notify(hup, reloadSignals...)
 	defer signal.Stop(hup)
 
 	a, err := newApp(cfg, log, load)

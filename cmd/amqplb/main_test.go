@@ -83,7 +83,7 @@ func TestCommandLine(t *testing.T) {
 
 // admin exports every refusal reason from the start; its list must be proxy's.
 func TestRefuseReasonsAgree(t *testing.T) {
-	if fmt.Sprint(admin.RefuseReasons) != fmt.Sprint(proxy.RefuseReasons) {
-		t.Fatalf("admin.RefuseReasons %v differ from proxy.RefuseReasons %v", admin.RefuseReasons, proxy.RefuseReasons)
+	if fmt.Sprint(admin.RefuseReasons) != fmt.Sprint(proxy.RefuseReasons()) {
+		t.Fatalf("admin.RefuseReasons %v differ from proxy.RefuseReasons %v", admin.RefuseReasons, proxy.RefuseReasons())
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/amqplb/amqplb/admin"
@@ -367,18 +366,7 @@ func dropPrivileges(g config.Global) error {
 		}
 		return fmt.Errorf("global user/group %q/%q: amqplb is not running as root, so it cannot switch to them", g.User, g.Group)
 	}
-	if err := syscall.Setgroups(nil); err != nil {
-		return fmt.Errorf("setgroups: %w", err)
-	}
-	if err := syscall.Setgid(gid); err != nil {
-		return fmt.Errorf("setgid %d: %w", gid, err)
-	}
-	if uid >= 0 {
-		if err := syscall.Setuid(uid); err != nil {
-			return fmt.Errorf("setuid %d: %w", uid, err)
-		}
-	}
-	return nil
+	return setIDs(uid, gid)
 }
 
 // lookupIDs resolves a user and a group, names or numbers; group "" means the user's primary

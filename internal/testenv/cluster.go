@@ -382,7 +382,7 @@ func (c *Cluster) stopEPMD() error {
 		c.epmdKeeper = nil
 		return nil
 	}
-	if err := syscall.Kill(-pg, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := killGroup(pg, sigKill); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("kill epmd: %w", err)
 	}
 	if err := waitGroupGone(pg, 10*time.Second); err != nil {
@@ -497,7 +497,7 @@ ssl_options.fail_if_no_peer_cert = false
 // parent directory that is not searchable, like a 0700 temporary directory).
 func checkReachable(dir string, uid, gid int) error {
 	cmd := exec.Command("/bin/sh", "-c", `test -w "$0"`, dir)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	runAs(cmd, uid, gid, false)
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("start cluster: user %s cannot write %s (is a parent directory not searchable?)", nodeUser, dir)
 	}

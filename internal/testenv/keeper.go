@@ -1,3 +1,5 @@
+//go:build linux
+
 package testenv
 
 import (
@@ -8,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,25 +17,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// keeperEnv names the environment variable that turns a binary importing this
-// package into a keeper: its value is a JSON keeperSpec. The keeper runs one
-// long-lived process (a broker node or epmd) as its child, in a process group of
-// its own, and reaps it and every orphan it leaves, then exits. It is what lets a
-// node outlive the `rabbitcluster up` command or the test that started it
-// without leaving zombies behind.
-const keeperEnv = "AMQPLB_TESTENV_KEEPER"
-
-// keeperSpec tells a keeper what to run.
-type keeperSpec struct {
-	Argv    []string `json:"argv"`
-	Dir     string   `json:"dir"`
-	UID     int      `json:"uid"` // -1: run as the keeper's own user
-	GID     int      `json:"gid"`
-	Log     string   `json:"log"`      // the child's stdout and stderr (appended)
-	PGIDOut string   `json:"pgid_out"` // where the keeper writes the child's pid (= its process group)
-	SelfOut string   `json:"self_out"` // where the keeper writes its own pid
-}
 
 func init() {
 	spec := os.Getenv(keeperEnv)
@@ -173,40 +155,6 @@ func waitKeeperGone(file string, ours *os.Process, bound time.Duration) error {
 		_, _ = ours.Wait()
 	}
 	return nil
-}
-
-func withoutVar(env []string, names ...string) []string {
-	out := make([]string, 0, len(env))
-next:
-	for _, kv := range env {
-		for _, n := range names {
-			if strings.HasPrefix(kv, n+"=") {
-				continue next
-			}
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
-func readPIDFile(path string) (int, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("pid file %s: bad content %q", path, b)
-	}
-	return pid, nil
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // groupAlive reports whether process group pgid still has a member that has not

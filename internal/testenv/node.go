@@ -144,7 +144,7 @@ func (n *Node) Pause() error {
 	if err != nil {
 		return err
 	}
-	if err := syscall.Kill(-pg, syscall.SIGSTOP); err != nil {
+	if err := killGroup(pg, sigStop); err != nil {
 		return fmt.Errorf("pause %s: %w", n.Name, err)
 	}
 	for deadline := time.Now().Add(2 * time.Second); procState(pg) != 'T'; {
@@ -162,7 +162,7 @@ func (n *Node) Resume() error {
 	if err != nil {
 		return err
 	}
-	if err := syscall.Kill(-pg, syscall.SIGCONT); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := killGroup(pg, sigCont); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("resume %s: %w", n.Name, err)
 	}
 	return nil
@@ -174,7 +174,7 @@ func (n *Node) Kill() error {
 	pg, err := n.pgid()
 	killed := err == nil && groupAlive(pg)
 	if killed {
-		if err := syscall.Kill(-pg, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		if err := killGroup(pg, sigKill); err != nil && !errors.Is(err, syscall.ESRCH) {
 			return fmt.Errorf("kill %s: %w", n.Name, err)
 		}
 		if err := waitGroupGone(pg, 10*time.Second); err != nil {
@@ -412,12 +412,9 @@ func (n *Node) Rabbitmqctl(ctx context.Context, args ...string) (string, error) 
 	cmd := exec.CommandContext(ctx, ctlPath, append([]string{"-n", n.NodeName}, args...)...)
 	cmd.Dir = n.Dir
 	cmd.Env = n.env()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if uid >= 0 {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-	}
+	runAs(cmd, uid, gid, true)
 	// The CLI is an Erlang VM of its own; on cancel take its whole group.
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, sigKill) }
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

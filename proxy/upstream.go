@@ -1,0 +1,249 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/internal/amqpwire"
+)
+
+// acquireUpstream gives the session a server connection: it picks a server, dials it and, in
+// AMQP mode, waits for its Connection.Start, retrying as the route says. A failed dial is tried
+// once more on the same server after a short pause (unless it timed out: a server that let a
+// connect time out is likely hung, and retrying it would double the client's wait), then, with
+// redispatch, on other servers, up to 1 + Retries dials in the session's whole life.
+//
+// A broker that accepts TCP but never speaks (frozen, booting, overloaded) counts as a failed
+// dial, so the client is sent elsewhere instead of hanging; such failures are reported to the
+// route (passive health detection).
+//
+// With replay (a failover in the middle of the AMQP handshake; see handshake), only servers the
+// session has not tried are dialed, and replay runs on the new connection: its failure ends the
+// session at once. start is the broker's Connection.Start, in AMQP mode.
+//
+// When no server is left, the session ends as no_server (none could be picked) or
+// connect_failed; the client gets the last broker's Connection.Close if it refused.
+func (s *session) acquireUpstream(hello []byte, replay func() error) (start []byte, err error) {
+	r := s.route
+	var srv *backend.Server
+	var lastErr error
+	retriedSame := replay != nil // a failover goes to other servers only
+	for ; s.tries <= r.Retries; s.tries++ {
+		if srv != nil && (srv.Admin() != backend.AdminReady || !srv.Acquire()) {
+			srv = nil // drained, in maintenance or full since the last attempt
+		}
+		if srv == nil {
+			if srv = s.pick(); srv == nil {
+				break
+			}
+		}
+		start, lastErr = s.dial(srv, hello)
+		if lastErr == nil && replay != nil {
+			if lastErr = replay(); lastErr != nil {
+				s.detach()
+				if err := s.release(srv, lastErr, false); err != nil {
+					return nil, err
+				}
+				return nil, s.noUpstream(lastErr)
+			}
+		}
+		if lastErr == nil {
+			s.tries++
+			srv.Connected()
+			return start, nil
+		}
+		left := errors.Is(lastErr, errLeftRotation)
+		// The dial and the broker's Start involve no client bytes: a failure is the server's
+		// (unless an operator took it out of rotation meanwhile).
+		if err := s.release(srv, lastErr, !left); err != nil {
+			return nil, err
+		}
+		var ne net.Error
+		timedOut := errors.As(lastErr, &ne) && ne.Timeout()
+		if !left && (!retriedSame && !timedOut || !r.Redispatch) {
+			retriedSame = true
+			select {
+			case <-time.After(retryPause):
+			case <-s.f.hard.Done():
+			}
+			continue
+		}
+		s.skipServer(srv)
+		srv = nil
+	}
+	s.srv.Store(srv) // for the access log
+	return nil, s.noUpstream(lastErr)
+}
+
+// noUpstream ends a session that found no server (lastErr nil) or whose every attempt failed.
+// If the last broker refused with Connection.Close, the client gets that answer (403, 530, ...)
+// rather than a bare close.
+func (s *session) noUpstream(lastErr error) error {
+	if lastErr == nil {
+		return refused(EndNoServer, "connection refused: no server available", nil)
+	}
+	var closed *brokerClosed
+	if errors.As(lastErr, &closed) {
+		_, _ = s.client.Write(closed.close.raw)
+		s.lingeringClose()
+	}
+	return refused(EndConnectFailed, "connection failed: every attempt failed", lastErr)
+}
+
+// release gives back srv's slot after a failed dial or handshake and, with report, tells the
+// route (passive health detection). It returns the error that ends the session when it must
+// end instead of trying again (shutdown, or the session was aborted).
+func (s *session) release(srv *backend.Server, err error, report bool) error {
+	srv.Release()
+	if s.f.hard.Err() != nil || s.isAborted() {
+		return ended(EndShutdown, err)
+	}
+	if report && s.route.OnConnectFailure != nil {
+		s.route.OnConnectFailure(srv, err)
+	}
+	s.set.log.Debug("connect failed", "backend", s.route.Backend.Name, "server", srv.Name(), "attempt", s.tries+1, "err", err)
+	return nil
+}
+
+// pick asks the policy for an eligible server not in s.skip and takes a slot on it. When every
+// eligible server has been tried, it starts over with all of them.
+func (s *session) pick() *backend.Server {
+	servers := s.route.Backend.Servers
+	for range 2 * len(servers) {
+		srv := s.route.Policy.Pick(servers, s.from.Addr(), s.skip)
+		if srv == nil && s.skip != 0 {
+			s.skip = 0
+			srv = s.route.Policy.Pick(servers, s.from.Addr(), 0)
+		}
+		if srv == nil {
+			return nil
+		}
+		if srv.Acquire() {
+			return srv
+		}
+		s.skipServer(srv) // lost the race for its last slot: try another
+	}
+	return nil
+}
+
+// skipServer keeps srv out of this session's next picks.
+func (s *session) skipServer(srv *backend.Server) {
+	for i, x := range s.route.Backend.Servers {
+		if x == srv {
+			if i < 64 {
+				s.skip |= 1 << i
+			}
+			return
+		}
+	}
+}
+
+// dial connects to srv (the PROXY header and the TLS handshake included, when the server has
+// them), sends hello (the client's protocol header) and, in AMQP mode, waits for the broker's
+// Connection.Start, all within the connect timeout. It returns that frame.
+func (s *session) dial(srv *backend.Server, hello []byte) ([]byte, error) {
+	r := s.route
+	timeout := r.connectTimeout()
+	deadline := time.Now().Add(timeout)
+	ctx, cancel := context.WithDeadline(s.f.hard, deadline)
+	defer cancel()
+	up, err := srv.Dial(ctx, backend.DialOptions{Timeout: timeout, KeepAlive: r.KeepAlive, Source: s.from, Destination: s.to})
+	if err != nil {
+		return nil, err
+	}
+	if !s.attach(up) {
+		return nil, net.ErrClosed
+	}
+	s.srv.Store(srv)
+	if srv.Admin() != backend.AdminReady {
+		// Drained or put in maintenance while this dial was under way; CloseSessions may have
+		// looked for its sessions before this one was attached. Go elsewhere.
+		s.detach()
+		return nil, errLeftRotation
+	}
+	if len(hello) == 0 {
+		return nil, nil
+	}
+	_ = up.SetDeadline(deadline)
+	if _, err := up.Write(hello); err != nil {
+		s.detach()
+		return nil, &upstreamError{srv: srv, op: "send protocol header", err: err}
+	}
+	s.countToServer(len(hello))
+	f, err := readFrame(s.upIn, deadline)
+	_ = up.SetDeadline(time.Time{})
+	if err == nil && !f.is(amqpwire.MethodStart) {
+		err = fmt.Errorf("got %s instead of Connection.Start", f)
+	}
+	if err != nil {
+		s.detach()
+		var he *amqpwire.HeaderError
+		if errors.As(err, &he) {
+			err = fmt.Errorf("not an AMQP 0-9-1 broker: it offered %s", he.Protocol())
+		}
+		return nil, &upstreamError{srv: srv, op: "wait for the broker's Connection.Start", err: err}
+	}
+	return f.raw, nil
+}
+
+// errLeftRotation fails a dial to a server that an operator drained or put in maintenance
+// while the dial was under way.
+var errLeftRotation = errors.New("the server was drained or put in maintenance during the connect")
+
+// upstreamError is a failure after the TCP connect succeeded.
+type upstreamError struct {
+	srv *backend.Server
+	op  string
+	err error
+}
+
+func (e *upstreamError) Error() string {
+	return "server " + e.srv.Name() + " (" + e.srv.Address() + "): " + e.op + ": " + e.err.Error()
+}
+
+func (e *upstreamError) Unwrap() error { return e.err }
+
+// attach makes c the session's server connection, so abort reaches it; it fails (and closes c)
+// if the session was aborted meanwhile.
+func (s *session) attach(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.aborted {
+		_ = c.Close()
+		return false
+	}
+	s.up, s.upRaw, s.upIn = c, rawTCP(c), newBufConn(c)
+	return true
+}
+
+// detach closes the server connection after a failed dial or handshake. The session no longer
+// belongs to that server (CloseSessions must not abort it while it moves on).
+func (s *session) detach() {
+	s.mu.Lock()
+	up, upRaw, upIn := s.up, s.upRaw, s.upIn
+	s.up, s.upRaw, s.upIn = nil, nil, nil
+	s.srv.Store(nil)
+	s.mu.Unlock()
+	if upIn != nil {
+		upIn.free()
+	}
+	closeConn(up, upRaw, true)
+}
+
+// rawTCP returns the socket under c: c itself, or the connection of a *tls.Conn.
+func rawTCP(c net.Conn) *net.TCPConn {
+	switch c := c.(type) {
+	case *net.TCPConn:
+		return c
+	case *tls.Conn:
+		return rawTCP(c.NetConn())
+	case *bufConn:
+		return rawTCP(c.Conn)
+	}
+	return nil
+}
