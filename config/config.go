@@ -1,11 +1,15 @@
 // Package config owns amqplb's configuration: the types, loading them from
-// TOML (and, by import, from haproxy.cfg syntax), their defaults, and their
-// validation. Every error names the file and, where it can be found, the line,
-// so that a user can fix the file from the message alone.
+// TOML and writing them back as TOML, their defaults, and their validation.
+// Every error names the file and, where it can be found, the line, so that a
+// user can fix the file from the message alone.
 //
-// config is imported only by cmd. Other packages take plain option structs
-// that cmd builds from a Config; they must not import this package, and this
-// package must not import them.
+// The haproxy.cfg importer is package config/haproxycfg, which builds a
+// Config with this package's exported types and validates it with Validate;
+// this package must not import it.
+//
+// config is imported only by cmd (and config/haproxycfg). Other packages
+// take plain option structs that cmd builds from a Config; they must not
+// import this package, and this package must not import them.
 package config
 
 import (
@@ -30,10 +34,6 @@ const (
 	DefaultTLSVerify = "none"               // frontend.tls.verify
 	DefaultStatsURI  = "/"                  // stats.uri
 	DefaultRealm     = "HAProxy Statistics" // stats.realm
-
-	// HAProxyStatsURI is where HAProxy serves its stats page when stats is
-	// enabled without a stats uri; the importer keeps it.
-	HAProxyStatsURI = "/haproxy?stats"
 
 	DefaultBalance        = "roundrobin"     // backend.balance
 	DefaultConnectTimeout = 5 * time.Second  // backend.connect_timeout

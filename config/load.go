@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -15,10 +14,10 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// Load reads the configuration file at path: TOML when its name ends in
-// .toml, haproxy.cfg syntax otherwise. A file that cannot be read gives the
-// os error; a file with problems gives an ErrorList naming every problem
-// found.
+// Load reads the TOML configuration file at path, whatever its name (the
+// haproxy.cfg importer, package config/haproxycfg, picks the syntax by the
+// name). A file that cannot be read gives the os error; a file with problems
+// gives an ErrorList naming every problem found.
 func Load(path string) (*Config, error) {
 	c, _, err := LoadLines(path)
 	return c, err
@@ -28,6 +27,11 @@ func Load(path string) (*Config, error) {
 // problem found after loading (a certificate file that cannot be read, say)
 // can be reported as FILE:LINE too.
 type Lines struct{ m map[string]int }
+
+// NewLines returns the Lines of a Config built from a file in another
+// syntax: m maps the path (see Of) of each value the file wrote, and of
+// each table it made, to its line. m is kept, not copied.
+func NewLines(m map[string]int) *Lines { return &Lines{m} }
 
 // Of returns the line that wrote the value at path, or the line of the
 // nearest enclosing table or section that has one, or 0 when unknown. A
@@ -40,16 +44,21 @@ func (l *Lines) Of(path string) int {
 	return lineOf(l.m, path)
 }
 
+// own returns the line of path itself, 0 when path has none.
+func (l *Lines) own(path string) int {
+	if l == nil {
+		return 0
+	}
+	return l.m[path]
+}
+
 // LoadLines is Load that also returns where each value was written.
 func LoadLines(path string) (*Config, *Lines, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	if strings.EqualFold(filepath.Ext(path), ".toml") {
-		return parseTOML(path, data)
-	}
-	return parseHAProxy(path, data)
+	return parseTOML(path, data)
 }
 
 // Parse decodes TOML data, applies the defaults to every key not written,

@@ -15,25 +15,38 @@ import (
 // left out. When PasswordEnv is set the password itself is not written.
 func ToTOML(c *Config) []byte { return writeTOML(c, nil) }
 
-// notes are comments written into a converted file: where each key came
-// from, and what was said about the lines of each section.
-type notes struct {
-	file   string
-	lines  map[string]int      // key path (see keyLines) → line of the source
-	before map[string][]string // table path → comment lines before its header
-	header []string            // comment lines at the top
+// Notes are the comments ToAnnotatedTOML writes into a file converted from
+// another syntax: where each key came from, and what was said about the
+// lines of each section.
+type Notes struct {
+	// File is the source file that the comments after keys name.
+	File string
+	// Lines gives the line of File each key comes from, by path (see
+	// Lines.Of; only a path's own line, not an enclosing one's, is used).
+	// A key without one gets no comment.
+	Lines *Lines
+	// Before maps a table's path ("global", "frontend.0",
+	// "backend.1.health_check") to the comment lines written before its
+	// header.
+	Before map[string][]string
+	// Header are the comment lines at the top of the file.
+	Header []string
 }
+
+// ToAnnotatedTOML is ToTOML with the comments n gives; an empty comment
+// line is written as a bare "#".
+func ToAnnotatedTOML(c *Config, n *Notes) []byte { return writeTOML(c, n) }
 
 type tomlWriter struct {
 	buf   bytes.Buffer
-	notes *notes
+	notes *Notes
 	path  string // of the table being written
 }
 
-func writeTOML(c *Config, n *notes) []byte {
+func writeTOML(c *Config, n *Notes) []byte {
 	w := &tomlWriter{notes: n}
 	if n != nil {
-		for _, l := range n.header {
+		for _, l := range n.Header {
 			w.comment(l)
 		}
 	}
@@ -199,7 +212,7 @@ func (w *tomlWriter) table(header, path string) {
 	}
 	w.path = path
 	if w.notes != nil {
-		for _, l := range w.notes.before[path] {
+		for _, l := range w.notes.Before[path] {
 			w.comment(l)
 		}
 	}
@@ -233,8 +246,8 @@ func commentText(s string) string {
 // table itself when key is "") when known.
 func (w *tomlWriter) note(key string) {
 	if w.notes != nil {
-		if l := w.notes.lines[joinPath(w.path, key)]; l > 0 {
-			fmt.Fprintf(&w.buf, "  # %s:%d", w.notes.file, l)
+		if l := w.notes.Lines.own(joinPath(w.path, key)); l > 0 {
+			fmt.Fprintf(&w.buf, "  # %s:%d", w.notes.File, l)
 		}
 	}
 	w.buf.WriteByte('\n')
@@ -262,7 +275,7 @@ func (w *tomlWriter) str(key, s string) { w.line(key, tomlQuote(s)) }
 func (w *tomlWriter) int(key string, n int)   { w.line(key, strconv.Itoa(n)) }
 func (w *tomlWriter) bool(key string, b bool) { w.line(key, strconv.FormatBool(b)) }
 func (w *tomlWriter) duration(key string, d time.Duration) {
-	w.line(key, strconv.Quote(formatDuration(d)))
+	w.line(key, strconv.Quote(FormatDuration(d)))
 }
 
 // inline writes an inline table of key, value pairs (values already in
