@@ -144,13 +144,9 @@ func lineOf(lines map[string]int, path string) int {
 // path of m (see keyLines), key its dotted TOML key without indexes, and
 // label how messages name it ("backend \"rabbitmq\": health_check").
 func (d *decoder) table(m map[string]any, rv reflect.Value, path string, key []string, label string) {
-	fields := map[string]int{}
-	rt := rv.Type()
-	for i := 0; i < rt.NumField(); i++ {
-		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("toml"), ",")
-		if name != "" && name != "-" {
-			fields[name] = i
-		}
+	known := map[string]int{}
+	for _, f := range fields(rv.Type()) {
+		known[f.key] = f.index
 	}
 	names := make([]string, 0, len(m))
 	for k := range m {
@@ -159,10 +155,10 @@ func (d *decoder) table(m map[string]any, rv reflect.Value, path string, key []s
 	sort.Strings(names)
 	for _, k := range names {
 		fullKey := toml.Key(append(append([]string(nil), key...), k)).String()
-		i, ok := fields[k]
+		i, ok := known[k]
 		if !ok {
 			msg := "unknown key " + fullKey
-			if s := suggest(k, fields); s != "" {
+			if s := suggest(k, known); s != "" {
 				msg += " (did you mean " + s + "?)"
 			}
 			d.errorf(lineOf(d.lines, joinPath(path, k)), "%s", msg)
