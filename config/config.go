@@ -1,15 +1,3 @@
-// Package config owns amqplb's configuration: the types, loading them from
-// TOML and writing them back as TOML, their defaults, and their validation.
-// Every error names the file and, where it can be found, the line, so that a
-// user can fix the file from the message alone.
-//
-// The haproxy.cfg importer is package config/haproxycfg, which builds a
-// Config with this package's exported types and validates it with Validate;
-// this package must not import it.
-//
-// config is imported only by cmd (and config/haproxycfg). Other packages
-// take plain option structs that cmd builds from a Config; they must not
-// import this package, and this package must not import them.
 package config
 
 import (
