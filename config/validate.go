@@ -34,8 +34,8 @@ func Validate(c *Config, lines *Lines, reported map[string]bool) (errs, warnings
 }
 
 // validate checks the decoded c, reporting to p with the lines from lines
-// (see keyLines; nil when the config did not come from TOML). bad holds the
-// paths the decoder has already reported.
+// (see keyLines, or an importer's; may be nil). bad holds the paths the
+// decoder or the importer has already reported.
 func validate(c *Config, p *problems, lines map[string]int, bad map[string]bool) {
 	v := &validator{problems: p, lines: lines, bad: bad}
 	v.global(c)
