@@ -50,7 +50,7 @@ func ParseCondition(expr string) (Condition, error) {
 		if strings.HasPrefix(w, "!") {
 			t = CondTerm{ACL: w[1:], Not: true}
 		}
-		if !validACLName(t.ACL) {
+		if !ValidACLName(t.ACL) {
 			return Condition{}, fmt.Errorf("%q is not an ACL name (letters, digits and _ . : - only)", t.ACL)
 		}
 		group = append(group, t)
@@ -115,8 +115,10 @@ func (c Condition) String() string {
 	return strings.Join(groups, " || ")
 }
 
-// validACLName reports whether s is a name HAProxy accepts for an ACL.
-func validACLName(s string) bool {
+// ValidACLName reports whether s is a name HAProxy accepts for an ACL:
+// letters, digits and _ . : - only. Conditions and frontend.acl keys must
+// use such names.
+func ValidACLName(s string) bool {
 	if s == "" {
 		return false
 	}

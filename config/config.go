@@ -1,11 +1,3 @@
-// Package config owns amqplb's configuration: the types, loading them from
-// TOML (and, by import, from haproxy.cfg syntax), their defaults, and their
-// validation. Every error names the file and, where it can be found, the line,
-// so that a user can fix the file from the message alone.
-//
-// config is imported only by cmd. Other packages take plain option structs
-// that cmd builds from a Config; they must not import this package, and this
-// package must not import them.
 package config
 
 import (
@@ -30,10 +22,6 @@ const (
 	DefaultTLSVerify = "none"               // frontend.tls.verify
 	DefaultStatsURI  = "/"                  // stats.uri
 	DefaultRealm     = "HAProxy Statistics" // stats.realm
-
-	// HAProxyStatsURI is where HAProxy serves its stats page when stats is
-	// enabled without a stats uri; the importer keeps it.
-	HAProxyStatsURI = "/haproxy?stats"
 
 	DefaultBalance        = "roundrobin"     // backend.balance
 	DefaultConnectTimeout = 5 * time.Second  // backend.connect_timeout
@@ -125,6 +113,20 @@ func SyslogSeverity(name string) (int, bool) {
 }
 
 // Config is a whole amqplb configuration file.
+//
+// The types of a Config are its schema, declared once: the toml tag of a
+// field names its key, the decoder (Parse) reads every tagged field, and
+// ToTOML writes them, in the order of the fields, with these options after
+// the name:
+//
+//	omitempty       left out when zero ("", 0, false)
+//	inline          a table or array of tables written on the key's line,
+//	                { k = v, ... }, rather than as a [table] or [[table]]
+//	unless=KEY      left out when the field with key KEY is not zero
+//
+// Lists, maps and pointers that are empty or nil are always left out.
+// Tables ([table], [[table]]) are written after the other keys of their
+// table, as TOML requires.
 type Config struct {
 	// File is the path the configuration was loaded from (or the name given
 	// to Parse); messages are prefixed with it.
@@ -133,14 +135,14 @@ type Config struct {
 	Global Global `toml:"global"`
 	// Admin configures the HTTP admin/metrics server ([admin]).
 	Admin Admin `toml:"admin"`
-	// Frontends are the listeners ([[frontend]]); at least one is required.
-	Frontends []Frontend `toml:"frontend"`
-	// Backends are the named sets of brokers ([[backend]]).
-	Backends []Backend `toml:"backend"`
 	// Stats are read-only HTTP listeners serving the status page and the
 	// metrics, as HAProxy's stats and Prometheus exporter sections do
 	// ([[stats]]). Default none.
 	Stats []Stats `toml:"stats"`
+	// Frontends are the listeners ([[frontend]]); at least one is required.
+	Frontends []Frontend `toml:"frontend"`
+	// Backends are the named sets of brokers ([[backend]]).
+	Backends []Backend `toml:"backend"`
 	// Warnings are things that are valid but probably wrong, each
 	// "FILE:LINE: message" or "FILE: message", sorted by line.
 	Warnings []string `toml:"-"`
@@ -162,19 +164,19 @@ type Global struct {
 	// AccessLog emits one line per client connection when it ends.
 	// Default true.
 	AccessLog bool `toml:"access_log"`
-	// Log are remote syslog servers (UDP) that get every log line too, in
-	// addition to standard error (HAProxy's global log ADDR FACILITY
-	// LEVEL). Default none.
-	Log []LogTarget `toml:"log"`
 	// User, when set and amqplb is started as root, is the user (a name or
 	// a numeric id) amqplb switches to once its listeners are bound, as
 	// HAProxy's user does. A reload then reads files and binds new
 	// addresses with that user's rights. Default "" (keep the user it was
 	// started as).
-	User string `toml:"user"`
+	User string `toml:"user,omitempty"`
 	// Group is the group to switch to with User (a name or a numeric id);
 	// "" means User's primary group. Default "".
-	Group string `toml:"group"`
+	Group string `toml:"group,omitempty"`
+	// Log are remote syslog servers (UDP) that get every log line too, in
+	// addition to standard error (HAProxy's global log ADDR FACILITY
+	// LEVEL). Default none.
+	Log []LogTarget `toml:"log,inline"`
 }
 
 // LogTarget is a syslog server that log lines are sent to (RFC 3164): over
@@ -219,7 +221,7 @@ type Frontend struct {
 	// the global limit applies. Default 0.
 	MaxConnections int `toml:"max_connections"`
 	// TLS, when set, terminates TLS on this frontend. Default nil (plain TCP).
-	TLS *TLS `toml:"tls"`
+	TLS *TLS `toml:"tls,inline"`
 	// AcceptProxy expects a PROXY protocol (v1 or v2) header from a load
 	// balancer in front, read within the handshake timeout; a connection
 	// with a bad header is closed. Default false.
@@ -245,7 +247,7 @@ type Frontend struct {
 	// connection); when none matches, the layer accepts. A connection
 	// accepted by the connection layer still goes through the content
 	// layer. TCPRules returns the rules of one layer. Default none.
-	TCPRequest []TCPRule `toml:"tcp_request"`
+	TCPRequest []TCPRule `toml:"tcp_request,inline"`
 }
 
 // TLS configures TLS termination on a frontend; file names are PEM files.
@@ -280,9 +282,9 @@ type TCPRule struct {
 	// Action is accept or reject; required.
 	Action string `toml:"action"`
 	// If is the condition under which the rule applies.
-	If string `toml:"if"`
+	If string `toml:"if,omitempty"`
 	// Unless is the condition under which the rule does not apply.
-	Unless string `toml:"unless"`
+	Unless string `toml:"unless,omitempty"`
 }
 
 // Backend is a named set of brokers and the policy for using them.
@@ -357,17 +359,17 @@ type HealthCheck struct {
 	// Password for the amqp check and the management API. When PasswordEnv
 	// is set, the loaded Password is the value of that environment variable.
 	// Default "guest".
-	Password string `toml:"password"`
+	Password string `toml:"password,unless=password_env"`
 	// PasswordEnv names an environment variable holding the password, so
 	// that it need not be written in the file. Default "" (use Password).
-	PasswordEnv string `toml:"password_env"`
+	PasswordEnv string `toml:"password_env,omitempty"`
 	// Management, when set, also reads the broker's management API.
 	// Default nil (not used).
-	Management *Management `toml:"management"`
+	Management *Management `toml:"management,inline"`
 	// TCPCheck is a script of steps run after the connection is made, only
 	// with Type "tcp" (HAProxy's tcp-check rules); all must pass. Default
 	// none: the check is the connection alone.
-	TCPCheck []TCPCheckStep `toml:"tcp_check"`
+	TCPCheck []TCPCheckStep `toml:"tcp_check,inline"`
 }
 
 // TCPCheckStep is one step of a tcp check script.
@@ -377,16 +379,16 @@ type TCPCheckStep struct {
 	// Required.
 	Action string `toml:"action"`
 	// Data is what send or send-binary writes.
-	Data string `toml:"data"`
+	Data string `toml:"data,omitempty"`
 	// Match is how expect compares what the server sent: string (contains
 	// Pattern), binary (contains the bytes Pattern gives in hex), rstring
 	// (matches the regular expression Pattern) or rbinary (the hex of what
 	// was received matches the regular expression Pattern).
-	Match string `toml:"match"`
+	Match string `toml:"match,omitempty"`
 	// Pattern is what expect looks for; required with expect.
-	Pattern string `toml:"pattern"`
+	Pattern string `toml:"pattern,omitempty"`
 	// Negate makes expect pass when Pattern is not found.
-	Negate bool `toml:"negate"`
+	Negate bool `toml:"negate,omitempty"`
 }
 
 // Management configures reading a broker's HTTP management API.
@@ -421,7 +423,7 @@ type Server struct {
 	CheckPort int `toml:"check_port"`
 	// TLS, when set, speaks TLS to this server (AMQPS). Default nil (plain
 	// TCP).
-	TLS *ServerTLS `toml:"tls"`
+	TLS *ServerTLS `toml:"tls,inline"`
 	// CheckTLS: health checks speak TLS, with the settings of TLS, which
 	// it needs (HAProxy's check-ssl, no-check-ssl). Default, when the key
 	// is not written: true when TLS is set and CheckPort is 0 (checks go

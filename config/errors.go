@@ -43,9 +43,9 @@ func (l ErrorList) Unwrap() []error {
 	return errs
 }
 
-// sortByLine orders errors by line, keeping the order of those on one line,
-// and puts those without a line last.
-func sortByLine(l []*Error) {
+// Sort orders l as Load and Parse return it: by line, keeping the order of
+// the errors on one line, with the errors that have no line last.
+func (l ErrorList) Sort() {
 	sort.SliceStable(l, func(i, j int) bool {
 		a, b := l[i].Line, l[j].Line
 		if a == 0 || b == 0 {
@@ -77,7 +77,7 @@ func (p *problems) err() error {
 	if len(p.errs) == 0 {
 		return nil
 	}
-	sortByLine(p.errs)
+	ErrorList(p.errs).Sort()
 	return ErrorList(p.errs)
 }
 
@@ -85,7 +85,7 @@ func (p *problems) warningStrings() []string {
 	if len(p.warnings) == 0 {
 		return nil
 	}
-	sortByLine(p.warnings)
+	ErrorList(p.warnings).Sort()
 	s := make([]string, len(p.warnings))
 	for i, w := range p.warnings {
 		s[i] = w.Error()

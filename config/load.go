@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -15,10 +14,10 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// Load reads the configuration file at path: TOML when its name ends in
-// .toml, haproxy.cfg syntax otherwise. A file that cannot be read gives the
-// os error; a file with problems gives an ErrorList naming every problem
-// found.
+// Load reads the TOML configuration file at path, whatever its name (the
+// haproxy.cfg importer, package config/haproxycfg, picks the syntax by the
+// name). A file that cannot be read gives the os error; a file with problems
+// gives an ErrorList naming every problem found.
 func Load(path string) (*Config, error) {
 	c, _, err := LoadLines(path)
 	return c, err
@@ -28,6 +27,11 @@ func Load(path string) (*Config, error) {
 // problem found after loading (a certificate file that cannot be read, say)
 // can be reported as FILE:LINE too.
 type Lines struct{ m map[string]int }
+
+// NewLines returns the Lines of a Config built from a file in another
+// syntax: m maps the path (see Of) of each value the file wrote, and of
+// each table it made, to its line. m is kept, not copied.
+func NewLines(m map[string]int) *Lines { return &Lines{m} }
 
 // Of returns the line that wrote the value at path, or the line of the
 // nearest enclosing table or section that has one, or 0 when unknown. A
@@ -40,16 +44,21 @@ func (l *Lines) Of(path string) int {
 	return lineOf(l.m, path)
 }
 
+// own returns the line of path itself, 0 when path has none.
+func (l *Lines) own(path string) int {
+	if l == nil {
+		return 0
+	}
+	return l.m[path]
+}
+
 // LoadLines is Load that also returns where each value was written.
 func LoadLines(path string) (*Config, *Lines, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	if strings.EqualFold(filepath.Ext(path), ".toml") {
-		return parseTOML(path, data)
-	}
-	return parseHAProxy(path, data)
+	return parseTOML(path, data)
 }
 
 // Parse decodes TOML data, applies the defaults to every key not written,
@@ -135,13 +144,9 @@ func lineOf(lines map[string]int, path string) int {
 // path of m (see keyLines), key its dotted TOML key without indexes, and
 // label how messages name it ("backend \"rabbitmq\": health_check").
 func (d *decoder) table(m map[string]any, rv reflect.Value, path string, key []string, label string) {
-	fields := map[string]int{}
-	rt := rv.Type()
-	for i := 0; i < rt.NumField(); i++ {
-		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("toml"), ",")
-		if name != "" && name != "-" {
-			fields[name] = i
-		}
+	known := map[string]int{}
+	for _, f := range fields(rv.Type()) {
+		known[f.key] = f.index
 	}
 	names := make([]string, 0, len(m))
 	for k := range m {
@@ -150,10 +155,10 @@ func (d *decoder) table(m map[string]any, rv reflect.Value, path string, key []s
 	sort.Strings(names)
 	for _, k := range names {
 		fullKey := toml.Key(append(append([]string(nil), key...), k)).String()
-		i, ok := fields[k]
+		i, ok := known[k]
 		if !ok {
 			msg := "unknown key " + fullKey
-			if s := suggest(k, fields); s != "" {
+			if s := suggest(k, known); s != "" {
 				msg += " (did you mean " + s + "?)"
 			}
 			d.errorf(lineOf(d.lines, joinPath(path, k)), "%s", msg)

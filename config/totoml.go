@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,193 +14,191 @@ import (
 // Config (File and Warnings aside). Every key is written, defaults included,
 // so that the file documents itself; lists and tables that are empty are
 // left out. When PasswordEnv is set the password itself is not written.
+// What is written, in which order and how, follows the toml tags of the
+// Config types (see Config): there is no other list of the keys.
 func ToTOML(c *Config) []byte { return writeTOML(c, nil) }
 
-// notes are comments written into a converted file: where each key came
-// from, and what was said about the lines of each section.
-type notes struct {
-	file   string
-	lines  map[string]int      // key path (see keyLines) → line of the source
-	before map[string][]string // table path → comment lines before its header
-	header []string            // comment lines at the top
+// Notes are the comments ToAnnotatedTOML writes into a file converted from
+// another syntax: where each key came from, and what was said about the
+// lines of each section.
+type Notes struct {
+	// File is the source file that the comments after keys name.
+	File string
+	// Lines gives the line of File each key comes from, by path (see
+	// Lines.Of; only a path's own line, not an enclosing one's, is used).
+	// A key without one gets no comment.
+	Lines *Lines
+	// Before maps a table's path ("global", "frontend.0",
+	// "backend.1.health_check") to the comment lines written before its
+	// header.
+	Before map[string][]string
+	// Header are the comment lines at the top of the file.
+	Header []string
 }
 
+// ToAnnotatedTOML is ToTOML with the comments n gives; an empty comment
+// line is written as a bare "#".
+func ToAnnotatedTOML(c *Config, n *Notes) []byte { return writeTOML(c, n) }
+
+// tomlWriter writes a Config as TOML.
 type tomlWriter struct {
 	buf   bytes.Buffer
-	notes *notes
+	notes *Notes
 	path  string // of the table being written
 }
 
-func writeTOML(c *Config, n *notes) []byte {
+// writeTOML writes c, with the comments of n when it is not nil.
+func writeTOML(c *Config, n *Notes) []byte {
 	w := &tomlWriter{notes: n}
 	if n != nil {
-		for _, l := range n.header {
+		for _, l := range n.Header {
 			w.comment(l)
 		}
 	}
-	g := c.Global
-	w.table("[global]", "global")
-	w.int("max_connections", g.MaxConnections)
-	w.duration("drain_timeout", g.DrainTimeout)
-	w.str("log_level", g.LogLevel)
-	w.str("log_format", g.LogFormat)
-	w.bool("access_log", g.AccessLog)
-	if g.User != "" {
-		w.str("user", g.User)
-	}
-	if g.Group != "" {
-		w.str("group", g.Group)
-	}
-	if len(g.Log) > 0 {
-		w.array("log", len(g.Log), func(i int) string {
-			t := g.Log[i]
-			return inline("address", tomlQuote(t.Address), "facility", tomlQuote(t.Facility), "level", tomlQuote(t.Level))
-		})
-	}
-
-	w.table("[admin]", "admin")
-	w.str("listen", c.Admin.Listen)
-	w.str("token", c.Admin.Token)
-
-	for i, s := range c.Stats {
-		w.table("[[stats]]", fmt.Sprintf("stats.%d", i))
-		w.str("name", s.Name)
-		w.str("bind", s.Bind)
-		w.str("uri", s.URI)
-		if len(s.Auth) > 0 {
-			w.line("auth", quoteList(s.Auth))
-		}
-		w.str("realm", s.Realm)
-		w.duration("refresh", s.Refresh)
-		w.bool("hide_version", s.HideVersion)
-		w.str("metrics", s.Metrics)
-	}
-
-	for i, f := range c.Frontends {
-		w.table("[[frontend]]", fmt.Sprintf("frontend.%d", i))
-		w.str("name", f.Name)
-		w.str("bind", f.Bind)
-		w.str("backend", f.Backend)
-		w.str("mode", f.Mode)
-		w.int("max_connections", f.MaxConnections)
-		if t := f.TLS; t != nil {
-			w.line("tls", inline("cert", tomlQuote(t.Cert), "key", tomlQuote(t.Key), "ca", tomlQuote(t.CA), "verify", tomlQuote(t.Verify)))
-		}
-		w.bool("accept_proxy", f.AcceptProxy)
-		w.bool("dont_log_null", f.DontLogNull)
-		if len(f.ACL) > 0 {
-			names := make([]string, 0, len(f.ACL))
-			for k := range f.ACL {
-				names = append(names, k)
-			}
-			slices.Sort(names)
-			w.buf.WriteString("acl = {")
-			for k, name := range names {
-				if k > 0 {
-					w.buf.WriteByte(',')
-				}
-				fmt.Fprintf(&w.buf, " %s = %s", tomlKey(name), quoteList(f.ACL[name]))
-			}
-			w.buf.WriteString(" }")
-			w.note("acl")
-		}
-		if len(f.TCPRequest) > 0 {
-			w.array("tcp_request", len(f.TCPRequest), func(i int) string {
-				r := f.TCPRequest[i]
-				kv := []string{"layer", tomlQuote(r.Layer), "action", tomlQuote(r.Action)}
-				if r.If != "" {
-					kv = append(kv, "if", tomlQuote(r.If))
-				}
-				if r.Unless != "" {
-					kv = append(kv, "unless", tomlQuote(r.Unless))
-				}
-				return inline(kv...)
-			})
-		}
-	}
-
-	for i, b := range c.Backends {
-		bpath := fmt.Sprintf("backend.%d", i)
-		w.table("[[backend]]", bpath)
-		w.str("name", b.Name)
-		w.str("balance", b.Balance)
-		w.duration("connect_timeout", b.ConnectTimeout)
-		w.int("retries", b.Retries)
-		w.bool("redispatch", b.Redispatch)
-		w.duration("idle_timeout", b.IdleTimeout)
-		w.duration("tcp_keepalive", b.TCPKeepalive)
-		w.str("send_proxy", b.SendProxy)
-		w.str("on_marked_down", b.OnMarkedDown)
-		w.str("on_marked_up", b.OnMarkedUp)
-		w.duration("half_close_timeout", b.HalfCloseTimeout)
-		w.duration("slowstart", b.Slowstart)
-
-		h := b.HealthCheck
-		w.table("[backend.health_check]", bpath+".health_check")
-		w.str("type", h.Type)
-		w.duration("interval", h.Interval)
-		w.duration("fast_interval", h.FastInterval)
-		w.duration("down_interval", h.DownInterval)
-		w.duration("timeout", h.Timeout)
-		w.int("rise", h.Rise)
-		w.int("fall", h.Fall)
-		w.str("vhost", h.VHost)
-		w.str("username", h.Username)
-		if h.PasswordEnv != "" {
-			w.str("password_env", h.PasswordEnv)
-		} else {
-			w.str("password", h.Password)
-		}
-		if m := h.Management; m != nil {
-			w.line("management", fmt.Sprintf("{ port = %d, alarms = %t, eject_on_alarm = %t }", m.Port, m.Alarms, m.EjectOnAlarm))
-		}
-		if len(h.TCPCheck) > 0 {
-			w.array("tcp_check", len(h.TCPCheck), func(i int) string {
-				st := h.TCPCheck[i]
-				kv := []string{"action", tomlQuote(st.Action)}
-				if st.Data != "" {
-					kv = append(kv, "data", tomlQuote(st.Data))
-				}
-				if st.Match != "" {
-					kv = append(kv, "match", tomlQuote(st.Match))
-				}
-				if st.Pattern != "" {
-					kv = append(kv, "pattern", tomlQuote(st.Pattern))
-				}
-				if st.Negate {
-					kv = append(kv, "negate", "true")
-				}
-				return inline(kv...)
-			})
-		}
-
-		for j, s := range b.Servers {
-			w.table("[[backend.server]]", fmt.Sprintf("%s.server.%d", bpath, j))
-			w.str("name", s.Name)
-			w.str("address", s.Address)
-			w.int("weight", s.Weight)
-			w.bool("backup", s.Backup)
-			w.int("max_connections", s.MaxConnections)
-			w.int("check_port", s.CheckPort)
-			if t := s.TLS; t != nil {
-				w.line("tls", inline("verify", tomlQuote(t.Verify), "ca", tomlQuote(t.CA), "server_name", tomlQuote(t.ServerName),
-					"cert", tomlQuote(t.Cert), "key", tomlQuote(t.Key)))
-			}
-			w.bool("check_tls", s.CheckTLS)
-			w.bool("check_send_proxy", s.CheckSendProxy)
-		}
-	}
+	w.tableBody(reflect.ValueOf(c).Elem(), nil, "")
 	return w.buf.Bytes()
 }
 
-// table starts a table whose key path is path.
+// tableBody writes the keys of the table v (a struct), whose dotted key is
+// key and whose path is path (see Lines.Of), then its tables.
+func (w *tomlWriter) tableBody(v reflect.Value, key []string, path string) {
+	var tables []field
+	for _, f := range fields(v.Type()) {
+		fv := v.Field(f.index)
+		if omitted(v, f) {
+			continue
+		}
+		if !f.inline && isTable(fv.Type()) {
+			tables = append(tables, f)
+			continue
+		}
+		if !f.inline || fv.Kind() != reflect.Slice {
+			w.line(f.key, value(fv))
+			continue
+		}
+		// An array of inline tables, one per line.
+		fmt.Fprintf(&w.buf, "%s = [", tomlKey(f.key))
+		w.note(f.key)
+		for i := 0; i < fv.Len(); i++ {
+			fmt.Fprintf(&w.buf, "  %s,", value(fv.Index(i)))
+			w.note(f.key + "." + strconv.Itoa(i))
+		}
+		w.buf.WriteString("]\n")
+	}
+	for _, f := range tables {
+		fv := reflect.Indirect(v.Field(f.index))
+		k := append(append([]string(nil), key...), f.key)
+		if fv.Kind() != reflect.Slice {
+			p := joinPath(path, f.key)
+			w.table("["+dottedKey(k)+"]", p)
+			w.tableBody(fv, k, p)
+			continue
+		}
+		for i := 0; i < fv.Len(); i++ {
+			p := joinPath(path, f.key, strconv.Itoa(i))
+			w.table("[["+dottedKey(k)+"]]", p)
+			w.tableBody(fv.Index(i), k, p)
+		}
+	}
+}
+
+// isTable reports whether a value of type t is written as a table, [k] or
+// [[k]], unless its field is inline: a struct, a pointer to one, or a list
+// of them. A time.Duration is a string.
+func isTable(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice:
+		t = t.Elem()
+	}
+	return t.Kind() == reflect.Struct
+}
+
+// omitted reports whether the field f of the struct v is left out.
+func omitted(v reflect.Value, f field) bool {
+	fv := v.Field(f.index)
+	switch fv.Kind() {
+	case reflect.Pointer:
+		if fv.IsNil() {
+			return true
+		}
+	case reflect.Slice, reflect.Map:
+		if fv.Len() == 0 {
+			return true
+		}
+	}
+	if f.omitempty && fv.IsZero() {
+		return true
+	}
+	if f.unless != "" {
+		for _, g := range fields(v.Type()) {
+			if g.key == f.unless && !v.Field(g.index).IsZero() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// value writes v as a TOML value: a table or list inline.
+func value(v reflect.Value) string {
+	if v.Type() == durationType {
+		return tomlQuote(FormatDuration(time.Duration(v.Int())))
+	}
+	switch v.Kind() {
+	case reflect.String:
+		return tomlQuote(v.String())
+	case reflect.Int:
+		return strconv.FormatInt(v.Int(), 10)
+	case reflect.Bool:
+		return strconv.FormatBool(v.Bool())
+	case reflect.Pointer:
+		return value(v.Elem())
+	case reflect.Slice:
+		q := make([]string, v.Len())
+		for i := range q {
+			q[i] = value(v.Index(i))
+		}
+		return "[" + strings.Join(q, ", ") + "]"
+	case reflect.Map:
+		keys := make([]string, 0, v.Len())
+		for _, k := range v.MapKeys() {
+			keys = append(keys, k.String())
+		}
+		slices.Sort(keys)
+		kv := make([]string, len(keys))
+		for i, k := range keys {
+			kv[i] = tomlKey(k) + " = " + value(v.MapIndex(reflect.ValueOf(k)))
+		}
+		return "{ " + strings.Join(kv, ", ") + " }"
+	case reflect.Struct:
+		var kv []string
+		for _, f := range fields(v.Type()) {
+			if !omitted(v, f) {
+				kv = append(kv, tomlKey(f.key)+" = "+value(v.Field(f.index)))
+			}
+		}
+		return "{ " + strings.Join(kv, ", ") + " }"
+	}
+	panic(fmt.Sprintf("config: no TOML writer for %s", v.Type()))
+}
+
+// dottedKey writes the keys of a table header.
+func dottedKey(keys []string) string {
+	q := make([]string, len(keys))
+	for i, k := range keys {
+		q[i] = tomlKey(k)
+	}
+	return strings.Join(q, ".")
+}
+
+// table starts the table whose header is header and whose path is path.
 func (w *tomlWriter) table(header, path string) {
 	if w.buf.Len() > 0 {
 		w.buf.WriteByte('\n')
 	}
 	w.path = path
 	if w.notes != nil {
-		for _, l := range w.notes.before[path] {
+		for _, l := range w.notes.Before[path] {
 			w.comment(l)
 		}
 	}
@@ -207,6 +206,7 @@ func (w *tomlWriter) table(header, path string) {
 	w.note("")
 }
 
+// comment writes s as comment lines.
 func (w *tomlWriter) comment(s string) {
 	if s == "" {
 		w.buf.WriteString("#\n")
@@ -233,54 +233,17 @@ func commentText(s string) string {
 // table itself when key is "") when known.
 func (w *tomlWriter) note(key string) {
 	if w.notes != nil {
-		if l := w.notes.lines[joinPath(w.path, key)]; l > 0 {
-			fmt.Fprintf(&w.buf, "  # %s:%d", w.notes.file, l)
+		if l := w.notes.Lines.own(joinPath(w.path, key)); l > 0 {
+			fmt.Fprintf(&w.buf, "  # %s:%d", w.notes.File, l)
 		}
 	}
 	w.buf.WriteByte('\n')
 }
 
+// line writes key = value, and ends the line.
 func (w *tomlWriter) line(key, value string) {
-	fmt.Fprintf(&w.buf, "%s = %s", key, value)
+	fmt.Fprintf(&w.buf, "%s = %s", tomlKey(key), value)
 	w.note(key)
-}
-
-// array writes an array of n inline tables, one per line.
-func (w *tomlWriter) array(key string, n int, elem func(i int) string) {
-	fmt.Fprintf(&w.buf, "%s = [", key)
-	w.note(key)
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&w.buf, "  %s,", elem(i))
-		w.note(fmt.Sprintf("%s.%d", key, i))
-	}
-	w.buf.WriteString("]\n")
-}
-
-// str writes s as a TOML basic string.
-func (w *tomlWriter) str(key, s string) { w.line(key, tomlQuote(s)) }
-
-func (w *tomlWriter) int(key string, n int)   { w.line(key, strconv.Itoa(n)) }
-func (w *tomlWriter) bool(key string, b bool) { w.line(key, strconv.FormatBool(b)) }
-func (w *tomlWriter) duration(key string, d time.Duration) {
-	w.line(key, strconv.Quote(formatDuration(d)))
-}
-
-// inline writes an inline table of key, value pairs (values already in
-// TOML).
-func inline(kv ...string) string {
-	parts := make([]string, 0, len(kv)/2)
-	for i := 0; i+1 < len(kv); i += 2 {
-		parts = append(parts, kv[i]+" = "+kv[i+1])
-	}
-	return "{ " + strings.Join(parts, ", ") + " }"
-}
-
-func quoteList(l []string) string {
-	q := make([]string, len(l))
-	for i, s := range l {
-		q[i] = tomlQuote(s)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
 }
 
 // tomlKey writes k as a TOML key: bare when it can be, quoted otherwise.

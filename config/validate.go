@@ -13,9 +13,29 @@ import (
 	"time"
 )
 
+// Validate checks a Config that an importer built from a file in another
+// syntax, as Parse checks the one it decodes: it returns the errors and the
+// warnings found, in the order found, each naming c.File and the line that
+// lines gives for the value it is about (lines may be nil). reported holds
+// the paths (see Lines.Of) of the values the importer has already reported
+// as wrong, so that a required value given wrongly is not also called
+// missing, and "frontend" when the lack of frontends has been reported.
+func Validate(c *Config, lines *Lines, reported map[string]bool) (errs, warnings []*Error) {
+	p := &problems{file: c.File}
+	var m map[string]int
+	if lines != nil {
+		m = lines.m
+	}
+	if reported == nil {
+		reported = map[string]bool{}
+	}
+	validate(c, p, m, reported)
+	return p.errs, p.warnings
+}
+
 // validate checks the decoded c, reporting to p with the lines from lines
-// (see keyLines; nil when the config did not come from TOML). bad holds the
-// paths the decoder has already reported.
+// (see keyLines, or an importer's; may be nil). bad holds the paths the
+// decoder or the importer has already reported.
 func validate(c *Config, p *problems, lines map[string]int, bad map[string]bool) {
 	v := &validator{problems: p, lines: lines, bad: bad}
 	v.global(c)
@@ -139,7 +159,7 @@ func (v *validator) rules(path, label string, f *Frontend) {
 	slices.Sort(names)
 	for _, name := range names {
 		apath := path + ".acl." + name
-		if !validACLName(name) {
+		if !ValidACLName(name) {
 			v.errorf(v.line(apath), "%s: acl %q: a name has only letters, digits and _ . : -", label, name)
 		}
 		for _, e := range f.ACL[name] {
@@ -270,7 +290,7 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 	v.notNegativeDuration(path+".slowstart", label, "slowstart", b.Slowstart)
 	if b.IdleTimeout > 0 && b.IdleTimeout < 2*AMQPHeartbeat {
 		v.warnf(v.line(path+".idle_timeout"), "%s: idle_timeout %s is shorter than twice the %s AMQP heartbeat; idle clients will be cut",
-			label, formatDuration(b.IdleTimeout), formatDuration(AMQPHeartbeat))
+			label, FormatDuration(b.IdleTimeout), FormatDuration(AMQPHeartbeat))
 	}
 	v.healthCheck(path+".health_check", label, &b.HealthCheck)
 
@@ -453,13 +473,13 @@ func (v *validator) notNegative(path, label, key string, n int) {
 
 func (v *validator) notNegativeDuration(path, label, key string, d time.Duration) {
 	if d < 0 {
-		v.errorf(v.line(path), "%s: %s %s must not be negative", label, key, formatDuration(d))
+		v.errorf(v.line(path), "%s: %s %s must not be negative", label, key, FormatDuration(d))
 	}
 }
 
 func (v *validator) positiveDuration(path, label, key string, d time.Duration) {
 	if d <= 0 {
-		v.errorf(v.line(path), "%s: %s must be greater than 0, not %s", label, key, formatDuration(d))
+		v.errorf(v.line(path), "%s: %s must be greater than 0, not %s", label, key, FormatDuration(d))
 	}
 }
 
@@ -508,6 +528,24 @@ func normaliseBind(host string, port int) bindAddr {
 	return bindAddr{host: strings.ToLower(host), port: port}
 }
 
+// BindsConflict reports whether listening on both host:port addresses a
+// and b would fail with "address already in use": the same port, and the
+// same host or either a wildcard ("", "0.0.0.0", "::", "*"). It is false
+// when either is not host:port with a numeric port.
+func BindsConflict(a, b string) bool {
+	parse := func(s string) (bindAddr, bool) {
+		host, port, err := net.SplitHostPort(s)
+		if err != nil {
+			return bindAddr{}, false
+		}
+		n, err := strconv.Atoi(port)
+		return normaliseBind(host, n), err == nil
+	}
+	x, ok1 := parse(a)
+	y, ok2 := parse(b)
+	return ok1 && ok2 && x.conflicts(y)
+}
+
 // conflicts reports whether listening on both a and b would fail with
 // "address already in use": same port, and same host or either wildcard.
 func (a bindAddr) conflicts(b bindAddr) bool {
@@ -520,8 +558,9 @@ type bindUse struct {
 	owner string // `frontend "amqp"` or "admin.listen"
 }
 
-// formatDuration writes d as a TOML duration string would: "1m", not "1m0s".
-func formatDuration(d time.Duration) string {
+// FormatDuration writes d as ToTOML writes a duration, and as messages
+// show one: "1m", not "1m0s".
+func FormatDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

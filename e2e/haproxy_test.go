@@ -123,7 +123,7 @@ func dialURL(t testing.TB, url string, cfg *tls.Config) *amqp.Connection {
 // rewritten text and the first bind of a proxy that is not an HTTP (stats) one.
 func corpusFile(t testing.TB, name string, servers []string) (text string, first corpusBind) {
 	t.Helper()
-	dir, err := filepath.Abs("../config/testdata/haproxy")
+	dir, err := filepath.Abs("../config/haproxycfg/testdata/haproxy")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,11 +231,11 @@ func isSectionKeyword(s string) bool {
 // have brokers that do.
 func TestCorpusFilesServeRealClients(t *testing.T) {
 	c := testenv.RequireCluster(t)
-	entries, err := os.ReadDir("../config/testdata/haproxy")
+	entries, err := os.ReadDir("../config/haproxycfg/testdata/haproxy")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := os.ReadFile("../config/testdata/haproxy/certs/ca.pem")
+	ca, err := os.ReadFile("../config/haproxycfg/testdata/haproxy/certs/ca.pem")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestCorpusFilesServeRealClients(t *testing.T) {
 		if !strings.HasSuffix(name, ".cfg") {
 			continue
 		}
-		raw, err := os.ReadFile(filepath.Join("../config/testdata/haproxy", name))
+		raw, err := os.ReadFile(filepath.Join("../config/haproxycfg/testdata/haproxy", name))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/amqplb/amqplb/config"
+	"github.com/amqplb/amqplb/config/haproxycfg"
 )
 
 // version is set at build time with -ldflags "-X main.version=..."; otherwise it comes from the
@@ -77,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	// load reads the file with the command line's overrides and checks that it can run.
 	load := func(path string) (*config.Config, error) {
-		cfg, lines, err := config.LoadLines(path)
+		cfg, lines, err := haproxycfg.LoadLines(path)
 		if err != nil {
 			return nil, err
 		}
@@ -168,7 +169,7 @@ func convert(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: amqplb convert FILE")
 		return 2
 	}
-	out, cfg, err := config.ConvertFile(args[0])
+	out, cfg, err := haproxycfg.ConvertFile(args[0])
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -1,4 +1,4 @@
-package config
+package haproxycfg
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/amqplb/amqplb/config"
 )
 
 // rabbitmqCfg is a haproxy.cfg as RabbitMQ guides write it.
@@ -51,11 +53,11 @@ listen stats
 
 // hapBackend is a Backend with amqplb's defaults and the given name and
 // servers, each of weight 1.
-func hapBackend(name string, addrs ...string) Backend {
-	b := DefaultBackend()
+func hapBackend(name string, addrs ...string) config.Backend {
+	b := config.DefaultBackend()
 	b.Name = name
 	for i, a := range addrs {
-		b.Servers = append(b.Servers, Server{Name: "rmq" + string(rune('1'+i)), Address: a, Weight: 1})
+		b.Servers = append(b.Servers, config.Server{Name: "rmq" + string(rune('1'+i)), Address: a, Weight: 1})
 	}
 	return b
 }
@@ -69,14 +71,14 @@ func TestHAProxyRabbitMQ(t *testing.T) {
 	b.IdleTimeout = 3 * time.Hour
 	b.HealthCheck.Interval = 5 * time.Second
 	b.HealthCheck.Type = "amqp-probe"
-	want := &Config{
+	want := &config.Config{
 		File: "haproxy.cfg",
-		Global: Global{MaxConnections: 4096, DrainTimeout: 30 * time.Second, LogLevel: "info", LogFormat: "text", AccessLog: true,
-			Log: []LogTarget{{Address: "127.0.0.1:514", Facility: "local0", Level: "notice"}}, User: "haproxy", Group: "haproxy"},
-		Admin:     Admin{Listen: "127.0.0.1:8404"},
-		Frontends: []Frontend{{Name: "rabbitmq_cluster", Bind: ":5672", Backend: "rabbitmq_cluster", Mode: "tcp", DontLogNull: true}},
-		Backends:  []Backend{b},
-		Stats: []Stats{{Name: "stats", Bind: ":1936", URI: "/", Auth: []string{"admin:secret"}, Realm: "HAProxy Statistics",
+		Global: config.Global{MaxConnections: 4096, DrainTimeout: 30 * time.Second, LogLevel: "info", LogFormat: "text", AccessLog: true,
+			Log: []config.LogTarget{{Address: "127.0.0.1:514", Facility: "local0", Level: "notice"}}, User: "haproxy", Group: "haproxy"},
+		Admin:     config.Admin{Listen: "127.0.0.1:8404"},
+		Frontends: []config.Frontend{{Name: "rabbitmq_cluster", Bind: ":5672", Backend: "rabbitmq_cluster", Mode: "tcp", DontLogNull: true}},
+		Backends:  []config.Backend{b},
+		Stats: []config.Stats{{Name: "stats", Bind: ":1936", URI: "/", Auth: []string{"admin:secret"}, Realm: "HAProxy Statistics",
 			Refresh: 5 * time.Second}},
 		Warnings: []string{
 			"haproxy.cfg:5: ignored: chroot (amqplb does not chroot; confine it with the service manager)",
@@ -87,7 +89,7 @@ func TestHAProxyRabbitMQ(t *testing.T) {
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("import:\n got %+v\nwant %+v\n%s", got, want, ToTOML(got))
+		t.Errorf("import:\n got %+v\nwant %+v\n%s", got, want, config.ToTOML(got))
 		t.Errorf("warnings:\n%s", strings.Join(got.Warnings, "\n"))
 	}
 
@@ -146,32 +148,32 @@ backend rabbitmq
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := Backend{
+	b := config.Backend{
 		Name: "rabbitmq", Balance: "leastconn", ConnectTimeout: 3 * time.Second, Retries: 5, Redispatch: false,
 		IdleTimeout: 90 * time.Minute, TCPKeepalive: 0, SendProxy: "v2", OnMarkedDown: "shutdown-sessions",
 		OnMarkedUp: "keep", Slowstart: 30 * time.Second,
-		HealthCheck: HealthCheck{
+		HealthCheck: config.HealthCheck{
 			Type: "tcp", Interval: 3 * time.Second, FastInterval: time.Second, DownInterval: 10 * time.Second,
 			Timeout: 2 * time.Second, Rise: 1, Fall: 2, VHost: "/", Username: "guest", Password: "guest",
 		},
-		Servers: []Server{
+		Servers: []config.Server{
 			{Name: "rmq1", Address: "rabbit-1.internal:5672", Weight: 10, MaxConnections: 1000},
 			{Name: "rmq2", Address: "[fd00::2]:5672", Weight: 1},
 			{Name: "rmq3", Address: "10.0.0.3:5672", Weight: 1, Backup: true},
 		},
 	}
-	want := &Config{
+	want := &config.Config{
 		File:   "fb.cfg",
-		Global: Global{MaxConnections: 20000, DrainTimeout: time.Minute, LogLevel: "info", LogFormat: "text", AccessLog: true},
-		Admin:  Admin{Listen: "127.0.0.1:8404"},
-		Frontends: []Frontend{
+		Global: config.Global{MaxConnections: 20000, DrainTimeout: time.Minute, LogLevel: "info", LogFormat: "text", AccessLog: true},
+		Admin:  config.Admin{Listen: "127.0.0.1:8404"},
+		Frontends: []config.Frontend{
 			{Name: "amqp", Bind: "10.0.0.10:5672", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 500, AcceptProxy: true},
 			{Name: "amqp-2", Bind: "[::1]:5672", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 500},
 			{Name: "amqp-3", Bind: "127.0.0.1:5673", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 500},
 			{Name: "amqps", Bind: ":5671", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 100,
-				TLS: &TLS{Cert: "/etc/ssl/amqp.pem", Verify: "none"}},
+				TLS: &config.TLS{Cert: "/etc/ssl/amqp.pem", Verify: "none"}},
 		},
-		Backends: []Backend{b},
+		Backends: []config.Backend{b},
 		Warnings: []string{
 			"fb.cfg:9: backend \"rabbitmq\": timeout client 2h is not used: amqplb has one idle_timeout per backend (no traffic either way) and takes the smaller of timeout client and timeout server, 1h30m (line 21)",
 			"fb.cfg:10: backend \"rabbitmq\": timeout server 3h is not used: amqplb has one idle_timeout per backend (no traffic either way) and takes the smaller of timeout client and timeout server, 1h30m (line 21)",
@@ -183,7 +185,7 @@ backend rabbitmq
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("import:\n got %+v\nwant %+v\n%s", got, want, ToTOML(got))
+		t.Errorf("import:\n got %+v\nwant %+v\n%s", got, want, config.ToTOML(got))
 		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got.Warnings, "\n"), strings.Join(want.Warnings, "\n"))
 	}
 }
@@ -216,7 +218,7 @@ listen b from base
 	}
 	// a: only the second (unnamed) defaults applies: it resets the first.
 	a := c.Backends[0]
-	if a.ConnectTimeout != 7*time.Second || a.Retries != DefaultRetries || a.HealthCheck.Interval != DefaultCheckInterval || a.HealthCheck.Rise != DefaultCheckRise {
+	if a.ConnectTimeout != 7*time.Second || a.Retries != config.DefaultRetries || a.HealthCheck.Interval != config.DefaultCheckInterval || a.HealthCheck.Rise != config.DefaultCheckRise {
 		t.Errorf("listen a: %+v", a)
 	}
 	// b: from base, plus its own default-server for the servers after it.
@@ -549,7 +551,7 @@ h.cfg:8: backend "rabbitmq": server "rmq1": address "10.0.0.2:99999": port must 
 			if err == nil {
 				t.Fatalf("no error; config %+v", c)
 			}
-			var list ErrorList
+			var list config.ErrorList
 			if !errors.As(err, &list) {
 				t.Fatalf("error %T is not an ErrorList", err)
 			}
@@ -685,8 +687,8 @@ backend rabbitmq
 			if err != nil {
 				t.Fatal(err)
 			}
-			out := ToTOML(want)
-			got, err := Parse("a.cfg", out)
+			out := config.ToTOML(want)
+			got, err := config.Parse("a.cfg", out)
 			if err != nil {
 				t.Fatalf("ToTOML output does not parse: %v\n%s", err, out)
 			}

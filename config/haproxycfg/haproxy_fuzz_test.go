@@ -1,4 +1,4 @@
-package config
+package haproxycfg
 
 import (
 	"errors"
@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/amqplb/amqplb/config"
 )
 
 // fuzzSeeds are lines that stress the parser, added to the corpus files.
@@ -47,7 +49,7 @@ func FuzzHAProxy(f *testing.F) {
 		lines := strings.Count(string(data), "\n") + 1
 		c, _, err := parseHAProxy("f.cfg", data)
 		if err != nil {
-			var list ErrorList
+			var list config.ErrorList
 			if !errors.As(err, &list) {
 				t.Fatalf("error %T is not an ErrorList: %v", err, err)
 			}
@@ -65,11 +67,11 @@ func FuzzHAProxy(f *testing.F) {
 				t.Errorf("warning without a line: %s", w)
 			}
 		}
-		out, c2, err := ConvertHAProxy("f.cfg", data)
+		out, c2, err := Convert("f.cfg", data)
 		if err != nil || !reflect.DeepEqual(c, c2) {
-			t.Fatalf("ConvertHAProxy disagrees with the import: %v", err)
+			t.Fatalf("Convert disagrees with the import: %v", err)
 		}
-		back, err := Parse("f.toml", out)
+		back, err := config.Parse("f.toml", out)
 		if err != nil {
 			t.Fatalf("the converted TOML does not load: %v\n%s", err, out)
 		}

@@ -1,4 +1,4 @@
-package config
+package haproxycfg
 
 import (
 	"encoding/hex"
@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/amqplb/amqplb/config"
 )
 
 // hapACL is an acl of a proxy: all the acl lines with its name.
@@ -49,7 +51,7 @@ func (p *hapParser) acl(px *hapProxy, d hapDirective) {
 	if !ok {
 		return
 	}
-	if !validACLName(name) {
+	if !config.ValidACLName(name) {
 		p.errorf(d.line, "acl %s: a name has only letters, digits and _ . : -", name)
 		return
 	}
@@ -133,7 +135,7 @@ func (p *hapParser) aclValues(d hapDirective, crit string, args []string) ([]str
 	}
 	if src {
 		for _, v := range vals {
-			if _, err := ParseACLEntry(v); err != nil {
+			if _, err := config.ParseACLEntry(v); err != nil {
 				p.errorf(d.line, "acl src: %v", err)
 				return nil, false
 			}
@@ -196,7 +198,7 @@ func (p *hapParser) condition(px *hapProxy, d hapDirective, words []string) ([][
 			not = !not
 			w = w[1:]
 		}
-		if !validACLName(w) {
+		if !config.ValidACLName(w) {
 			p.errorf(d.line, "%s: %q is not an ACL name", keyword(d), w)
 			return nil, false
 		}
@@ -283,14 +285,14 @@ var layerOrder = map[string]int{"connection": 0, "session": 1, "content": 2}
 // which run after the PROXY header as content rules do, join them.
 func ruleLayer(hapLayer string) string {
 	if hapLayer == "connection" {
-		return RuleLayerConnection
+		return config.RuleLayerConnection
 	}
-	return RuleLayerContent
+	return config.RuleLayerContent
 }
 
 // frontendRules turns the rules of px into the acl and tcp_request of its
 // frontends. ok is false when they cannot be (reported).
-func (p *hapParser) frontendRules(px *hapProxy) (acl map[string][]string, rules []TCPRule, lines []int, ok bool) {
+func (p *hapParser) frontendRules(px *hapProxy) (acl map[string][]string, rules []config.TCPRule, lines []int, ok bool) {
 	ok = true
 	// HAProxy runs each layer's rules apart, connection, then session,
 	// then content: within a layer the first matching rule decides (accept
@@ -321,11 +323,11 @@ func (p *hapParser) frontendRules(px *hapProxy) (acl map[string][]string, rules 
 		}
 	}
 	for _, r := range ordered {
-		rule := TCPRule{Layer: ruleLayer(r.layer), Action: r.action}
+		rule := config.TCPRule{Layer: ruleLayer(r.layer), Action: r.action}
 		if r.cond != nil {
-			c := Condition{}
+			c := config.Condition{}
 			for _, g := range r.cond {
-				var terms []CondTerm
+				var terms []config.CondTerm
 				for _, t := range g {
 					a := px.acls[t.acl]
 					a.used = true
@@ -346,7 +348,7 @@ func (p *hapParser) frontendRules(px *hapProxy) (acl map[string][]string, rules 
 						acl = map[string][]string{}
 					}
 					acl[t.acl] = a.entries
-					terms = append(terms, CondTerm{ACL: t.acl, Not: t.not})
+					terms = append(terms, config.CondTerm{ACL: t.acl, Not: t.not})
 				}
 				c.Or = append(c.Or, terms)
 			}
@@ -378,7 +380,7 @@ func (p *hapParser) unusedACLs(px *hapProxy) {
 // hapStep is a tcp-check rule.
 type hapStep struct {
 	line int
-	step TCPCheckStep
+	step config.TCPCheckStep
 	port int // tcp-check connect port N
 	// deflt is tcp-check connect default: the connection takes the
 	// server's check settings (TLS, PROXY header); without it HAProxy
@@ -414,7 +416,7 @@ func (p *hapParser) tcpCheckRule(px *hapProxy, d hapDirective) {
 	case "comment":
 		return // only names the step in HAProxy's messages
 	case "connect":
-		st.step = TCPCheckStep{Action: "connect"}
+		st.step = config.TCPCheckStep{Action: "connect"}
 		for i := 0; i < len(rest); i++ {
 			switch rest[i] {
 			case "default":
@@ -451,7 +453,7 @@ func (p *hapParser) tcpCheckRule(px *hapProxy, d hapDirective) {
 		} else if !utf8.ValidString(data) {
 			sub, data = "send-binary", hex.EncodeToString([]byte(data))
 		}
-		st.step = TCPCheckStep{Action: sub, Data: data}
+		st.step = config.TCPCheckStep{Action: sub, Data: data}
 	case "expect":
 		s, ok := p.expect(d, rest)
 		if !ok {
@@ -470,8 +472,8 @@ func (p *hapParser) tcpCheckRule(px *hapProxy, d hapDirective) {
 }
 
 // expect reads the arguments of tcp-check expect.
-func (p *hapParser) expect(d hapDirective, args []string) (TCPCheckStep, bool) {
-	st := TCPCheckStep{Action: "expect"}
+func (p *hapParser) expect(d hapDirective, args []string) (config.TCPCheckStep, bool) {
+	st := config.TCPCheckStep{Action: "expect"}
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch a {

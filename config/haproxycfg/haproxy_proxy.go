@@ -1,4 +1,4 @@
-package config
+package haproxycfg
 
 import (
 	"fmt"
@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/amqplb/amqplb/config"
 )
 
 // tuning is why most ignored keywords are ignored.
@@ -117,7 +119,7 @@ func (p *hapParser) global(d hapDirective) {
 		p.globalLog(d)
 	case "stats":
 		if len(d.args) > 1 && d.args[1] == "socket" {
-			p.warnf(d.line, "ignored: stats socket (amqplb has no runtime socket; its admin HTTP API on admin.listen, %s by default, shows and changes server state: set [admin] in the converted TOML)", DefaultAdminListen)
+			p.warnf(d.line, "ignored: stats socket (amqplb has no runtime socket; its admin HTTP API on admin.listen, %s by default, shows and changes server state: set [admin] in the converted TOML)", config.DefaultAdminListen)
 		} else {
 			p.ignored(d, "amqplb's stats listeners take no process-wide settings")
 		}
@@ -176,7 +178,7 @@ facility:
 		p.errorf(d.line, "log %s needs a facility (e.g. local0)", target)
 		return
 	}
-	t := LogTarget{Address: addr, Facility: rest[0], Level: DefaultLogTargetLevel}
+	t := config.LogTarget{Address: addr, Facility: rest[0], Level: config.DefaultLogTargetLevel}
 	if len(rest) > 1 {
 		t.Level = rest[1]
 	}
@@ -657,7 +659,7 @@ func (p *hapParser) option(px *hapProxy, d hapDirective, wrongSide func(bool) bo
 		case negate:
 			p.warnf(d.line, "ignored: no option %s (amqplb sets TCP keepalive on both sides alike; no option tcpka turns it off)", name)
 		case !o.keepalive.set() || o.keepalive.v == 0:
-			o.keepalive = at(DefaultTCPKeepalive, d.line)
+			o.keepalive = at(config.DefaultTCPKeepalive, d.line)
 		}
 	case "tcp-check":
 		if !wrongSide(false) {

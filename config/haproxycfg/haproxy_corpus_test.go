@@ -1,4 +1,4 @@
-package config
+package haproxycfg
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/amqplb/amqplb/config"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of testdata/haproxy")
@@ -47,10 +49,10 @@ func checkGolden(t *testing.T, path string, got []byte) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test ./config -run %s -update to write it)", err, t.Name())
+		t.Fatalf("%v (run go test ./config/haproxycfg -run %s -update to write it)", err, t.Name())
 	}
 	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (go test ./config -run '%s' -update rewrites it):\n--- got\n%s\n--- want\n%s", path, t.Name(), got, want)
+		t.Errorf("%s differs (go test ./config/haproxycfg -run '%s' -update rewrites it):\n--- got\n%s\n--- want\n%s", path, t.Name(), got, want)
 	}
 }
 
@@ -79,15 +81,15 @@ func TestHAProxyCorpus(t *testing.T) {
 			}
 			checkGolden(t, strings.TrimSuffix(path, ".cfg")+".golden", out.Bytes())
 
-			toml, c2, err := ConvertHAProxy(name, data)
+			toml, c2, err := Convert(name, data)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(c, c2) {
-				t.Errorf("ConvertHAProxy's Config differs from Load's")
+				t.Errorf("Convert's Config differs from Load's")
 			}
 			checkGolden(t, filepath.Join(corpusDir, "converted", strings.TrimSuffix(name, ".cfg")+".toml"), toml)
-			back, err := Parse(name+".toml", toml)
+			back, err := config.Parse(name+".toml", toml)
 			if err != nil {
 				t.Fatalf("the converted TOML does not load:\n%v\n%s", err, toml)
 			}

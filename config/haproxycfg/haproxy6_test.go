@@ -1,4 +1,4 @@
-package config
+package haproxycfg
 
 import (
 	"os"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/amqplb/amqplb/config"
 )
 
 func TestHAProxyAddr(t *testing.T) {
@@ -72,7 +74,7 @@ func TestHAProxyImport(t *testing.T) {
 	tests := []struct {
 		name  string
 		src   string
-		check func(t *testing.T, c *Config)
+		check func(t *testing.T, c *config.Config)
 		warn  []string // substrings of the warnings, in order
 	}{
 		{
@@ -91,7 +93,7 @@ backend b
 	server s1 10.0.0.1:5672 check
 	server s2 10.0.0.2:5672 check
 `,
-			check: func(t *testing.T, c *Config) {
+			check: func(t *testing.T, c *config.Config) {
 				if c.Frontends[0].Backend != "b" {
 					t.Errorf("backend = %q, want b", c.Frontends[0].Backend)
 				}
@@ -110,7 +112,7 @@ backend b
 	server s1 10.0.0.1 check
 	server s2 rabbit-2 check
 `,
-			check: func(t *testing.T, c *Config) {
+			check: func(t *testing.T, c *config.Config) {
 				b := c.Backends[0]
 				if b.Servers[0].Address != "10.0.0.1:5673" || b.Servers[1].Address != "rabbit-2:5673" {
 					t.Errorf("addresses %q %q", b.Servers[0].Address, b.Servers[1].Address)
@@ -137,12 +139,12 @@ listen other
 	server s1 10.0.0.1:5672 check
 	server s2 10.0.0.2:5672 check port 5681
 `,
-			check: func(t *testing.T, c *Config) {
+			check: func(t *testing.T, c *config.Config) {
 				if h := c.Backends[0].HealthCheck; h.Type != "amqp-probe" || h.TCPCheck != nil {
 					t.Errorf("amqp: %+v, want the recipe inherited from defaults as amqp-probe", h)
 				}
 				h := c.Backends[1].HealthCheck
-				want := []TCPCheckStep{{Action: "send-binary", Data: "414d515000000901"}, {Action: "expect", Match: "binary", Pattern: "01"}, {Action: "send", Data: "x"}}
+				want := []config.TCPCheckStep{{Action: "send-binary", Data: "414d515000000901"}, {Action: "expect", Match: "binary", Pattern: "01"}, {Action: "send", Data: "x"}}
 				if h.Type != "tcp" || !reflect.DeepEqual(h.TCPCheck, want) {
 					t.Errorf("other: %+v, want type tcp and %+v", h, want)
 				}
@@ -162,7 +164,7 @@ listen other
 	server s1 10.0.0.1:5673 check
 	server s2 10.0.0.2:5673 check
 `,
-			check: func(t *testing.T, c *Config) {
+			check: func(t *testing.T, c *config.Config) {
 				if h := c.Backends[0].HealthCheck; h.Type != "tcp" || h.TCPCheck != nil {
 					t.Errorf("%+v, want a plain tcp check", h)
 				}
@@ -188,8 +190,8 @@ frontend c
 	mode http
 	http-request use-service prometheus-exporter
 ` + hapListen + "\toption tcp-check\n",
-			check: func(t *testing.T, c *Config) {
-				want := []Stats{
+			check: func(t *testing.T, c *config.Config) {
+				want := []config.Stats{
 					{Name: "a", Bind: ":9001", URI: "/s", Realm: "HAProxy Statistics"},
 					{Name: "b", Bind: ":9002", URI: "/haproxy?stats", Realm: "Ops", Metrics: "/prom"},
 					{Name: "c", Bind: ":9003", Realm: "HAProxy Statistics", Metrics: "/metrics"},
@@ -219,15 +221,15 @@ listen amqps
 	server s5 10.0.0.5:5671 ssl check port 5671 check-ssl
 	server s6 10.0.0.6:5671 ssl check no-check-ssl
 `,
-			check: func(t *testing.T, c *Config) {
-				if got, want := c.Frontends[0].TLS, (&TLS{Cert: "/etc/ssl/amqp/server.pem", CA: "/etc/ssl/ca/clients.pem", Verify: "required"}); !reflect.DeepEqual(got, want) {
+			check: func(t *testing.T, c *config.Config) {
+				if got, want := c.Frontends[0].TLS, (&config.TLS{Cert: "/etc/ssl/amqp/server.pem", CA: "/etc/ssl/ca/clients.pem", Verify: "required"}); !reflect.DeepEqual(got, want) {
 					t.Errorf("frontend tls = %+v, want %+v", got, want)
 				}
 				s := c.Backends[0].Servers
-				if got, want := s[0].TLS, (&ServerTLS{Verify: "none"}); !reflect.DeepEqual(got, want) {
+				if got, want := s[0].TLS, (&config.ServerTLS{Verify: "none"}); !reflect.DeepEqual(got, want) {
 					t.Errorf("s1 tls = %+v, want %+v", got, want)
 				}
-				if got, want := s[1].TLS, (&ServerTLS{Verify: "required", CA: "/abs/ca.pem", ServerName: "rabbit-2", Cert: "/etc/ssl/amqp/client.pem"}); !reflect.DeepEqual(got, want) {
+				if got, want := s[1].TLS, (&config.ServerTLS{Verify: "required", CA: "/abs/ca.pem", ServerName: "rabbit-2", Cert: "/etc/ssl/amqp/client.pem"}); !reflect.DeepEqual(got, want) {
 					t.Errorf("s2 tls = %+v, want %+v", got, want)
 				}
 				if s[2].TLS != nil {
@@ -256,7 +258,7 @@ backend rabbitmq
 	server s1 10.0.0.1:5672 check
 	server s2 10.0.0.2:5672 check
 `,
-			check: func(t *testing.T, c *Config) {
+			check: func(t *testing.T, c *config.Config) {
 				f := c.Frontends[0]
 				if f.Bind != "127.0.0.1:5672" {
 					t.Errorf("bind = %q", f.Bind)
@@ -265,7 +267,7 @@ backend rabbitmq
 				if !reflect.DeepEqual(f.ACL, wantACL) {
 					t.Errorf("acl = %#v, want %#v", f.ACL, wantACL)
 				}
-				wantRules := []TCPRule{{Layer: "connection", Action: "accept", If: "LOCALHOST"}, {Layer: "connection", Action: "reject", Unless: "ok"}, {Layer: "connection", Action: "reject", If: "FALSE"}}
+				wantRules := []config.TCPRule{{Layer: "connection", Action: "accept", If: "LOCALHOST"}, {Layer: "connection", Action: "reject", Unless: "ok"}, {Layer: "connection", Action: "reject", If: "FALSE"}}
 				if !reflect.DeepEqual(f.TCPRequest, wantRules) {
 					t.Errorf("tcp_request = %+v, want %+v", f.TCPRequest, wantRules)
 				}
@@ -287,7 +289,7 @@ backend b
 	server s1 10.0.0.1:5672 check on-marked-up shutdown-backup-sessions
 	server s2 10.0.0.2:5672 check
 `,
-			check: func(t *testing.T, c *Config) {
+			check: func(t *testing.T, c *config.Config) {
 				b := c.Backends[0]
 				if b.HalfCloseTimeout != 5*time.Second || b.OnMarkedUp != "shutdown-backup-sessions" {
 					t.Errorf("half_close_timeout %v, on_marked_up %q", b.HalfCloseTimeout, b.OnMarkedUp)
@@ -325,11 +327,11 @@ backend b
 				t.Errorf("no warning %q in:\n%s", tt.warn[i], strings.Join(c.Warnings, "\n"))
 			}
 			// Whatever imports converts.
-			out, _, err := ConvertHAProxy("i.cfg", []byte(tt.src))
+			out, _, err := Convert("i.cfg", []byte(tt.src))
 			if err != nil {
 				t.Fatal(err)
 			}
-			back, err := Parse("i.toml", out)
+			back, err := config.Parse("i.toml", out)
 			if err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}

@@ -1,4 +1,4 @@
-package config
+package haproxycfg
 
 import (
 	"fmt"
@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/amqplb/amqplb/config"
 )
 
 // hapStats is what a stats or exporter section says.
@@ -235,7 +237,7 @@ func (p *hapParser) build() {
 			i := len(c.Frontends)
 			path := fmt.Sprintf("frontend.%d", i)
 			p.owners[path] = px.hapSection
-			f := DefaultFrontend()
+			f := config.DefaultFrontend()
 			f.Name = px.name
 			f.Mode = "tcp"
 			p.setLine(path, px.line)
@@ -312,19 +314,11 @@ func (p *hapParser) build() {
 	}
 	// A listener on the admin server's port would keep amqplb from
 	// starting: the admin server gives way.
-	adminHost, adminPort, _ := net.SplitHostPort(DefaultAdminListen)
-	port, _ := strconv.Atoi(adminPort)
-	admin := normaliseBind(adminHost, port)
 	for _, b := range binds {
-		host, port, err := net.SplitHostPort(b.addr)
-		if err != nil {
-			continue
-		}
-		n, _ := strconv.Atoi(port)
-		if normaliseBind(host, n).conflicts(admin) {
+		if config.BindsConflict(b.addr, config.DefaultAdminListen) {
 			c.Admin.Listen = ""
 			p.setLine("admin.listen", b.line)
-			p.warnf(b.line, "admin.listen %s is turned off: bind %s takes its port (set [admin] listen to another address in the converted TOML to keep /healthz, /readyz and the admin API)", DefaultAdminListen, b.addr)
+			p.warnf(b.line, "admin.listen %s is turned off: bind %s takes its port (set [admin] listen to another address in the converted TOML to keep /healthz, /readyz and the admin API)", config.DefaultAdminListen, b.addr)
 			break
 		}
 	}
@@ -350,7 +344,7 @@ func (p *hapParser) buildStats(px *hapProxy) []hapBind {
 		i := len(p.cfg.Stats)
 		path := fmt.Sprintf("stats.%d", i)
 		p.owners[path] = px.hapSection
-		s := DefaultStats()
+		s := config.DefaultStats()
 		s.Name = px.name
 		line := px.line
 		if k > 0 {
@@ -377,7 +371,7 @@ func (p *hapParser) buildStats(px *hapProxy) []hapBind {
 		}
 		s.URI = ""
 		if st.enabled.set() {
-			s.URI = HAProxyStatsURI
+			s.URI = haproxyStatsURI
 			p.setLine(path+".uri", st.enabled.line)
 			put(p, &s.URI, st.uri, path+".uri")
 			if len(st.auth) > 0 {
@@ -404,7 +398,7 @@ func (p *hapParser) backend(px *hapProxy, clients []hapUse) {
 	p.owners[path] = px.hapSection
 	label := fmt.Sprintf("backend %q", px.name)
 	o := px.opts
-	b := DefaultBackend()
+	b := config.DefaultBackend()
 	b.Name = px.name
 	p.setLine(path, px.line)
 	p.setLine(path+".name", px.line)
@@ -491,13 +485,13 @@ func (p *hapParser) backend(px *hapProxy, clients []hapUse) {
 			same := func(s string) string { return s }
 			agree(p, label, &s, &s0, "on-marked-down", s.opts.onMarkedDown, s0.opts.onMarkedDown, same)
 			agree(p, label, &s, &s0, "on-marked-up", s.opts.onMarkedUp, s0.opts.onMarkedUp, same)
-			agree(p, label, &s, &s0, "slowstart", s.opts.slowstart, s0.opts.slowstart, formatDuration)
+			agree(p, label, &s, &s0, "slowstart", s.opts.slowstart, s0.opts.slowstart, config.FormatDuration)
 		}
 	}
 
 	for j, s := range px.servers {
 		sp := fmt.Sprintf("%s.server.%d", path, j)
-		sv := DefaultServer()
+		sv := config.DefaultServer()
 		sv.Name, sv.Address = s.name, s.addr
 		p.setLine(sp, s.line)
 		p.setLine(sp+".name", s.line)
@@ -536,7 +530,7 @@ func (p *hapParser) backend(px *hapProxy, clients []hapUse) {
 // the tcp-check connect that starts the checks, if any: without default,
 // it connects in plain TCP with no PROXY header. sendProxy is the
 // backend's send_proxy (servers that differ are reported).
-func (p *hapParser) checkTransport(label, sp string, s *hapServer, sv *Server, connect *hapStep, sendProxy string) {
+func (p *hapParser) checkTransport(label, sp string, s *hapServer, sv *config.Server, connect *hapStep, sendProxy string) {
 	o := s.opts
 	if connect != nil && !connect.deflt {
 		p.setLine(sp+".check_tls", connect.line)
@@ -611,7 +605,7 @@ func (p *hapParser) smallest(label, path string, dst *time.Duration, ownName str
 	for _, c := range cands {
 		if c.t.v != least.t.v {
 			p.warnf(c.t.line, "%s: %s %s is not used: amqplb has %s and takes the smaller of %s and %s, %s (line %d)",
-				label, c.name, formatDuration(c.t.v), why, otherName, ownName, formatDuration(least.t.v), least.t.line)
+				label, c.name, config.FormatDuration(c.t.v), why, otherName, ownName, config.FormatDuration(least.t.v), least.t.line)
 		}
 	}
 }
@@ -652,7 +646,7 @@ func servesAMQP(px *hapProxy, clients []hapUse) (bool, string) {
 }
 
 // checks sets the backend's health check.
-func (p *hapParser) checks(px *hapProxy, label, path string, b *Backend, clients []hapUse) {
+func (p *hapParser) checks(px *hapProxy, label, path string, b *config.Backend, clients []hapUse) {
 	o := px.opts
 	var firstChecked *hapServer
 	for k := range px.servers {
@@ -777,7 +771,7 @@ func (p *hapParser) checks(px *hapProxy, label, path string, b *Backend, clients
 			continue
 		}
 		for _, f := range durs {
-			agree(p, label, s, firstChecked, f.opt, f.get(s.opts), f.get(fo), formatDuration)
+			agree(p, label, s, firstChecked, f.opt, f.get(s.opts), f.get(fo), config.FormatDuration)
 		}
 		agree(p, label, s, firstChecked, "rise", s.opts.rise, fo.rise, strconv.Itoa)
 		agree(p, label, s, firstChecked, "fall", s.opts.fall, fo.fall, strconv.Itoa)

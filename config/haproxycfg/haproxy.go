@@ -1,20 +1,21 @@
-package config
+package haproxycfg
 
 import (
 	"fmt"
 	"os"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/amqplb/amqplb/config"
 )
 
 // haproxy.cfg import: a haproxy.cfg as RabbitMQ users write it is mapped to
 // the Config its TOML equivalent would give, then validated like TOML, with
 // every message naming the line of the directive it is about. amqplb
-// convert prints that TOML (ConvertHAProxy).
+// convert prints that TOML (Convert).
 //
 // Rules, so that a converted file surprises nobody:
 //   - Whatever the file does not say gets amqplb's default, not HAProxy's
@@ -80,15 +81,14 @@ type hapDirective struct {
 
 // hapSection is a section header and the directives under it.
 type hapSection struct {
-	kind     string // global, defaults, listen, frontend, backend
-	name     string
-	from     string // the named defaults section it inherits ("from NAME")
-	line     int
-	end      int    // last line of the section
-	addr     string // listen NAME ADDR (before HAProxy 1.5)
-	body     []hapDirective
-	skipped  bool   // a section amqplb has no use for
-	skipNote string // what was said about it
+	kind    string // global, defaults, listen, frontend, backend
+	name    string
+	from    string // the named defaults section it inherits ("from NAME")
+	line    int
+	end     int    // last line of the section
+	addr    string // listen NAME ADDR (before HAProxy 1.5)
+	body    []hapDirective
+	skipped bool // a section amqplb has no use for
 }
 
 // hapSections are the section keywords; the value is false for those whose
@@ -151,7 +151,7 @@ type serverOpts struct {
 type hapBind struct {
 	addr        string // "" when it could not be parsed (reported)
 	line        int
-	tls         *TLS
+	tls         *config.TLS
 	acceptProxy bool
 	maxconn     val[int]
 }
@@ -186,7 +186,7 @@ type hapProxy struct {
 
 type hapParser struct {
 	problems
-	cfg      *Config
+	cfg      *config.Config
 	lines    map[string]int
 	bad      map[string]bool
 	defaults proxyOpts
@@ -200,38 +200,42 @@ type hapParser struct {
 	proxies      []*hapProxy
 	reported     map[string]bool // errors about a defaults line, reported once
 	// owners maps a table path of the Config (frontend.0, backend.1,
-	// stats.0) to the section it comes from, for ConvertHAProxy.
+	// stats.0) to the section it comes from, for Convert.
 	owners map[string]*hapSection
 }
 
 // parseHAProxy imports data written in haproxy.cfg syntax; file names the
-// data in messages. Like Parse, it returns every problem found.
-func parseHAProxy(file string, data []byte) (*Config, *Lines, error) {
+// data in messages. Like config.Parse, it returns every problem found.
+func parseHAProxy(file string, data []byte) (*config.Config, *config.Lines, error) {
 	p := importHAProxy(file, data)
 	if err := p.err(); err != nil {
 		return nil, nil, err
 	}
 	p.cfg.Warnings = p.warningStrings()
-	return p.cfg, &Lines{p.lines}, nil
+	return p.cfg, config.NewLines(p.lines), nil
 }
+
+// haproxyStatsURI is where HAProxy serves its stats page when stats is
+// enabled without a stats uri; the import keeps it.
+const haproxyStatsURI = "/haproxy?stats"
 
 // nothingToServe is the one error about a haproxy.cfg that has no line: the
 // file has no section that accepts connections.
 const nothingToServe = "no listen or frontend section with a bind line: nothing to serve"
 
 // importHAProxy reads and validates data, keeping what it found for
-// ConvertHAProxy.
+// Convert.
 func importHAProxy(file string, data []byte) *hapParser {
 	p := &hapParser{
 		problems: problems{file: file},
-		cfg:      &Config{File: file},
+		cfg:      config.DefaultConfig(),
 		lines:    map[string]int{},
 		bad:      map[string]bool{},
 		named:    map[string]proxyOpts{},
 		reported: map[string]bool{},
 		owners:   map[string]*hapSection{},
 	}
-	p.cfg.setDefaults()
+	p.cfg.File = file
 	p.sections = p.split(string(data))
 	for _, s := range p.sections {
 		switch {
@@ -254,19 +258,21 @@ func importHAProxy(file string, data []byte) *hapParser {
 	if len(p.cfg.Frontends) == 0 {
 		p.bad["frontend"] = true // reported here, or its cause was
 	}
-	validate(p.cfg, &p.problems, p.lines, p.bad)
+	errs, warnings := config.Validate(p.cfg, config.NewLines(p.lines), p.bad)
+	p.errs = append(p.errs, errs...)
+	p.warnings = append(p.warnings, warnings...)
 	return p
 }
 
 // checkText reports the strings of the Config that are not UTF-8 text,
 // which TOML cannot hold (HAProxy takes any bytes). v is at path (see
-// keyLines).
+// config.Lines.Of).
 func (p *hapParser) checkText(v reflect.Value, path string) {
 	switch v.Kind() {
 	case reflect.String:
 		if !utf8.ValidString(v.String()) {
 			p.bad[path] = true
-			p.errorf(lineOf(p.lines, path), "%q is not UTF-8 text", v.String())
+			p.errorf(p.lineOf(path), "%q is not UTF-8 text", v.String())
 		}
 	case reflect.Pointer:
 		if !v.IsNil() {
@@ -277,21 +283,21 @@ func (p *hapParser) checkText(v reflect.Value, path string) {
 		for i := 0; i < t.NumField(); i++ {
 			name, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ",")
 			if name != "" && name != "-" {
-				p.checkText(v.Field(i), joinPath(path, name))
+				p.checkText(v.Field(i), join(path, name))
 			}
 		}
 	case reflect.Slice:
 		for i := 0; i < v.Len(); i++ {
-			p.checkText(v.Index(i), joinPath(path, strconv.Itoa(i)))
+			p.checkText(v.Index(i), join(path, strconv.Itoa(i)))
 		}
 	case reflect.Map:
 		iter := v.MapRange()
 		for iter.Next() {
 			k := iter.Key().String()
 			if !utf8.ValidString(k) {
-				p.errorf(lineOf(p.lines, path), "%q is not UTF-8 text", k)
+				p.errorf(p.lineOf(path), "%q is not UTF-8 text", k)
 			}
-			p.checkText(iter.Value(), joinPath(path, k))
+			p.checkText(iter.Value(), join(path, k))
 		}
 	}
 }
@@ -637,10 +643,14 @@ func put[T any](p *hapParser, dst *T, v val[T], path string) {
 	}
 }
 
-// validUTF8 reports whether s can be written in TOML as text.
-func validUTF8(s string) bool { return utf8.ValidString(s) }
+// lineOf returns the line of the Config's value at path (see
+// config.Lines.Of), or of its nearest enclosing table, or 0.
+func (p *hapParser) lineOf(path string) int { return config.NewLines(p.lines).Of(path) }
 
-// hasWord reports whether d has the word w from args[from] on.
-func hasWord(d hapDirective, from int, w string) bool {
-	return from < len(d.args) && slices.Contains(d.args[from:], w)
+// join appends key k to the path of a Config value (see config.Lines.Of).
+func join(path, k string) string {
+	if path == "" || k == "" {
+		return path + k
+	}
+	return path + "." + k
 }

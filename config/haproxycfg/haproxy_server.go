@@ -1,4 +1,4 @@
-package config
+package haproxycfg
 
 import (
 	"path/filepath"
@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/amqplb/amqplb/config"
 )
 
 // goTLS is why TLS tuning options are ignored.
@@ -132,7 +134,7 @@ func (p *hapParser) bind(px *hapProxy, d hapDirective) {
 	}
 	switch {
 	case ssl && len(crts) == 1:
-		b.tls = &TLS{Cert: p.base(p.crtBase, crts[0]), CA: p.base(p.caBase, ca), Verify: DefaultTLSVerify}
+		b.tls = &config.TLS{Cert: p.base(p.crtBase, crts[0]), CA: p.base(p.caBase, ca), Verify: config.DefaultTLSVerify}
 		if verify != "" {
 			b.tls.Verify = verify
 		}
@@ -405,7 +407,7 @@ func (p *hapParser) server(px *hapProxy, d hapDirective) {
 }
 
 // serverTLS returns the TLS settings of a server, or nil without ssl.
-func (p *hapParser) serverTLS(label string, s *hapServer) *ServerTLS {
+func (p *hapParser) serverTLS(label string, s *hapServer) *config.ServerTLS {
 	o := s.opts
 	if !o.ssl.v {
 		if o.checkSSL.v {
@@ -419,7 +421,7 @@ func (p *hapParser) serverTLS(label string, s *hapServer) *ServerTLS {
 		}
 		return nil
 	}
-	t := &ServerTLS{Verify: DefaultServerTLSVerify}
+	t := &config.ServerTLS{Verify: config.DefaultServerTLSVerify}
 	if p.serverVerify.set() {
 		t.Verify = p.serverVerify.v
 	}
