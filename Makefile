@@ -5,7 +5,7 @@ GO      ?= go
 BROKERS ?=
 CLUSTER := $(GO) run ./internal/testenv/cmd/rabbitcluster
 
-.PHONY: all build run test test-unit deps vet cluster-up cluster-down bench gobench bench-e2e clean
+.PHONY: all build run test test-unit deps vet lint cluster-up cluster-down bench gobench bench-e2e clean
 
 all: build
 
@@ -31,6 +31,10 @@ test-unit:
 
 vet:
 	$(GO) vet ./...
+
+## lint: staticcheck (pinned version) and the GOOS=darwin / GOOS=windows builds.
+lint:
+	./scripts/lint.sh
 
 ## bench: the amqplb-bench suite, amqplb and HAProxy side by side, into bench/results/<date>.md.
 bench:

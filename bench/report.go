@@ -97,10 +97,8 @@ func (r *Report) Rows() []Row {
 	for ti, t := range r.Targets {
 		for _, rd := range r.Rounds[t.Name] {
 			for _, f := range rd.Figures {
-				i, ok := index[f.Name]
-				if !ok {
-					i = len(rows)
-					index[f.Name] = i
+				if _, ok := index[f.Name]; !ok {
+					index[f.Name] = len(rows)
 					rows = append(rows, Row{Name: f.Name, Unit: f.Unit, Higher: f.Higher})
 					values[f.Name] = make([][]float64, len(r.Targets))
 				}
@@ -362,7 +360,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 		jr.Rounds = map[string][]Round{}
 	}
 	for _, t := range r.Targets {
-		jr.Targets = append(jr.Targets, jsonTarget{Name: t.Name, Addr: t.Addr})
+		jr.Targets = append(jr.Targets, jsonTarget(t))
 		jr.Medians[t.Name] = map[string]Stat{}
 	}
 	for _, row := range r.Rows() {
@@ -385,7 +383,7 @@ func ReadReport(rd io.Reader) (*Report, error) {
 	}
 	r := &Report{Workload: jr.Workload, Rounds: jr.Rounds, Meta: jr.Meta}
 	for _, t := range jr.Targets {
-		r.Targets = append(r.Targets, Target{Name: t.Name, Addr: t.Addr})
+		r.Targets = append(r.Targets, Target(t))
 	}
 	if r.Rounds == nil {
 		r.Rounds = map[string][]Round{}

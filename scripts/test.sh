@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make test`: vet, then every test (-race) against one freshly booted 3-node
+# `make test`: gofmt, vet, staticcheck and the macOS/Windows builds (scripts/lint.sh), then every test (-race) against one freshly booted 3-node
 # RabbitMQ cluster (internal/testenv), which is stopped on exit whatever happens.
 # The cluster boots (~50 s) while vet and the test builds run.
 # Env: GO (default go), PKGS (default ./...), TEST_FLAGS (extra go test flags), KEEP_CLUSTER_DIR=1 to
@@ -45,6 +45,7 @@ up_pid=$!
 
 # shellcheck disable=SC2086 # PKGS is a list of packages
 $GO vet $PKGS
+./scripts/lint.sh
 # Build every test binary while the cluster boots.
 # shellcheck disable=SC2086
 $GO test -race -count=1 -run '^$' $PKGS >/dev/null

@@ -26,7 +26,7 @@ import (
 // generation of backends and monitors, and the admin server. Only run's goroutine changes it.
 type app struct {
 	file   string
-	load   func(string) (*config.Config, error) // config.Load with the command line's overrides
+	load   func(string) (*config.Config, error) // haproxycfg.Load with the command line's overrides
 	log    *slog.Logger
 	global *proxy.Limiter
 

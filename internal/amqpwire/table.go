@@ -220,7 +220,7 @@ func (e *encoder) u64(v uint64) { e.buf = binary.BigEndian.AppendUint64(e.buf, v
 func (e *encoder) shortstr(s string) {
 	if len(s) > math.MaxUint8 {
 		if e.err == nil {
-			e.err = fmt.Errorf("amqpwire: shortstr of %d octets exceeds 255: %.20q...", len(s), s)
+			e.err = fmt.Errorf("amqpwire: shortstr of %d octets exceeds 255: %.20q (cut)", len(s), s)
 		}
 		return
 	}

@@ -72,7 +72,7 @@ func write(t *testing.T, path string, parts ...[]byte) string {
 
 // handshake runs a TLS handshake between the two configurations over a pipe and returns the
 // server's error, the client's error and the certificate the client was shown.
-func handshake(t *testing.T, server, client *tls.Config) (serr, cerr error, leaf *x509.Certificate) {
+func handshake(t *testing.T, server, client *tls.Config) (leaf *x509.Certificate, serr, cerr error) {
 	t.Helper()
 	a, b := tcpPair(t)
 	defer a.Close()
@@ -99,7 +99,8 @@ func handshake(t *testing.T, server, client *tls.Config) (serr, cerr error, leaf
 		}
 	}
 	_ = b.Close()
-	return <-done, cerr, leaf
+	serr = <-done
+	return leaf, serr, cerr
 }
 
 // tcpPair returns the two ends of a loopback TCP connection (a net.Pipe would deadlock when
@@ -150,7 +151,7 @@ func TestServerConfigForms(t *testing.T) {
 			if cfg.MinVersion != tls.VersionTLS12 {
 				t.Errorf("MinVersion = %x, want TLS 1.2", cfg.MinVersion)
 			}
-			serr, cerr, _ := handshake(t, cfg, client)
+			_, serr, cerr := handshake(t, cfg, client)
 			if serr != nil || cerr != nil {
 				t.Fatalf("handshake: server %v, client %v", serr, cerr)
 			}
@@ -160,7 +161,7 @@ func TestServerConfigForms(t *testing.T) {
 	cfg, _ := ServerConfig(certs.ServerPEM, "", "", "")
 	old := client.Clone()
 	old.MinVersion, old.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
-	if _, cerr, _ := handshake(t, cfg, old); cerr == nil {
+	if _, _, cerr := handshake(t, cfg, old); cerr == nil {
 		t.Error("a TLS 1.1 client was served")
 	}
 }
@@ -191,7 +192,7 @@ func TestServerConfigDirectoryPicksBySNI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		serr, cerr, leaf := handshake(t, cfg, client)
+		leaf, serr, cerr := handshake(t, cfg, client)
 		if serr != nil || cerr != nil {
 			t.Fatalf("SNI %s: server %v, client %v", name, serr, cerr)
 		}
@@ -225,10 +226,10 @@ func TestClientCertificateVerification(t *testing.T) {
 	if required.ClientAuth != tls.RequireAndVerifyClientCert || required.ClientCAs == nil {
 		t.Fatalf("verify required: ClientAuth %v, ClientCAs %v", required.ClientAuth, required.ClientCAs)
 	}
-	if serr, cerr, _ := handshake(t, required, withCert); serr != nil || cerr != nil {
+	if _, serr, cerr := handshake(t, required, withCert); serr != nil || cerr != nil {
 		t.Errorf("required, with a certificate: server %v, client %v", serr, cerr)
 	}
-	if serr, _, _ := handshake(t, required, anon); serr == nil {
+	if _, serr, _ := handshake(t, required, anon); serr == nil {
 		t.Error("required: a client without a certificate was served")
 	}
 	optional, err := ServerConfig(certs.ServerPEM, "", certs.CA, "optional")
@@ -238,7 +239,7 @@ func TestClientCertificateVerification(t *testing.T) {
 	if optional.ClientAuth != tls.VerifyClientCertIfGiven {
 		t.Errorf("verify optional: ClientAuth %v", optional.ClientAuth)
 	}
-	if serr, cerr, _ := handshake(t, optional, anon); serr != nil || cerr != nil {
+	if _, serr, cerr := handshake(t, optional, anon); serr != nil || cerr != nil {
 		t.Errorf("optional, without a certificate: server %v, client %v", serr, cerr)
 	}
 	// A certificate from another CA is refused even when optional.
@@ -251,7 +252,7 @@ func TestClientCertificateVerification(t *testing.T) {
 	// Go's client only offers a certificate from a CA the server named; make it offer this one.
 	offered := intruder.Certificates[0]
 	intruder.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &offered, nil }
-	if serr, _, _ := handshake(t, optional, intruder); serr == nil {
+	if _, serr, _ := handshake(t, optional, intruder); serr == nil {
 		t.Error("optional: a certificate from an unknown CA was accepted")
 	}
 }
@@ -272,26 +273,26 @@ func TestClientConfigVerifiesTheServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if serr, cerr, _ := handshake(t, srv, c); serr != nil || cerr != nil {
+		if _, serr, cerr := handshake(t, srv, c); serr != nil || cerr != nil {
 			t.Errorf("host %s: server %v, client %v", host, serr, cerr)
 		}
 	}
 	wrongName, _ := ClientConfig(certs.CA, "required", "rabbit.example", "", "", "127.0.0.1")
-	if _, cerr, _ := handshake(t, srv, wrongName); cerr == nil {
+	if _, _, cerr := handshake(t, srv, wrongName); cerr == nil {
 		t.Error("a certificate for another name was accepted")
 	}
 	systemPool, _ := ClientConfig("", "required", "", "", "", "127.0.0.1")
 	if systemPool.RootCAs != nil || systemPool.InsecureSkipVerify {
 		t.Error(`ca "" does not mean the system pool`)
 	}
-	if _, cerr, _ := handshake(t, srv, systemPool); cerr == nil {
+	if _, _, cerr := handshake(t, srv, systemPool); cerr == nil {
 		t.Error("the test CA is trusted by the system pool")
 	}
 	none, _ := ClientConfig("", "none", "", "", "", "127.0.0.1")
 	if !none.InsecureSkipVerify || none.MinVersion != tls.VersionTLS12 {
 		t.Errorf("verify none: InsecureSkipVerify %v, MinVersion %x", none.InsecureSkipVerify, none.MinVersion)
 	}
-	if serr, cerr, _ := handshake(t, srv, none); serr != nil || cerr != nil {
+	if _, serr, cerr := handshake(t, srv, none); serr != nil || cerr != nil {
 		t.Errorf("verify none: server %v, client %v", serr, cerr)
 	}
 	// chain: any name, but the chain must lead to the CA.
@@ -299,7 +300,7 @@ func TestClientConfigVerifiesTheServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if serr, cerr, _ := handshake(t, srv, chain); serr != nil || cerr != nil {
+	if _, serr, cerr := handshake(t, srv, chain); serr != nil || cerr != nil {
 		t.Errorf("verify chain with a name the certificate lacks: server %v, client %v", serr, cerr)
 	}
 	other, err := testenv.WriteTestCerts(t.TempDir())
@@ -310,7 +311,7 @@ func TestClientConfigVerifiesTheServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, cerr, _ := handshake(t, srv, strangerChain); cerr == nil {
+	if _, _, cerr := handshake(t, srv, strangerChain); cerr == nil {
 		t.Error("verify chain accepted a certificate from another CA")
 	}
 }
