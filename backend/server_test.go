@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/amqplb/amqplb/internal/testenv"
@@ -85,24 +86,33 @@ func TestEligible(t *testing.T) {
 	}
 }
 
+// TestSlowstartRampsTheWeight runs on synctest's fake clock: the ramp is an hour long.
 func TestSlowstartRampsTheWeight(t *testing.T) {
-	s := NewServer(ServerOptions{Name: "a", Weight: 100, Slowstart: time.Hour})
-	if w := s.EffectiveWeight(); w != 100 {
-		t.Fatalf("a server up since start ramps: %d", w)
-	}
-	s.SetHealth(false)
-	s.SetHealth(true)
-	if w := s.EffectiveWeight(); w != 1 {
-		t.Errorf("just recovered: effective weight %d, want 1", w)
-	}
-	s.upSince.Store(time.Now().Add(-30 * time.Minute).UnixNano())
-	if w := s.EffectiveWeight(); w < 49 || w > 51 {
-		t.Errorf("half way: effective weight %d, want about 50", w)
-	}
-	s.upSince.Store(time.Now().Add(-2 * time.Hour).UnixNano())
-	if w := s.EffectiveWeight(); w != 100 {
-		t.Errorf("after the ramp: effective weight %d, want 100", w)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		s := NewServer(ServerOptions{Name: "a", Weight: 100, Slowstart: time.Hour})
+		if w := s.EffectiveWeight(); w != 100 {
+			t.Fatalf("a server up since start ramps: %d", w)
+		}
+		s.SetHealth(false)
+		s.SetHealth(true)
+		if w := s.EffectiveWeight(); w != 1 {
+			t.Errorf("just recovered: effective weight %d, want 1", w)
+		}
+		time.Sleep(30 * time.Minute)
+		if w := s.EffectiveWeight(); w < 49 || w > 51 {
+			t.Errorf("half way: effective weight %d, want about 50", w)
+		}
+		time.Sleep(90 * time.Minute)
+		if w := s.EffectiveWeight(); w != 100 {
+			t.Errorf("after the ramp: effective weight %d, want 100", w)
+		}
+		// Down and up again: the ramp starts over.
+		s.SetHealth(false)
+		s.SetHealth(true)
+		if w := s.EffectiveWeight(); w != 1 {
+			t.Errorf("recovered again: effective weight %d, want 1", w)
+		}
+	})
 }
 
 func TestCheckResultsAreKeptAndCounted(t *testing.T) {
