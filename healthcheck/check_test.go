@@ -240,13 +240,12 @@ func TestNoFDLeak(t *testing.T) {
 // waitIdle waits until the fake broker has no connection open.
 func waitIdle(t *testing.T, b *testenv.FakeBroker) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for b.Active() > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("fake broker still has %d connections open", b.Active())
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := b.Active(); n > 0 {
+			return fmt.Errorf("fake broker still has %d connections open", n)
 		}
-		time.Sleep(2 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func countFDs(t *testing.T) int {

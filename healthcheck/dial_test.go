@@ -256,7 +256,7 @@ func TestCheckUsesCheckPort(t *testing.T) {
 	startMonitor(t, MonitorOptions{Servers: []*backend.Server{s}, Checker: &AMQPChecker{},
 		Policy: Policy{Interval: time.Hour}, Timeout: time.Second, Logger: slog.New(&logRecorder{})})
 	// The result is stored a moment before the health it leads to: wait for both.
-	eventually(t, 2*time.Second, "checked", func() bool { return s.LastCheck() != nil && s.State() == backend.StateUp })
+	testenv.Eventually(t, 2*time.Second, holds("checked", func() bool { return s.LastCheck() != nil && s.State() == backend.StateUp }))
 	if c := s.LastCheck(); !c.OK || s.State() != backend.StateUp || b.Accepted() != 1 {
 		t.Errorf("state %v, check %+v, %d connections to the check port", s.State(), c, b.Accepted())
 	}
@@ -318,7 +318,7 @@ func TestMonitorProxyLocal(t *testing.T) {
 	// settle waits for n checks of s and returns the headers they sent.
 	settle := func(t *testing.T, pl *proxyLog, s *backend.Server, b *testenv.FakeBroker, n int) []seenHeader {
 		t.Helper()
-		eventually(t, 3*time.Second, "checks", func() bool { return b.Accepted() >= n && s.LastCheck() != nil })
+		testenv.Eventually(t, 3*time.Second, holds("checks", func() bool { return b.Accepted() >= n && s.LastCheck() != nil }))
 		waitIdle(t, b)
 		return pl.all()
 	}
@@ -383,7 +383,7 @@ func TestMonitorProxyLocal(t *testing.T) {
 		// Now the node drops every connection, as one that rejects LOCAL would.
 		sw.set(testenv.Hangup)
 		n := len(pl.all())
-		eventually(t, 3*time.Second, "a check with addresses", func() bool {
+		testenv.Eventually(t, 3*time.Second, holds("a check with addresses", func() bool {
 			seen := pl.all()
 			for _, h := range seen[n:] {
 				if h.err == nil && h.h.Command == proxyproto.PROXY {
@@ -391,13 +391,13 @@ func TestMonitorProxyLocal(t *testing.T) {
 				}
 			}
 			return false
-		})
+		}))
 		// And LOCAL again once the broker says who it is.
 		sw.set(healthy())
 		n = len(pl.all())
-		eventually(t, 3*time.Second, "LOCAL again", func() bool {
+		testenv.Eventually(t, 3*time.Second, holds("LOCAL again", func() bool {
 			seen := pl.all()
 			return len(seen) > n+2 && seen[len(seen)-1].err == nil && seen[len(seen)-1].h.Command == proxyproto.LOCAL
-		})
+		}))
 	})
 }
