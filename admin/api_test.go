@@ -2,7 +2,6 @@ package admin
 
 import (
 	"encoding/json"
-	"github.com/amqplb/amqplb/internal/testenv"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/internal/testenv"
 )
 
 func keys(m map[string]any) []string {

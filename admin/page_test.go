@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/internal/testenv"
 	"github.com/chromedp/cdproto/emulation"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
@@ -214,16 +216,15 @@ func wantRows(t *testing.T, ctx context.Context, b string, want [][]string) {
 	}
 }
 
-// waitFor polls cond until it holds or the test's patience ends.
+// waitFor waits, with testenv.Eventually, until cond holds or the test's patience ends.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if !cond() {
+			return errors.New("waiting for " + what)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestStatusPageInBrowser(t *testing.T) {
