@@ -115,27 +115,6 @@ func TestSlowstartRampsTheWeight(t *testing.T) {
 	})
 }
 
-func TestCheckResultsAreKeptAndCounted(t *testing.T) {
-	s := NewServer(ServerOptions{Name: "a", Weight: 1})
-	if s.LastCheck() != nil {
-		t.Fatal("a check result before any check")
-	}
-	s.SetCheck(CheckResult{OK: true, Reason: "AMQP handshake ok", Duration: 3 * time.Millisecond})
-	s.SetCheck(CheckResult{OK: false, Kind: FailAuth, Code: 403, Reason: "403 ACCESS_REFUSED", Duration: 2 * time.Second})
-	s.CountFailure("no such kind")
-	if lc := s.LastCheck(); lc.Code != 403 || lc.OK {
-		t.Errorf("last check = %+v", lc)
-	}
-	f := s.Failures()
-	if f[FailAuth] != 1 || f[FailOther] != 1 {
-		t.Errorf("failures = %v", f)
-	}
-	h := s.CheckDurations()
-	if h.Count != 2 || h.Buckets[0.005] != 1 || h.Buckets[2.5] != 2 || h.Buckets[1] != 1 {
-		t.Errorf("histogram = %+v", h)
-	}
-}
-
 func TestAcquireIsExactUnderContention(t *testing.T) {
 	s := NewServer(ServerOptions{Name: "a", Weight: 1, MaxConnections: 10})
 	var wg sync.WaitGroup

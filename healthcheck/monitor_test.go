@@ -71,22 +71,25 @@ func (h *logRecorder) forServer(name string) []logLine {
 type transition struct {
 	server   string
 	from, to backend.State
-	result   backend.CheckResult
+	result   CheckResult
 	failures map[string]uint64
 	at       time.Time
 }
 
-// transitions records OnTransition calls.
+// transitions records OnTransition calls of a Monitor that keeps its statuses in st.
 type transitions struct {
+	st   *Statuses
 	mu   sync.Mutex
 	list []transition
 }
 
-func (tr *transitions) record(s *backend.Server, from, to backend.State, r backend.CheckResult) {
+func newTransitions(st *Statuses) *transitions { return &transitions{st: st} }
+
+func (tr *transitions) record(s *backend.Server, from, to backend.State, r CheckResult) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	tr.list = append(tr.list, transition{server: s.Name(), from: from, to: to, result: r,
-		failures: s.Failures(), at: time.Now()})
+		failures: tr.st.Status(s).Failures, at: time.Now()})
 }
 
 func (tr *transitions) of(name string) []transition {
@@ -157,21 +160,22 @@ func TestMonitorFallAndRise(t *testing.T) {
 		sw := newSwitchable(healthy())
 		b := pn.listen("rmq1:5672", sw.Handle)
 		s := newServer("rmq1", b.Addr())
-		logs, tr := &logRecorder{}, &transitions{}
+		st := NewStatuses()
+		logs, tr := &logRecorder{}, newTransitions(st)
 		const (
 			inter   = 40 * time.Millisecond
 			fast    = 20 * time.Millisecond
 			timeout = 50 * time.Millisecond
 		)
 		startMonitor(t, MonitorOptions{
-			Servers: []*backend.Server{s}, Checker: pn.checker(&AMQPChecker{}),
+			Servers: []*backend.Server{s}, Checker: pn.checker(&AMQPChecker{}), Statuses: st,
 			Policy:  Policy{RiseFall: RiseFall{Rise: 2, Fall: 3}, Interval: inter, FastInterval: fast, DownInterval: 30 * time.Millisecond},
 			Timeout: timeout, Logger: slog.New(logs), OnTransition: tr.record,
 		})
 
 		// A healthy broker stays up, check after check.
 		testenv.Eventually(t, 2*time.Second, settled("three checks", func() bool { return b.Accepted() >= 3 }))
-		if c := s.LastCheck(); s.State() != backend.StateUp || c == nil || !c.OK || c.Reason != "AMQP handshake ok" {
+		if c := st.Last(s); s.State() != backend.StateUp || c == nil || !c.OK || c.Reason != "AMQP handshake ok" {
 			t.Fatalf("healthy broker: state %v, last check %+v", s.State(), c)
 		}
 		if n := len(logs.forServer("rmq1")); n != 0 {
@@ -192,10 +196,10 @@ func TestMonitorFallAndRise(t *testing.T) {
 		if took < 3*timeout || took > inter+3*timeout+2*fast+time.Second {
 			t.Errorf("down %v after turning silent", took)
 		}
-		if got := trs[0].failures[backend.FailTimeout]; got != 3 {
+		if got := trs[0].failures[FailTimeout]; got != 3 {
 			t.Errorf("went down after %d failed checks, want fall = 3", got)
 		}
-		if r := trs[0].result; r.OK || r.Kind != backend.FailTimeout || !strings.Contains(r.Reason, "timeout after 50ms waiting for Connection.Start") {
+		if r := trs[0].result; r.OK || r.Kind != FailTimeout || !strings.Contains(r.Reason, "timeout after 50ms waiting for Connection.Start") {
 			t.Errorf("transition result %+v", r)
 		}
 		lines := logs.forServer("rmq1")
@@ -245,19 +249,20 @@ func TestMonitorFirstResultDecides(t *testing.T) {
 			var pn pipeNet
 			live := pn.listen("live:5672", (&testenv.FakeAMQP{TuneDelay: 50 * time.Millisecond}).Handle)
 			sLive, sDead := newServer("live", live.Addr()), newServer("dead", "dead:5672")
-			logs, tr := &logRecorder{}, &transitions{}
+			st := NewStatuses()
+			logs, tr := &logRecorder{}, newTransitions(st)
 			begin := time.Now()
 			// fall × interval is 3 s: the dead server must not wait for it.
 			startMonitor(t, MonitorOptions{
-				Servers: []*backend.Server{sLive, sDead}, Checker: pn.checker(&AMQPChecker{}),
+				Servers: []*backend.Server{sLive, sDead}, Checker: pn.checker(&AMQPChecker{}), Statuses: st,
 				Policy:  Policy{RiseFall: RiseFall{Rise: 2, Fall: 3}, Interval: time.Second},
 				Timeout: 500 * time.Millisecond, Logger: slog.New(logs), OnTransition: tr.record,
 			})
 			testenv.Eventually(t, 2*time.Second, settled("both checked", func() bool {
-				return sLive.LastCheck() != nil && sDead.LastCheck() != nil && sDead.State() == backend.StateDown
+				return st.Last(sLive) != nil && st.Last(sDead) != nil && sDead.State() == backend.StateDown
 			}))
 			trs := tr.of("dead")
-			if len(trs) != 1 || trs[0].to != backend.StateDown || trs[0].result.Kind != backend.FailRefused {
+			if len(trs) != 1 || trs[0].to != backend.StateDown || trs[0].result.Kind != FailRefused {
 				t.Fatalf("dead server transitions %+v, want one to down by a refused connection", trs)
 			}
 			if took := trs[0].at.Sub(begin); took > 500*time.Millisecond {
@@ -282,16 +287,17 @@ func TestMonitorFirstResultDecides(t *testing.T) {
 			live := pn.listen("live:5672", healthy())
 			hung := pn.listen("hung:5672", testenv.Silent)
 			sLive, sHung := newServer("live", live.Addr()), newServer("hung", hung.Addr())
-			logs, tr := &logRecorder{}, &transitions{}
+			st := NewStatuses()
+			logs, tr := &logRecorder{}, newTransitions(st)
 			startMonitor(t, MonitorOptions{
-				Servers: []*backend.Server{sHung, sLive}, Checker: pn.checker(&AMQPChecker{}),
+				Servers: []*backend.Server{sHung, sLive}, Checker: pn.checker(&AMQPChecker{}), Statuses: st,
 				Policy:  Policy{Interval: time.Second},
 				Timeout: 500 * time.Millisecond, Logger: slog.New(logs), OnTransition: tr.record,
 			})
 			// The live server's result comes first; the hung one is down from then on, though
 			// its own check is still waiting.
 			testenv.Eventually(t, 400*time.Millisecond, settled("hung server down", func() bool { return sHung.State() == backend.StateDown }))
-			if c := sHung.LastCheck(); c != nil {
+			if c := st.Last(sHung); c != nil {
 				t.Fatalf("hung server has a result already: %+v", c)
 			}
 			if sLive.State() != backend.StateUp {
@@ -302,8 +308,8 @@ func TestMonitorFirstResultDecides(t *testing.T) {
 				t.Errorf("hung server log %+v", lines)
 			}
 			// Its own first result (a timeout) keeps it down: no second transition.
-			testenv.Eventually(t, 2*time.Second, settled("hung server's first result", func() bool { return sHung.LastCheck() != nil }))
-			if c := sHung.LastCheck(); c.OK || c.Kind != backend.FailTimeout || sHung.State() != backend.StateDown {
+			testenv.Eventually(t, 2*time.Second, settled("hung server's first result", func() bool { return st.Last(sHung) != nil }))
+			if c := st.Last(sHung); c.OK || c.Kind != FailTimeout || sHung.State() != backend.StateDown {
 				t.Errorf("hung server: %v, %+v", sHung.State(), c)
 			}
 			// Being held until its first check is not an incident: OnTransition hears nothing.
@@ -319,13 +325,14 @@ func TestMonitorFirstResultDecides(t *testing.T) {
 			live := pn.listen("live:5672", healthy())
 			slow := pn.listen("slow:5672", (&testenv.FakeAMQP{TuneDelay: 150 * time.Millisecond}).Handle)
 			sLive, sSlow := newServer("live", live.Addr()), newServer("slow", slow.Addr())
-			tr := &transitions{}
+			st := NewStatuses()
+			tr := newTransitions(st)
 			startMonitor(t, MonitorOptions{
-				Servers: []*backend.Server{sLive, sSlow}, Checker: pn.checker(&AMQPChecker{}),
+				Servers: []*backend.Server{sLive, sSlow}, Checker: pn.checker(&AMQPChecker{}), Statuses: st,
 				Policy:  Policy{RiseFall: RiseFall{Rise: 3}, Interval: time.Hour},
 				Timeout: time.Second, Logger: slog.New(&logRecorder{}), OnTransition: tr.record,
 			})
-			testenv.Eventually(t, 2*time.Second, settled("slow server checked", func() bool { return sSlow.LastCheck() != nil }))
+			testenv.Eventually(t, 2*time.Second, settled("slow server checked", func() bool { return st.Last(sSlow) != nil }))
 			// With rise 3 applied to its first result the server would stay down for the hour
 			// until the next check.
 			testenv.Eventually(t, time.Second, settled("slow server up after one passed check (rise 3 does not apply to the first)",
@@ -379,13 +386,14 @@ func TestMonitorSuspect(t *testing.T) {
 			var pn pipeNet
 			b := pn.listen("rmq1:5672", (&testenv.FakeAMQP{TuneDelay: 100 * time.Millisecond}).Handle)
 			s := newServer("rmq1", b.Addr())
-			tr := &transitions{}
+			st := NewStatuses()
+			tr := newTransitions(st)
 			m := startMonitor(t, MonitorOptions{
-				Servers: []*backend.Server{s}, Checker: pn.checker(&AMQPChecker{}),
+				Servers: []*backend.Server{s}, Checker: pn.checker(&AMQPChecker{}), Statuses: st,
 				Policy:  Policy{RiseFall: RiseFall{Fall: 10}, Interval: time.Hour},
 				Timeout: 2 * time.Second, Logger: slog.New(&logRecorder{}), OnTransition: tr.record,
 			})
-			testenv.Eventually(t, 2*time.Second, settled("first check", func() bool { return s.LastCheck() != nil }))
+			testenv.Eventually(t, 2*time.Second, settled("first check", func() bool { return st.Last(s) != nil }))
 			checks := b.Accepted()
 			for range 5 {
 				m.Suspect(s, err)
@@ -402,7 +410,7 @@ func TestMonitorSuspect(t *testing.T) {
 			if got := b.Accepted() - checks; got != 1 {
 				t.Errorf("5 Suspect calls caused %d checks, want 1", got)
 			}
-			if got := s.Failures()[backend.FailPassive]; got != 5 {
+			if got := m.Status(s).Failures[FailPassive]; got != 5 {
 				t.Errorf("%d passive failures counted, want 5", got)
 			}
 			if trs := tr.of("rmq1"); len(trs) != 0 {
@@ -416,13 +424,14 @@ func TestMonitorSuspect(t *testing.T) {
 			var pn pipeNet
 			b := pn.listen("rmq1:5672", (&testenv.FakeAMQP{TuneDelay: 100 * time.Millisecond}).Handle)
 			s := newServer("rmq1", b.Addr())
-			logs, tr := &logRecorder{}, &transitions{}
+			st := NewStatuses()
+			logs, tr := &logRecorder{}, newTransitions(st)
 			m := startMonitor(t, MonitorOptions{
-				Servers: []*backend.Server{s}, Checker: pn.checker(&AMQPChecker{}),
+				Servers: []*backend.Server{s}, Checker: pn.checker(&AMQPChecker{}), Statuses: st,
 				Policy:  Policy{RiseFall: RiseFall{Rise: 2, Fall: 3}, Interval: time.Hour, FastInterval: 20 * time.Millisecond},
 				Timeout: 2 * time.Second, Logger: slog.New(logs), OnTransition: tr.record,
 			})
-			testenv.Eventually(t, 2*time.Second, settled("first check", func() bool { return s.LastCheck() != nil }))
+			testenv.Eventually(t, 2*time.Second, settled("first check", func() bool { return st.Last(s) != nil }))
 			m.Suspect(s, err)
 			m.Suspect(s, err)
 			if s.State() != backend.StateUp {
@@ -434,7 +443,7 @@ func TestMonitorSuspect(t *testing.T) {
 			}
 			lines := logs.forServer("rmq1")
 			if len(lines) != 1 || lines[0].attrs["checks"] != "3/3 checks failed (3 passive)" ||
-				lines[0].attrs["reason"] != "client connection failed: connection refused" || lines[0].attrs["kind"] != backend.FailPassive {
+				lines[0].attrs["reason"] != "client connection failed: connection refused" || lines[0].attrs["kind"] != FailPassive {
 				t.Errorf("log %+v", lines)
 			}
 			// The broker is fine: rise passed checks, at the fast interval, bring it back.
@@ -442,7 +451,7 @@ func TestMonitorSuspect(t *testing.T) {
 			if s.Suspect() || !s.Eligible() {
 				t.Errorf("suspect %v, eligible %v after coming back", s.Suspect(), s.Eligible())
 			}
-			if trs := tr.of("rmq1"); len(trs) != 2 || trs[0].result.Kind != backend.FailPassive || trs[1].to != backend.StateUp {
+			if trs := tr.of("rmq1"); len(trs) != 2 || trs[0].result.Kind != FailPassive || trs[1].to != backend.StateUp {
 				t.Errorf("transitions %+v", trs)
 			}
 		})
@@ -477,8 +486,8 @@ func TestMonitorSuspect(t *testing.T) {
 			if took := time.Since(begin); took < 130*time.Millisecond {
 				t.Errorf("suspect cleared %v after the first of two failures 30ms apart, want ≥ 100ms after the last", took)
 			}
-			if s.State() != backend.StateUp || s.Failures()[backend.FailPassive] != 2 {
-				t.Errorf("state %v, failures %v", s.State(), s.Failures())
+			if s.State() != backend.StateUp || m.Status(s).Failures[FailPassive] != 2 {
+				t.Errorf("state %v, failures %v", s.State(), m.Status(s).Failures)
 			}
 		})
 	})
@@ -498,7 +507,7 @@ func TestMonitorMaint(t *testing.T) {
 		m.Suspect(s, nil) // wakes the loop, which still does not check
 		time.Sleep(50 * time.Millisecond)
 		synctest.Wait()
-		if n := b.Accepted(); n != 0 || s.LastCheck() != nil {
+		if n := b.Accepted(); n != 0 || m.Status(s).Last != nil {
 			t.Fatalf("%d checks in maintenance, want none", n)
 		}
 
@@ -516,6 +525,61 @@ func TestMonitorMaint(t *testing.T) {
 		synctest.Wait()
 		if got := b.Accepted() - n; got != 0 {
 			t.Errorf("%d checks in maintenance, want none", got)
+		}
+	})
+}
+
+// A reload gives the new Monitor the old one's Statuses and the servers it keeps: a kept
+// server's verdict, last check and counts carry over, and a down server is not held for a
+// first check all over again.
+func TestMonitorKeepsStatusesAcrossAReload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var pn pipeNet
+		up := pn.listen("up:5672", healthy())
+		sUp, sDead := newServer("up", up.Addr()), newServer("dead", "dead:5672")
+		st := NewStatuses()
+		policy := Policy{RiseFall: RiseFall{Rise: 2, Fall: 2}, Interval: time.Second}
+		old := NewMonitor(MonitorOptions{Servers: []*backend.Server{sUp, sDead}, Checker: pn.checker(&AMQPChecker{}),
+			Statuses: st, Policy: policy, Logger: slog.New(&logRecorder{})})
+		old.Start()
+		testenv.Eventually(t, 2*time.Second, settled("both checked", func() bool {
+			return st.Last(sUp) != nil && sDead.State() == backend.StateDown
+		}))
+		old.Stop()
+		checks, refused := up.Accepted(), st.Status(sDead).Failures[FailRefused]
+
+		// The new configuration keeps both servers and adds one whose broker answers late.
+		slow := pn.listen("new:5672", (&testenv.FakeAMQP{TuneDelay: 500 * time.Millisecond}).Handle)
+		sNew := newServer("new", slow.Addr())
+		st.Retain([]*backend.Server{sUp, sDead, sNew})
+		logs := &logRecorder{}
+		m := startMonitor(t, MonitorOptions{Servers: []*backend.Server{sUp, sDead, sNew}, Checker: pn.checker(&AMQPChecker{}),
+			Statuses: st, Policy: policy, Logger: slog.New(logs)})
+		synctest.Wait()
+		// The new server waits for its first check (a kept server passed before), the kept ones
+		// keep their verdicts at once.
+		if sUp.State() != backend.StateUp || sDead.State() != backend.StateDown || sNew.State() != backend.StateDown {
+			t.Errorf("after the reload: up %v, dead %v, new %v", sUp.State(), sDead.State(), sNew.State())
+		}
+		if got := m.Status(sUp).Durations.Count; got < uint64(checks) {
+			t.Errorf("kept server's histogram counts %d checks, want at least the %d before the reload", got, checks)
+		}
+		if got := m.Status(sDead).Failures[FailRefused]; got < refused {
+			t.Errorf("kept server's refusals went from %d to %d", refused, got)
+		}
+		// A dead server kept across the reload needs rise passes, not one, to come back.
+		pn.listen("dead:5672", healthy())
+		testenv.Eventually(t, 2*time.Second, settled("a passed check of the kept down server", func() bool {
+			c := st.Last(sDead)
+			return c != nil && c.OK
+		}))
+		if sDead.State() != backend.StateDown {
+			t.Errorf("kept down server up after one passed check, want rise = 2")
+		}
+		testenv.Eventually(t, 5*time.Second, settled("kept server up after rise checks", func() bool { return sDead.State() == backend.StateUp }))
+		testenv.Eventually(t, 2*time.Second, settled("new server up", func() bool { return sNew.State() == backend.StateUp }))
+		for _, l := range logs.forServer("up") {
+			t.Errorf("kept up server logged %q %v", l.msg, l.attrs)
 		}
 	})
 }
@@ -608,7 +672,7 @@ func TestManagementChecker(t *testing.T) {
 	}{
 		{"no alarm", ManagementOptions{Port: port, Alarms: true}, nil, true, "", "AMQP handshake ok"},
 		{"alarm shown, still up", ManagementOptions{Port: port, Alarms: true}, []string{"memory"}, true, "", "AMQP handshake ok; alarm: memory"},
-		{"eject on alarm", ManagementOptions{Port: port, Alarms: true, EjectOnAlarm: true}, []string{"memory", "disk", "memory"}, false, backend.FailAlarm, "AMQP handshake ok; alarm: memory, disk"},
+		{"eject on alarm", ManagementOptions{Port: port, Alarms: true, EjectOnAlarm: true}, []string{"memory", "disk", "memory"}, false, FailAlarm, "AMQP handshake ok; alarm: memory, disk"},
 		{"alarms not asked for", ManagementOptions{Port: port, EjectOnAlarm: true}, []string{"disk"}, true, "", "AMQP handshake ok"},
 		{"wrong credentials", ManagementOptions{Port: port, Alarms: true, Username: "guest", Password: "x"}, nil, true, "", "AMQP handshake ok; management API: 401 Unauthorized"},
 		{"API down", ManagementOptions{Port: dp, Alarms: true, EjectOnAlarm: true}, nil, true, "", "AMQP handshake ok; management API: connection refused"},
@@ -639,7 +703,7 @@ func TestManagementChecker(t *testing.T) {
 	mgmt.set("disk")
 	mc := newManagementChecker(&AMQPChecker{}, ManagementOptions{Port: port, Alarms: true, EjectOnAlarm: true}, testTimeout)
 	res := checkWithin(t, mc, testenv.FreeAddr(t), testTimeout)
-	if res.OK || res.Kind != backend.FailRefused || res.Reason != "connection refused; alarm: disk" {
+	if res.OK || res.Kind != FailRefused || res.Reason != "connection refused; alarm: disk" {
 		t.Errorf("dead broker: %+v", res)
 	}
 }
@@ -650,22 +714,22 @@ func TestMonitorManagement(t *testing.T) {
 	mgmt.set("memory")
 	s := newServer("rmq1", b.Addr())
 	logs := &logRecorder{}
-	startMonitor(t, MonitorOptions{
+	m := startMonitor(t, MonitorOptions{
 		Servers: []*backend.Server{s}, Checker: &AMQPChecker{},
 		Policy:  Policy{RiseFall: RiseFall{Rise: 1, Fall: 2}, Interval: 20 * time.Millisecond},
 		Timeout: time.Second, Management: &ManagementOptions{Port: mgmt.port(t), Alarms: true, EjectOnAlarm: true},
 		Logger: slog.New(logs),
 	})
 	testenv.Eventually(t, 2*time.Second, holds("ejected on alarm", func() bool { return s.State() == backend.StateDown }))
-	if c := s.LastCheck(); c.OK || c.Kind != backend.FailAlarm || c.Reason != "AMQP handshake ok; alarm: memory" {
+	if c := m.Status(s).Last; c.OK || c.Kind != FailAlarm || c.Reason != "AMQP handshake ok; alarm: memory" {
 		t.Errorf("last check %+v", c)
 	}
-	if lines := logs.forServer("rmq1"); len(lines) != 1 || lines[0].attrs["kind"] != backend.FailAlarm {
+	if lines := logs.forServer("rmq1"); len(lines) != 1 || lines[0].attrs["kind"] != FailAlarm {
 		t.Errorf("log %+v", lines)
 	}
 	mgmt.set()
 	testenv.Eventually(t, 2*time.Second, holds("up when the alarm clears", func() bool { return s.State() == backend.StateUp }))
-	if c := s.LastCheck(); !c.OK || c.Reason != "AMQP handshake ok" {
+	if c := m.Status(s).Last; !c.OK || c.Reason != "AMQP handshake ok" {
 		t.Errorf("last check %+v", c)
 	}
 }
