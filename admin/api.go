@@ -334,6 +334,7 @@ type stateRequest struct {
 // sessions shutdown_sessions ended.
 type StateResponse struct {
 	ServerJSON
+	// SessionsClosed is how many sessions shutdown_sessions ended; absent without it.
 	SessionsClosed *int `json:"sessions_closed,omitempty"`
 }
 

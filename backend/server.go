@@ -428,9 +428,8 @@ func (s *Server) Dial(ctx context.Context, o DialOptions) (net.Conn, error) {
 	d := net.Dialer{KeepAlive: o.KeepAlive}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err == nil {
-		var conn net.Conn = c
-		conn, err = s.greet(ctx, c.(*net.TCPConn), ds, o)
-		if err == nil {
+		var conn net.Conn
+		if conn, err = s.greet(ctx, c.(*net.TCPConn), ds, o); err == nil {
 			return conn, nil
 		}
 		_ = c.Close()
