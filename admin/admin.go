@@ -6,10 +6,12 @@
 // listener with the same status page, the JSON it reads and the metrics, behind basic auth
 // when it has users.
 //
-// It imports backend only. It reads servers through their atomic accessors at request time and
-// changes them only through SetAdmin and SetWeight (admin Server only); frontends reach it as
-// plain FrontendStats that the caller provides. It keeps no copy of the backends: every request
-// asks Options.Backends, so a reload that swaps the backend set is seen at once.
+// It imports backend, and healthcheck for its Status type only. It reads servers through their
+// atomic accessors at request time and changes them only through SetAdmin and SetWeight (admin
+// Server only); what the health checks found (last check, failures by kind, check durations)
+// it asks Options.Checks, per server; frontends reach it as plain FrontendStats that the caller
+// provides. It keeps no copy of the backends: every request asks Options.Backends, so a reload
+// that swaps the backend set is seen at once.
 package admin
 
 import (
@@ -23,6 +25,7 @@ import (
 	"time"
 
 	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/healthcheck"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -63,6 +66,10 @@ type Options struct {
 	Serving func() []*backend.Backend
 	// Frontends returns a snapshot of every frontend's counters.
 	Frontends func() []FrontendStats
+	// Checks returns what the health checks know of a server (healthcheck.Statuses.Status):
+	// the API's "check" and the health-check metrics. It is called for every server on every
+	// request and scrape. nil means nothing is known: every check is pending.
+	Checks func(*backend.Server) healthcheck.Status
 	// CloseSessions ends every session on s, in every frontend, and returns how many it
 	// ended; POST .../state with "shutdown_sessions" calls it. nil refuses such requests.
 	CloseSessions func(s *backend.Server) int
@@ -93,7 +100,7 @@ func New(o Options) *Server {
 	if o.Ready == nil {
 		o.Ready = func() bool { return true }
 	}
-	s := &Server{view: newView(o.Backends, o.Frontends, o.Logger, "admin", o.Version, false)}
+	s := &Server{view: newView(o.Backends, o.Frontends, o.Checks, o.Logger, "admin", o.Version, false)}
 	if o.Backends == nil {
 		o.Backends = s.backends
 	}

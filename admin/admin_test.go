@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/healthcheck"
 	"go.uber.org/goleak"
 )
 
@@ -21,10 +22,12 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// fixture is a backend set and frontend stats that a test can change between requests.
+// fixture is a backend set, the health checks' statuses of its servers and frontend stats that
+// a test can change between requests.
 type fixture struct {
 	mu        sync.Mutex
 	backends  []*backend.Backend
+	checks    *healthcheck.Statuses
 	frontends []FrontendStats
 	ready     bool
 }
@@ -36,7 +39,8 @@ func newFixture() *fixture {
 		return backend.NewServer(backend.ServerOptions{Name: name, Address: addr, Weight: w, Backup: backup})
 	}
 	return &fixture{
-		ready: true,
+		ready:  true,
+		checks: healthcheck.NewStatuses(),
 		backends: []*backend.Backend{
 			{Name: "rabbitmq", Servers: []*backend.Server{
 				mk("rmq1", "127.0.0.1:5673", 10, false),
@@ -73,6 +77,7 @@ func (f *fixture) options(token string) Options {
 			defer f.mu.Unlock()
 			return append([]FrontendStats(nil), f.frontends...)
 		},
+		Checks: f.checks.Status,
 		Ready: func() bool {
 			f.mu.Lock()
 			defer f.mu.Unlock()

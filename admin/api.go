@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/healthcheck"
 )
 
 // maxBody bounds a mutating request's body; the largest valid one is a few dozen bytes.
@@ -115,8 +116,8 @@ type ErrorJSON struct {
 	Error string `json:"error"`
 }
 
-// serverJSON snapshots s.
-func serverJSON(s *backend.Server) ServerJSON {
+// serverJSON snapshots s, with st, what the health checks know of it.
+func serverJSON(s *backend.Server, st healthcheck.Status) ServerJSON {
 	j := ServerJSON{
 		Name:              s.Name(),
 		Address:           s.Address(),
@@ -135,7 +136,7 @@ func serverJSON(s *backend.Server) ServerJSON {
 		BytesToClient:     s.BytesToClient(),
 		ConnectErrors:     s.ConnectErrors(),
 	}
-	if c := s.LastCheck(); c != nil {
+	if c := st.Last; c != nil {
 		at := c.At.UTC()
 		j.Check = CheckJSON{
 			Status:     "ok",
@@ -254,13 +255,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, readyzJSON{Ready: true})
 }
 
-func backendJSON(b *backend.Backend) BackendJSON {
+func (v *view) backendJSON(b *backend.Backend) BackendJSON {
 	j := BackendJSON{Name: b.Name, Servers: make([]ServerJSON, 0, len(b.Servers))}
 	for _, srv := range b.Servers {
 		if srv == nil {
 			continue
 		}
-		sj := serverJSON(srv)
+		sj := v.serverJSON(srv)
 		if sj.State == backend.StateUp.String() {
 			j.Up++
 		}
@@ -281,7 +282,7 @@ func (v *view) getBackends(w http.ResponseWriter, r *http.Request) {
 	resp := BackendsResponse{Backends: []BackendJSON{}, GeneratedAt: time.Now().UTC(), Version: v.version}
 	for _, b := range v.backends() {
 		if b != nil {
-			resp.Backends = append(resp.Backends, backendJSON(b))
+			resp.Backends = append(resp.Backends, v.backendJSON(b))
 		}
 	}
 	writeJSON(w, http.StatusOK, resp)
@@ -292,14 +293,17 @@ func (v *view) getBackend(w http.ResponseWriter, r *http.Request) {
 	if b == nil {
 		return
 	}
-	writeJSON(w, http.StatusOK, backendJSON(b))
+	writeJSON(w, http.StatusOK, v.backendJSON(b))
 }
 
 func (v *view) getServer(w http.ResponseWriter, r *http.Request) {
 	if _, srv := v.findServer(w, r); srv != nil {
-		writeJSON(w, http.StatusOK, serverJSON(srv))
+		writeJSON(w, http.StatusOK, v.serverJSON(srv))
 	}
 }
+
+// serverJSON snapshots srv with what Options.Checks knows of it.
+func (v *view) serverJSON(srv *backend.Server) ServerJSON { return serverJSON(srv, v.checks(srv)) }
 
 func (v *view) getFrontends(w http.ResponseWriter, r *http.Request) {
 	resp := FrontendsResponse{Frontends: []FrontendJSON{}}
@@ -330,6 +334,7 @@ type stateRequest struct {
 // sessions shutdown_sessions ended.
 type StateResponse struct {
 	ServerJSON
+	// SessionsClosed is how many sessions shutdown_sessions ended; absent without it.
 	SessionsClosed *int `json:"sessions_closed,omitempty"`
 }
 
@@ -361,7 +366,7 @@ func (s *Server) postState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	from, to := srv.SetAdmin(a)
-	resp := StateResponse{ServerJSON: serverJSON(srv)}
+	resp := StateResponse{ServerJSON: s.serverJSON(srv)}
 	args := []any{"remote", r.RemoteAddr, "backend", b.Name, "server", srv.Name(),
 		"admin", a.String(), "from", from.String(), "to", to.String()}
 	if req.ShutdownSessions {
@@ -396,7 +401,7 @@ func (s *Server) postWeight(w http.ResponseWriter, r *http.Request) {
 	srv.SetWeight(*req.Weight)
 	s.log.Info("admin: server weight set", "remote", r.RemoteAddr, "backend", b.Name, "server", srv.Name(),
 		"from", old, "to", *req.Weight)
-	writeJSON(w, http.StatusOK, serverJSON(srv))
+	writeJSON(w, http.StatusOK, s.serverJSON(srv))
 }
 
 // findBackend returns the backend named by {b}, or answers 404 and returns nil.

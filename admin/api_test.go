@@ -2,7 +2,6 @@ package admin
 
 import (
 	"encoding/json"
-	"github.com/amqplb/amqplb/internal/testenv"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/healthcheck"
+	"github.com/amqplb/amqplb/internal/testenv"
 )
 
 func keys(m map[string]any) []string {
@@ -27,7 +28,7 @@ func TestGetBackendsShape(t *testing.T) {
 	f := newFixture()
 	rmq2 := f.server("rabbitmq", "rmq2")
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	rmq2.SetCheck(backend.CheckResult{Kind: backend.FailAuth, Code: 403, Reason: "broker closed: 403 ACCESS_REFUSED - Login was refused", Duration: 1500 * time.Microsecond, At: at})
+	f.checks.Record(rmq2, healthcheck.CheckResult{Kind: healthcheck.FailAuth, Code: 403, Reason: "broker closed: 403 ACCESS_REFUSED - Login was refused", Duration: 1500 * time.Microsecond, At: at})
 	rmq2.SetHealth(false)
 	rmq2.AddBytes(10, 20)
 	h := New(f.options("")).Handler()

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/healthcheck"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -14,21 +15,24 @@ var allStates = []backend.State{backend.StateUp, backend.StateDown, backend.Stat
 
 // newRegistry returns a registry of amqplb's own with the Go and process collectors and the
 // collector of servers and frontends.
-func newRegistry(backends func() []*backend.Backend, frontends func() []FrontendStats, version string) *prometheus.Registry {
+func newRegistry(backends func() []*backend.Backend, frontends func() []FrontendStats,
+	checks func(*backend.Server) healthcheck.Status, version string) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newCollector(backends, frontends, version),
+		newCollector(backends, frontends, checks, version),
 	)
 	return reg
 }
 
-// collector reads the servers' and frontends' counters when Prometheus scrapes, so the data
-// path only bumps its atomics and never touches a metric object.
+// collector reads the servers' and frontends' counters, and the servers' check statuses, when
+// Prometheus scrapes, so the data path and the checks only bump their atomics and never touch a
+// metric object.
 type collector struct {
 	backends  func() []*backend.Backend
 	frontends func() []FrontendStats
+	checks    func(*backend.Server) healthcheck.Status
 	version   string
 
 	buildInfo       *prometheus.Desc
@@ -51,7 +55,8 @@ type collector struct {
 	frontendRefused *prometheus.Desc
 }
 
-func newCollector(backends func() []*backend.Backend, frontends func() []FrontendStats, version string) *collector {
+func newCollector(backends func() []*backend.Backend, frontends func() []FrontendStats,
+	checks func(*backend.Server) healthcheck.Status, version string) *collector {
 	srv := []string{"backend", "server"}
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("amqplb_"+name, help, labels, nil)
@@ -59,6 +64,7 @@ func newCollector(backends func() []*backend.Backend, frontends func() []Fronten
 	return &collector{
 		backends:  backends,
 		frontends: frontends,
+		checks:    checks,
 		version:   version,
 
 		buildInfo:       d("build_info", "Always 1; the labels say which amqplb runs.", "version", "goversion"),
@@ -129,11 +135,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.effectiveWeight, float64(s.EffectiveWeight()), bn, sn)
 			gauge(c.suspect, boolFloat(s.Suspect()), bn, sn)
 
-			h := s.CheckDurations()
+			cs := c.checks(s)
+			h := cs.Durations
 			ch <- prometheus.MustNewConstHistogram(c.checkDuration, h.Count, h.Sum, h.Buckets, bn, sn)
-			failures := s.Failures()
-			for _, k := range backend.FailureKinds {
-				counter(c.checkFailures, failures[k], bn, sn, k)
+			for _, k := range healthcheck.FailureKinds {
+				counter(c.checkFailures, cs.Failures[k], bn, sn, k)
 			}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/healthcheck"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -125,7 +126,7 @@ func TestMetricsFamiliesAndLabels(t *testing.T) {
 	if n, want := len(fams["amqplb_server_state"].Metric), 4*4; n != want {
 		t.Errorf("amqplb_server_state has %d series, want %d (4 servers x 4 states)", n, want)
 	}
-	if n, want := len(fams["amqplb_health_check_failures_total"].Metric), 4*len(backend.FailureKinds); n != want {
+	if n, want := len(fams["amqplb_health_check_failures_total"].Metric), 4*len(healthcheck.FailureKinds); n != want {
 		t.Errorf("amqplb_health_check_failures_total has %d series, want %d", n, want)
 	}
 	for _, r := range RefuseReasons {
@@ -177,9 +178,9 @@ func TestMetricsFollowServers(t *testing.T) {
 		rmq1.Release()
 	}
 	rmq1.AddBytes(1000, 250)
-	rmq1.SetCheck(backend.CheckResult{OK: true, Reason: "AMQP handshake ok", Duration: 3 * time.Millisecond, At: time.Now()})
-	rmq1.SetCheck(backend.CheckResult{OK: true, Reason: "AMQP handshake ok", Duration: 700 * time.Millisecond, At: time.Now()})
-	rmq2.SetCheck(backend.CheckResult{Kind: backend.FailAuth, Code: 403, Reason: "broker closed: 403 ACCESS_REFUSED", Duration: 2 * time.Millisecond, At: time.Now()})
+	f.checks.Record(rmq1, healthcheck.CheckResult{OK: true, Reason: "AMQP handshake ok", Duration: 3 * time.Millisecond, At: time.Now()})
+	f.checks.Record(rmq1, healthcheck.CheckResult{OK: true, Reason: "AMQP handshake ok", Duration: 700 * time.Millisecond, At: time.Now()})
+	f.checks.Record(rmq2, healthcheck.CheckResult{Kind: healthcheck.FailAuth, Code: 403, Reason: "broker closed: 403 ACCESS_REFUSED", Duration: 2 * time.Millisecond, At: time.Now()})
 	rmq2.SetHealth(false)
 	f.mu.Lock()
 	f.frontends[0] = FrontendStats{Name: "amqp", Active: 7, Total: 10, Refused: map[string]uint64{"no_server": 4, "weird": 1}}

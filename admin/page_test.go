@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/healthcheck"
+	"github.com/amqplb/amqplb/internal/testenv"
 	"github.com/chromedp/cdproto/emulation"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
@@ -153,14 +156,14 @@ func pageFixture() *fixture {
 	f := newFixture()
 	now := time.Now()
 	ok := func(s *backend.Server, d time.Duration) {
-		s.SetCheck(backend.CheckResult{OK: true, Reason: "AMQP handshake ok", Duration: d, At: now.Add(-1500 * time.Millisecond)})
+		f.checks.Record(s, healthcheck.CheckResult{OK: true, Reason: "AMQP handshake ok", Duration: d, At: now.Add(-1500 * time.Millisecond)})
 	}
 	rmq1 := backend.NewServer(backend.ServerOptions{Name: "rmq1", Address: "10.0.1.11:5672", Weight: 10, MaxConnections: 500})
 	rmq2 := backend.NewServer(backend.ServerOptions{Name: "rmq2", Address: "10.0.1.12:5672", Weight: 10})
 	rmq3 := backend.NewServer(backend.ServerOptions{Name: "rmq3", Address: "10.0.1.13:5672", Weight: 10})
 	ok(rmq1, 4200*time.Microsecond)
 	ok(rmq2, 3900*time.Microsecond)
-	rmq3.SetCheck(backend.CheckResult{Kind: backend.FailAuth, Code: 403,
+	f.checks.Record(rmq3, healthcheck.CheckResult{Kind: healthcheck.FailAuth, Code: 403,
 		Reason:   "broker closed: 403 ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile.",
 		Duration: 6100 * time.Microsecond, At: now.Add(-3 * time.Second)})
 	rmq3.SetHealth(false)
@@ -214,16 +217,15 @@ func wantRows(t *testing.T, ctx context.Context, b string, want [][]string) {
 	}
 }
 
-// waitFor polls cond until it holds or the test's patience ends.
+// waitFor waits, with testenv.Eventually, until cond holds or the test's patience ends.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if !cond() {
+			return errors.New("waiting for " + what)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestStatusPageInBrowser(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/healthcheck"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -62,6 +63,8 @@ type StatsOptions struct {
 	Backends func() []*backend.Backend
 	// Frontends returns a snapshot of every frontend's counters.
 	Frontends func() []FrontendStats
+	// Checks returns what the health checks know of a server, as Options.Checks.
+	Checks func(*backend.Server) healthcheck.Status
 	// Logger receives the server's errors and refused logins.
 	Logger *slog.Logger
 	// Version is amqplb's version, shown on the page unless HideVersion.
@@ -106,7 +109,7 @@ func NewStats(o StatsOptions) *StatsServer {
 		logger = logger.With("stats", o.Name)
 	}
 	s := &StatsServer{
-		view:      newView(o.Backends, o.Frontends, logger, "stats", o.Version, o.HideVersion),
+		view:      newView(o.Backends, o.Frontends, o.Checks, logger, "stats", o.Version, o.HideVersion),
 		opts:      o,
 		challenge: `Basic realm="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(o.Realm) + `"`,
 	}

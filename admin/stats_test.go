@@ -29,6 +29,7 @@ func (f *fixture) statsOptions(uri, metrics string, users map[string]string) Sta
 		Users:     users,
 		Backends:  o.Backends,
 		Frontends: o.Frontends,
+		Checks:    o.Checks,
 		Logger:    o.Logger,
 		Version:   o.Version,
 	}

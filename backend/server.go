@@ -1,9 +1,13 @@
 // Package backend owns the servers amqplb sends connections to: a Server (its address, weight,
-// state and counters, all in atomics so the data path never takes a lock) and a Backend (a named,
-// ordered set of servers). Dialing a server lives here too.
+// state machine, slow start, connection slots and traffic counters, all in atomics so the data
+// path never takes a lock) and a Backend (a named, ordered set of servers). Dialing a server
+// lives here too, for sessions and, with DialOptions.Check, for health checks (a check port,
+// with or without the server's TLS and PROXY header).
 //
 // The package knows nothing of sessions, balancing policies, health checks or HTTP: those
-// packages read and change a Server through its methods.
+// packages read and change a Server through its methods. Health checks only tell a Server
+// their verdict (SetHealth) and take it out of rotation after a failed dial (MarkSuspect,
+// ClearSuspect); what a check found, why and how long it took is package healthcheck's.
 package backend
 
 import (
@@ -117,42 +121,6 @@ func ParseAdmin(s string) (Admin, error) {
 	return 0, fmt.Errorf("unknown state %q (want ready, drain or maint)", s)
 }
 
-// Check failure kinds: the low-cardinality reason label of amqplb_health_check_failures_total.
-const (
-	FailTimeout  = "timeout"  // no answer in time (hung, paused, overloaded)
-	FailRefused  = "refused"  // TCP connect refused
-	FailReset    = "reset"    // connection reset or closed early
-	FailAuth     = "auth"     // broker refused the login (403)
-	FailVHost    = "vhost"    // vhost missing or not allowed (530)
-	FailClosed   = "closed"   // broker closed the connection with another code (320, 541, ...)
-	FailProtocol = "protocol" // not AMQP 0-9-1, garbage, wrong port
-	FailAlarm    = "alarm"    // a resource alarm, with eject_on_alarm
-	FailPassive  = "passive"  // a client session failed to connect
-	FailOther    = "other"    // anything else
-)
-
-// FailureKinds lists every failure kind, in a fixed order.
-var FailureKinds = []string{FailTimeout, FailRefused, FailReset, FailAuth, FailVHost, FailClosed, FailProtocol, FailAlarm, FailPassive, FailOther}
-
-// CheckBuckets are the upper bounds, in seconds, of the check-duration histogram.
-var CheckBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
-
-// CheckResult is the outcome of one health check of a server, kept for the admin API.
-type CheckResult struct {
-	// OK reports whether the check passed.
-	OK bool
-	// Kind classifies a failure (one of FailureKinds); empty when OK.
-	Kind string
-	// Reason is short and human: "AMQP handshake ok", "connection refused", "broker closed: 403 ...".
-	Reason string
-	// Code is the broker's reply code (403, 530, 541, 320, ...), 0 when the broker gave none.
-	Code int
-	// Duration is how long the check took.
-	Duration time.Duration
-	// At is when the check finished.
-	At time.Time
-}
-
 // Server is one broker of a backend. Every field that changes at run time is an atomic, so
 // balancers, sessions, checks and the admin API read and change it without locks.
 //
@@ -172,7 +140,6 @@ type Server struct {
 	admin   atomic.Int32
 	suspect atomic.Bool
 	upSince atomic.Int64 // unix nanos of the last transition to up; 0 = up since start (no ramp)
-	check   atomic.Pointer[CheckResult]
 	dialing atomic.Pointer[dialSettings]
 	stateMu sync.Mutex // serialises state changes so transitions are counted exactly once
 
@@ -182,22 +149,6 @@ type Server struct {
 	bytesToServer atomic.Uint64
 	bytesToClient atomic.Uint64
 	transitions   [numStates]atomic.Uint64
-	failures      [10]atomic.Uint64 // indexed like FailureKinds
-	checkHist     checkHistogram
-}
-
-// checkHistogram counts check durations in CheckBuckets, lock-free.
-type checkHistogram struct {
-	counts [13]atomic.Uint64 // one per bucket, then +Inf
-	sumNs  atomic.Int64
-}
-
-// CheckHistogram is a snapshot of a server's check durations: cumulative counts per bucket
-// of CheckBuckets (as Prometheus wants them), the total count and the sum in seconds.
-type CheckHistogram struct {
-	Buckets map[float64]uint64
-	Count   uint64
-	Sum     float64
 }
 
 const numStates = 4
@@ -210,8 +161,8 @@ func NewServer(o ServerOptions) *Server {
 	return s
 }
 
-// Update applies reloaded options (weight, backup, max_connections, slowstart) to a running
-// server; its name, address, state, check history and counters stay.
+// Update applies reloaded options (weight, backup, max_connections, slowstart, dialing) to a
+// running server; its name, address, state and counters stay.
 func (s *Server) Update(o ServerOptions) {
 	s.SetWeight(o.Weight)
 	s.backup.Store(o.Backup)
@@ -385,63 +336,6 @@ func (s *Server) Suspect() bool { return s.suspect.Load() }
 // ClearSuspect puts a suspect server back into rotation.
 func (s *Server) ClearSuspect() { s.suspect.Store(false) }
 
-// SetCheck records a check result: it becomes LastCheck, its duration goes into the
-// histogram and a failure is counted by its Kind.
-func (s *Server) SetCheck(r CheckResult) {
-	s.check.Store(&r)
-	s.observeCheck(r.Duration)
-	if !r.OK {
-		s.CountFailure(r.Kind)
-	}
-}
-
-// CountFailure counts a failure of the given kind (FailOther if unknown) without a check result,
-// e.g. a passive failure.
-func (s *Server) CountFailure(kind string) {
-	for i, k := range FailureKinds {
-		if k == kind {
-			s.failures[i].Add(1)
-			return
-		}
-	}
-	s.failures[len(FailureKinds)-1].Add(1)
-}
-
-// Failures returns the failure count of each kind in FailureKinds.
-func (s *Server) Failures() map[string]uint64 {
-	m := make(map[string]uint64, len(FailureKinds))
-	for i, k := range FailureKinds {
-		m[k] = s.failures[i].Load()
-	}
-	return m
-}
-
-func (s *Server) observeCheck(d time.Duration) {
-	sec := d.Seconds()
-	i := 0
-	for i < len(CheckBuckets) && sec > CheckBuckets[i] {
-		i++
-	}
-	s.checkHist.counts[i].Add(1)
-	s.checkHist.sumNs.Add(int64(d))
-}
-
-// CheckDurations returns the check-duration histogram.
-func (s *Server) CheckDurations() CheckHistogram {
-	h := CheckHistogram{Buckets: make(map[float64]uint64, len(CheckBuckets))}
-	var cum uint64
-	for i, ub := range CheckBuckets {
-		cum += s.checkHist.counts[i].Load()
-		h.Buckets[ub] = cum
-	}
-	h.Count = cum + s.checkHist.counts[len(CheckBuckets)].Load()
-	h.Sum = time.Duration(s.checkHist.sumNs.Load()).Seconds()
-	return h
-}
-
-// LastCheck returns the last check result, or nil before the first check.
-func (s *Server) LastCheck() *CheckResult { return s.check.Load() }
-
 // Full reports whether the server has reached its MaxConnections.
 func (s *Server) Full() bool {
 	m := s.maxConn.Load()
@@ -534,9 +428,8 @@ func (s *Server) Dial(ctx context.Context, o DialOptions) (net.Conn, error) {
 	d := net.Dialer{KeepAlive: o.KeepAlive}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err == nil {
-		var conn net.Conn = c
-		conn, err = s.greet(ctx, c.(*net.TCPConn), ds, o)
-		if err == nil {
+		var conn net.Conn
+		if conn, err = s.greet(ctx, c.(*net.TCPConn), ds, o); err == nil {
 			return conn, nil
 		}
 		_ = c.Close()

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/amqplb/amqplb/internal/testenv"
@@ -85,45 +86,33 @@ func TestEligible(t *testing.T) {
 	}
 }
 
+// TestSlowstartRampsTheWeight runs on synctest's fake clock: the ramp is an hour long.
 func TestSlowstartRampsTheWeight(t *testing.T) {
-	s := NewServer(ServerOptions{Name: "a", Weight: 100, Slowstart: time.Hour})
-	if w := s.EffectiveWeight(); w != 100 {
-		t.Fatalf("a server up since start ramps: %d", w)
-	}
-	s.SetHealth(false)
-	s.SetHealth(true)
-	if w := s.EffectiveWeight(); w != 1 {
-		t.Errorf("just recovered: effective weight %d, want 1", w)
-	}
-	s.upSince.Store(time.Now().Add(-30 * time.Minute).UnixNano())
-	if w := s.EffectiveWeight(); w < 49 || w > 51 {
-		t.Errorf("half way: effective weight %d, want about 50", w)
-	}
-	s.upSince.Store(time.Now().Add(-2 * time.Hour).UnixNano())
-	if w := s.EffectiveWeight(); w != 100 {
-		t.Errorf("after the ramp: effective weight %d, want 100", w)
-	}
-}
-
-func TestCheckResultsAreKeptAndCounted(t *testing.T) {
-	s := NewServer(ServerOptions{Name: "a", Weight: 1})
-	if s.LastCheck() != nil {
-		t.Fatal("a check result before any check")
-	}
-	s.SetCheck(CheckResult{OK: true, Reason: "AMQP handshake ok", Duration: 3 * time.Millisecond})
-	s.SetCheck(CheckResult{OK: false, Kind: FailAuth, Code: 403, Reason: "403 ACCESS_REFUSED", Duration: 2 * time.Second})
-	s.CountFailure("no such kind")
-	if lc := s.LastCheck(); lc.Code != 403 || lc.OK {
-		t.Errorf("last check = %+v", lc)
-	}
-	f := s.Failures()
-	if f[FailAuth] != 1 || f[FailOther] != 1 {
-		t.Errorf("failures = %v", f)
-	}
-	h := s.CheckDurations()
-	if h.Count != 2 || h.Buckets[0.005] != 1 || h.Buckets[2.5] != 2 || h.Buckets[1] != 1 {
-		t.Errorf("histogram = %+v", h)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		s := NewServer(ServerOptions{Name: "a", Weight: 100, Slowstart: time.Hour})
+		if w := s.EffectiveWeight(); w != 100 {
+			t.Fatalf("a server up since start ramps: %d", w)
+		}
+		s.SetHealth(false)
+		s.SetHealth(true)
+		if w := s.EffectiveWeight(); w != 1 {
+			t.Errorf("just recovered: effective weight %d, want 1", w)
+		}
+		time.Sleep(30 * time.Minute)
+		if w := s.EffectiveWeight(); w < 49 || w > 51 {
+			t.Errorf("half way: effective weight %d, want about 50", w)
+		}
+		time.Sleep(90 * time.Minute)
+		if w := s.EffectiveWeight(); w != 100 {
+			t.Errorf("after the ramp: effective weight %d, want 100", w)
+		}
+		// Down and up again: the ramp starts over.
+		s.SetHealth(false)
+		s.SetHealth(true)
+		if w := s.EffectiveWeight(); w != 1 {
+			t.Errorf("recovered again: effective weight %d, want 1", w)
+		}
+	})
 }
 
 func TestAcquireIsExactUnderContention(t *testing.T) {

@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/amqplb/amqplb/backend"
 	"github.com/amqplb/amqplb/internal/amqpwire"
 )
 
@@ -65,7 +64,7 @@ func (c *AMQPChecker) handshake(cv *conversation) error {
 		return err
 	}
 	if !start.HasMechanism("PLAIN") {
-		return failf(backend.FailAuth, 0, "broker does not offer SASL PLAIN (offers %q)", start.Mechanisms)
+		return failf(FailAuth, 0, "broker does not offer SASL PLAIN (offers %q)", start.Mechanisms)
 	}
 	user, pass := c.credentials()
 	if err := cv.send(amqpwire.PlainStartOk(user, pass, amqpwire.ClientProperties("amqplb", connectionName))); err != nil {
@@ -117,7 +116,7 @@ type failure struct {
 
 func (f *failure) Error() string { return f.reason }
 
-// failf returns a failure of the given kind (one of backend.FailureKinds) and broker code.
+// failf returns a failure of the given kind (one of FailureKinds) and broker code.
 func failf(kind string, code int, format string, args ...any) error {
 	return &failure{kind: kind, reason: fmt.Sprintf(format, args...), code: code}
 }
@@ -126,11 +125,11 @@ func failf(kind string, code int, format string, args ...any) error {
 func closeKind(code int) string {
 	switch code {
 	case amqpwire.ReplyAccessRefused:
-		return backend.FailAuth
+		return FailAuth
 	case amqpwire.ReplyNotAllowed:
-		return backend.FailVHost
+		return FailVHost
 	}
-	return backend.FailClosed
+	return FailClosed
 }
 
 // run connects to t and, if talk is not nil, lets it talk to the server, all within timeout
@@ -150,7 +149,7 @@ func run(ctx context.Context, t Target, timeout time.Duration, okReason string, 
 	case errors.As(err, &f):
 		res.Kind, res.Reason, res.Code = f.kind, f.reason, f.code
 	default:
-		res.Kind, res.Reason = backend.FailOther, err.Error()
+		res.Kind, res.Reason = FailOther, err.Error()
 	}
 	return res
 }
@@ -165,7 +164,7 @@ func (cv *conversation) dialAndTalk(t Target, deadline time.Time, talk func(*con
 		return nil
 	}
 	if err := nc.SetDeadline(deadline); err != nil {
-		return failf(backend.FailOther, 0, "set deadline: %v", err)
+		return failf(FailOther, 0, "set deadline: %v", err)
 	}
 	// Cancelling ctx (not only its deadline) must end blocked I/O too. Wait for the callback
 	// if it started, so no goroutine outlives the check.
@@ -215,33 +214,33 @@ func (cv *conversation) start() (*amqpwire.ConnectionStart, error) {
 	switch {
 	case errors.As(err, &he) && he.Protocol() == "AMQP 0-9-1" && cv.sendProxy != 0:
 		// What RabbitMQ answers a PROXY header when its proxy_protocol is off.
-		return nil, failf(backend.FailProtocol, 0, "broker refused the PROXY v%d header (is proxy_protocol enabled on the broker?)", cv.sendProxy)
+		return nil, failf(FailProtocol, 0, "broker refused the PROXY v%d header (is proxy_protocol enabled on the broker?)", cv.sendProxy)
 	case errors.As(err, &he) && he.Protocol() == "AMQP 0-9-1":
-		return nil, failf(backend.FailProtocol, 0, "broker refused the AMQP 0-9-1 protocol header")
+		return nil, failf(FailProtocol, 0, "broker refused the AMQP 0-9-1 protocol header")
 	case errors.As(err, &he):
-		return nil, failf(backend.FailProtocol, 0, "not an AMQP 0-9-1 broker: replied %s header", he.Protocol())
+		return nil, failf(FailProtocol, 0, "not an AMQP 0-9-1 broker: replied %s header", he.Protocol())
 	case errors.Is(err, amqpwire.ErrMalformed):
-		return nil, failf(backend.FailProtocol, 0, "not an AMQP 0-9-1 broker: replied %s", quoteBytes(first))
+		return nil, failf(FailProtocol, 0, "not an AMQP 0-9-1 broker: replied %s", quoteBytes(first))
 	case err != nil:
 		return nil, cv.ioFailure(err, "waiting for Connection.Start")
 	case f.Type != amqpwire.FrameMethod || f.Channel != 0:
-		return nil, failf(backend.FailProtocol, 0, "not an AMQP 0-9-1 broker: first frame is of type %d on channel %d", f.Type, f.Channel)
+		return nil, failf(FailProtocol, 0, "not an AMQP 0-9-1 broker: first frame is of type %d on channel %d", f.Type, f.Channel)
 	}
 	m, err := amqpwire.DecodeMethod(f.Payload)
 	if err != nil {
-		return nil, failf(backend.FailProtocol, 0, "not an AMQP 0-9-1 broker: %v", err)
+		return nil, failf(FailProtocol, 0, "not an AMQP 0-9-1 broker: %v", err)
 	}
 	switch m := m.(type) {
 	case *amqpwire.ConnectionStart:
 		if m.VersionMajor != 0 || m.VersionMinor != 9 {
-			return nil, failf(backend.FailProtocol, 0, "not an AMQP 0-9-1 broker: Connection.Start offers version %d-%d", m.VersionMajor, m.VersionMinor)
+			return nil, failf(FailProtocol, 0, "not an AMQP 0-9-1 broker: Connection.Start offers version %d-%d", m.VersionMajor, m.VersionMinor)
 		}
 		cv.version = brokerVersion(m.ServerProperties)
 		return m, nil
 	case *amqpwire.ConnectionClose:
 		return nil, cv.closedByBroker(m)
 	default:
-		return nil, failf(backend.FailProtocol, 0, "protocol error: %s waiting for Connection.Start", amqpwire.Name(m))
+		return nil, failf(FailProtocol, 0, "protocol error: %s waiting for Connection.Start", amqpwire.Name(m))
 	}
 }
 
@@ -251,7 +250,7 @@ func (cv *conversation) send(ms ...amqpwire.Method) error {
 	for _, m := range ms {
 		var err error
 		if buf, err = amqpwire.AppendMethodFrame(buf, 0, m); err != nil {
-			return failf(backend.FailOther, 0, "%v", err)
+			return failf(FailOther, 0, "%v", err)
 		}
 	}
 	cv.wbuf = buf
@@ -274,11 +273,11 @@ func (cv *conversation) await(method uint16) (amqpwire.Method, error) {
 			continue
 		}
 		if f.Type != amqpwire.FrameMethod || f.Channel != 0 {
-			return nil, failf(backend.FailProtocol, 0, "protocol error: frame of type %d on channel %d waiting for %s", f.Type, f.Channel, want)
+			return nil, failf(FailProtocol, 0, "protocol error: frame of type %d on channel %d waiting for %s", f.Type, f.Channel, want)
 		}
 		m, err := amqpwire.DecodeMethod(f.Payload)
 		if err != nil {
-			return nil, failf(backend.FailProtocol, 0, "protocol error waiting for %s: %v", want, err)
+			return nil, failf(FailProtocol, 0, "protocol error waiting for %s: %v", want, err)
 		}
 		class, id := m.MethodID()
 		switch {
@@ -289,9 +288,9 @@ func (cv *conversation) await(method uint16) (amqpwire.Method, error) {
 		case class == amqpwire.ClassConnection && (id == amqpwire.MethodBlocked || id == amqpwire.MethodUnblocked):
 			continue // a resource alarm does not stop a broker from serving consumers
 		case class == amqpwire.ClassConnection && id == amqpwire.MethodSecure:
-			return nil, failf(backend.FailProtocol, 0, "broker sent Connection.Secure waiting for %s: PLAIN takes no challenge", want)
+			return nil, failf(FailProtocol, 0, "broker sent Connection.Secure waiting for %s: PLAIN takes no challenge", want)
 		}
-		return nil, failf(backend.FailProtocol, 0, "protocol error: %s waiting for %s", amqpwire.Name(m), want)
+		return nil, failf(FailProtocol, 0, "protocol error: %s waiting for %s", amqpwire.Name(m), want)
 	}
 }
 
@@ -308,19 +307,19 @@ func (cv *conversation) ioFailure(err error, step string) error {
 	var he *amqpwire.HeaderError
 	switch {
 	case errors.Is(cv.ctx.Err(), context.Canceled):
-		return failf(backend.FailOther, 0, "check canceled %s", step)
+		return failf(FailOther, 0, "check canceled %s", step)
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return failf(backend.FailTimeout, 0, "timeout after %s %s", roundBudget(cv.budget), step)
+		return failf(FailTimeout, 0, "timeout after %s %s", roundBudget(cv.budget), step)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return failf(backend.FailReset, 0, "connection closed by broker %s", step)
+		return failf(FailReset, 0, "connection closed by broker %s", step)
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return failf(backend.FailReset, 0, "connection reset by broker %s", step)
+		return failf(FailReset, 0, "connection reset by broker %s", step)
 	case errors.As(err, &he):
-		return failf(backend.FailProtocol, 0, "protocol error: broker sent the %s protocol header %s", he.Protocol(), step)
+		return failf(FailProtocol, 0, "protocol error: broker sent the %s protocol header %s", he.Protocol(), step)
 	case errors.Is(err, amqpwire.ErrMalformed):
-		return failf(backend.FailProtocol, 0, "protocol error %s: %v", step, err)
+		return failf(FailProtocol, 0, "protocol error %s: %v", step, err)
 	}
-	return failf(backend.FailOther, 0, "%s: %v", step, unwrapOp(err))
+	return failf(FailOther, 0, "%s: %v", step, unwrapOp(err))
 }
 
 // dialFailure names why a connect failed: the TCP connect, or, through backend.Server.Dial,
@@ -332,19 +331,19 @@ func dialFailure(ctx context.Context, err error, budget time.Duration) error {
 	var dnsErr *net.DNSError
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return failf(backend.FailRefused, 0, "connection refused")
+		return failf(FailRefused, 0, "connection refused")
 	case errors.Is(ctx.Err(), context.Canceled):
-		return failf(backend.FailOther, 0, "check canceled while connecting")
+		return failf(FailOther, 0, "check canceled while connecting")
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), ctx.Err() != nil:
-		return failf(backend.FailTimeout, 0, "timeout after %s connecting", roundBudget(budget))
+		return failf(FailTimeout, 0, "timeout after %s connecting", roundBudget(budget))
 	case errors.Is(err, syscall.EHOSTUNREACH):
-		return failf(backend.FailOther, 0, "no route to host")
+		return failf(FailOther, 0, "no route to host")
 	case errors.Is(err, syscall.ENETUNREACH):
-		return failf(backend.FailOther, 0, "network is unreachable")
+		return failf(FailOther, 0, "network is unreachable")
 	case errors.As(err, &dnsErr):
-		return failf(backend.FailOther, 0, "cannot resolve %s: %s", dnsErr.Name, dnsErr.Err)
+		return failf(FailOther, 0, "cannot resolve %s: %s", dnsErr.Name, dnsErr.Err)
 	}
-	return failf(backend.FailOther, 0, "connect: %v", unwrapOp(err))
+	return failf(FailOther, 0, "connect: %v", unwrapOp(err))
 }
 
 // Prefixes of backend.Server.Dial's errors for the steps after the TCP connect.
@@ -381,13 +380,13 @@ func greetFailure(ctx context.Context, step string, err error, budget time.Durat
 	}
 	switch {
 	case errors.Is(ctx.Err(), context.Canceled):
-		return failf(backend.FailOther, 0, "check canceled %s", during)
+		return failf(FailOther, 0, "check canceled %s", during)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
-		return failf(backend.FailTimeout, 0, "timeout after %s %s", roundBudget(budget), during)
+		return failf(FailTimeout, 0, "timeout after %s %s", roundBudget(budget), during)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return failf(backend.FailReset, 0, "connection closed by broker %s", during)
+		return failf(FailReset, 0, "connection closed by broker %s", during)
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return failf(backend.FailReset, 0, "connection reset by broker %s", during)
+		return failf(FailReset, 0, "connection reset by broker %s", during)
 	}
 	var cve *tls.CertificateVerificationError
 	if errors.As(err, &cve) && cve.Err != nil {
@@ -395,7 +394,7 @@ func greetFailure(ctx context.Context, step string, err error, budget time.Durat
 		// verify certificate: ".
 		err = cve.Err
 	}
-	return failf(backend.FailProtocol, 0, "%s: %v", step, unwrapOp(err))
+	return failf(FailProtocol, 0, "%s: %v", step, unwrapOp(err))
 }
 
 // unwrapOp drops the "dial tcp 127.0.0.1:1->127.0.0.1:5672:" prefix of a *net.OpError: the

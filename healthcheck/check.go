@@ -2,9 +2,11 @@
 // really serves AMQP (a full handshake, a probe of the first reply, a TCP connect, or a
 // tcp-check send/expect script as HAProxy's), optionally with the node's alarms from its
 // management API; the Result they give, with the broker's own reply code, a failure kind and a
-// short human reason; the rise/fall rules that turn results into state changes; and the
-// Monitor that schedules the checks of a backend's servers, takes in passive failures
-// (Monitor.Suspect) and changes the servers' health.
+// short human reason; the rise/fall rules that turn results into state changes; the Monitor
+// that schedules the checks of a backend's servers, takes in passive failures
+// (Monitor.Suspect) and changes the servers' health; and what the checks know of each server
+// (Statuses): its last check, its failures by kind (the Fail constants) and the histogram of
+// its check durations, which the admin API and the metrics read.
 //
 // A checker checks a Target: an address and, for a backend.Server, a dial function that goes
 // through Server.Dial, so a check connects to the server's check port, sends the PROXY header
@@ -17,8 +19,10 @@
 // (the broker's version, which says whether a PROXY v2 LOCAL header is accepted) travels in
 // the Result and is kept by the Monitor, per server. Policy is the pure core of the monitor:
 // given a server's Health and a result, the next Health and when to check again. The package
-// changes a backend.Server only through its health, check-result and suspect methods; it never
-// touches sessions (it calls MonitorOptions.OnTransition for that), balancing or the admin API.
+// changes a backend.Server only through its health and suspect methods (SetHealth,
+// MarkSuspect, ClearSuspect): the server knows whether it is up and eligible, never why; the
+// why stays here, in Statuses. It never touches sessions (it calls MonitorOptions.OnTransition
+// for that), balancing or the admin API.
 package healthcheck
 
 import (
@@ -35,8 +39,8 @@ const DefaultTimeout = time.Second
 type Result struct {
 	// OK reports whether the server passed.
 	OK bool
-	// Kind classifies a failure for metrics and the admin API: one of backend.FailureKinds
-	// (backend.FailTimeout, FailRefused, FailReset, FailAuth for a 403, FailVHost for a 530,
+	// Kind classifies a failure for metrics and the admin API: one of FailureKinds
+	// (FailTimeout, FailRefused, FailReset, FailAuth for a 403, FailVHost for a 530,
 	// FailClosed for another Close from the broker, FailProtocol, FailAlarm, FailOther).
 	// It is empty when OK.
 	Kind string

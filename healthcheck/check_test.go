@@ -11,7 +11,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/amqplb/amqplb/backend"
 	"github.com/amqplb/amqplb/internal/amqpwire"
 	"github.com/amqplb/amqplb/internal/testenv"
 )
@@ -82,29 +81,29 @@ func TestAMQPChecker(t *testing.T) {
 		{name: "healthy custom vhost and user", fake: &testenv.FakeAMQP{Username: "u", Password: "p", VHosts: []string{"v1"}},
 			checker: AMQPChecker{VHost: "v1", Username: "u", Password: "p"}, ok: true},
 		{name: "wrong password", fake: &testenv.FakeAMQP{Username: "guest", Password: "guest"},
-			checker: AMQPChecker{Username: "guest", Password: "wrong"}, code: 403, kind: backend.FailAuth, acked: true,
+			checker: AMQPChecker{Username: "guest", Password: "wrong"}, code: 403, kind: FailAuth, acked: true,
 			words: []string{"broker closed: 403 ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN"}},
 		{name: "unknown vhost", fake: &testenv.FakeAMQP{},
-			checker: AMQPChecker{VHost: "nope"}, code: 530, kind: backend.FailVHost, acked: true,
+			checker: AMQPChecker{VHost: "nope"}, code: 530, kind: FailVHost, acked: true,
 			words: []string{"broker closed: 530 NOT_ALLOWED - vhost nope not found"}},
 		{name: "internal error at open", fake: &testenv.FakeAMQP{OpenClose: &amqpwire.ConnectionClose{ReplyCode: 541, ReplyText: "INTERNAL_ERROR"}},
-			code: 541, kind: backend.FailClosed, acked: true, words: []string{"broker closed: 541 INTERNAL_ERROR"}},
+			code: 541, kind: FailClosed, acked: true, words: []string{"broker closed: 541 INTERNAL_ERROR"}},
 		{name: "forced at open", fake: &testenv.FakeAMQP{OpenClose: &amqpwire.ConnectionClose{ReplyCode: 320, ReplyText: "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"}},
-			code: 320, kind: backend.FailClosed, acked: true, words: []string{"320 CONNECTION_FORCED"}},
-		{name: "slow tune", fake: &testenv.FakeAMQP{TuneDelay: 5 * time.Second}, kind: backend.FailTimeout,
+			code: 320, kind: FailClosed, acked: true, words: []string{"320 CONNECTION_FORCED"}},
+		{name: "slow tune", fake: &testenv.FakeAMQP{TuneDelay: 5 * time.Second}, kind: FailTimeout,
 			words: []string{"timeout after 300ms waiting for Connection.Tune"}},
-		{name: "no PLAIN", fake: &testenv.FakeAMQP{Mechanisms: "AMQPLAIN EXTERNAL"}, kind: backend.FailAuth,
+		{name: "no PLAIN", fake: &testenv.FakeAMQP{Mechanisms: "AMQPLAIN EXTERNAL"}, kind: FailAuth,
 			words: []string{"does not offer SASL PLAIN", "AMQPLAIN EXTERNAL"}},
-		{name: "silent", handler: testenv.Silent, kind: backend.FailTimeout,
+		{name: "silent", handler: testenv.Silent, kind: FailTimeout,
 			words: []string{"timeout after 300ms waiting for Connection.Start"}},
-		{name: "garbage", handler: testenv.AMQPGarbage, kind: backend.FailProtocol,
+		{name: "garbage", handler: testenv.AMQPGarbage, kind: FailProtocol,
 			words: []string{"not an AMQP 0-9-1 broker", `"HTTP/1.1"`}},
-		{name: "AMQP 1.0", handler: testenv.AMQP10Header, kind: backend.FailProtocol,
+		{name: "AMQP 1.0", handler: testenv.AMQP10Header, kind: FailProtocol,
 			words: []string{"not an AMQP 0-9-1 broker: replied AMQP 1.0.0 header"}},
-		{name: "reset", handler: testenv.AMQPReset, kind: backend.FailReset,
+		{name: "reset", handler: testenv.AMQPReset, kind: FailReset,
 			words: []string{"connection reset by broker waiting for Connection.Start"}},
 		// Closing with our header unread may reach us as a FIN or as a reset: either is right.
-		{name: "hangup", handler: testenv.Hangup, kind: backend.FailReset,
+		{name: "hangup", handler: testenv.Hangup, kind: FailReset,
 			words: []string{"by broker"}},
 	}
 	for _, tt := range tests {
@@ -173,7 +172,7 @@ func TestDeadPort(t *testing.T) {
 	addr := testenv.FreeAddr(t)
 	for _, c := range []Checker{&AMQPChecker{Timeout: testTimeout}, &ProbeChecker{Timeout: testTimeout}, &TCPChecker{Timeout: testTimeout}} {
 		res := checkWithin(t, c, addr, testTimeout)
-		if res.OK || res.Reason != "connection refused" || res.Code != 0 || res.Kind != backend.FailRefused {
+		if res.OK || res.Reason != "connection refused" || res.Code != 0 || res.Kind != FailRefused {
 			t.Errorf("%T: got %+v, want a failure with reason \"connection refused\"", c, res)
 		}
 	}
@@ -240,13 +239,12 @@ func TestNoFDLeak(t *testing.T) {
 // waitIdle waits until the fake broker has no connection open.
 func waitIdle(t *testing.T, b *testenv.FakeBroker) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for b.Active() > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("fake broker still has %d connections open", b.Active())
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := b.Active(); n > 0 {
+			return fmt.Errorf("fake broker still has %d connections open", n)
 		}
-		time.Sleep(2 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func countFDs(t *testing.T) int {

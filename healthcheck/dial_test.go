@@ -85,16 +85,16 @@ func TestCheckOverTLS(t *testing.T) {
 		kind  string
 		words []string
 	}{
-		{"unknown authority", tlsServer(b.Addr(), x509.NewCertPool(), "127.0.0.1"), backend.FailProtocol,
+		{"unknown authority", tlsServer(b.Addr(), x509.NewCertPool(), "127.0.0.1"), FailProtocol,
 			[]string{"TLS handshake: x509: certificate signed by unknown authority"}},
-		{"wrong name", tlsServer(b.Addr(), pool, "rabbit.example"), backend.FailProtocol,
+		{"wrong name", tlsServer(b.Addr(), pool, "rabbit.example"), FailProtocol,
 			[]string{"TLS handshake: x509: ", "rabbit.example"}},
 		{"plain broker", tlsServer(testenv.StartFakeBroker(t, (&testenv.FakeAMQP{}).Handle).Addr(), pool, "127.0.0.1"),
-			backend.FailProtocol, []string{"TLS handshake: tls: first record does not look like a TLS handshake"}},
+			FailProtocol, []string{"TLS handshake: tls: first record does not look like a TLS handshake"}},
 		{"silent", tlsServer(testenv.StartFakeBroker(t, testenv.Silent).Addr(), pool, "127.0.0.1"),
-			backend.FailTimeout, []string{"timeout after 300ms in the TLS handshake"}},
+			FailTimeout, []string{"timeout after 300ms in the TLS handshake"}},
 		{"hangup", tlsServer(testenv.StartFakeBroker(t, testenv.Hangup).Addr(), pool, "127.0.0.1"),
-			backend.FailReset, []string{"by broker in the TLS handshake"}},
+			FailReset, []string{"by broker in the TLS handshake"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -253,11 +253,11 @@ func TestCheckUsesCheckPort(t *testing.T) {
 	if tgt := serverTarget(s, false); tgt.Addr != b.Addr() {
 		t.Errorf("target address %s, want the check port's %s", tgt.Addr, b.Addr())
 	}
-	startMonitor(t, MonitorOptions{Servers: []*backend.Server{s}, Checker: &AMQPChecker{},
+	m := startMonitor(t, MonitorOptions{Servers: []*backend.Server{s}, Checker: &AMQPChecker{},
 		Policy: Policy{Interval: time.Hour}, Timeout: time.Second, Logger: slog.New(&logRecorder{})})
 	// The result is stored a moment before the health it leads to: wait for both.
-	eventually(t, 2*time.Second, "checked", func() bool { return s.LastCheck() != nil && s.State() == backend.StateUp })
-	if c := s.LastCheck(); !c.OK || s.State() != backend.StateUp || b.Accepted() != 1 {
+	testenv.Eventually(t, 2*time.Second, holds("checked", func() bool { return m.Status(s).Last != nil && s.State() == backend.StateUp }))
+	if c := m.Status(s).Last; !c.OK || s.State() != backend.StateUp || b.Accepted() != 1 {
 		t.Errorf("state %v, check %+v, %d connections to the check port", s.State(), c, b.Accepted())
 	}
 	if n := s.ConnectErrors(); n != 0 {
@@ -316,14 +316,14 @@ func TestBrokerVersionInResult(t *testing.T) {
 
 func TestMonitorProxyLocal(t *testing.T) {
 	// settle waits for n checks of s and returns the headers they sent.
-	settle := func(t *testing.T, pl *proxyLog, s *backend.Server, b *testenv.FakeBroker, n int) []seenHeader {
+	settle := func(t *testing.T, pl *proxyLog, m *Monitor, s *backend.Server, b *testenv.FakeBroker, n int) []seenHeader {
 		t.Helper()
-		eventually(t, 3*time.Second, "checks", func() bool { return b.Accepted() >= n && s.LastCheck() != nil })
+		testenv.Eventually(t, 3*time.Second, holds("checks", func() bool { return b.Accepted() >= n && m.Status(s).Last != nil }))
 		waitIdle(t, b)
 		return pl.all()
 	}
-	start := func(t *testing.T, s *backend.Server, c Checker) {
-		startMonitor(t, MonitorOptions{Servers: []*backend.Server{s}, Checker: c,
+	start := func(t *testing.T, s *backend.Server, c Checker) *Monitor {
+		return startMonitor(t, MonitorOptions{Servers: []*backend.Server{s}, Checker: c,
 			Policy: Policy{Interval: 10 * time.Millisecond}, Timeout: time.Second, Logger: slog.New(&logRecorder{})})
 	}
 
@@ -331,8 +331,8 @@ func TestMonitorProxyLocal(t *testing.T) {
 		pl := &proxyLog{}
 		b := testenv.StartFakeBroker(t, pl.proxied(healthy()))
 		s := proxyServer(b.Addr(), 2)
-		start(t, s, &AMQPChecker{})
-		seen := settle(t, pl, s, b, 4)
+		m := start(t, s, &AMQPChecker{})
+		seen := settle(t, pl, m, s, b, 4)
 		wantAddrs(t, seen[0], 2) // nothing known yet
 		for _, h := range seen[1:] {
 			wantLocal(t, h)
@@ -343,8 +343,8 @@ func TestMonitorProxyLocal(t *testing.T) {
 		pl := &proxyLog{}
 		b := testenv.StartFakeBroker(t, pl.proxied(startOnly("3.12.1")))
 		s := proxyServer(b.Addr(), 2)
-		start(t, s, &ProbeChecker{})
-		seen := settle(t, pl, s, b, 3)
+		m := start(t, s, &ProbeChecker{})
+		seen := settle(t, pl, m, s, b, 3)
 		wantAddrs(t, seen[0], 2)
 		for _, h := range seen[1:] {
 			wantLocal(t, h)
@@ -366,8 +366,8 @@ func TestMonitorProxyLocal(t *testing.T) {
 			pl := &proxyLog{}
 			b := testenv.StartFakeBroker(t, pl.proxied(tt.handler))
 			s := proxyServer(b.Addr(), tt.version)
-			start(t, s, tt.checker)
-			for _, h := range settle(t, pl, s, b, 4) {
+			m := start(t, s, tt.checker)
+			for _, h := range settle(t, pl, m, s, b, 4) {
 				wantAddrs(t, h, byte(tt.version))
 			}
 		})
@@ -378,12 +378,12 @@ func TestMonitorProxyLocal(t *testing.T) {
 		sw := newSwitchable(healthy())
 		b := testenv.StartFakeBroker(t, pl.proxied(sw.Handle))
 		s := proxyServer(b.Addr(), 2)
-		start(t, s, &AMQPChecker{})
-		settle(t, pl, s, b, 3)
+		m := start(t, s, &AMQPChecker{})
+		settle(t, pl, m, s, b, 3)
 		// Now the node drops every connection, as one that rejects LOCAL would.
 		sw.set(testenv.Hangup)
 		n := len(pl.all())
-		eventually(t, 3*time.Second, "a check with addresses", func() bool {
+		testenv.Eventually(t, 3*time.Second, holds("a check with addresses", func() bool {
 			seen := pl.all()
 			for _, h := range seen[n:] {
 				if h.err == nil && h.h.Command == proxyproto.PROXY {
@@ -391,13 +391,13 @@ func TestMonitorProxyLocal(t *testing.T) {
 				}
 			}
 			return false
-		})
+		}))
 		// And LOCAL again once the broker says who it is.
 		sw.set(healthy())
 		n = len(pl.all())
-		eventually(t, 3*time.Second, "LOCAL again", func() bool {
+		testenv.Eventually(t, 3*time.Second, holds("LOCAL again", func() bool {
 			seen := pl.all()
 			return len(seen) > n+2 && seen[len(seen)-1].err == nil && seen[len(seen)-1].h.Command == proxyproto.LOCAL
-		})
+		}))
 	})
 }

@@ -15,8 +15,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/amqplb/amqplb/backend"
 )
 
 // DefaultManagementPort is RabbitMQ's management API port, used when ManagementOptions.Port is 0.
@@ -39,7 +37,7 @@ type ManagementOptions struct {
 	// Alarms reads /api/health/checks/local-alarms. Without it nothing is asked of the
 	// management API (it is the only thing read so far).
 	Alarms bool
-	// EjectOnAlarm fails the check (Kind backend.FailAlarm) while the node has an alarm, so
+	// EjectOnAlarm fails the check (Kind FailAlarm) while the node has an alarm, so
 	// the server goes down after Policy.Fall checks.
 	EjectOnAlarm bool
 	// Username and Password authenticate (HTTP basic); both empty mean guest/guest.
@@ -118,7 +116,7 @@ func (mc *managementChecker) Check(ctx context.Context, t Target) Result {
 	case len(ar.alarms) > 0:
 		res.Reason += "; alarm: " + strings.Join(ar.alarms, ", ")
 		if res.OK && mc.opts.EjectOnAlarm {
-			res.OK, res.Kind = false, backend.FailAlarm
+			res.OK, res.Kind = false, FailAlarm
 		}
 	}
 	if len(ar.partitions) > 0 {

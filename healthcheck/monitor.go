@@ -22,9 +22,13 @@ const maxMaintPoll = 100 * time.Millisecond
 type MonitorOptions struct {
 	// Backend is the name of the servers' backend, for logs.
 	Backend string
-	// Servers are the servers to check; the Monitor changes their health (SetHealth), their
-	// last check (SetCheck) and their suspect flag, and nothing else.
+	// Servers are the servers to check; the Monitor changes their health (SetHealth) and
+	// their suspect flag, and nothing else of them.
 	Servers []*backend.Server
+	// Statuses is where the Monitor keeps each server's last check, failure counts and check
+	// durations. Give every generation of Monitors the same one, so that a server kept across
+	// a reload keeps them (and its verdict). Nil means a Statuses of the Monitor's own.
+	Statuses *Statuses
 	// Checker checks one server. Nil means checks are off (type "none"): servers stay up,
 	// and a server made suspect by Suspect is put back into rotation after
 	// Policy.DownInterval.
@@ -41,11 +45,12 @@ type MonitorOptions struct {
 	Logger *slog.Logger
 	// OnTransition, if set, is called after each health transition of a server, with the
 	// verdicts before and after (backend.StateUp or backend.StateDown; s.State() gives the
-	// state the operator's drain or maint may override) and the result that caused it.
+	// state the operator's drain or maint may override) and the result that caused it,
+	// already in Statuses.
 	// It runs on the monitor's goroutines, possibly concurrently for different servers,
 	// with the server's check state locked: it must return quickly and must not call the
 	// Monitor. cmd uses it for on_marked_down = "shutdown-sessions".
-	OnTransition func(s *backend.Server, from, to backend.State, r backend.CheckResult)
+	OnTransition func(s *backend.Server, from, to backend.State, r CheckResult)
 }
 
 // Monitor checks the servers of one backend and turns the results into their health.
@@ -78,11 +83,12 @@ type Monitor struct {
 	backend      string
 	servers      []*serverLoop
 	loops        map[*backend.Server]*serverLoop
+	statuses     *Statuses
 	checker      Checker
 	policy       Policy
 	timeout      time.Duration
 	log          *slog.Logger
-	onTransition func(s *backend.Server, from, to backend.State, r backend.CheckResult)
+	onTransition func(s *backend.Server, from, to backend.State, r CheckResult)
 
 	// anyPassed is set once a server of the backend has passed a check.
 	anyPassed atomic.Bool
@@ -119,6 +125,7 @@ func NewMonitor(o MonitorOptions) *Monitor {
 	m := &Monitor{
 		backend:      o.Backend,
 		loops:        make(map[*backend.Server]*serverLoop, len(o.Servers)),
+		statuses:     o.Statuses,
 		checker:      o.Checker,
 		policy:       o.Policy,
 		timeout:      timeoutOr(o.Timeout),
@@ -127,6 +134,9 @@ func NewMonitor(o MonitorOptions) *Monitor {
 	}
 	if m.log == nil {
 		m.log = slog.Default()
+	}
+	if m.statuses == nil {
+		m.statuses = NewStatuses()
 	}
 	if m.checker != nil && o.Management != nil {
 		m.checker = newManagementChecker(m.checker, *o.Management, m.timeout)
@@ -138,7 +148,7 @@ func NewMonitor(o MonitorOptions) *Monitor {
 		}
 		// A server kept across a reload keeps its verdict: only a server never checked
 		// gets its health decided by its first result.
-		l := &serverLoop{s: s, wake: make(chan struct{}, 1), h: Health{Up: s.Healthy()}, seen: s.LastCheck() != nil}
+		l := &serverLoop{s: s, wake: make(chan struct{}, 1), h: Health{Up: s.Healthy()}, seen: m.statuses.Last(s) != nil}
 		if l.seen && l.h.Up && m.checker != nil {
 			m.anyPassed.Store(true)
 		}
@@ -158,7 +168,7 @@ func (m *Monitor) Start() {
 				l.mu.Lock()
 				if !l.s.Healthy() {
 					l.h = Health{Up: true}
-					m.transition(l, backend.CheckResult{OK: true, Reason: "health checks off", At: time.Now()}, "checks off")
+					m.transition(l, CheckResult{OK: true, Reason: "health checks off", At: time.Now()}, "checks off")
 				}
 				l.mu.Unlock()
 			}
@@ -175,6 +185,9 @@ func (m *Monitor) Start() {
 		}
 	})
 }
+
+// Status returns what the Monitor's Statuses know of s.
+func (m *Monitor) Status(s *backend.Server) Status { return m.statuses.Status(s) }
 
 // Stop stops the checks and waits for every goroutine of the monitor, in-flight checks
 // included, to end. Results of checks cut short are dropped. The servers keep their health.
@@ -200,7 +213,7 @@ func (m *Monitor) Suspect(s *backend.Server, err error) {
 		l.mu.Unlock()
 		return
 	}
-	s.CountFailure(backend.FailPassive)
+	m.statuses.CountFailure(s, FailPassive)
 	s.MarkSuspect()
 	if m.checker == nil {
 		l.suspectAt = time.Now()
@@ -210,7 +223,7 @@ func (m *Monitor) Suspect(s *backend.Server, err error) {
 		l.h, _ = m.policy.Next(l.h, false)
 		l.passive = min(l.passive+1, l.h.Fails)
 		if prev.Up && !l.h.Up {
-			r := backend.CheckResult{Kind: backend.FailPassive, Reason: passiveReason(err), At: time.Now()}
+			r := CheckResult{Kind: FailPassive, Reason: passiveReason(err), At: time.Now()}
 			m.transition(l, r, m.failCounts(l))
 		}
 	}
@@ -304,18 +317,18 @@ func (m *Monitor) learn(l *serverLoop, res Result) {
 	}
 }
 
-// record stores a check result in the server, updates its health and returns how long to wait
-// before the next check.
+// record stores a check result in Statuses, updates the server's health and returns how long to
+// wait before the next check.
 func (m *Monitor) record(l *serverLoop, res Result) time.Duration {
-	r := backend.CheckResult{OK: res.OK, Kind: res.Kind, Reason: res.Reason, Code: res.Code,
+	r := CheckResult{OK: res.OK, Kind: res.Kind, Reason: res.Reason, Code: res.Code,
 		Duration: res.Duration, At: res.At.Add(res.Duration)}
 	switch {
 	case r.OK:
 		r.Kind = ""
 	case r.Kind == "":
-		r.Kind = backend.FailOther
+		r.Kind = FailOther
 	}
-	l.s.SetCheck(r)
+	m.statuses.Record(l.s, r)
 	first := r.OK && m.anyPassed.CompareAndSwap(false, true)
 
 	l.mu.Lock()
@@ -366,7 +379,7 @@ func (m *Monitor) holdUnchecked(except *serverLoop) {
 		l.sync()
 		if !l.seen && l.h.Up && l.s.Admin() != backend.AdminMaint {
 			l.h, l.passive = Health{}, 0
-			m.setHealth(l, backend.CheckResult{Reason: "not checked yet", At: time.Now()}, "waiting for its first check", false)
+			m.setHealth(l, CheckResult{Reason: "not checked yet", At: time.Now()}, "waiting for its first check", false)
 		}
 		l.mu.Unlock()
 	}
@@ -426,14 +439,14 @@ func (m *Monitor) failCounts(l *serverLoop) string {
 
 // transition applies l.h.Up to the server, logs the change and calls OnTransition.
 // l.mu must be held, so a server's transitions are reported in order.
-func (m *Monitor) transition(l *serverLoop, r backend.CheckResult, counts string) {
+func (m *Monitor) transition(l *serverLoop, r CheckResult, counts string) {
 	m.setHealth(l, r, counts, true)
 }
 
 // setHealth applies l.h.Up to the server and logs it; with notify it is a transition worth the
 // operator's attention and OnTransition hears of it. A server held back until its first check
 // (holdUnchecked) is not: its sessions must not be shut down for that, and it is no incident.
-func (m *Monitor) setHealth(l *serverLoop, r backend.CheckResult, counts string, notify bool) {
+func (m *Monitor) setHealth(l *serverLoop, r CheckResult, counts string, notify bool) {
 	l.s.SetHealth(l.h.Up)
 	from, to := backend.StateUp, backend.StateDown
 	msg, level := "server down", slog.LevelWarn

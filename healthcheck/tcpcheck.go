@@ -13,8 +13,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/amqplb/amqplb/backend"
 )
 
 // Actions of a TCPStep, as HAProxy's tcp-check keywords.
@@ -107,7 +105,7 @@ func (c *TCPChecker) Check(ctx context.Context, t Target) Result {
 		var err error
 		if script, err = compileSteps(c.Steps); err != nil {
 			at := time.Now()
-			return Result{Kind: backend.FailOther, Reason: err.Error(), At: at, Duration: max(time.Since(at), 1)}
+			return Result{Kind: FailOther, Reason: err.Error(), At: at, Duration: max(time.Since(at), 1)}
 		}
 	}
 	talks := false
@@ -238,14 +236,14 @@ func (st *tcpStep) fail(kind, words string) error {
 
 // ioFail names an I/O error of the step; in is what an expect read so far (nil for a send).
 func (st *tcpStep) ioFail(cv *conversation, err error, in []byte) error {
-	kind, words := backend.FailOther, unwrapOp(err).Error()
+	kind, words := FailOther, unwrapOp(err).Error()
 	switch {
 	case errors.Is(cv.ctx.Err(), context.Canceled):
-		kind, words = backend.FailOther, "check canceled"
+		kind, words = FailOther, "check canceled"
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		kind, words = backend.FailTimeout, "timeout after "+roundBudget(cv.budget).String()
+		kind, words = FailTimeout, "timeout after "+roundBudget(cv.budget).String()
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		kind, words = backend.FailReset, "connection reset by broker"
+		kind, words = FailReset, "connection reset by broker"
 	}
 	if st.action == TCPExpect {
 		words += ", " + st.got(in)
@@ -273,7 +271,7 @@ func runSteps(cv *conversation, script []tcpStep) error {
 			for {
 				if st.matches(in) {
 					if st.negate {
-						return st.fail(backend.FailProtocol, "matched, "+st.got(in))
+						return st.fail(FailProtocol, "matched, "+st.got(in))
 					}
 					break
 				}
@@ -281,11 +279,11 @@ func runSteps(cv *conversation, script []tcpStep) error {
 					switch {
 					case st.negate:
 					case !closed:
-						return st.fail(backend.FailProtocol, fmt.Sprintf("no match in %d KiB, %s", maxExpectRead>>10, st.got(in)))
+						return st.fail(FailProtocol, fmt.Sprintf("no match in %d KiB, %s", maxExpectRead>>10, st.got(in)))
 					case len(in) == 0:
-						return st.fail(backend.FailReset, "connection closed by broker, got nothing")
+						return st.fail(FailReset, "connection closed by broker, got nothing")
 					default:
-						return st.fail(backend.FailProtocol, "connection closed by broker, "+st.got(in))
+						return st.fail(FailProtocol, "connection closed by broker, "+st.got(in))
 					}
 					break
 				}

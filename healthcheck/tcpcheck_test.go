@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/amqplb/amqplb/backend"
 	"github.com/amqplb/amqplb/internal/testenv"
 )
 
@@ -78,28 +77,28 @@ func TestTCPCheckSteps(t *testing.T) {
 			reason: "tcp-check passed (3 steps)"},
 		{name: "connect only", handler: testenv.Silent, steps: []TCPStep{{Action: TCPConnect}}, ok: true,
 			reason: "TCP connect ok", fast: true},
-		{name: "mismatch until timeout", handler: redisLike(false), kind: backend.FailTimeout,
+		{name: "mismatch until timeout", handler: redisLike(false), kind: FailTimeout,
 			steps:  []TCPStep{send("HELLO\r\n"), expectStep(MatchString, "+PONG")},
 			reason: `tcp-check step 2 (expect string "+PONG"): timeout after 300ms, got "-ERR unknown command\r\n"`},
-		{name: "mismatch then close", handler: redisLike(true), kind: backend.FailProtocol, fast: true,
+		{name: "mismatch then close", handler: redisLike(true), kind: FailProtocol, fast: true,
 			steps:  []TCPStep{send("HELLO\r\n"), expectStep(MatchString, "+PONG")},
 			reason: `tcp-check step 2 (expect string "+PONG"): connection closed by broker, got "-ERR unknown command\r\n"`},
-		{name: "silent", handler: testenv.Silent, steps: pingPong, kind: backend.FailTimeout,
+		{name: "silent", handler: testenv.Silent, steps: pingPong, kind: FailTimeout,
 			reason: `tcp-check step 2 (expect string "+PONG"): timeout after 300ms, got nothing`},
-		{name: "closed at once", handler: testenv.Hangup, kind: backend.FailReset, fast: true,
+		{name: "closed at once", handler: testenv.Hangup, kind: FailReset, fast: true,
 			steps:  []TCPStep{expectStep(MatchString, "+OK")},
 			reason: `tcp-check step 1 (expect string "+OK"): connection closed by broker, got nothing`},
 		{name: "two expects see the same reply", handler: redisLike(false), ok: true, fast: true,
 			steps:  []TCPStep{send("PING\r\n"), expectStep(MatchString, "+PO"), expectStep(MatchString, "NG\r\n")},
 			reason: "tcp-check passed (3 steps)"},
-		{name: "a send starts a new reply", handler: redisLike(false), kind: backend.FailTimeout,
+		{name: "a send starts a new reply", handler: redisLike(false), kind: FailTimeout,
 			steps: []TCPStep{send("PING\r\n"), expectStep(MatchString, "+PONG"), send("HELLO\r\n"),
 				expectStep(MatchString, "+PONG")},
 			reason: `tcp-check step 4 (expect string "+PONG"): timeout after 300ms, got "-ERR unknown command\r\n"`},
 		{name: "rstring", handler: redisLike(false), ok: true, fast: true,
 			steps:  []TCPStep{send("PING\r\n"), expectStep(MatchRString, `^\+P[O0]NG\r\n$`)},
 			reason: "tcp-check passed (2 steps)"},
-		{name: "rstring mismatch", handler: redisLike(true), kind: backend.FailProtocol, fast: true,
+		{name: "rstring mismatch", handler: redisLike(true), kind: FailProtocol, fast: true,
 			steps:  []TCPStep{send("PING\r\n"), expectStep(MatchRString, `^-ERR`)},
 			reason: `tcp-check step 2 (expect rstring "^-ERR"): connection closed by broker, got "+PONG\r\n"`},
 		{name: "AMQP recipe, binary", handler: (&testenv.FakeAMQP{}).Handle, steps: amqpProbe, ok: true, fast: true,
@@ -107,19 +106,19 @@ func TestTCPCheckSteps(t *testing.T) {
 		{name: "rbinary, any case", handler: (&testenv.FakeAMQP{}).Handle, ok: true, fast: true,
 			steps:  []TCPStep{amqpProbe[0], expectStep(MatchRBinary, `^010000[0-9a-f]{8}000A000a0009`)},
 			reason: "tcp-check passed (2 steps)"},
-		{name: "binary mismatch shows hex", handler: redisLike(true), kind: backend.FailProtocol, fast: true,
+		{name: "binary mismatch shows hex", handler: redisLike(true), kind: FailProtocol, fast: true,
 			steps:  []TCPStep{send("PING\r\n"), expectStep(MatchBinary, "2d455252")},
 			reason: `tcp-check step 2 (expect binary 2D455252): connection closed by broker, got 2B504F4E470D0A`},
 		{name: "negate passes when closed without a match", handler: redisLike(true), ok: true, fast: true,
 			steps:  []TCPStep{send("PING\r\n"), notExpect(MatchString, "-ERR")},
 			reason: "tcp-check passed (2 steps)"},
-		{name: "negate fails at once on a match", handler: redisLike(false), kind: backend.FailProtocol, fast: true,
+		{name: "negate fails at once on a match", handler: redisLike(false), kind: FailProtocol, fast: true,
 			steps:  []TCPStep{send("HELLO\r\n"), notExpect(MatchRString, "^-ERR")},
 			reason: `tcp-check step 2 (expect ! rstring "^-ERR"): matched, got "-ERR unknown command\r\n"`},
-		{name: "negate still times out", handler: redisLike(false), kind: backend.FailTimeout,
+		{name: "negate still times out", handler: redisLike(false), kind: FailTimeout,
 			steps:  []TCPStep{send("PING\r\n"), notExpect(MatchString, "-ERR")},
 			reason: `tcp-check step 2 (expect ! string "-ERR"): timeout after 300ms, got "+PONG\r\n"`},
-		{name: "64 KiB without a match", handler: flood, kind: backend.FailProtocol, fast: true,
+		{name: "64 KiB without a match", handler: flood, kind: FailProtocol, fast: true,
 			steps:  []TCPStep{expectStep(MatchString, "+PONG")},
 			reason: `tcp-check step 1 (expect string "+PONG"): no match in 64 KiB, got "` + strings.Repeat("x", 64) + `"...`},
 		{name: "negated, 64 KiB without a match", handler: flood, ok: true, fast: true,
@@ -195,7 +194,7 @@ func TestTCPCheckValidation(t *testing.T) {
 	good := &TCPChecker{Timeout: testTimeout, Steps: []TCPStep{send("PING\r\n"), expectStep(MatchString, "+PONG")}}
 	expect(t, checkWithin(t, good, b.Addr(), testTimeout), true, 0, "tcp-check passed (2 steps)")
 	bad := &TCPChecker{Timeout: testTimeout, Steps: []TCPStep{{Action: "recv"}}}
-	if res := checkWithin(t, bad, b.Addr(), testTimeout); res.OK || res.Kind != backend.FailOther || !strings.HasPrefix(res.Reason, "tcp-check step 1: unknown action") {
+	if res := checkWithin(t, bad, b.Addr(), testTimeout); res.OK || res.Kind != FailOther || !strings.HasPrefix(res.Reason, "tcp-check step 1: unknown action") {
 		t.Errorf("bad literal steps: %+v", res)
 	}
 }

@@ -30,6 +30,9 @@ type app struct {
 	log    *slog.Logger
 	global *proxy.Limiter
 
+	// checks is what every generation's health monitors found, by server: it outlives reloads.
+	checks *healthcheck.Statuses
+
 	gen       atomic.Pointer[generation]
 	mu        sync.Mutex        // guards frontends and retired for readers outside run's goroutine
 	frontends []*proxy.Frontend // current, in config order
@@ -43,7 +46,8 @@ type app struct {
 
 // generation is what one configuration builds apart from listeners: backends with their servers,
 // routes and health monitors. A reload builds a new one, reusing servers whose backend and name
-// (and address) are unchanged so they keep their state, check history and counters.
+// (and address) are unchanged so they keep their state and counters, and, since every
+// generation's monitors share app.checks (keyed by server), their check history.
 type generation struct {
 	cfg      *config.Config
 	backends []*backend.Backend
@@ -51,6 +55,15 @@ type generation struct {
 	routes   map[string]*proxy.Route
 	monitors []*healthcheck.Monitor
 	updates  []func() // new options for servers kept from the previous generation, applied on commit
+}
+
+// servers returns every server of every backend.
+func (g *generation) servers() []*backend.Server {
+	var out []*backend.Server
+	for _, b := range g.backends {
+		out = append(out, b.Servers...)
+	}
+	return out
 }
 
 // serving returns the backends some frontend sends connections to.
@@ -69,7 +82,8 @@ func (g *generation) serving() []*backend.Backend {
 // newApp builds everything from cfg and binds every listener (frontends and admin), so that a
 // bind error is reported before anything serves.
 func newApp(cfg *config.Config, log *slog.Logger, load func(string) (*config.Config, error)) (*app, error) {
-	a := &app{file: cfg.File, load: load, log: log, global: proxy.NewLimiter(cfg.Global.MaxConnections)}
+	a := &app{file: cfg.File, load: load, log: log, global: proxy.NewLimiter(cfg.Global.MaxConnections),
+		checks: healthcheck.NewStatuses()}
 	g, err := a.build(cfg, nil)
 	if err != nil {
 		return nil, err
@@ -113,6 +127,7 @@ func (a *app) newAdmin(c config.Admin) (*admin.Server, error) {
 		Backends:      func() []*backend.Backend { return a.gen.Load().backends },
 		Serving:       func() []*backend.Backend { return a.gen.Load().serving() },
 		Frontends:     a.frontendStats,
+		Checks:        a.checks.Status,
 		CloseSessions: func(s *backend.Server) int { return a.endSessions(s, proxy.EndDrained) },
 		Ready:         func() bool { return !a.stopping.Load() },
 		Logger:        a.log,
@@ -252,9 +267,10 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 			return nil, err
 		}
 		mo := healthcheck.MonitorOptions{
-			Backend: bc.Name,
-			Servers: b.Servers,
-			Checker: checker,
+			Backend:  bc.Name,
+			Servers:  b.Servers,
+			Statuses: a.checks,
+			Checker:  checker,
 			Policy: healthcheck.Policy{
 				RiseFall:     healthcheck.RiseFall{Rise: bc.HealthCheck.Rise, Fall: bc.HealthCheck.Fall},
 				Interval:     bc.HealthCheck.Interval,
@@ -272,7 +288,7 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 		}
 		downShut, upShut := bc.OnMarkedDown == "shutdown-sessions", bc.OnMarkedUp == "shutdown-backup-sessions"
 		if downShut || upShut {
-			mo.OnTransition = func(s *backend.Server, from, to backend.State, _ backend.CheckResult) {
+			mo.OnTransition = func(s *backend.Server, from, to backend.State, _ healthcheck.CheckResult) {
 				switch {
 				case to == backend.StateDown && downShut:
 					a.closeSessions(s, "server down: closed its sessions")
@@ -467,6 +483,8 @@ func (a *app) reload() {
 	for _, m := range old.monitors {
 		m.Stop()
 	}
+	// The old monitors are done: forget the check history of the servers this reload dropped.
+	a.checks.Retain(g.servers())
 	for _, m := range g.monitors {
 		m.Start()
 	}

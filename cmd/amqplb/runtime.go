@@ -265,6 +265,7 @@ func (a *app) newStats(c config.Stats) (*statsListener, error) {
 		Metrics:     c.Metrics,
 		Backends:    func() []*backend.Backend { return a.gen.Load().backends },
 		Frontends:   a.frontendStats,
+		Checks:      a.checks.Status,
 		Logger:      a.log,
 		Version:     buildVersion(),
 	})
