@@ -33,11 +33,6 @@ import (
 // the API can take servers out of rotation.
 const DefaultListen = "127.0.0.1:8404"
 
-// RefuseReasons are the reasons of amqplb_frontend_refused_total (and of the API's refused
-// map) that are always exported, 0 until one happens, so that alerts and dashboards find every
-// series from the start. They match proxy's reasons; admin does not import proxy.
-var RefuseReasons = []string{"maxconn", "bad_header", "handshake_timeout", "no_server", "connect_failed", "denied", "bad_proxy", "tls_handshake"}
-
 // FrontendStats is a snapshot of one frontend's counters, taken by the caller when admin asks.
 type FrontendStats struct {
 	// Name identifies the frontend.
@@ -46,7 +41,8 @@ type FrontendStats struct {
 	Active int
 	// Total is the number of sessions accepted since start.
 	Total uint64
-	// Refused counts refused connections by reason (see RefuseReasons); a nil map means none.
+	// Refused counts refused connections by reason (see Options.RefuseReasons); a nil map means
+	// none.
 	Refused map[string]uint64
 }
 
@@ -70,6 +66,10 @@ type Options struct {
 	// the API's "check" and the health-check metrics. It is called for every server on every
 	// request and scrape. nil means nothing is known: every check is pending.
 	Checks func(*backend.Server) healthcheck.Status
+	// RefuseReasons are the reasons of amqplb_frontend_refused_total (and of the API's refused
+	// map) that are always exported, 0 until one happens, so that alerts and dashboards find
+	// every series from the start: proxy.RefuseReasons(). admin keeps no list of its own.
+	RefuseReasons []string
 	// CloseSessions ends every session on s, in every frontend, and returns how many it
 	// ended; POST .../state with "shutdown_sessions" calls it. nil refuses such requests.
 	CloseSessions func(s *backend.Server) int
@@ -100,7 +100,7 @@ func New(o Options) *Server {
 	if o.Ready == nil {
 		o.Ready = func() bool { return true }
 	}
-	s := &Server{view: newView(o.Backends, o.Frontends, o.Checks, o.Logger, "admin", o.Version, false)}
+	s := &Server{view: newView(source{o.Backends, o.Frontends, o.Checks, o.RefuseReasons}, o.Logger, "admin", o.Version, false)}
 	if o.Backends == nil {
 		o.Backends = s.backends
 	}

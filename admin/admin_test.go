@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amqplb/amqplb/proxy"
+
+	"go.uber.org/goleak"
+
 	"github.com/amqplb/amqplb/backend"
 	"github.com/amqplb/amqplb/healthcheck"
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
@@ -77,7 +80,8 @@ func (f *fixture) options(token string) Options {
 			defer f.mu.Unlock()
 			return append([]FrontendStats(nil), f.frontends...)
 		},
-		Checks: f.checks.Status,
+		Checks:        f.checks.Status,
+		RefuseReasons: proxy.RefuseReasons(),
 		Ready: func() bool {
 			f.mu.Lock()
 			defer f.mu.Unlock()

@@ -106,7 +106,7 @@ type FrontendJSON struct {
 	ActiveConnections int `json:"active_connections"`
 	// TotalConnections is the number of connections accepted.
 	TotalConnections uint64 `json:"total_connections"`
-	// Refused counts refused connections by reason; every reason of RefuseReasons is present.
+	// Refused counts refused connections by reason; every reason of Options.RefuseReasons is present.
 	Refused map[string]uint64 `json:"refused"`
 }
 
@@ -309,7 +309,7 @@ func (v *view) getFrontends(w http.ResponseWriter, r *http.Request) {
 	resp := FrontendsResponse{Frontends: []FrontendJSON{}}
 	for _, f := range v.frontends() {
 		refused := make(map[string]uint64)
-		for _, k := range refuseReasons(f.Refused) {
+		for _, k := range v.refused(f.Refused) {
 			refused[k] = f.Refused[k]
 		}
 		resp.Frontends = append(resp.Frontends, FrontendJSON{

@@ -115,7 +115,7 @@ func TestGetFrontends(t *testing.T) {
 		t.Fatalf("frontends = %+v", r.Frontends)
 	}
 	fe := r.Frontends[0]
-	if fe.Name != "amqp" || fe.ActiveConnections != 2 || fe.TotalConnections != 40 || fe.Refused["maxconn"] != 3 || len(fe.Refused) != len(RefuseReasons) {
+	if fe.Name != "amqp" || fe.ActiveConnections != 2 || fe.TotalConnections != 40 || fe.Refused["maxconn"] != 3 || len(fe.Refused) != len(proxy.RefuseReasons()) {
 		t.Errorf("frontend = %+v", fe)
 	}
 }

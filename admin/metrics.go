@@ -2,7 +2,6 @@ package admin
 
 import (
 	"runtime"
-	"slices"
 
 	"github.com/amqplb/amqplb/backend"
 	"github.com/amqplb/amqplb/healthcheck"
@@ -15,13 +14,12 @@ var allStates = []backend.State{backend.StateUp, backend.StateDown, backend.Stat
 
 // newRegistry returns a registry of amqplb's own with the Go and process collectors and the
 // collector of servers and frontends.
-func newRegistry(backends func() []*backend.Backend, frontends func() []FrontendStats,
-	checks func(*backend.Server) healthcheck.Status, version string) *prometheus.Registry {
+func newRegistry(src source, version string) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newCollector(backends, frontends, checks, version),
+		newCollector(src, version),
 	)
 	return reg
 }
@@ -30,10 +28,8 @@ func newRegistry(backends func() []*backend.Backend, frontends func() []Frontend
 // Prometheus scrapes, so the data path and the checks only bump their atomics and never touch a
 // metric object.
 type collector struct {
-	backends  func() []*backend.Backend
-	frontends func() []FrontendStats
-	checks    func(*backend.Server) healthcheck.Status
-	version   string
+	source
+	version string
 
 	buildInfo       *prometheus.Desc
 	up              *prometheus.Desc
@@ -55,17 +51,14 @@ type collector struct {
 	frontendRefused *prometheus.Desc
 }
 
-func newCollector(backends func() []*backend.Backend, frontends func() []FrontendStats,
-	checks func(*backend.Server) healthcheck.Status, version string) *collector {
+func newCollector(src source, version string) *collector {
 	srv := []string{"backend", "server"}
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("amqplb_"+name, help, labels, nil)
 	}
 	return &collector{
-		backends:  backends,
-		frontends: frontends,
-		checks:    checks,
-		version:   version,
+		source:  src,
+		version: version,
 
 		buildInfo:       d("build_info", "Always 1; the labels say which amqplb runs.", "version", "goversion"),
 		up:              d("server_up", "1 when the server is up (receives new connections), 0 otherwise.", srv...),
@@ -147,23 +140,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, f := range c.frontends() {
 		counter(c.frontendConns, f.Total, f.Name)
 		gauge(c.frontendActive, float64(f.Active), f.Name)
-		for _, r := range refuseReasons(f.Refused) {
+		for _, r := range c.refused(f.Refused) {
 			counter(c.frontendRefused, f.Refused[r], f.Name, r)
 		}
 	}
-}
-
-// refuseReasons returns RefuseReasons followed by any other reason in m, sorted.
-func refuseReasons(m map[string]uint64) []string {
-	out := append([]string(nil), RefuseReasons...)
-	var extra []string
-	for r := range m {
-		if !slices.Contains(RefuseReasons, r) {
-			extra = append(extra, r)
-		}
-	}
-	slices.Sort(extra)
-	return append(out, extra...)
 }
 
 func boolFloat(b bool) float64 {

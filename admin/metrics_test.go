@@ -9,11 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/amqplb/amqplb/backend"
-	"github.com/amqplb/amqplb/healthcheck"
+	"github.com/amqplb/amqplb/proxy"
+
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/healthcheck"
 )
 
 // scrape GETs /metrics from h and parses the text format.
@@ -129,7 +132,7 @@ func TestMetricsFamiliesAndLabels(t *testing.T) {
 	if n, want := len(fams["amqplb_health_check_failures_total"].Metric), 4*len(healthcheck.FailureKinds); n != want {
 		t.Errorf("amqplb_health_check_failures_total has %d series, want %d", n, want)
 	}
-	for _, r := range RefuseReasons {
+	for _, r := range proxy.RefuseReasons() {
 		if _, ok := value(fams, "amqplb_frontend_refused_total", map[string]string{"frontend": "amqp", "reason": r}); !ok {
 			t.Errorf("no amqplb_frontend_refused_total{reason=%q}", r)
 		}

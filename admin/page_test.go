@@ -16,14 +16,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/amqplb/amqplb/backend"
-	"github.com/amqplb/amqplb/healthcheck"
-	"github.com/amqplb/amqplb/internal/testenv"
 	"github.com/chromedp/cdproto/emulation"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+
+	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/healthcheck"
+	"github.com/amqplb/amqplb/internal/testenv"
 )
 
 // chromium returns the path of a Chromium to drive. Without one the test is skipped, or fails

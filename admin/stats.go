@@ -65,6 +65,8 @@ type StatsOptions struct {
 	Frontends func() []FrontendStats
 	// Checks returns what the health checks know of a server, as Options.Checks.
 	Checks func(*backend.Server) healthcheck.Status
+	// RefuseReasons are the refusal reasons always exported, as Options.RefuseReasons.
+	RefuseReasons []string
 	// Logger receives the server's errors and refused logins.
 	Logger *slog.Logger
 	// Version is amqplb's version, shown on the page unless HideVersion.
@@ -109,7 +111,7 @@ func NewStats(o StatsOptions) *StatsServer {
 		logger = logger.With("stats", o.Name)
 	}
 	s := &StatsServer{
-		view:      newView(o.Backends, o.Frontends, o.Checks, logger, "stats", o.Version, o.HideVersion),
+		view:      newView(source{o.Backends, o.Frontends, o.Checks, o.RefuseReasons}, logger, "stats", o.Version, o.HideVersion),
 		opts:      o,
 		challenge: `Basic realm="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(o.Realm) + `"`,
 	}

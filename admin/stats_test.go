@@ -23,15 +23,16 @@ import (
 func (f *fixture) statsOptions(uri, metrics string, users map[string]string) StatsOptions {
 	o := f.options("")
 	return StatsOptions{
-		Name:      "stats",
-		URI:       uri,
-		Metrics:   metrics,
-		Users:     users,
-		Backends:  o.Backends,
-		Frontends: o.Frontends,
-		Checks:    o.Checks,
-		Logger:    o.Logger,
-		Version:   o.Version,
+		Name:          "stats",
+		URI:           uri,
+		Metrics:       metrics,
+		Users:         users,
+		Backends:      o.Backends,
+		Frontends:     o.Frontends,
+		Checks:        o.Checks,
+		RefuseReasons: o.RefuseReasons,
+		Logger:        o.Logger,
+		Version:       o.Version,
 	}
 }
 

@@ -3,6 +3,7 @@ package admin
 import (
 	"log/slog"
 	"net/http"
+	"slices"
 
 	"github.com/amqplb/amqplb/backend"
 	"github.com/amqplb/amqplb/healthcheck"
@@ -14,39 +15,58 @@ import (
 // registry over them, and the read-only handlers (JSON and metrics) that both the admin
 // Server and the StatsServer serve.
 type view struct {
+	source
+	version  string // in the JSON answers; "" when hidden
+	log      *slog.Logger
+	registry *prometheus.Registry
+	metrics  http.Handler
+}
+
+// source is where a view reads what it shows.
+type source struct {
 	backends  func() []*backend.Backend
 	frontends func() []FrontendStats
 	checks    func(*backend.Server) healthcheck.Status
-	version   string // in the JSON answers; "" when hidden
-	log       *slog.Logger
-	registry  *prometheus.Registry
-	metrics   http.Handler
+	// refuseReasons are the reasons of amqplb_frontend_refused_total (and of the API's refused
+	// map) that are always exported, 0 until one happens, so that alerts and dashboards find
+	// every series from the start.
+	refuseReasons []string
+}
+
+// refused returns the view's refusal reasons followed by any other reason in m, sorted.
+func (src source) refused(m map[string]uint64) []string {
+	out := append([]string(nil), src.refuseReasons...)
+	var extra []string
+	for r := range m {
+		if !slices.Contains(src.refuseReasons, r) {
+			extra = append(extra, r)
+		}
+	}
+	slices.Sort(extra)
+	return append(out, extra...)
 }
 
 // newView fills in the defaults of nil callbacks (no backends, no frontends, no check known, a
 // discarding logger) and builds a registry of its own. The metrics carry the version in
 // amqplb_build_info even when hideVersion keeps it out of the JSON.
-func newView(backends func() []*backend.Backend, frontends func() []FrontendStats,
-	checks func(*backend.Server) healthcheck.Status, logger *slog.Logger, component, version string, hideVersion bool) *view {
-	if backends == nil {
-		backends = func() []*backend.Backend { return nil }
+func newView(src source, logger *slog.Logger, component, version string, hideVersion bool) *view {
+	if src.backends == nil {
+		src.backends = func() []*backend.Backend { return nil }
 	}
-	if frontends == nil {
-		frontends = func() []FrontendStats { return nil }
+	if src.frontends == nil {
+		src.frontends = func() []FrontendStats { return nil }
 	}
-	if checks == nil {
-		checks = healthcheck.NewStatuses().Status // every server unchecked, with zero counts
+	if src.checks == nil {
+		src.checks = healthcheck.NewStatuses().Status // every server unchecked, with zero counts
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	v := &view{
-		backends:  backends,
-		frontends: frontends,
-		checks:    checks,
-		version:   version,
-		log:       logger.With("component", component),
-		registry:  newRegistry(backends, frontends, checks, version),
+		source:   src,
+		version:  version,
+		log:      logger.With("component", component),
+		registry: newRegistry(src, version),
 	}
 	if hideVersion {
 		v.version = ""

@@ -128,6 +128,7 @@ func (a *app) newAdmin(c config.Admin) (*admin.Server, error) {
 		Serving:       func() []*backend.Backend { return a.gen.Load().serving() },
 		Frontends:     a.frontendStats,
 		Checks:        a.checks.Status,
+		RefuseReasons: proxy.RefuseReasons(),
 		CloseSessions: func(s *backend.Server) int { return a.endSessions(s, proxy.EndDrained) },
 		Ready:         func() bool { return !a.stopping.Load() },
 		Logger:        a.log,

@@ -2,14 +2,10 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/amqplb/amqplb/admin"
-	"github.com/amqplb/amqplb/proxy"
 )
 
 func write(t *testing.T, name, content string) string {
@@ -78,12 +74,5 @@ func TestCommandLine(t *testing.T) {
 				t.Errorf("unexpected stderr %q", errb.String())
 			}
 		})
-	}
-}
-
-// admin exports every refusal reason from the start; its list must be proxy's.
-func TestRefuseReasonsAgree(t *testing.T) {
-	if fmt.Sprint(admin.RefuseReasons) != fmt.Sprint(proxy.RefuseReasons()) {
-		t.Fatalf("admin.RefuseReasons %v differ from proxy.RefuseReasons %v", admin.RefuseReasons, proxy.RefuseReasons())
 	}
 }

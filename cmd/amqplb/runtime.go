@@ -255,19 +255,20 @@ func (a *app) newStats(c config.Stats) (*statsListener, error) {
 		users[u] = p
 	}
 	srv := admin.NewStats(admin.StatsOptions{
-		Name:        c.Name,
-		Listen:      c.Bind,
-		URI:         c.URI,
-		Users:       users,
-		Realm:       c.Realm,
-		Refresh:     c.Refresh,
-		HideVersion: c.HideVersion,
-		Metrics:     c.Metrics,
-		Backends:    func() []*backend.Backend { return a.gen.Load().backends },
-		Frontends:   a.frontendStats,
-		Checks:      a.checks.Status,
-		Logger:      a.log,
-		Version:     buildVersion(),
+		Name:          c.Name,
+		Listen:        c.Bind,
+		URI:           c.URI,
+		Users:         users,
+		Realm:         c.Realm,
+		Refresh:       c.Refresh,
+		HideVersion:   c.HideVersion,
+		Metrics:       c.Metrics,
+		Backends:      func() []*backend.Backend { return a.gen.Load().backends },
+		Frontends:     a.frontendStats,
+		Checks:        a.checks.Status,
+		RefuseReasons: proxy.RefuseReasons(),
+		Logger:        a.log,
+		Version:       buildVersion(),
 	})
 	if err := srv.Listen(); err != nil {
 		return nil, fmt.Errorf("stats %s: %w", c.Name, err)
