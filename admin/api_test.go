@@ -13,6 +13,7 @@ import (
 	"github.com/amqplb/amqplb/backend"
 	"github.com/amqplb/amqplb/healthcheck"
 	"github.com/amqplb/amqplb/internal/testenv"
+	"github.com/amqplb/amqplb/proxy"
 )
 
 func keys(m map[string]any) []string {
