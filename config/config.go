@@ -287,6 +287,11 @@ type TCPRule struct {
 	Unless string `toml:"unless,omitempty"`
 }
 
+// IdleHeartbeat is the value of Backend.IdleTimeout written idle_timeout =
+// "heartbeat": the idle timeout of each session is 3 times its negotiated
+// heartbeat.
+const IdleHeartbeat time.Duration = -1
+
 // Backend is a named set of brokers and the policy for using them.
 type Backend struct {
 	// Name identifies the backend; frontends refer to it. Required, unique.
@@ -302,8 +307,15 @@ type Backend struct {
 	// Default true.
 	Redispatch bool `toml:"redispatch"`
 	// IdleTimeout closes a session with no traffic either way for this long;
-	// 0 means none. Default 0.
-	IdleTimeout time.Duration `toml:"idle_timeout"`
+	// 0 means none. The word "heartbeat" (IdleHeartbeat) makes it 3 times
+	// the heartbeat the session's handshake negotiated (end
+	// heartbeat_timeout), or IdleTimeoutDefault for a session without one;
+	// frontends in mode amqp only. Default 0.
+	IdleTimeout time.Duration `toml:"idle_timeout,heartbeat"`
+	// IdleTimeoutDefault is the idle timeout, with idle_timeout =
+	// "heartbeat", of a session that negotiated no heartbeat (or of a tcp
+	// frontend's session); 0 means none. Default 0.
+	IdleTimeoutDefault time.Duration `toml:"idle_timeout_default,omitempty"`
 	// TCPKeepalive is the keepalive period on both sides; 0 disables it.
 	// Default 30s.
 	TCPKeepalive time.Duration `toml:"tcp_keepalive"`

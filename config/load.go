@@ -145,8 +145,10 @@ func lineOf(lines map[string]int, path string) int {
 // label how messages name it ("backend \"rabbitmq\": health_check").
 func (d *decoder) table(m map[string]any, rv reflect.Value, path string, key []string, label string) {
 	known := map[string]int{}
+	heartbeat := map[string]bool{}
 	for _, f := range fields(rv.Type()) {
 		known[f.key] = f.index
+		heartbeat[f.key] = f.heartbeat
 	}
 	names := make([]string, 0, len(m))
 	for k := range m {
@@ -162,6 +164,10 @@ func (d *decoder) table(m map[string]any, rv reflect.Value, path string, key []s
 				msg += " (did you mean " + s + "?)"
 			}
 			d.errorf(lineOf(d.lines, joinPath(path, k)), "%s", msg)
+			continue
+		}
+		if heartbeat[k] && m[k] == "heartbeat" {
+			rv.Field(i).SetInt(int64(IdleHeartbeat))
 			continue
 		}
 		sub := append(append([]string(nil), key...), k)

@@ -13,6 +13,7 @@ type field struct {
 	omitempty bool
 	inline    bool
 	unless    string // key of a sibling field that, when not zero, leaves this one out
+	heartbeat bool   // a duration that also takes the word "heartbeat" (IdleHeartbeat)
 }
 
 // fields returns the fields of the struct type t that have a TOML key, in
@@ -34,6 +35,8 @@ func fields(t reflect.Type) []field {
 				f.inline = true
 			case "unless":
 				f.unless = arg
+			case "heartbeat":
+				f.heartbeat = true
 			default:
 				panic("config: unknown toml tag option " + o + " on " + t.Name() + "." + t.Field(i).Name)
 			}

@@ -142,6 +142,9 @@ func omitted(v reflect.Value, f field) bool {
 // value writes v as a TOML value: a table or list inline.
 func value(v reflect.Value) string {
 	if v.Type() == durationType {
+		if time.Duration(v.Int()) == IdleHeartbeat {
+			return tomlQuote("heartbeat")
+		}
 		return tomlQuote(FormatDuration(time.Duration(v.Int())))
 	}
 	switch v.Kind() {

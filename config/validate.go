@@ -281,7 +281,10 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 	v.oneOf(path+".balance", label, "balance", b.Balance, balances)
 	v.positiveDuration(path+".connect_timeout", label, "connect_timeout", b.ConnectTimeout)
 	v.notNegative(path+".retries", label, "retries", b.Retries)
-	v.notNegativeDuration(path+".idle_timeout", label, "idle_timeout", b.IdleTimeout)
+	if b.IdleTimeout != IdleHeartbeat {
+		v.notNegativeDuration(path+".idle_timeout", label, "idle_timeout", b.IdleTimeout)
+	}
+	v.notNegativeDuration(path+".idle_timeout_default", label, "idle_timeout_default", b.IdleTimeoutDefault)
 	v.notNegativeDuration(path+".tcp_keepalive", label, "tcp_keepalive", b.TCPKeepalive)
 	v.oneOf(path+".send_proxy", label, "send_proxy", b.SendProxy, sendProxies)
 	v.oneOf(path+".on_marked_down", label, "on_marked_down", b.OnMarkedDown, onMarkedDowns)

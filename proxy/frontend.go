@@ -81,6 +81,13 @@ type Route struct {
 	Redispatch bool
 	// IdleTimeout closes a session with no bytes in either direction for this long; 0 = never.
 	IdleTimeout time.Duration
+	// IdleHeartbeat replaces IdleTimeout, for sessions whose handshake negotiated a heartbeat
+	// (AMQP 0-9-1 Tune-Ok; AMQP 1.0's idle time-out of the client's open), by 3 heartbeats:
+	// RabbitMQ itself gives up after 2 missed ones, so a session that carried nothing either way
+	// for 3 is dead (end heartbeat_timeout). A session without a heartbeat gets
+	// IdleTimeoutDefault (0 = none).
+	IdleHeartbeat      bool
+	IdleTimeoutDefault time.Duration
 	// HalfCloseTimeout bounds how long a session stays half-closed (one side has sent FIN)
 	// without traffic. Zero means DefaultHalfCloseTimeout.
 	HalfCloseTimeout time.Duration
@@ -449,6 +456,27 @@ func (f *Frontend) abortWhere(match func(*session) bool, reason Reason) int {
 		s.abort(reason)
 	}
 	return len(victims)
+}
+
+// Sessions returns a snapshot of every open session of the frontend.
+func (f *Frontend) Sessions() []SessionInfo {
+	f.mu.Lock()
+	list := make([]*session, 0, len(f.sessions))
+	for s := range f.sessions {
+		list = append(list, s)
+	}
+	f.mu.Unlock()
+	out := make([]SessionInfo, len(list))
+	for i, s := range list {
+		out[i] = s.info()
+	}
+	return out
+}
+
+// CloseSession ends the session with the given id (end closed_by_admin) and reports whether
+// the frontend had it.
+func (f *Frontend) CloseSession(id uint64) bool {
+	return f.abortWhere(func(s *session) bool { return s.id == id }, EndClosedByAdmin) > 0
 }
 
 // Stats is a snapshot of a frontend's counters.

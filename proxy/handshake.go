@@ -43,6 +43,9 @@ func readFrame(c *bufConn, deadline time.Time) (frame, error) {
 	return fr, nil
 }
 
+// payload returns the frame's payload: what lies between its header and its frame-end octet.
+func (f frame) payload() []byte { return f.raw[7 : len(f.raw)-1] }
+
 // is reports whether f is the connection-class method m (amqpwire.MethodStart, ...).
 func (f frame) is(m uint16) bool {
 	return f.typ == amqpwire.FrameMethod && f.class == amqpwire.ClassConnection && f.method == m
@@ -103,6 +106,9 @@ func (s *session) handshake(hello, start []byte) error {
 			}
 			continue // not replayed: a new broker has its own heartbeat clock
 		}
+		if err := s.observe091(cf); err != nil {
+			return err
+		}
 		sent = append(sent, cf)
 		if _, err := s.up.Write(cf.raw); err != nil {
 			// Treated like a broker that failed to answer: see below.
@@ -145,6 +151,8 @@ func (s *session) handshake(hello, start []byte) error {
 func (s *session) brokerReply() (frame, error) {
 	f, err := readFrame(s.upIn, time.Now().Add(s.route.connectTimeout()))
 	if err == nil && f.is(amqpwire.MethodClose) {
+		code, _ := closeReason(f)
+		s.learn(func(id *Identity) { id.CloseCode = code })
 		return f, &brokerClosed{close: f}
 	}
 	if err != nil {
@@ -218,7 +226,7 @@ func clientHandshakeFailed(err error) error {
 	case errors.As(err, &ne) && ne.Timeout():
 		return ended(EndHandshake, err)
 	case errors.Is(err, amqpwire.ErrMalformed):
-		return ended(EndBadHeader, err)
+		return refused(EndBadHandshake, "connection refused: malformed handshake frame", err).quiet()
 	}
 	return ended(EndClientClosed, err)
 }

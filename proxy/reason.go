@@ -12,39 +12,45 @@ type Reason uint8
 
 // The end reasons. The order is the order of Reasons.
 const (
-	EndClientClosed   Reason = iota // the client closed (or reset) its connection
-	EndServerClosed                 // the broker closed (or reset) its connection
-	EndIdleTimeout                  // nothing moved either way for idle_timeout
-	EndServerDown                   // the server was marked down and on_marked_down shut its sessions
-	EndShutdown                     // amqplb stopped and drain_timeout ran out
-	EndDrained                      // the admin API ended the server's sessions ("shutdown_sessions")
-	EndConnectFailed                // refused: every dial failed
-	EndRefusedMaxConn               // refused: a max_connections limit was reached
-	EndNoServer                     // refused: no server was available
-	EndBadHeader                    // refused: not an AMQP 0-9-1 protocol header, or a malformed frame
-	EndHandshake                    // refused: the client's handshake took longer than handshake_timeout
-	EndDenied                       // refused: a tcp-request rule rejected the client
-	EndBadProxy                     // refused: the PROXY header was missing, malformed or late
-	EndTLSHandshake                 // refused: the TLS handshake failed or timed out
+	EndClientClosed     Reason = iota // the client closed (or reset) its connection
+	EndServerClosed                   // the broker closed (or reset) its connection
+	EndIdleTimeout                    // nothing moved either way for idle_timeout
+	EndServerDown                     // the server was marked down and on_marked_down shut its sessions
+	EndShutdown                       // amqplb stopped and drain_timeout ran out
+	EndDrained                        // the admin API ended the server's sessions ("shutdown_sessions")
+	EndConnectFailed                  // refused: every dial failed
+	EndRefusedMaxConn                 // refused: a max_connections limit was reached
+	EndNoServer                       // refused: no server was available
+	EndBadHeader                      // refused: not an AMQP protocol header amqplb accepts
+	EndHandshake                      // refused: the client's handshake took longer than handshake_timeout
+	EndDenied                         // refused: a tcp-request rule rejected the client
+	EndBadProxy                       // refused: the PROXY header was missing, malformed or late
+	EndTLSHandshake                   // refused: the TLS handshake failed or timed out
+	EndBadHandshake                   // refused: a handshake frame did not decode (AMQP mode)
+	EndHeartbeatTimeout               // nothing moved either way for 3 heartbeats (idle_timeout = "heartbeat")
+	EndClosedByAdmin                  // POST /api/v1/sessions/{id}/close ended it
 	numReasons
 )
 
 // reasonNames holds each reason's end name and, for a refusal, its refused_total label.
 var reasonNames = [numReasons]struct{ end, refused string }{
-	EndClientClosed:   {"client_closed", ""},
-	EndServerClosed:   {"server_closed", ""},
-	EndIdleTimeout:    {"idle_timeout", ""},
-	EndServerDown:     {"server_down", ""},
-	EndShutdown:       {"shutdown", ""},
-	EndDrained:        {"drained", ""},
-	EndConnectFailed:  {"connect_failed", "connect_failed"},
-	EndRefusedMaxConn: {"refused_maxconn", "maxconn"},
-	EndNoServer:       {"no_server", "no_server"},
-	EndBadHeader:      {"bad_header", "bad_header"},
-	EndHandshake:      {"handshake_timeout", "handshake_timeout"},
-	EndDenied:         {"denied", "denied"},
-	EndBadProxy:       {"bad_proxy", "bad_proxy"},
-	EndTLSHandshake:   {"tls_handshake", "tls_handshake"},
+	EndClientClosed:     {"client_closed", ""},
+	EndServerClosed:     {"server_closed", ""},
+	EndIdleTimeout:      {"idle_timeout", ""},
+	EndServerDown:       {"server_down", ""},
+	EndShutdown:         {"shutdown", ""},
+	EndDrained:          {"drained", ""},
+	EndConnectFailed:    {"connect_failed", "connect_failed"},
+	EndRefusedMaxConn:   {"refused_maxconn", "maxconn"},
+	EndNoServer:         {"no_server", "no_server"},
+	EndBadHeader:        {"bad_header", "bad_header"},
+	EndHandshake:        {"handshake_timeout", "handshake_timeout"},
+	EndDenied:           {"denied", "denied"},
+	EndBadProxy:         {"bad_proxy", "bad_proxy"},
+	EndTLSHandshake:     {"tls_handshake", "tls_handshake"},
+	EndBadHandshake:     {"bad_handshake", "bad_handshake"},
+	EndHeartbeatTimeout: {"heartbeat_timeout", ""},
+	EndClosedByAdmin:    {"closed_by_admin", ""},
 }
 
 // String returns the reason as the access log writes it (end=...).
@@ -76,7 +82,7 @@ func Reasons() []Reason {
 // refusalOrder is the order of the refused_total labels: the order they were introduced in,
 // which the metrics and the API keep.
 var refusalOrder = [...]Reason{EndRefusedMaxConn, EndBadHeader, EndHandshake, EndNoServer, EndConnectFailed,
-	EndDenied, EndBadProxy, EndTLSHandshake}
+	EndDenied, EndBadProxy, EndTLSHandshake, EndBadHandshake}
 
 // RefuseReasons lists every label of amqplb_frontend_refused_total{reason} (and of the API's
 // refused counts), in a fixed order. admin receives this list; it keeps no copy.

@@ -122,7 +122,8 @@ func (s *session) relay() error {
 		return ended(EndServerClosed, err)
 	}
 	defer toClient.release()
-	if idle := s.route.IdleTimeout; idle > 0 {
+	s.idle, s.idleEnd = s.idleTimeout()
+	if idle := s.idle; idle > 0 {
 		d := time.Now().Add(idle)
 		_ = s.client.SetReadDeadline(d)
 		_ = up.SetReadDeadline(d)
@@ -153,7 +154,7 @@ func (s *session) pump(l *leg, srcGone, dstGone Reason) {
 			if s.stillActive(l.src) {
 				continue
 			}
-			s.abort(EndIdleTimeout)
+			s.abort(s.idleEnd)
 			return
 		case errors.Is(err, io.EOF):
 			// Orderly close of src: pass the FIN (and a TLS close_notify) on and let the other
@@ -182,10 +183,24 @@ func (s *session) pump(l *leg, srcGone, dstGone Reason) {
 	}
 }
 
+// idleTimeout returns how long the session may go without traffic before the relay ends it,
+// and the end reason it then has: the route's idle timeout, or with IdleHeartbeat three
+// heartbeats (idle_timeout = "heartbeat").
+func (s *session) idleTimeout() (time.Duration, Reason) {
+	r := s.route
+	if !r.IdleHeartbeat {
+		return r.IdleTimeout, EndIdleTimeout
+	}
+	if hb := s.identity().Heartbeat; hb > 0 {
+		return 3 * hb, EndHeartbeatTimeout
+	}
+	return r.IdleTimeoutDefault, EndIdleTimeout
+}
+
 // idleLimit is how long the session may go without traffic: the route's idle timeout, or the
 // half-close bound once one side has sent FIN, whichever is shorter.
 func (s *session) idleLimit() time.Duration {
-	limit := s.route.IdleTimeout
+	limit := s.idle
 	if s.halfShut.Load() {
 		if hc := s.route.halfCloseTimeout(); limit <= 0 || hc < limit {
 			limit = hc

@@ -27,6 +27,7 @@ var amqpHeader = [8]byte{'A', 'M', 'Q', 'P', 0, 0, 9, 1}
 // runs the stages in order (run); each stage either succeeds or returns the *endError that ends
 // the session, which run records, counts and logs once.
 type session struct {
+	id    uint64 // unique in the process
 	f     *Frontend
 	set   *settings
 	raw   *net.TCPConn // the accepted socket: socket options, and what abort closes
@@ -40,17 +41,20 @@ type session struct {
 	// handshake and the AMQP protocol header, together.
 	deadline time.Time
 
+	// The addresses. readProxy changes from, to and proxied under mu; other goroutines (info)
+	// read them under mu.
 	peer    netip.AddrPort // the socket's remote address
 	from    netip.AddrPort // the client's address: peer, or the source of a PROXY header
 	to      netip.AddrPort // the address the client connected to: local, or a PROXY header's
 	proxied bool           // from and to come from a PROXY header
 	heard   bool           // the client sent a byte that toServer may not count (DontLogNull)
 
-	route          *Route
+	route          *Route // the frontend's route when the session was admitted
 	srv            atomic.Pointer[backend.Server]
-	skip           uint64 // bit i: Backend.Servers[i] failed for this session; the policy skips it
-	tries          int    // dials made so far, against the route's 1 + Retries
-	handshakeMoves int    // times the handshake moved to another server
+	ident          atomic.Pointer[Identity] // copied on write (learn)
+	skip           uint64                   // bit i: Backend.Servers[i] failed for this session; the policy skips it
+	tries          int                      // dials made so far, against the route's 1 + Retries
+	handshakeMoves int                      // times the handshake moved to another server
 
 	mu      sync.Mutex // guards up, upRaw and aborted against abort from another goroutine
 	up      net.Conn   // the server connection: a *net.TCPConn, or a *tls.Conn over upRaw
@@ -58,15 +62,21 @@ type session struct {
 	upIn    *bufConn // reads up (through a buffer until the relay starts)
 	aborted bool
 
-	reason   atomic.Int32 // 1 + the Reason recorded first; 0 while none is
-	lastIO   atomic.Int64 // nanoseconds since start of the last byte moved
-	halfShut atomic.Bool  // one direction has ended
+	reason   atomic.Int32  // 1 + the Reason recorded first; 0 while none is
+	lastIO   atomic.Int64  // nanoseconds since start of the last byte moved
+	halfShut atomic.Bool   // one direction has ended
+	idle     time.Duration // the idle timeout of the relay (0 = none), set before it starts
+	idleEnd  Reason        // the end reason when idle expires
 
 	toServer, toClient atomic.Uint64
 }
 
+// sessionIDs numbers the sessions of the process.
+var sessionIDs atomic.Uint64
+
 func newSession(f *Frontend, st *settings, c *net.TCPConn) *session {
-	s := &session{f: f, set: st, raw: c, client: c, in: newBufConn(c), start: time.Now()}
+	s := &session{id: sessionIDs.Add(1), f: f, set: st, raw: c, client: c, in: newBufConn(c), start: time.Now(),
+		route: f.route.Load()}
 	s.deadline = s.start.Add(st.handshake)
 	s.peer = addrPort(c.RemoteAddr())
 	s.from = s.peer
@@ -87,7 +97,6 @@ func (s *session) run() {
 // serve runs the stages: the PROXY header and the content rules, TLS, the AMQP protocol header,
 // a server (picked, dialed, retried), the AMQP handshake, and the relay.
 func (s *session) serve() error {
-	s.route = s.f.route.Load()
 	setKeepAlive(s.raw, s.route.KeepAlive)
 	if s.set.acceptProxy {
 		if err := s.readProxy(); err != nil {
@@ -226,10 +235,12 @@ func (s *session) readProxy() error {
 		return refused(EndBadProxy, "connection refused: bad PROXY protocol header", err).quiet()
 	}
 	if src.IsValid() {
+		s.mu.Lock()
 		s.from, s.proxied = src, true
 		if dst.IsValid() {
 			s.to = dst
 		}
+		s.mu.Unlock()
 	}
 	return nil
 }
@@ -285,7 +296,9 @@ func (s *session) readHeader() ([]byte, error) {
 	case err != nil:
 		// Closed before sending a full header: nothing to answer.
 		return nil, ended(EndBadHeader, err)
-	case h != amqpHeader:
+	case h == amqpHeader:
+		s.learn(func(id *Identity) { id.Protocol = ProtoAMQP091 })
+	default:
 		_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = s.client.Write(amqpHeader[:])
 		s.lingeringClose()
@@ -353,6 +366,16 @@ func (s *session) finish() {
 		slog.Uint64("bytes_to_client", s.toClient.Load()),
 		slog.String("end", s.endReason().String()),
 	)
+	if id := s.identity(); id.Protocol != "" {
+		attrs = append(attrs,
+			slog.String("protocol", id.Protocol),
+			slog.String("user", id.User),
+			slog.String("vhost", id.VHost),
+			slog.String("connection_name", id.ConnectionName),
+			slog.String("client_product", id.ClientProduct),
+			slog.Duration("heartbeat", id.Heartbeat),
+		)
+	}
 	s.set.log.LogAttrs(context.Background(), slog.LevelInfo, "session", attrs...)
 }
 

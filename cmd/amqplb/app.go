@@ -303,15 +303,17 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 		g.backends = append(g.backends, b)
 		g.byName[bc.Name] = b
 		g.routes[bc.Name] = &proxy.Route{
-			Backend:          b,
-			Policy:           policy,
-			ConnectTimeout:   bc.ConnectTimeout,
-			Retries:          bc.Retries,
-			Redispatch:       bc.Redispatch,
-			IdleTimeout:      bc.IdleTimeout,
-			HalfCloseTimeout: bc.HalfCloseTimeout,
-			KeepAlive:        bc.TCPKeepalive,
-			OnConnectFailure: mon.Suspect,
+			Backend:            b,
+			Policy:             policy,
+			ConnectTimeout:     bc.ConnectTimeout,
+			Retries:            bc.Retries,
+			Redispatch:         bc.Redispatch,
+			IdleTimeout:        max(bc.IdleTimeout, 0),
+			IdleHeartbeat:      bc.IdleTimeout == config.IdleHeartbeat,
+			IdleTimeoutDefault: bc.IdleTimeoutDefault,
+			HalfCloseTimeout:   bc.HalfCloseTimeout,
+			KeepAlive:          bc.TCPKeepalive,
+			OnConnectFailure:   mon.Suspect,
 		}
 	}
 	return g, nil
