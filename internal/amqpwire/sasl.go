@@ -15,17 +15,11 @@ import (
 func SASLUser(mechanism, response string) (string, error) {
 	switch strings.ToUpper(mechanism) {
 	case "PLAIN":
-		// authzid NUL authcid NUL passwd: the authcid is between the first two NULs.
-		first := strings.IndexByte(response, 0)
-		if first < 0 {
-			return "", fmt.Errorf("%w: PLAIN response without NUL separators", ErrMalformed)
+		user, _, ok := ParsePlainResponse(response)
+		if !ok {
+			return "", fmt.Errorf("%w: PLAIN response without its two NUL separators", ErrMalformed)
 		}
-		rest := response[first+1:]
-		second := strings.IndexByte(rest, 0)
-		if second < 0 {
-			return "", fmt.Errorf("%w: PLAIN response with one NUL separator", ErrMalformed)
-		}
-		return rest[:second], nil
+		return user, nil
 	case "AMQPLAIN":
 		// The response is a table's content: prefix its length to decode it as one.
 		buf := make([]byte, 4, 4+len(response))
