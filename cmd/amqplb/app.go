@@ -312,7 +312,7 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 			IdleHeartbeat:      bc.IdleTimeout == config.IdleHeartbeat,
 			IdleTimeoutDefault: bc.IdleTimeoutDefault,
 			HalfCloseTimeout:   bc.HalfCloseTimeout,
-			KeepAlive:          bc.TCPKeepalive,
+			KeepAlive:          keepAlive(bc.TCPKeepalive),
 			OnConnectFailure:   mon.Suspect,
 		}
 	}
@@ -539,4 +539,13 @@ func loopbackOnly(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+// keepAlive maps tcp_keepalive to proxy.Route.KeepAlive: the config's 0 turns keepalive off,
+// which the route writes as a negative period (its 0 is Go's default).
+func keepAlive(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

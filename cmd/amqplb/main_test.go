@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func write(t *testing.T, name, content string) string {
@@ -74,5 +75,14 @@ func TestCommandLine(t *testing.T) {
 				t.Errorf("unexpected stderr %q", errb.String())
 			}
 		})
+	}
+}
+
+// tcp_keepalive = "0s" turns keepalive off: the route's 0 would mean Go's default period.
+func TestKeepAliveZeroIsOff(t *testing.T) {
+	for in, want := range map[time.Duration]time.Duration{0: -1, 30 * time.Second: 30 * time.Second} {
+		if got := keepAlive(in); got != want {
+			t.Errorf("keepAlive(%v) = %v, want %v", in, got, want)
+		}
 	}
 }
