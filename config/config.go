@@ -217,6 +217,11 @@ type Frontend struct {
 	// Mode is amqp (the 8-byte AMQP protocol header is checked before a
 	// broker is picked) or tcp (pure passthrough). Default "amqp".
 	Mode string `toml:"mode"`
+	// Protocols are the AMQP versions mode amqp accepts: "amqp-0-9-1" and
+	// "amqp-1.0" (over SASL, as RabbitMQ 4 serves it on the AMQP port). An
+	// AMQP 1.0 client without SASL is refused, as RabbitMQ refuses it.
+	// Default both.
+	Protocols []string `toml:"protocols,omitempty"`
 	// MaxConnections caps this frontend's client connections; 0 means only
 	// the global limit applies. Default 0.
 	MaxConnections int `toml:"max_connections"`

@@ -49,3 +49,25 @@ func TestIdleTimeoutHeartbeatOnlyWhereAllowed(t *testing.T) {
 		}
 	}
 }
+
+func TestFrontendProtocols(t *testing.T) {
+	base := strings.Replace(heartbeatBase, `backend = "rabbitmq"`, "backend = \"rabbitmq\"\n%p", 1)
+	base = strings.Replace(base, "%s", "", 1)
+	c, err := Parse("p.toml", []byte(strings.Replace(base, "%p", `protocols = ["amqp-1.0"]`, 1)))
+	if err != nil || len(c.Frontends[0].Protocols) != 1 || c.Frontends[0].Protocols[0] != "amqp-1.0" {
+		t.Fatalf("protocols = [\"amqp-1.0\"]: %v, %+v", err, c)
+	}
+	if !strings.Contains(string(ToTOML(c)), `protocols = ["amqp-1.0"]`) {
+		t.Errorf("ToTOML lost protocols:\n%s", ToTOML(c))
+	}
+	if c, err := Parse("p.toml", []byte(strings.Replace(base, "%p", "", 1))); err != nil || c.Frontends[0].Protocols != nil ||
+		strings.Contains(string(ToTOML(c)), "protocols") {
+		t.Errorf("default protocols: %v, %+v", err, c.Frontends[0].Protocols)
+	}
+	for _, bad := range []string{`protocols = ["amqp-0-10"]`, `protocols = ["amqp-1.0", "amqp-1.0"]`,
+		"mode = \"tcp\"\nprotocols = [\"amqp-1.0\"]"} {
+		if _, err := Parse("p.toml", []byte(strings.Replace(base, "%p", bad, 1))); err == nil || !strings.Contains(err.Error(), "p.toml:") {
+			t.Errorf("%s: err = %v, want one naming the file and line", bad, err)
+		}
+	}
+}

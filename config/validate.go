@@ -80,6 +80,7 @@ func validate(c *Config, p *problems, lines map[string]int, bad map[string]bool)
 			used[f.Backend] = true
 		}
 		v.oneOf(path+".mode", label, "mode", f.Mode, modes)
+		v.protocols(path+".protocols", label, f)
 		v.notNegative(path+".max_connections", label, "max_connections", f.MaxConnections)
 		v.frontendTLS(path+".tls", label, f.TLS)
 		v.rules(path, label, f)
@@ -456,6 +457,31 @@ func (v *validator) tcpCheck(path, label string, steps []TCPCheckStep) {
 func decodeHex(s string) ([]byte, error) { return hex.DecodeString(s) }
 
 // oneOf reports whether s is allowed, reporting it if not.
+// protocols checks a frontend's protocols: known, not repeated, and only in mode amqp. None
+// (or an empty list) means both.
+func (v *validator) protocols(path, label string, f *Frontend) {
+	if len(f.Protocols) == 0 {
+		return // both
+	}
+	if f.Mode == "tcp" {
+		v.errorf(v.line(path), "%s: protocols applies to mode amqp only; mode tcp relays any protocol", label)
+		return
+	}
+	seen := map[string]bool{}
+	for _, p := range f.Protocols {
+		if !v.oneOf(path, label, "protocols", p, protocolNames) {
+			continue
+		}
+		if seen[p] {
+			v.errorf(v.line(path), "%s: protocols lists %q twice", label, p)
+		}
+		seen[p] = true
+	}
+}
+
+// protocolNames are the values of a frontend's protocols.
+var protocolNames = []string{"amqp-0-9-1", "amqp-1.0"}
+
 func (v *validator) oneOf(path, label, key, s string, allowed []string) bool {
 	if slices.Contains(allowed, s) {
 		return true

@@ -36,6 +36,26 @@ const (
 	ModeTCP
 )
 
+// Protocols is the set of AMQP versions a frontend in ModeAMQP accepts.
+type Protocols uint8
+
+// The protocols. A zero Protocols in FrontendOptions means both.
+const (
+	AMQP091 Protocols = 1 << iota // AMQP 0-9-1
+	AMQP10                        // AMQP 1.0 over SASL (RabbitMQ 4, or 3.x with rabbitmq_amqp1_0)
+)
+
+// ParseProtocol maps "amqp-0-9-1" or "amqp-1.0" (ProtoAMQP091, ProtoAMQP10) to its Protocols bit.
+func ParseProtocol(s string) (Protocols, error) {
+	switch s {
+	case ProtoAMQP091:
+		return AMQP091, nil
+	case ProtoAMQP10:
+		return AMQP10, nil
+	}
+	return 0, fmt.Errorf("unknown protocol %q (want %s or %s)", s, ProtoAMQP091, ProtoAMQP10)
+}
+
 // ParseMode maps the config's "amqp" or "tcp" to a Mode.
 func ParseMode(s string) (Mode, error) {
 	switch s {
@@ -154,6 +174,8 @@ type FrontendOptions struct {
 	// headers). The first whose Match reports true decides; no match accepts. A rejected client
 	// is closed at once (refused "denied").
 	Rules []Rule
+	// Protocols are the AMQP versions accepted in ModeAMQP; 0 means AMQP091|AMQP10.
+	Protocols Protocols
 	// ContentRules are tcp-request content (and session) rules: evaluated like Rules, after
 	// them and on their own (an accept among Rules does not skip them), on the client's
 	// address: the PROXY header's source with AcceptProxy (once the header is read), else the
@@ -215,6 +237,7 @@ type settings struct {
 	accessLog   bool
 	dontLogNull bool
 	acceptProxy bool
+	protocols   Protocols
 	tls         *tls.Config
 	rules       []Rule
 	content     []Rule
@@ -224,6 +247,9 @@ type settings struct {
 func newSettings(o FrontendOptions) *settings {
 	st := &settings{name: o.Name, mode: o.Mode, handshake: o.HandshakeTimeout, accessLog: o.AccessLog,
 		dontLogNull: o.DontLogNull, acceptProxy: o.AcceptProxy, tls: o.TLS, rules: o.Rules, content: o.ContentRules, log: o.Logger}
+	if st.protocols = o.Protocols; st.protocols == 0 {
+		st.protocols = AMQP091 | AMQP10
+	}
 	if st.handshake <= 0 {
 		st.handshake = DefaultHandshakeTimeout
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/amqplb/amqplb/internal/amqp10"
 	"github.com/amqplb/amqplb/internal/amqpwire"
 )
 
@@ -225,7 +226,7 @@ func clientHandshakeFailed(err error) error {
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
 		return ended(EndHandshake, err)
-	case errors.Is(err, amqpwire.ErrMalformed):
+	case errors.Is(err, amqpwire.ErrMalformed), errors.Is(err, amqp10.ErrMalformed):
 		return refused(EndBadHandshake, "connection refused: malformed handshake frame", err).quiet()
 	}
 	return ended(EndClientClosed, err)

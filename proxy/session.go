@@ -16,11 +16,12 @@ import (
 	"time"
 
 	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/internal/amqp10"
 	"github.com/pires/go-proxyproto"
 )
 
-// amqpHeader is the protocol header of AMQP 0-9-1, the only protocol mode "amqp" accepts
-// (RabbitMQ 4 also serves AMQP 1.0 on its port: use mode "tcp" for such clients).
+// amqpHeader is the protocol header of AMQP 0-9-1. Mode "amqp" also accepts AMQP 1.0's SASL
+// header (amqp10.HeaderSASL), which RabbitMQ 4 serves on the same port.
 var amqpHeader = [8]byte{'A', 'M', 'Q', 'P', 0, 0, 9, 1}
 
 // session is one client connection and, once connected, its server connection. Its goroutine
@@ -122,7 +123,13 @@ func (s *session) serve() error {
 	if err != nil {
 		return err
 	}
-	if s.set.mode == ModeAMQP {
+	switch {
+	case s.set.mode != ModeAMQP:
+	case s.identity().Protocol == ProtoAMQP10:
+		if err := s.handshake10(start); err != nil {
+			return err
+		}
+	default:
 		if err := s.handshake(hello, start); err != nil {
 			return err
 		}
@@ -281,30 +288,44 @@ func (s *session) handshakeTLS() error {
 	return nil
 }
 
-// readHeader reads the client's 8-byte AMQP protocol header within the handshake timeout. A
-// client that sends anything else gets the 0-9-1 header back (as the AMQP spec asks a server to
-// do) and is closed; no broker ever sees it.
+// readHeader reads the client's 8-byte AMQP protocol header within the handshake timeout: AMQP
+// 0-9-1's, or AMQP 1.0's SASL header, as the frontend's protocols allow. A client that sends
+// anything else gets back the header of a protocol amqplb serves (as the AMQP specs ask a server
+// to do) and is closed; no broker ever sees it. So is an AMQP 1.0 client without SASL, which
+// RabbitMQ refuses the same way.
 func (s *session) readHeader() ([]byte, error) {
 	var h [8]byte
 	_ = s.client.SetReadDeadline(s.deadline)
 	n, err := io.ReadFull(s.in, h[:])
 	_ = s.client.SetReadDeadline(time.Time{})
 	s.heard = s.heard || n > 0
+	protos := s.set.protocols
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return nil, ended(EndHandshake, err)
 	case err != nil:
 		// Closed before sending a full header: nothing to answer.
 		return nil, ended(EndBadHeader, err)
-	case h == amqpHeader:
+	case h == amqpHeader && protos&AMQP091 != 0:
 		s.learn(func(id *Identity) { id.Protocol = ProtoAMQP091 })
-	default:
-		_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = s.client.Write(amqpHeader[:])
-		s.lingeringClose()
-		return nil, refused(EndBadHeader, "connection refused: not an AMQP 0-9-1 client", nil, "header", printable(h[:]))
+		return amqpHeader[:], nil
+	case h == amqp10.HeaderSASL && protos&AMQP10 != 0:
+		s.learn(func(id *Identity) { id.Protocol = ProtoAMQP10 })
+		return amqp10.HeaderSASL[:], nil
 	}
-	return amqpHeader[:], nil
+	answer, msg := amqpHeader[:], "connection refused: not an AMQP 0-9-1 client"
+	switch {
+	case protos&AMQP091 == 0:
+		answer, msg = amqp10.HeaderSASL[:], "connection refused: not an AMQP 1.0 client"
+	case h == amqp10.HeaderAMQP && protos&AMQP10 != 0:
+		answer, msg = amqp10.HeaderSASL[:], "connection refused: AMQP 1.0 without SASL"
+	case protos&AMQP10 != 0:
+		msg = "connection refused: not an AMQP client"
+	}
+	_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = s.client.Write(answer)
+	s.lingeringClose()
+	return nil, refused(EndBadHeader, msg, nil, "header", printable(h[:]))
 }
 
 // forwardToServer writes b to the current server; a failure ends the session.

@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
 	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/internal/amqp10"
 	"github.com/amqplb/amqplb/internal/amqpwire"
 )
 
@@ -145,7 +147,8 @@ func (s *session) skipServer(srv *backend.Server) {
 
 // dial connects to srv (the PROXY header and the TLS handshake included, when the server has
 // them), sends hello (the client's protocol header) and, in AMQP mode, waits for the broker's
-// Connection.Start, all within the connect timeout. It returns that frame.
+// Connection.Start (for an AMQP 1.0 client, the broker's SASL header), all within the connect
+// timeout. It returns that frame (or header).
 func (s *session) dial(srv *backend.Server, hello []byte) ([]byte, error) {
 	r := s.route
 	timeout := r.connectTimeout()
@@ -175,6 +178,19 @@ func (s *session) dial(srv *backend.Server, hello []byte) ([]byte, error) {
 		return nil, &upstreamError{srv: srv, op: "send protocol header", err: err}
 	}
 	s.countToServer(len(hello))
+	if hello[4] != 0 { // AMQP 1.0: the broker answers with the same header
+		var h [amqp10.HeaderLen]byte
+		_, err := io.ReadFull(s.upIn, h[:])
+		_ = up.SetDeadline(time.Time{})
+		if err == nil && h != amqp10.HeaderSASL {
+			err = fmt.Errorf("it answered the AMQP 1.0 SASL header with %q (RabbitMQ 4, or 3.x with rabbitmq_amqp1_0, serves AMQP 1.0)", printable(h[:]))
+		}
+		if err != nil {
+			s.detach()
+			return nil, &upstreamError{srv: srv, op: "wait for the broker's AMQP 1.0 header", err: err}
+		}
+		return h[:], nil
+	}
 	f, err := readFrame(s.upIn, deadline)
 	_ = up.SetDeadline(time.Time{})
 	if err == nil && !f.is(amqpwire.MethodStart) {

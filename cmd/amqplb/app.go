@@ -216,6 +216,13 @@ func (a *app) frontendOptions(cfg *config.Config, fc config.Frontend) (proxy.Fro
 		DontLogNull:    fc.DontLogNull,
 		AcceptProxy:    fc.AcceptProxy,
 	}
+	for _, p := range fc.Protocols {
+		bit, err := proxy.ParseProtocol(p) // validated by config
+		if err != nil {
+			return o, err
+		}
+		o.Protocols |= bit
+	}
 	var err error
 	if o.TLS, err = frontendTLS(fc); err != nil {
 		return o, err
