@@ -105,7 +105,7 @@ func (s *session) relay() error {
 	srv := s.server()
 	up, upRaw := s.up, s.upRaw
 	toServer, err := newLeg(up, upRaw, s.client, s.raw, func(n int) {
-		s.lastIO.Store(int64(time.Since(s.start)))
+		s.lastFromClient.Store(int64(time.Since(s.start)))
 		s.toServer.Add(uint64(n))
 		srv.AddBytes(uint64(n), 0)
 	})
@@ -114,7 +114,7 @@ func (s *session) relay() error {
 	}
 	defer toServer.release()
 	toClient, err := newLeg(s.client, s.raw, up, upRaw, func(n int) {
-		s.lastIO.Store(int64(time.Since(s.start)))
+		s.lastFromServer.Store(int64(time.Since(s.start)))
 		s.toClient.Add(uint64(n))
 		srv.AddBytes(0, uint64(n))
 	})
@@ -157,6 +157,12 @@ func (s *session) pump(l *leg, srcGone, dstGone Reason) {
 			s.abort(s.idleEnd)
 			return
 		case errors.Is(err, io.EOF):
+			if srcGone == EndServerClosed && s.clientMissedHeartbeats() {
+				// The broker gave up on a client that stopped sending heartbeats (RabbitMQ
+				// does after two): the client is gone too, so do not wait for it.
+				s.abort(EndHeartbeatTimeout)
+				return
+			}
 			// Orderly close of src: pass the FIN (and a TLS close_notify) on and let the other
 			// direction finish, within the half-close bound.
 			s.end(srcGone)
@@ -167,7 +173,9 @@ func (s *session) pump(l *leg, srcGone, dstGone Reason) {
 			// The other direction reads from what is dst here and writes to our src. Bound
 			// both its waiting for data and its writing to a peer that stopped reading.
 			limit := s.idleLimit()
-			s.lastIO.Store(int64(time.Since(s.start)))
+			now := int64(time.Since(s.start))
+			s.lastFromClient.Store(now)
+			s.lastFromServer.Store(now)
 			_ = l.dst.SetReadDeadline(time.Now().Add(limit))
 			setUserTimeout(l.srcRaw, limit)
 			return
@@ -197,6 +205,16 @@ func (s *session) idleTimeout() (time.Duration, Reason) {
 	return r.IdleTimeoutDefault, EndIdleTimeout
 }
 
+// clientMissedHeartbeats reports whether the session has a heartbeat and the client has sent
+// nothing for two of them: what makes RabbitMQ close a connection.
+func (s *session) clientMissedHeartbeats() bool {
+	if s.idleEnd != EndHeartbeatTimeout {
+		return false
+	}
+	hb := s.idle / 3
+	return time.Since(s.start.Add(time.Duration(s.lastFromClient.Load()))) >= 2*hb
+}
+
 // idleLimit is how long the session may go without traffic: the route's idle timeout, or the
 // half-close bound once one side has sent FIN, whichever is shorter.
 func (s *session) idleLimit() time.Duration {
@@ -210,15 +228,21 @@ func (s *session) idleLimit() time.Duration {
 }
 
 // stillActive is called when src's read deadline passed. If bytes moved in either direction
-// since, it moves the deadline on and reports true; otherwise the session is idle.
+// since, it moves the deadline on and reports true; otherwise the session is idle. With a
+// heartbeat, each direction must have carried something: both peers send heartbeats, so one
+// that fell silent for three of them is gone even while the other still talks.
 func (s *session) stillActive(src net.Conn) bool {
 	limit := s.idleLimit()
 	if limit <= 0 {
 		_ = src.SetReadDeadline(time.Time{})
 		return true
 	}
-	last := s.start.Add(time.Duration(s.lastIO.Load()))
-	if expiry := last.Add(limit); time.Now().Before(expiry) {
+	fromClient, fromServer := s.lastFromClient.Load(), s.lastFromServer.Load()
+	last := max(fromClient, fromServer)
+	if s.idleEnd == EndHeartbeatTimeout && !s.halfShut.Load() {
+		last = min(fromClient, fromServer)
+	}
+	if expiry := s.start.Add(time.Duration(last)).Add(limit); time.Now().Before(expiry) {
 		_ = src.SetReadDeadline(expiry)
 		return true
 	}

@@ -63,11 +63,12 @@ type session struct {
 	upIn    *bufConn // reads up (through a buffer until the relay starts)
 	aborted bool
 
-	reason   atomic.Int32  // 1 + the Reason recorded first; 0 while none is
-	lastIO   atomic.Int64  // nanoseconds since start of the last byte moved
-	halfShut atomic.Bool   // one direction has ended
-	idle     time.Duration // the idle timeout of the relay (0 = none), set before it starts
-	idleEnd  Reason        // the end reason when idle expires
+	reason atomic.Int32 // 1 + the Reason recorded first; 0 while none is
+	// Nanoseconds since start of the last byte moved from the client, and from the server.
+	lastFromClient, lastFromServer atomic.Int64
+	halfShut                       atomic.Bool   // one direction has ended
+	idle                           time.Duration // the idle timeout of the relay (0 = none), set before it starts
+	idleEnd                        Reason        // the end reason when idle expires
 
 	toServer, toClient atomic.Uint64
 }
