@@ -156,13 +156,12 @@ func (s *session) pump(l *leg, srcGone, dstGone Reason) {
 			}
 			s.abort(s.idleEnd)
 			return
+		case s.brokerGaveUp(l, err):
+			// The broker closed on a client that stopped sending heartbeats (RabbitMQ does
+			// after two): the client is gone too, so do not wait for it.
+			s.abort(EndHeartbeatTimeout)
+			return
 		case errors.Is(err, io.EOF):
-			if srcGone == EndServerClosed && s.clientMissedHeartbeats() {
-				// The broker gave up on a client that stopped sending heartbeats (RabbitMQ
-				// does after two): the client is gone too, so do not wait for it.
-				s.abort(EndHeartbeatTimeout)
-				return
-			}
 			// Orderly close of src: pass the FIN (and a TLS close_notify) on and let the other
 			// direction finish, within the half-close bound.
 			s.end(srcGone)
@@ -203,6 +202,14 @@ func (s *session) idleTimeout() (time.Duration, Reason) {
 		return 3 * hb, EndHeartbeatTimeout
 	}
 	return r.IdleTimeoutDefault, EndIdleTimeout
+}
+
+// brokerGaveUp reports whether err, which ended the leg l, is the broker's side ending (its EOF or
+// reset while reading it, or a failed write to it) while the client had missed heartbeats.
+func (s *session) brokerGaveUp(l *leg, err error) bool {
+	var we *writeError
+	brokerSide := (l.srcRaw == s.upRaw) != errors.As(err, &we) // reading the broker, or writing to it
+	return brokerSide && s.clientMissedHeartbeats()
 }
 
 // clientMissedHeartbeats reports whether the session has a heartbeat and the client has sent

@@ -10,7 +10,7 @@
 set -eu
 
 missing=""
-for pkg in gcc libc6-dev rabbitmq-server haproxy chromium fonts-dejavu-core; do
+for pkg in gcc libc6-dev rabbitmq-server haproxy chromium fonts-dejavu-core python3-pika python3-qpid-proton; do
 	if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
 		missing="$missing $pkg"
 	fi
