@@ -1,6 +1,7 @@
 // Package admin owns amqplb's HTTP listeners. The admin Server: Prometheus metrics on /metrics,
-// the JSON API under /api/v1/ (read servers and frontends, change a server's operator state or
-// weight), /healthz and /readyz for orchestrators, and the self-contained status page at /.
+// the JSON API under /api/v1/ (read servers, frontends and sessions, change a server's operator
+// state or weight, close a session), /healthz and /readyz for orchestrators, and the
+// self-contained status page at /.
 // The StatsServer: what an HAProxy `listen` section with `stats enable|uri|auth|realm|refresh|
 // hide-version` or `http-request use-service prometheus-exporter` becomes, a read-only
 // listener with the same status page, the JSON it reads and the metrics, behind basic auth
@@ -10,8 +11,10 @@
 // atomic accessors at request time and changes them only through SetAdmin and SetWeight (admin
 // Server only); what the health checks found (last check, failures by kind, check durations)
 // it asks Options.Checks, per server; frontends reach it as plain FrontendStats that the caller
-// provides. It keeps no copy of the backends: every request asks Options.Backends, so a reload
-// that swaps the backend set is seen at once.
+// provides, and open sessions as plain Session snapshots (Options.Sessions): listed at
+// /api/v1/sessions, closed by id through Options.CloseSession, counted by vhost in
+// amqplb_vhost_sessions. It keeps no copy of the backends or the sessions: every request asks
+// Options.Backends and Options.Sessions, so a reload that swaps the backend set is seen at once.
 package admin
 
 import (
@@ -70,6 +73,19 @@ type Options struct {
 	// map) that are always exported, 0 until one happens, so that alerts and dashboards find
 	// every series from the start: proxy.RefuseReasons(). admin keeps no list of its own.
 	RefuseReasons []string
+	// Sessions returns a snapshot of every open session, in every frontend, in any order:
+	// GET /api/v1/sessions and the amqplb_vhost_sessions metric, which are computed from it
+	// at request and scrape time. nil means none.
+	Sessions func() []Session
+	// CloseSession ends the open session with the given id (the proxy logs it as
+	// end=closed_by_admin) and reports whether there was one; POST
+	// /api/v1/sessions/{id}/close calls it. nil refuses such requests.
+	CloseSession func(id uint64) bool
+	// VHostLabels caps the vhost label of amqplb_vhost_sessions: the VHostLabels vhosts with
+	// the most open sessions get a series each, and all others are summed under
+	// vhost="_other". 0 (or less) puts every session under "_other". [admin] vhost_labels,
+	// 100 by default, is what amqplb passes.
+	VHostLabels int
 	// CloseSessions ends every session on s, in every frontend, and returns how many it
 	// ended; POST .../state with "shutdown_sessions" calls it. nil refuses such requests.
 	CloseSessions func(s *backend.Server) int
@@ -87,6 +103,7 @@ type Options struct {
 type Server struct {
 	*view
 	opts    Options
+	page    []byte // the status page
 	handler http.Handler
 	srv     *listener
 }
@@ -100,11 +117,14 @@ func New(o Options) *Server {
 	if o.Ready == nil {
 		o.Ready = func() bool { return true }
 	}
-	s := &Server{view: newView(source{o.Backends, o.Frontends, o.Checks, o.RefuseReasons}, o.Logger, "admin", o.Version, false)}
+	src := source{backends: o.Backends, frontends: o.Frontends, checks: o.Checks, refuseReasons: o.RefuseReasons,
+		sessions: o.Sessions, vhostLabels: o.VHostLabels}
+	s := &Server{view: newView(src, o.Logger, "admin", o.Version, false)}
 	if o.Backends == nil {
 		o.Backends = s.backends
 	}
 	s.opts = o
+	s.page = adminPage(o.Sessions != nil)
 	s.handler = s.routes()
 	s.srv = newListener("admin", o.Listen, s.handler, s.log)
 	return s

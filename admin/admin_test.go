@@ -93,7 +93,7 @@ func (f *fixture) options(token string) Options {
 }
 
 // do sends a request to h and returns the status and body.
-func do(t *testing.T, h http.Handler, method, path, body string, header ...string) (int, string) {
+func do(t testing.TB, h http.Handler, method, path, body string, header ...string) (int, string) {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {

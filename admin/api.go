@@ -185,6 +185,9 @@ func (s *Server) routes() http.Handler {
 	s.readAPI(handle)
 	handle(http.MethodPost, "/api/v1/backends/{b}/servers/{s}/state", mutating(s.postState))
 	handle(http.MethodPost, "/api/v1/backends/{b}/servers/{s}/weight", mutating(s.postWeight))
+	handle(http.MethodGet, "/api/v1/sessions", s.getSessions)
+	handle(http.MethodGet, "/api/v1/sessions/{id}", s.getSession)
+	handle(http.MethodPost, "/api/v1/sessions/{id}/close", mutating(s.postCloseSession))
 	handle(http.MethodGet, "/{$}", s.statusPage)
 	mux.HandleFunc("/", notFound)
 	return mux

@@ -49,6 +49,7 @@ type collector struct {
 	frontendConns   *prometheus.Desc
 	frontendActive  *prometheus.Desc
 	frontendRefused *prometheus.Desc
+	vhostSessions   *prometheus.Desc
 }
 
 func newCollector(src source, version string) *collector {
@@ -78,6 +79,8 @@ func newCollector(src source, version string) *collector {
 		frontendConns:   d("frontend_connections_total", "Connections the frontend accepted.", "frontend"),
 		frontendActive:  d("frontend_active_connections", "Sessions open on the frontend now.", "frontend"),
 		frontendRefused: d("frontend_refused_total", "Connections the frontend refused, by reason.", "frontend", "reason"),
+		vhostSessions: d("vhost_sessions", "Sessions open now on the vhost, across frontends, once the client has opened it; "+
+			"vhosts beyond [admin] vhost_labels are summed under vhost=\"_other\".", "vhost"),
 	}
 }
 
@@ -86,7 +89,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.buildInfo, c.up, c.state, c.active, c.conns, c.connectErrors, c.bytes, c.transitions,
 		c.weight, c.effectiveWeight, c.suspect, c.checkDuration, c.checkFailures,
-		c.backendUp, c.backendServers, c.frontendConns, c.frontendActive, c.frontendRefused,
+		c.backendUp, c.backendServers, c.frontendConns, c.frontendActive, c.frontendRefused, c.vhostSessions,
 	} {
 		ch <- d
 	}
@@ -142,6 +145,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.frontendActive, float64(f.Active), f.Name)
 		for _, r := range c.refused(f.Refused) {
 			counter(c.frontendRefused, f.Refused[r], f.Name, r)
+		}
+	}
+
+	if c.sessions != nil {
+		for _, v := range vhostSessions(c.sessions(), c.vhostLabels) {
+			gauge(c.vhostSessions, float64(v.n), v.vhost)
 		}
 	}
 }

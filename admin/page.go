@@ -56,6 +56,8 @@ type pageConfig struct {
 	readOnly bool
 	// metrics and readyz are the footer's links; "" leaves the link out.
 	metrics, readyz string
+	// sessions makes each server's connection count open its sessions (api/v1/sessions).
+	sessions bool
 }
 
 // renderPage returns statusHTML with c in its <meta id="config"> element.
@@ -66,12 +68,16 @@ func renderPage(c pageConfig) []byte {
 		attr("refresh-ms", strconv.FormatInt(c.refresh.Milliseconds(), 10)) +
 		attr("readonly", strconv.FormatBool(c.readOnly)) +
 		attr("metrics", c.metrics) +
-		attr("readyz", c.readyz) + ">"
+		attr("readyz", c.readyz) +
+		attr("sessions", strconv.FormatBool(c.sessions)) + ">"
 	return bytes.Replace(statusHTML, []byte(pageMeta), []byte(meta), 1)
 }
 
-// adminPage is the admin Server's page: at /, with controls, the default refresh.
-var adminPage = renderPage(pageConfig{metrics: "metrics", readyz: "readyz"})
+// adminPage is the admin Server's page: at /, with controls, the default refresh, and the
+// sessions of each server when the Server has them.
+func adminPage(sessions bool) []byte {
+	return renderPage(pageConfig{metrics: "metrics", readyz: "readyz", sessions: sessions})
+}
 
 // writePage answers with page and the headers that lock it down.
 func writePage(w http.ResponseWriter, page []byte) {
@@ -85,4 +91,4 @@ func writePage(w http.ResponseWriter, page []byte) {
 	w.Write(page)
 }
 
-func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) { writePage(w, adminPage) }
+func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) { writePage(w, s.page) }

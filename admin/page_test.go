@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -243,6 +244,8 @@ func TestStatusPageInBrowser(t *testing.T) {
 		closedSessions.Add(int64(n))
 		return n
 	}
+	sessions := pageSessions()
+	sessions.wire(&o, 100)
 	h := New(o).Handler()
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if apiDown.Load() && strings.HasPrefix(r.URL.Path, "/api/") {
@@ -392,6 +395,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Errorf("weight 5 not shown: %v", err)
 	}
 
+	sessionsInBrowser(t, ctx, sessions)
 	statsPageInBrowser(t, ctx, f)
 
 	// On a phone the rows become cards.
@@ -482,7 +486,7 @@ func statsPageInBrowser(t *testing.T, ctx context.Context, f *fixture) {
 	}
 	wantRows(t, ctx, "rabbitmq", [][]string{{"rmq1", "up"}, {"rmq2", "drain"}, {"rmq3", "down"}})
 	got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[
-		String(document.querySelectorAll('button[data-action], .wbtn, th.actions, td.actions').length),
+		String(document.querySelectorAll('button[data-action], .wbtn, th.actions, td.actions, .sessbtn, .sessions').length),
 		document.querySelector('tr[data-server="rmq1"] .wval').textContent,
 		document.getElementById('version').textContent,
 		document.getElementById('footer').textContent,
@@ -528,4 +532,137 @@ func statsPageInBrowser(t *testing.T, ctx context.Context, f *fixture) {
 		t.Errorf("live indicator = %q (%v), want live ok", live, err)
 	}
 	t.Logf("stats page: %d requests without a login (the browser's first, answered 401)", unauthorized.Load())
+}
+
+// pageSessions is who is connected in pageFixture: five sessions on rmq1, one on rmq2.
+func pageSessions() *fakeSessions {
+	mk := func(id uint64, server, vhost, user, name, product, version string, hb time.Duration) Session {
+		s := synthSession(id, server, vhost, user)
+		s.ConnectionName, s.ClientProduct, s.ClientVersion, s.Heartbeat = name, product, version, hb
+		s.Since = time.Now().Add(-time.Duration(id) * 7 * time.Minute)
+		s.BytesToServer, s.BytesToClient = id*3<<20, id*11<<20
+		return s
+	}
+	orders := mk(11, "rmq1", "orders", "orders-svc", "orders-api@web-3", "RabbitMQ", "5.21.0", 60*time.Second)
+	orders.ClientPlatform = "Java"
+	billing := mk(12, "rmq1", "billing", "billing", "billing-worker-1", "pika", "1.3.2", 30*time.Second)
+	billing.ClientPlatform = "Python 3.12.3"
+	via := mk(13, "rmq1", "orders", "orders-svc", "orders-api@web-4", "RabbitMQ", "5.21.0", 60*time.Second)
+	via.Via = netip.MustParseAddrPort("10.0.0.5:41000")
+	handshaking := mk(14, "rmq1", "", "", "", "", "", 0)
+	handshaking.Mechanism, handshaking.Protocol = "", "amqp-0-9-1"
+	audit := mk(15, "rmq1", "/", "audit", "audit-tail", "amqp091-go", "1.10.0", 10*time.Second)
+	audit.ClientPlatform = "Go"
+	other := mk(16, "rmq2", "orders", "orders-svc", "orders-api@web-9", "RabbitMQ", "5.21.0", 60*time.Second)
+	return &fakeSessions{list: []Session{orders, billing, via, handshaking, audit, other}}
+}
+
+// sessionsInBrowser, in the tab of TestStatusPageInBrowser: a click on rmq1's connection count
+// lists its sessions, the search box narrows them, and one is closed with two clicks.
+func sessionsInBrowser(t *testing.T, ctx context.Context, fs *fakeSessions) {
+	t.Helper()
+	panel := `section[data-backend="rabbitmq"] .sessions`
+	rowIDs := func() []string {
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('`+panel+` tbody tr')).map(tr => tr.dataset.session)`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`tr[data-server="rmq1"] .sessbtn`)),
+		chromedp.WaitVisible(chromedp.CSS(panel+` tr[data-session="15"]`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if got := rowIDs(); !slices.Equal(got, []string{"11", "12", "13", "14", "15"}) {
+		t.Errorf("rmq1 lists sessions %v, want 11..15 in order", got)
+	}
+	txt, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[
+		document.querySelector('`+panel+` h3').textContent,
+		document.querySelector('`+panel+` .scount').textContent,
+		document.querySelector('`+panel+` tr[data-session="12"]').innerText,
+		document.querySelector('`+panel+` tr[data-session="13"] .sclient').innerText,
+		document.querySelector('`+panel+` tr[data-session="14"] .svhost').textContent,
+		document.querySelector('tr[data-server="rmq1"] .sessbtn').getAttribute('aria-expanded')]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if txt[0] != "Sessions on rmq1" || txt[1] != "5 open" {
+		t.Errorf("panel title %q, count %q", txt[0], txt[1])
+	}
+	for _, want := range []string{"billing", "billing-worker-1", "pika 1.3.2", "Python 3.12.3", "30 s", "PLAIN", "1h 24m"} {
+		if !strings.Contains(txt[2], want) {
+			t.Errorf("session 12 row has no %q: %q", want, txt[2])
+		}
+	}
+	if !strings.Contains(txt[3], "via 10.0.0.5:41000") || txt[4] != "—" || txt[5] != "true" {
+		t.Errorf("session 13 client %q, session 14 vhost %q, expanded %q", txt[3], txt[4], txt[5])
+	}
+
+	// The search box asks the API: by vhost, then by a piece of a connection name.
+	search := chromedp.CSS(panel + ` input[type="search"]`)
+	// clear empties the search box without an input event: the typing that follows sends them.
+	clear := chromedp.Evaluate[chromedp.Void](`document.querySelector('` + panel + ` input[type="search"]').value = ''`)
+	if err := chromedp.Do(ctx, chromedp.SendKeys(search, "billing")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelectorAll('`+panel+` tbody tr').length === 1`)); err != nil {
+		t.Fatalf("search billing: rows %v (%v)", rowIDs(), err)
+	}
+	if got := rowIDs(); !slices.Equal(got, []string{"12"}) {
+		t.Errorf("search billing lists %v, want [12]", got)
+	}
+	if err := chromedp.Do(ctx, clear, chromedp.SendKeys(search, "WEB-")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelectorAll('`+panel+` tbody tr').length === 2`)); err != nil {
+		t.Fatalf("search web-: rows %v (%v)", rowIDs(), err)
+	}
+	if got := rowIDs(); !slices.Equal(got, []string{"11", "13"}) {
+		t.Errorf("search WEB- lists %v, want [11 13] (rmq2's web-9 is not rmq1's)", got)
+	}
+	if count, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('`+panel+` .scount').textContent`)); count != "2 matching" {
+		t.Errorf("count while searching = %q", count)
+	}
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	artifact(t, "admin-status-page-sessions.png", shot)
+
+	// Close session 13: the first click arms, the second closes it in the API.
+	kill := chromedp.CSS(panel + ` tr[data-session="13"] .skill`)
+	if err := chromedp.Do(ctx, chromedp.Click(kill)); err != nil {
+		t.Fatal(err)
+	}
+	if armed, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('`+panel+` tr[data-session="13"] .skill').textContent`)); armed != "Close?" || len(fs.closed) != 0 {
+		t.Errorf("after one click: button %q, closed %v", armed, fs.closed)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(kill),
+		chromedp.WaitNotPresent(chromedp.CSS(panel+` tr[data-session="13"]`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	fs.mu.Lock()
+	closed := slices.Clone(fs.closed)
+	fs.mu.Unlock()
+	if !slices.Equal(closed, []uint64{13}) {
+		t.Errorf("closed %v, want [13]", closed)
+	}
+
+	// Clearing the search lists the four left; the × hides them.
+	if err := chromedp.Do(ctx, clear, chromedp.SendKeys(search, "x"+kb.Backspace)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelectorAll('`+panel+` tbody tr').length === 4`)); err != nil {
+		t.Fatalf("after clearing the search: rows %v (%v)", rowIDs(), err)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(panel+` .sclose`)),
+		chromedp.WaitNotVisible(chromedp.CSS(panel)),
+	); err != nil {
+		t.Fatal(err)
+	}
 }

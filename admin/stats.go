@@ -67,6 +67,11 @@ type StatsOptions struct {
 	Checks func(*backend.Server) healthcheck.Status
 	// RefuseReasons are the refusal reasons always exported, as Options.RefuseReasons.
 	RefuseReasons []string
+	// Sessions and VHostLabels feed amqplb_vhost_sessions, as in Options. A stats listener
+	// lists no sessions: user names and client addresses are more than an HAProxy stats page
+	// shows, and such pages are often open to many.
+	Sessions    func() []Session
+	VHostLabels int
 	// Logger receives the server's errors and refused logins.
 	Logger *slog.Logger
 	// Version is amqplb's version, shown on the page unless HideVersion.
@@ -111,7 +116,8 @@ func NewStats(o StatsOptions) *StatsServer {
 		logger = logger.With("stats", o.Name)
 	}
 	s := &StatsServer{
-		view:      newView(source{o.Backends, o.Frontends, o.Checks, o.RefuseReasons}, logger, "stats", o.Version, o.HideVersion),
+		view: newView(source{backends: o.Backends, frontends: o.Frontends, checks: o.Checks, refuseReasons: o.RefuseReasons,
+			sessions: o.Sessions, vhostLabels: o.VHostLabels}, logger, "stats", o.Version, o.HideVersion),
 		opts:      o,
 		challenge: `Basic realm="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(o.Realm) + `"`,
 	}

@@ -71,11 +71,15 @@ func TestPageHasConfigElement(t *testing.T) {
 	if n := bytes.Count(statusHTML, []byte(pageMeta)); n != 1 {
 		t.Fatalf("status.html holds %q %d times, want once", pageMeta, n)
 	}
-	if !bytes.Contains(adminPage, []byte(`data-readonly="false"`)) {
+	page := adminPage(true)
+	if !bytes.Contains(page, []byte(`data-readonly="false"`)) {
 		t.Error("admin page is not told it may change servers")
 	}
+	if !bytes.Contains(page, []byte(`data-sessions="true"`)) || !bytes.Contains(adminPage(false), []byte(`data-sessions="false"`)) {
+		t.Error("admin page is not told whether it can list sessions")
+	}
 	// The config element must not move the CSP hashes: they cover the style and script only.
-	if inlineHash(adminPage, "<script>", "</script>") != inlineHash(statusHTML, "<script>", "</script>") {
+	if inlineHash(page, "<script>", "</script>") != inlineHash(statusHTML, "<script>", "</script>") {
 		t.Error("rendering the page changed its script")
 	}
 }

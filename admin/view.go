@@ -31,6 +31,11 @@ type source struct {
 	// map) that are always exported, 0 until one happens, so that alerts and dashboards find
 	// every series from the start.
 	refuseReasons []string
+	// sessions returns every open session (GET /api/v1/sessions and amqplb_vhost_sessions);
+	// nil means the caller has none to show, and the metric is left out.
+	sessions func() []Session
+	// vhostLabels caps the vhost label of amqplb_vhost_sessions (see Options.VHostLabels).
+	vhostLabels int
 }
 
 // refused returns the view's refusal reasons followed by any other reason in m, sorted.

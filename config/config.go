@@ -15,6 +15,7 @@ const (
 	DefaultLogFormat      = "text"           // global.log_format
 	DefaultAccessLog      = true             // global.access_log
 	DefaultAdminListen    = "127.0.0.1:8404" // admin.listen
+	DefaultVHostLabels    = 100              // admin.vhost_labels
 	DefaultLogFacility    = "local0"         // global.log[].facility
 	DefaultLogTargetLevel = "debug"          // global.log[].level: everything
 
@@ -203,6 +204,12 @@ type Admin struct {
 	// Token, when set, is required as "Authorization: Bearer <token>" by the
 	// mutating endpoints. Default "" (no token).
 	Token string `toml:"token"`
+	// VHostLabels caps the vhost label of amqplb_vhost_sessions: the
+	// VHostLabels vhosts with the most open sessions get a series of their
+	// own, and the sessions of the others are counted under vhost="_other".
+	// 0 puts every session under "_other" (no vhost name in the metrics).
+	// Default 100.
+	VHostLabels int `toml:"vhost_labels"`
 }
 
 // Frontend is one listener whose connections go to one backend.
@@ -565,7 +572,7 @@ func (c *Config) setDefaults() {
 		LogFormat:      DefaultLogFormat,
 		AccessLog:      DefaultAccessLog,
 	}
-	c.Admin = Admin{Listen: DefaultAdminListen}
+	c.Admin = Admin{Listen: DefaultAdminListen, VHostLabels: DefaultVHostLabels}
 }
 
 func (f *Frontend) setDefaults() { *f = Frontend{Mode: DefaultMode} }

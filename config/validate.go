@@ -49,6 +49,7 @@ func validate(c *Config, p *problems, lines map[string]int, bad map[string]bool)
 	frontends := map[string]int{}
 	used := map[string]bool{}
 	var binds []bindUse
+	v.notNegative("admin.vhost_labels", "admin", "vhost_labels", c.Admin.VHostLabels)
 	if c.Admin.Listen != "" {
 		if a, ok := v.hostPort(v.line("admin.listen"), "admin", "listen", c.Admin.Listen, false); ok {
 			binds = append(binds, bindUse{addr: a, raw: c.Admin.Listen, owner: "admin.listen"})

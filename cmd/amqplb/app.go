@@ -102,7 +102,7 @@ func newApp(cfg *config.Config, log *slog.Logger, load func(string) (*config.Con
 		a.frontends = append(a.frontends, f)
 	}
 	for _, sc := range cfg.Stats {
-		st, err := a.newStats(sc)
+		st, err := a.newStats(sc, cfg.Admin.VHostLabels)
 		if err != nil {
 			a.closeListeners()
 			return nil, err
@@ -130,6 +130,9 @@ func (a *app) newAdmin(c config.Admin) (*admin.Server, error) {
 		Checks:        a.checks.Status,
 		RefuseReasons: proxy.RefuseReasons(),
 		CloseSessions: func(s *backend.Server) int { return a.endSessions(s, proxy.EndDrained) },
+		Sessions:      a.sessions,
+		CloseSession:  a.closeSession,
+		VHostLabels:   c.VHostLabels,
 		Ready:         func() bool { return !a.stopping.Load() },
 		Logger:        a.log,
 		Version:       buildVersion(),
@@ -350,6 +353,41 @@ func (a *app) allFrontends() []*proxy.Frontend {
 	return append(append([]*proxy.Frontend(nil), a.frontends...), a.retired...)
 }
 
+// sessions returns every open session of every frontend, retired ones included, for the
+// admin API and amqplb_vhost_sessions.
+func (a *app) sessions() []admin.Session {
+	var out []admin.Session
+	for _, f := range a.allFrontends() {
+		for _, s := range f.Sessions() {
+			out = append(out, adminSession(&s))
+		}
+	}
+	return out
+}
+
+// adminSession flattens a proxy session snapshot for admin. Identity.CloseCode is left out:
+// a session whose handshake the broker refused is about to end.
+func adminSession(s *proxy.SessionInfo) admin.Session {
+	id := &s.Identity
+	return admin.Session{
+		ID: s.ID, Frontend: s.Frontend, Client: s.Client, Via: s.Via, Backend: s.Backend, Server: s.Server,
+		Protocol: id.Protocol, Mechanism: id.Mechanism, User: id.User, VHost: id.VHost,
+		ConnectionName: id.ConnectionName, ClientProduct: id.ClientProduct, ClientVersion: id.ClientVersion,
+		ClientPlatform: id.ClientPlatform, ChannelMax: id.ChannelMax, FrameMax: id.FrameMax, Heartbeat: id.Heartbeat,
+		BytesToServer: s.BytesToServer, BytesToClient: s.BytesToClient, Since: s.Since,
+	}
+}
+
+// closeSession ends the session with the given id, in whichever frontend has it.
+func (a *app) closeSession(id uint64) bool {
+	for _, f := range a.allFrontends() {
+		if f.CloseSession(id) {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *app) frontendStats() []admin.FrontendStats {
 	a.mu.Lock()
 	fs := append([]*proxy.Frontend(nil), a.frontends...)
@@ -527,7 +565,7 @@ func (a *app) reload() {
 	a.mu.Unlock()
 	a.gen.Store(g)
 	a.reloadAdmin(old.cfg.Admin, cfg.Admin)
-	a.reloadStats(cfg.Stats)
+	a.reloadStats(cfg.Stats, cfg.Admin.VHostLabels)
 	if old.cfg.Global.User != cfg.Global.User || old.cfg.Global.Group != cfg.Global.Group {
 		a.log.Warn("reload: global user and group changes take effect at the next start")
 	}

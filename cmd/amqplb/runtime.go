@@ -240,15 +240,20 @@ func (a *app) closeSessionsOnBackups(b *backend.Backend) {
 	}
 }
 
-// statsListener is a running read-only stats listener and the configuration it came from.
+// statsListener is a running read-only stats listener and the configuration it came from:
+// its [[stats]] and [admin] vhost_labels (its metrics have amqplb_vhost_sessions).
 type statsListener struct {
-	cfg  config.Stats
-	srv  *admin.StatsServer
-	done chan error
+	cfg    config.Stats
+	labels int
+	srv    *admin.StatsServer
+	done   chan error
 }
 
-// newStats builds a stats listener for c and binds it.
-func (a *app) newStats(c config.Stats) (*statsListener, error) {
+// statsKey identifies what a stats listener is built from.
+func statsKey(c config.Stats, vhostLabels int) string { return fmt.Sprint(c, vhostLabels) }
+
+// newStats builds a stats listener for c, with vhostLabels ([admin] vhost_labels), and binds it.
+func (a *app) newStats(c config.Stats, vhostLabels int) (*statsListener, error) {
 	users := map[string]string{}
 	for _, up := range c.Auth {
 		u, p, _ := strings.Cut(up, ":")
@@ -267,13 +272,15 @@ func (a *app) newStats(c config.Stats) (*statsListener, error) {
 		Frontends:     a.frontendStats,
 		Checks:        a.checks.Status,
 		RefuseReasons: proxy.RefuseReasons(),
+		Sessions:      a.sessions,
+		VHostLabels:   vhostLabels,
 		Logger:        a.log,
 		Version:       buildVersion(),
 	})
 	if err := srv.Listen(); err != nil {
 		return nil, fmt.Errorf("stats %s: %w", c.Name, err)
 	}
-	return &statsListener{cfg: c, srv: srv}, nil
+	return &statsListener{cfg: c, labels: vhostLabels, srv: srv}, nil
 }
 
 func (st *statsListener) serve() {
@@ -295,18 +302,19 @@ func (st *statsListener) stop() {
 // reloadStats applies changed [[stats]] listeners. Unchanged ones keep serving. A listener on a
 // new address is bound before the old one stops, and if that fails the old one stays; on the
 // same address the old one has to stop first, so that page is unavailable for a moment. Stats
-// listeners never hold up a reload of the proxy: a failure is logged.
-func (a *app) reloadStats(next []config.Stats) {
+// listeners never hold up a reload of the proxy: a failure is logged. A changed vhostLabels
+// ([admin] vhost_labels) restarts them all.
+func (a *app) reloadStats(next []config.Stats, vhostLabels int) {
 	old := map[string]*statsListener{} // by configuration
 	oldBinds := map[string]*statsListener{}
 	for _, st := range a.stats {
-		old[fmt.Sprint(st.cfg)] = st
+		old[statsKey(st.cfg, st.labels)] = st
 	}
 	var out []*statsListener
 	var fresh []config.Stats
 	for _, c := range next {
-		if st, ok := old[fmt.Sprint(c)]; ok {
-			delete(old, fmt.Sprint(c))
+		if st, ok := old[statsKey(c, vhostLabels)]; ok {
+			delete(old, statsKey(c, vhostLabels))
 			out = append(out, st)
 			continue
 		}
@@ -321,12 +329,12 @@ func (a *app) reloadStats(next []config.Stats) {
 			later = append(later, c)
 			continue
 		}
-		st, err := a.newStats(c)
+		st, err := a.newStats(c, vhostLabels)
 		if err != nil {
 			a.log.Error("reload: a stats listener could not start", "err", err)
 			for _, o := range old {
 				if o.cfg.Name == c.Name {
-					delete(old, fmt.Sprint(o.cfg)) // keep serving the old one
+					delete(old, statsKey(o.cfg, o.labels)) // keep serving the old one
 					out = append(out, o)
 					break
 				}
@@ -340,7 +348,7 @@ func (a *app) reloadStats(next []config.Stats) {
 		st.stop()
 	}
 	for _, c := range later {
-		st, err := a.newStats(c)
+		st, err := a.newStats(c, vhostLabels)
 		if err != nil {
 			a.log.Error("reload: a stats listener could not be restarted", "err", err)
 			continue

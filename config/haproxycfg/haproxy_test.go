@@ -75,7 +75,7 @@ func TestHAProxyRabbitMQ(t *testing.T) {
 		File: "haproxy.cfg",
 		Global: config.Global{MaxConnections: 4096, DrainTimeout: 30 * time.Second, LogLevel: "info", LogFormat: "text", AccessLog: true,
 			Log: []config.LogTarget{{Address: "127.0.0.1:514", Facility: "local0", Level: "notice"}}, User: "haproxy", Group: "haproxy"},
-		Admin:     config.Admin{Listen: "127.0.0.1:8404"},
+		Admin:     config.Admin{Listen: "127.0.0.1:8404", VHostLabels: 100},
 		Frontends: []config.Frontend{{Name: "rabbitmq_cluster", Bind: ":5672", Backend: "rabbitmq_cluster", Mode: "tcp", DontLogNull: true}},
 		Backends:  []config.Backend{b},
 		Stats: []config.Stats{{Name: "stats", Bind: ":1936", URI: "/", Auth: []string{"admin:secret"}, Realm: "HAProxy Statistics",
@@ -165,7 +165,7 @@ backend rabbitmq
 	want := &config.Config{
 		File:   "fb.cfg",
 		Global: config.Global{MaxConnections: 20000, DrainTimeout: time.Minute, LogLevel: "info", LogFormat: "text", AccessLog: true},
-		Admin:  config.Admin{Listen: "127.0.0.1:8404"},
+		Admin:  config.Admin{Listen: "127.0.0.1:8404", VHostLabels: 100},
 		Frontends: []config.Frontend{
 			{Name: "amqp", Bind: "10.0.0.10:5672", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 500, AcceptProxy: true},
 			{Name: "amqp-2", Bind: "[::1]:5672", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 500},

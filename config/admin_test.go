@@ -1,0 +1,47 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// admin.vhost_labels: 100 when not written, a written 0 kept, negative refused with its line,
+// and ToTOML writes it back.
+func TestAdminVHostLabels(t *testing.T) {
+	for _, tt := range []struct {
+		admin string
+		want  int
+		err   string
+	}{
+		{admin: "", want: 100},
+		{admin: "[admin]\nvhost_labels = 0\n", want: 0},
+		{admin: "[admin]\nvhost_labels = 7\n", want: 7},
+		{admin: "[admin]\nvhost_labels = -1\n", err: "a.toml:2: admin: vhost_labels -1 must not be negative"},
+		{admin: "[admin]\nvhost_labels = \"many\"\n", err: "a.toml:2: admin: vhost_labels: expected an integer"},
+	} {
+		c, err := Parse("a.toml", []byte(tt.admin+minimal))
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%q: err = %v, want %q", tt.admin, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tt.admin, err)
+			continue
+		}
+		if c.Admin.VHostLabels != tt.want {
+			t.Errorf("%q: vhost_labels = %d, want %d", tt.admin, c.Admin.VHostLabels, tt.want)
+		}
+		back, err := Parse("b.toml", ToTOML(c))
+		if err != nil {
+			t.Fatalf("ToTOML output does not parse: %v", err)
+		}
+		if back.Admin != c.Admin {
+			t.Errorf("%q: round trip gives %+v, want %+v", tt.admin, back.Admin, c.Admin)
+		}
+	}
+	if DefaultConfig().Admin.VHostLabels != DefaultVHostLabels {
+		t.Errorf("DefaultConfig().Admin.VHostLabels = %d", DefaultConfig().Admin.VHostLabels)
+	}
+}
