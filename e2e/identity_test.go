@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -94,26 +95,41 @@ func addUser(t *testing.T, c *testenv.Cluster, user, password, vhost string) {
 }
 
 // A real client's identity (user, vhost, connection name, product, heartbeat) reaches the access
-// log; its password reaches nothing amqplb writes or serves.
+// log, the session list and the vhost metric; its password reaches nothing amqplb writes or
+// serves; the session list closes it by id.
 func TestPikaIdentityAndNoPassword(t *testing.T) {
 	c := testenv.RequireCluster(t)
 	const user, password, vhost = "e2e-alice", "pw-E2E-s3cret-7", "e2e-orders"
 	addUser(t, c, user, password, vhost)
-	l := startLB(t, setup{servers: nodesAsServers(c)})
-	p := startPika(t, l.addr, user, password, vhost, "billing-worker-7", 30, 0)
-	if line, ok := <-p.lines; !ok || line != "alive" {
-		t.Fatalf("pika: %q", line)
+	l := startLB(t, setup{servers: nodesAsServers(c), admin: `token = "adm1n"`})
+	p := startPika(t, l.addr, user, password, vhost, "billing-worker-7", 30, 600)
+
+	var list struct {
+		Sessions []struct {
+			ID               uint64 `json:"id"`
+			Protocol         string `json:"protocol"`
+			User             string `json:"user"`
+			VHost            string `json:"vhost"`
+			ConnectionName   string `json:"connection_name"`
+			ClientProduct    string `json:"client_product"`
+			HeartbeatSeconds int    `json:"heartbeat_seconds"`
+			Server           string `json:"server"`
+		} `json:"sessions"`
+		Total int `json:"total"`
 	}
-	line := waitLog(t, l, 1, "connection_name=billing-worker-7")
-	for _, kv := range []string{"protocol=amqp-0-9-1", "user=" + user, "vhost=" + vhost, "client_product=", "heartbeat=30s", "end=client_closed"} {
-		if !strings.Contains(line, kv) {
-			t.Errorf("access log line lacks %s: %s", kv, line)
-		}
+	getJSON(t, "http://"+l.adminAddr+"/api/v1/sessions?user="+user, &list)
+	if list.Total != 1 || len(list.Sessions) != 1 {
+		t.Fatalf("GET /api/v1/sessions?user=%s: %+v", user, list)
 	}
-	if !strings.Contains(strings.ToLower(line), "pika") {
-		t.Errorf("access log line does not name the client product (pika): %s", line)
+	s := list.Sessions[0]
+	if s.Protocol != "amqp-0-9-1" || s.VHost != vhost || s.ConnectionName != "billing-worker-7" ||
+		!strings.Contains(strings.ToLower(s.ClientProduct), "pika") || s.HeartbeatSeconds != 30 || s.Server == "" {
+		t.Errorf("session %+v", s)
 	}
-	for _, path := range []string{"/metrics", "/api/v1/backends", "/api/v1/frontends", "/"} {
+	if v := metric(t, l.scrape(t), "amqplb_vhost_sessions", map[string]string{"vhost": vhost}); v != 1 {
+		t.Errorf("amqplb_vhost_sessions{vhost=%q} = %v, want 1", vhost, v)
+	}
+	for _, path := range []string{"/metrics", "/api/v1/sessions", "/api/v1/backends", "/api/v1/frontends", "/"} {
 		resp, err := http.Get("http://" + l.adminAddr + path)
 		if err != nil {
 			t.Fatal(err)
@@ -124,8 +140,40 @@ func TestPikaIdentityAndNoPassword(t *testing.T) {
 			t.Errorf("GET %s shows the password", path)
 		}
 	}
+
+	// Close it by id: pika sees its connection end, the log says why.
+	if code := postJSON(t, fmt.Sprintf("http://%s/api/v1/sessions/%d/close", l.adminAddr, s.ID), "adm1n", ""); code != http.StatusOK {
+		t.Fatalf("POST .../sessions/%d/close: %d", s.ID, code)
+	}
+	for range p.lines { // until pika exits
+	}
+	line := waitLog(t, l, 1, "connection_name=billing-worker-7")
+	for _, kv := range []string{"end=closed_by_admin", "protocol=amqp-0-9-1", "user=" + user, "vhost=" + vhost, "heartbeat=30s"} {
+		if !strings.Contains(line, kv) {
+			t.Errorf("access log line lacks %s: %s", kv, line)
+		}
+	}
+	if !strings.Contains(strings.ToLower(line), "client_product=\"pika") {
+		t.Errorf("access log line does not name the client product (pika): %s", line)
+	}
 	if strings.Contains(l.log.String(), password) {
 		t.Error("amqplb's log shows the password")
+	}
+}
+
+// getJSON decodes the JSON answer of GET url into out.
+func getJSON(t testing.TB, url string, out any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
 	}
 }
 
