@@ -34,6 +34,9 @@ type AMQPChecker struct {
 	Username, Password string
 	// Timeout bounds the whole check, connect included; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// OnTune, if set, is called with the heartbeat the broker proposes in Connection.Tune (0 for
+	// none), so that amqplb can warn when a fixed idle timeout would cut idle clients.
+	OnTune func(heartbeat time.Duration)
 }
 
 // Check implements Checker.
@@ -75,6 +78,9 @@ func (c *AMQPChecker) handshake(cv *conversation) error {
 		return err
 	}
 	tune := m.(*amqpwire.ConnectionTune)
+	if c.OnTune != nil {
+		c.OnTune(time.Duration(tune.Heartbeat) * time.Second)
+	}
 	// Heartbeat 0: the connection lives for milliseconds.
 	if err := cv.send(&amqpwire.ConnectionTuneOk{ChannelMax: tune.ChannelMax, FrameMax: tune.FrameMax},
 		&amqpwire.ConnectionOpen{VirtualHost: c.vhost()}); err != nil {

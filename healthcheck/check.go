@@ -110,6 +110,9 @@ type Options struct {
 	// Steps is the tcp-check script of KindTCP (see TCPStep); none means a connect only. It
 	// is an error with another kind.
 	Steps []TCPStep
+	// OnTune, with KindAMQP, is called with the heartbeat each broker proposes in
+	// Connection.Tune; see AMQPChecker.
+	OnTune func(heartbeat time.Duration)
 }
 
 // NewChecker returns the checker of the given kind (one of the Kind constants; "" means
@@ -121,7 +124,7 @@ func NewChecker(kind string, o Options) (Checker, error) {
 	}
 	switch kind {
 	case KindAMQP, "":
-		return &AMQPChecker{VHost: o.VHost, Username: o.Username, Password: o.Password, Timeout: o.Timeout}, nil
+		return &AMQPChecker{VHost: o.VHost, Username: o.Username, Password: o.Password, Timeout: o.Timeout, OnTune: o.OnTune}, nil
 	case KindAMQPProbe:
 		return &ProbeChecker{Timeout: o.Timeout}, nil
 	case KindTCP:

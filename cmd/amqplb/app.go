@@ -273,7 +273,7 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 		if err != nil {
 			return nil, fmt.Errorf("backend %s: %w", bc.Name, err)
 		}
-		checker, err := checker(bc)
+		checker, err := checker(bc, heartbeatWarner(a.log, bc))
 		if err != nil {
 			return nil, err
 		}

@@ -12,6 +12,7 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/amqplb/amqplb/admin"
@@ -126,8 +127,9 @@ func sendProxyVersion(s string) int {
 	return 0
 }
 
-// checker builds the health checker of a backend.
-func checker(bc config.Backend) (healthcheck.Checker, error) {
+// checker builds the health checker of a backend. onTune, if not nil, hears the heartbeat the
+// brokers propose (AMQP checks).
+func checker(bc config.Backend, onTune func(time.Duration)) (healthcheck.Checker, error) {
 	h := bc.HealthCheck
 	steps := make([]healthcheck.TCPStep, 0, len(h.TCPCheck))
 	for _, s := range h.TCPCheck {
@@ -139,11 +141,33 @@ func checker(bc config.Backend) (healthcheck.Checker, error) {
 		Username: h.Username,
 		Password: h.Password,
 		Steps:    steps,
+		OnTune:   onTune,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: %w", bc.Name, err)
 	}
 	return c, nil
+}
+
+// heartbeatWarner returns an OnTune hook that warns, once, when the backend's fixed idle_timeout
+// is shorter than twice the heartbeat its brokers propose: RabbitMQ's clients then go idle for
+// longer than the balancer allows, and are cut (config warns the same against RabbitMQ's
+// default 60 s; this is what the brokers really say).
+func heartbeatWarner(log *slog.Logger, bc config.Backend) func(time.Duration) {
+	idle := bc.IdleTimeout
+	if idle <= 0 { // none, or "heartbeat"
+		return nil
+	}
+	var once sync.Once
+	return func(hb time.Duration) {
+		if hb > 0 && idle < 2*hb {
+			once.Do(func() {
+				log.Warn("idle_timeout is shorter than twice the heartbeat the brokers propose: idle clients will be cut; "+
+					`idle_timeout = "heartbeat" follows each session's own heartbeat`,
+					"backend", bc.Name, "idle_timeout", idle, "heartbeat", hb)
+			})
+		}
+	}
 }
 
 // runnable builds, and throws away, everything of cfg that reads files or compiles, so that a
@@ -172,7 +196,7 @@ func runnable(cfg *config.Config, lines *config.Lines) error {
 				report(fmt.Sprintf("backend.%d.server.%d.tls", i, j), err)
 			}
 		}
-		if _, err := checker(bc); err != nil {
+		if _, err := checker(bc, nil); err != nil {
 			report(fmt.Sprintf("backend.%d.health_check", i), err)
 		}
 	}
