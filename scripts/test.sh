@@ -37,10 +37,13 @@ cleanup() {
 		fi
 	done
 	if [ -x "$bin" ]; then
-		"$bin" down -dir "$dir/cluster" >/dev/null || rc=1
+		down4_pid=""
 		if [ "$rabbitmq4" = 1 ]; then
-			"$bin" down -dir "$dir/cluster4" >/dev/null || rc=1
+			"$bin" down -dir "$dir/cluster4" >/dev/null &
+			down4_pid=$!
 		fi
+		"$bin" down -dir "$dir/cluster" >/dev/null || rc=1
+		if [ -n "$down4_pid" ]; then wait "$down4_pid" || rc=1; fi
 	fi
 	if [ "$rc" -eq 0 ] && [ "${KEEP_CLUSTER_DIR:-}" != 1 ]; then
 		rm -rf "$dir"
