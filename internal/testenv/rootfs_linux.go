@@ -19,7 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rootBuildTimeout bounds a root build (debootstrap took about 40 s on the development machine)
+// rootBuildTimeout bounds a root build (debootstrap took 40 s to 1.5 min on the development machine)
 // and the wait for another process's build.
 const rootBuildTimeout = 15 * time.Minute
 
