@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# `make test`: gofmt, vet, staticcheck and the macOS/Windows builds (scripts/lint.sh), then every test (-race) against one freshly booted 3-node
-# RabbitMQ cluster (internal/testenv), which is stopped on exit whatever happens.
-# The cluster boots (~50 s) while vet and the test builds run.
+# `make test`: gofmt, vet, staticcheck and the macOS/Windows builds (scripts/lint.sh), then every test (-race) against freshly booted
+# 3-node RabbitMQ clusters (internal/testenv), which are stopped on exit whatever happens: a 3.10 one (the host's package,
+# AMQPLB_TEST_CLUSTER) and a 4.0 one (Debian 13's, from a cached trixie root built on first use, AMQPLB_TEST_CLUSTER_4).
+# Both boot (~50 s; building the 4.0 root the first time adds a minute or two) while vet and the test builds run.
 # Env: GO (default go), PKGS (default ./...), TEST_FLAGS (extra go test flags), KEEP_CLUSTER_DIR=1 to
-# keep the cluster's directory (logs) after a success; it is kept after a failure.
+# keep the clusters' directory (logs) after a success; it is kept after a failure. RABBITMQ4=0 skips the
+# 4.0 cluster (its tests skip, or fail under AMQPLB_REQUIRE_BROKERS=1); the default boots it when run as
+# root (chroot needs it), RABBITMQ4=1 always.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -20,14 +23,27 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/amqplb-test.XXXXXX")
 chmod 755 "$dir" # the nodes run as user rabbitmq when we are root
 bin="$dir/rabbitcluster"
 up_pid=""
+up4_pid=""
+rabbitmq4=${RABBITMQ4:-auto}
+if [ "$rabbitmq4" = auto ]; then
+	if [ "$(id -u)" -eq 0 ]; then rabbitmq4=1; else rabbitmq4=0; fi
+fi
 cleanup() {
 	rc=$?
-	if [ -n "$up_pid" ] && kill -0 "$up_pid" 2>/dev/null; then
-		kill -TERM "$up_pid" 2>/dev/null || true # up stops what it started
-		wait "$up_pid" 2>/dev/null || true
-	fi
+	for pid in $up_pid $up4_pid; do
+		if kill -0 "$pid" 2>/dev/null; then
+			kill -TERM "$pid" 2>/dev/null || true # up stops what it started
+			wait "$pid" 2>/dev/null || true
+		fi
+	done
 	if [ -x "$bin" ]; then
+		down4_pid=""
+		if [ "$rabbitmq4" = 1 ]; then
+			"$bin" down -dir "$dir/cluster4" >/dev/null &
+			down4_pid=$!
+		fi
 		"$bin" down -dir "$dir/cluster" >/dev/null || rc=1
+		if [ -n "$down4_pid" ]; then wait "$down4_pid" || rc=1; fi
 	fi
 	if [ "$rc" -eq 0 ] && [ "${KEEP_CLUSTER_DIR:-}" != 1 ]; then
 		rm -rf "$dir"
@@ -42,6 +58,10 @@ trap 'exit 130' INT TERM
 $GO build -o "$bin" ./internal/testenv/cmd/rabbitcluster
 "$bin" up -dir "$dir/cluster" >"$dir/up.log" 2>&1 &
 up_pid=$!
+if [ "$rabbitmq4" = 1 ]; then
+	"$bin" up -dir "$dir/cluster4" -rabbitmq 4.0 >"$dir/up4.log" 2>&1 &
+	up4_pid=$!
+fi
 
 # shellcheck disable=SC2086 # PKGS is a list of packages
 $GO vet $PKGS
@@ -57,8 +77,18 @@ if ! wait "$up_pid"; then
 fi
 up_pid=""
 cat "$dir/up.log"
+if [ -n "$up4_pid" ]; then
+	if ! wait "$up4_pid"; then
+		up4_pid=""
+		cat "$dir/up4.log" >&2
+		exit 1
+	fi
+	up4_pid=""
+	cat "$dir/up4.log"
+	export AMQPLB_TEST_CLUSTER_4="$dir/cluster4/cluster.json"
+fi
 
 export AMQPLB_TEST_CLUSTER="$dir/cluster/cluster.json"
-# -p 1: packages share the cluster, and broker tests pause and kill its nodes.
+# -p 1: packages share the clusters, and broker tests pause and kill their nodes.
 # shellcheck disable=SC2086 # TEST_FLAGS and PKGS are lists
 $GO test -race -count=1 -p 1 -timeout 20m ${TEST_FLAGS:-} $PKGS

@@ -51,6 +51,13 @@ type ClusterOptions struct {
 	// TLS, when set, adds a TLS listener on 127.0.0.1:Node.TLSPort to every
 	// node, serving this certificate (client certificates are not required).
 	TLS *TLSFiles
+	// RabbitMQ is the version the nodes run: RabbitMQ310 ("" too), the host's Debian 12
+	// package, or RabbitMQ40, Debian 13's 4.0.5 run with chroot from a root that StartCluster
+	// builds first when it is missing (EnsureRoot; about a minute, once per machine). 4.0 nodes
+	// need root.
+	RabbitMQ string
+	// Root is the root file system of a 4.0 cluster; "" means DefaultRoot(RabbitMQ).
+	Root string
 }
 
 // TLSFiles are PEM files for a node's TLS listener. They are copied into the
@@ -71,6 +78,14 @@ type Cluster struct {
 	EPMDPort int `json:"epmd_port"`
 
 	epmdKeeper *os.Process
+}
+
+// Version returns the RabbitMQ version of the cluster's nodes (RabbitMQ310 or RabbitMQ40).
+func (c *Cluster) Version() string {
+	if len(c.Nodes) == 0 || c.Nodes[0].Version == "" {
+		return RabbitMQ310
+	}
+	return c.Nodes[0].Version
 }
 
 // StateFile returns the path of the cluster's cluster.json.
@@ -128,7 +143,7 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 	if logw == nil {
 		logw = io.Discard
 	}
-	c, err := prepareCluster(o)
+	c, err := prepareCluster(ctx, o, logw)
 	if err != nil {
 		return nil, err
 	}
@@ -143,8 +158,9 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 	return c, nil
 }
 
-// prepareCluster checks the machine, picks ports and writes every file.
-func prepareCluster(o ClusterOptions) (*Cluster, error) {
+// prepareCluster checks the machine (building the root of a 4.0 cluster when it is missing),
+// picks ports and writes every file.
+func prepareCluster(ctx context.Context, o ClusterOptions, logw io.Writer) (*Cluster, error) {
 	if o.Dir == "" {
 		return nil, errors.New("start cluster: no directory")
 	}
@@ -162,15 +178,35 @@ func prepareCluster(o ClusterOptions) (*Cluster, error) {
 	if len(o.Ports) != 0 && len(o.Ports) != count {
 		return nil, fmt.Errorf("start cluster: %d AMQP ports for %d nodes", len(o.Ports), count)
 	}
-	if _, err := os.Stat(serverPath); err != nil {
-		return nil, fmt.Errorf("start cluster: RabbitMQ not installed (%w); run scripts/install-test-deps.sh", err)
+	version, err := normVersion(o.RabbitMQ)
+	if err != nil {
+		return nil, fmt.Errorf("start cluster: %w", err)
 	}
 	if old, err := LoadCluster(filepath.Join(dir, StateFileName)); err == nil && old.Running() {
 		return nil, fmt.Errorf("start cluster in %s: %w (stop it first)", dir, ErrClusterRunning)
 	}
+	root := ""
+	if version != RabbitMQ310 {
+		if os.Geteuid() != 0 {
+			return nil, fmt.Errorf("start cluster: RabbitMQ %s nodes run with chroot, which needs root", version)
+		}
+		if root, err = EnsureRoot(ctx, version, o.Root, logw); err != nil {
+			return nil, fmt.Errorf("start cluster: %w", err)
+		}
+		if dir == root || strings.HasPrefix(dir, root+"/") {
+			return nil, fmt.Errorf("start cluster: directory %s is inside the root %s", dir, root)
+		}
+	} else if _, err := os.Stat(serverPath); err != nil {
+		return nil, fmt.Errorf("start cluster: RabbitMQ not installed (%w); run scripts/install-test-deps.sh", err)
+	}
 
 	uid, gid, userName := -1, -1, ""
-	if os.Geteuid() == 0 {
+	if root != "" {
+		if uid, gid, err = rootIDs(root); err != nil {
+			return nil, fmt.Errorf("start cluster: %w", err)
+		}
+		userName = nodeUser
+	} else if os.Geteuid() == 0 {
 		u, err := user.Lookup(nodeUser)
 		if err != nil {
 			return nil, fmt.Errorf("start cluster: %w (the rabbitmq-server package creates it)", err)
@@ -216,6 +252,9 @@ func prepareCluster(o ClusterOptions) (*Cluster, error) {
 		}
 		n.NodeName = "amqplb-" + n.Name + "@localhost"
 		n.ProxyProtocol = o.ProxyProtocol
+		if root != "" {
+			n.Version, n.Root = version, root
+		}
 		n.Dir = filepath.Join(dir, n.Name)
 		if len(o.Ports) > 0 {
 			n.AMQPPort = o.Ports[i]
@@ -327,7 +366,9 @@ func (c *Cluster) save() error {
 }
 
 // Stop stops every node (rabbitmqctl stop, then SIGKILL after 30 s) and the
-// cluster's epmd, and checks that none of the cluster's ports is still bound.
+// cluster's epmd, and checks that none of the cluster's ports is still bound. It
+// can be called again (`rabbitcluster down` twice): there is nothing left to
+// stop, and no mount to undo (a 4.0 node's mounts die with its processes).
 // Paused nodes are resumed first. It removes nothing: data, logs and
 // cluster.json stay for inspection (a later StartCluster in the same directory
 // wipes the node data).
@@ -352,6 +393,11 @@ func (c *Cluster) Stop() error {
 	}
 	if c.EPMDPort != 0 && !portFree(c.EPMDPort) {
 		busy = append(busy, strconv.Itoa(c.EPMDPort))
+	}
+	if root := c.Nodes[0].Root; root != "" && !c.Running() {
+		// The nodes' mounts lived in their own mount namespaces, gone with them; only the
+		// (empty) mount point is left to remove.
+		removeMountPoint(root, c.Dir)
 	}
 	if len(busy) > 0 {
 		errs = append(errs, fmt.Errorf("ports still bound after stop: %s", strings.Join(busy, ", ")))

@@ -16,4 +16,15 @@
 // init function (see keeperEnv), a child subreaper that reaps the node's
 // processes as they exit. So Kill can wait until a node is really gone, and no
 // zombie lingers on machines whose PID 1 reaps orphans late.
+//
+// Two RabbitMQ versions run (ClusterOptions.RabbitMQ): 3.10, the host's Debian 12
+// package, and 4.0, Debian 13's rabbitmq-server 4.0.5 on Erlang 27. A 4.0 node runs
+// from a trixie root file system (EnsureRoot: debootstrap, built once per machine
+// under /var/cache/amqplb/rootfs and kept) with chroot, as the root's rabbitmq user,
+// under the same keeper, on loopback ports picked the same way, with the cluster's
+// own epmd and cookie. Its /proc and the cluster's directory (mounted at the same
+// path inside the root, so every path of a Node means the same inside and out) are
+// mounted in a mount namespace of the node's own, so they disappear with its last
+// process and nothing is ever left mounted on the host (see chrootScript). Running
+// 4.0 nodes needs root.
 package testenv

@@ -25,6 +25,8 @@ type keeperSpec struct {
 	Log     string   `json:"log"`      // the child's stdout and stderr (appended)
 	PGIDOut string   `json:"pgid_out"` // where the keeper writes the child's pid (= its process group)
 	SelfOut string   `json:"self_out"` // where the keeper writes its own pid
+	// NewMountNS starts the child in a mount namespace of its own (a node in a root).
+	NewMountNS bool `json:"new_mount_ns,omitempty"`
 }
 
 func withoutVar(env []string, names ...string) []string {

@@ -63,6 +63,13 @@ type Node struct {
 	// ProxyProtocol: every listener expects a PROXY protocol header first.
 	ProxyProtocol bool `json:"proxy_protocol,omitempty"`
 
+	// Version is the RabbitMQ version the node runs (RabbitMQ310 or RabbitMQ40); "" is 3.10.
+	Version string `json:"version,omitempty"`
+	// Root is the root file system the node and its rabbitmqctl run in (chroot), "" for the
+	// host's own RabbitMQ. The cluster's directory is mounted at the same path inside it, and
+	// User is the root's rabbitmq user (see chrootScript).
+	Root string `json:"root,omitempty"`
+
 	// keeper is the node's keeper when this process started it; Kill reaps it.
 	keeper *os.Process
 }
@@ -230,7 +237,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if uid >= 0 {
 		_ = os.Chown(filepath.Join(n.Dir, "log"), uid, gid)
 	}
-	_, keeper, err := spawnKept(keeperSpec{
+	spec := keeperSpec{
 		Argv:    []string{serverPath},
 		Dir:     n.Dir,
 		UID:     uid,
@@ -238,7 +245,16 @@ func (n *Node) Start(ctx context.Context) error {
 		Log:     filepath.Join(n.Dir, "log", "stdout.log"),
 		PGIDOut: n.pgidFile(),
 		SelfOut: n.keeperFile(),
-	}, n.env(), filepath.Join(n.Dir, "keeper.log"))
+	}
+	if n.Root != "" {
+		// The mount point of the cluster's directory (a later cluster stop removes it).
+		if err := os.MkdirAll(n.mountPoint(), 0o755); err != nil {
+			return err
+		}
+		spec.Argv = n.chrootArgv(uid, gid, n.rootEnv(), spec.Argv)
+		spec.UID, spec.GID, spec.NewMountNS = -1, -1, true // chroot drops to uid:gid
+	}
+	_, keeper, err := spawnKept(spec, n.env(), filepath.Join(n.Dir, "keeper.log"))
 	if err != nil {
 		return fmt.Errorf("start %s: %w", n.Name, err)
 	}
@@ -409,10 +425,20 @@ func (n *Node) Rabbitmqctl(ctx context.Context, args ...string) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.CommandContext(ctx, ctlPath, append([]string{"-n", n.NodeName}, args...)...)
+	argv := append([]string{ctlPath, "-n", n.NodeName}, args...)
+	if n.Root != "" {
+		argv = n.chrootArgv(uid, gid, n.rootEnv(), argv)
+		uid, gid = -1, -1 // chroot drops to the root's rabbitmq user
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = n.Dir
 	cmd.Env = n.env()
 	runAs(cmd, uid, gid, true)
+	if n.Root != "" {
+		if err := newMountNS(cmd); err != nil {
+			return "", err
+		}
+	}
 	// The CLI is an Erlang VM of its own; on cancel take its whole group.
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, sigKill) }
 	cmd.WaitDelay = 5 * time.Second
@@ -430,6 +456,9 @@ func (n *Node) Rabbitmqctl(ctx context.Context, args ...string) (string, error) 
 func (n *Node) ids() (uid, gid int, err error) {
 	if n.User == "" {
 		return -1, -1, nil
+	}
+	if n.Root != "" {
+		return rootIDs(n.Root)
 	}
 	u, err := user.Lookup(n.User)
 	if err != nil {
@@ -452,24 +481,39 @@ func (n *Node) env() []string {
 		}
 		env = append(env, kv)
 	}
-	return append(env,
-		"HOME="+n.Home,
+	return append(env, n.nodeEnv()...)
+}
+
+// rootEnv is the whole environment of the node and of its rabbitmqctl inside its root.
+func (n *Node) rootEnv() []string {
+	return append([]string{rootPath}, n.nodeEnv()...)
+}
+
+// nodeEnv is what the node and rabbitmqctl for it read: the same paths inside a root and out.
+func (n *Node) nodeEnv() []string {
+	erlArgs := "-kernel inet_dist_use_interface {127,0,0,1}"
+	if n.Root != "" {
+		// No busy-waiting schedulers: the 4.0 nodes run next to the 3.10 ones on shared cores.
+		erlArgs += " +sbwt none +sbwtdcpu none +sbwtdio none"
+	}
+	return []string{
+		"HOME=" + n.Home,
 		"LANG=C.UTF-8",
 		"LC_ALL=C.UTF-8",
-		"ERL_EPMD_PORT="+strconv.Itoa(n.EPMDPort),
-		"RABBITMQ_NODENAME="+n.NodeName,
+		"ERL_EPMD_PORT=" + strconv.Itoa(n.EPMDPort),
+		"RABBITMQ_NODENAME=" + n.NodeName,
 		"RABBITMQ_USE_LONGNAME=false",
-		"RABBITMQ_DIST_PORT="+strconv.Itoa(n.DistPort),
-		"RABBITMQ_CONFIG_FILE="+filepath.Join(n.Dir, "rabbitmq"),
-		"RABBITMQ_ADVANCED_CONFIG_FILE="+filepath.Join(n.Dir, "advanced.config"),
-		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(n.Dir, "rabbitmq-env.conf"),
-		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(n.Dir, "enabled_plugins"),
-		"RABBITMQ_MNESIA_BASE="+filepath.Join(n.Dir, "mnesia"),
-		"RABBITMQ_LOG_BASE="+filepath.Join(n.Dir, "log"),
-		"RABBITMQ_FEATURE_FLAGS_FILE="+filepath.Join(n.Dir, "feature_flags"),
-		"RABBITMQ_PID_FILE="+n.pidFile(),
-		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
-	)
+		"RABBITMQ_DIST_PORT=" + strconv.Itoa(n.DistPort),
+		"RABBITMQ_CONFIG_FILE=" + filepath.Join(n.Dir, "rabbitmq"),
+		"RABBITMQ_ADVANCED_CONFIG_FILE=" + filepath.Join(n.Dir, "advanced.config"),
+		"RABBITMQ_CONF_ENV_FILE=" + filepath.Join(n.Dir, "rabbitmq-env.conf"),
+		"RABBITMQ_ENABLED_PLUGINS_FILE=" + filepath.Join(n.Dir, "enabled_plugins"),
+		"RABBITMQ_MNESIA_BASE=" + filepath.Join(n.Dir, "mnesia"),
+		"RABBITMQ_LOG_BASE=" + filepath.Join(n.Dir, "log"),
+		"RABBITMQ_FEATURE_FLAGS_FILE=" + filepath.Join(n.Dir, "feature_flags"),
+		"RABBITMQ_PID_FILE=" + n.pidFile(),
+		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=" + erlArgs,
+	}
 }
 
 // logTail returns the end of the node's logs, for error messages.

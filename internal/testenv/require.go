@@ -15,6 +15,9 @@ const (
 	// EnvCluster is the path of the cluster.json of a running cluster
 	// (`rabbitcluster up` prints it; `make test` sets it).
 	EnvCluster = "AMQPLB_TEST_CLUSTER"
+	// EnvCluster4 is the path of the cluster.json of a running RabbitMQ 4.0 cluster
+	// (`rabbitcluster up -rabbitmq 4.0`; `make test` boots one next to the 3.10 one).
+	EnvCluster4 = "AMQPLB_TEST_CLUSTER_4"
 	// EnvRequireBrokers set to 1 (CI sets it) turns a missing cluster from a
 	// skip into a failure.
 	EnvRequireBrokers = "AMQPLB_REQUIRE_BROKERS"
@@ -34,11 +37,25 @@ const restoreTimeout = 3 * time.Minute
 // one binary (t.Parallel) or across packages (go test -p 1 for broker tests).
 func RequireCluster(t testing.TB) *Cluster {
 	t.Helper()
-	path := os.Getenv(EnvCluster)
+	return requireCluster(t, EnvCluster, RabbitMQ310, "")
+}
+
+// RequireCluster4 is RequireCluster for the RabbitMQ 4.0 cluster named by
+// AMQPLB_TEST_CLUSTER_4 (`make test` boots it next to the 3.10 one): skipped
+// without the variable, failed under AMQPLB_REQUIRE_BROKERS=1. Its nodes have
+// the same ports, methods and failure injections as the 3.10 ones.
+func RequireCluster4(t testing.TB) *Cluster {
+	t.Helper()
+	return requireCluster(t, EnvCluster4, RabbitMQ40, " -rabbitmq 4.0")
+}
+
+func requireCluster(t testing.TB, env, version, upFlags string) *Cluster {
+	t.Helper()
+	path := os.Getenv(env)
 	if path == "" {
-		msg := fmt.Sprintf("no RabbitMQ cluster: %s is not set; run `make test`, which boots one "+
-			"(or `go run ./internal/testenv/cmd/rabbitcluster up -dir DIR` and set %s=DIR/%s)",
-			EnvCluster, EnvCluster, StateFileName)
+		msg := fmt.Sprintf("no RabbitMQ %s cluster: %s is not set; run `make test`, which boots one "+
+			"(or `go run ./internal/testenv/cmd/rabbitcluster up -dir DIR%s` and set %s=DIR/%s)",
+			version, env, upFlags, env, StateFileName)
 		if os.Getenv(EnvRequireBrokers) == "1" {
 			t.Fatal(msg)
 		}
@@ -46,7 +63,10 @@ func RequireCluster(t testing.TB) *Cluster {
 	}
 	c, err := LoadCluster(path)
 	if err != nil {
-		t.Fatalf("%s: %v", EnvCluster, err)
+		t.Fatalf("%s: %v", env, err)
+	}
+	if c.Version() != version {
+		t.Fatalf("%s: %s is a RabbitMQ %s cluster, want %s", env, path, c.Version(), version)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), restoreTimeout)
 	defer cancel()

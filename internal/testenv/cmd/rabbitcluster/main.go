@@ -1,12 +1,16 @@
 // Command rabbitcluster boots, inspects and stops the local RabbitMQ cluster
 // that amqplb's broker tests run against (see package internal/testenv).
 //
-//	rabbitcluster up -dir DIR [-n 3] [-ports 5673,5674,5675] [-timeout 5m]
+//	rabbitcluster up -dir DIR [-n 3] [-ports 5673,5674,5675] [-rabbitmq 3.10|4.0] [-timeout 5m]
 //	rabbitcluster status -dir DIR
 //	rabbitcluster down -dir DIR
+//	rabbitcluster root [-rabbitmq 4.0] [-root DIR]
 //
 // up returns once every node serves AMQP; the nodes keep running after it exits.
-// Point tests at the cluster with AMQPLB_TEST_CLUSTER=DIR/cluster.json.
+// Point tests at the cluster with AMQPLB_TEST_CLUSTER=DIR/cluster.json (3.10) or
+// AMQPLB_TEST_CLUSTER_4=DIR/cluster.json (4.0). -rabbitmq 4.0 runs Debian 13's
+// RabbitMQ 4.0 from a cached trixie root, built first when missing (needs root);
+// root only builds that root (if missing) and prints its path.
 package main
 
 import (
@@ -37,6 +41,8 @@ func main() {
 		err = down(args)
 	case "status":
 		err = status(args)
+	case "root":
+		err = root(args)
 	default:
 		usage()
 	}
@@ -48,9 +54,10 @@ func main() {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage:
-  rabbitcluster up -dir DIR [-n 3] [-ports 5673,5674,5675] [-timeout 5m]
+  rabbitcluster up -dir DIR [-n 3] [-ports 5673,5674,5675] [-rabbitmq 3.10|4.0] [-timeout 5m]
   rabbitcluster status -dir DIR
-  rabbitcluster down -dir DIR`)
+  rabbitcluster down -dir DIR
+  rabbitcluster root [-rabbitmq 4.0] [-root DIR]`)
 	os.Exit(2)
 }
 
@@ -59,7 +66,8 @@ func up(args []string) error {
 	dir := fs.String("dir", "", "cluster directory (required)")
 	n := fs.Int("n", 0, "number of nodes (default 3, or the number of -ports)")
 	portList := fs.String("ports", "", "comma-separated fixed AMQP ports, one per node (default: free ports)")
-	timeout := fs.Duration("timeout", 5*time.Minute, "give up booting after this long")
+	timeout := fs.Duration("timeout", 5*time.Minute, "give up booting after this long (building a missing 4.0 root has 15m more)")
+	version := fs.String("rabbitmq", testenv.RabbitMQ310, "RabbitMQ version: 3.10 (the host's package) or 4.0 (a trixie root)")
 	_ = fs.Parse(args)
 	if *dir == "" {
 		return errors.New("up: -dir is required")
@@ -77,10 +85,16 @@ func up(args []string) error {
 	// An interrupted up stops what it started (StartCluster cleans up on error).
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	t0 := time.Now()
+	if *version != testenv.RabbitMQ310 {
+		// Build the root first, with its own bound, so the boot keeps -timeout.
+		if _, err := testenv.EnsureRoot(ctx, *version, "", os.Stderr); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	t0 := time.Now()
-	c, err := testenv.StartCluster(ctx, testenv.ClusterOptions{Dir: *dir, Nodes: *n, Ports: ports, Log: os.Stderr})
+	c, err := testenv.StartCluster(ctx, testenv.ClusterOptions{Dir: *dir, Nodes: *n, Ports: ports, Log: os.Stderr, RabbitMQ: *version})
 	if errors.Is(err, testenv.ErrClusterRunning) {
 		fmt.Fprintf(os.Stderr, "rabbitcluster: a cluster is already running in %s; `rabbitcluster down -dir %s` first\n", *dir, *dir)
 		if c, lerr := testenv.LoadCluster(filepath.Join(*dir, testenv.StateFileName)); lerr == nil {
@@ -96,8 +110,26 @@ func up(args []string) error {
 	return nil
 }
 
+func root(args []string) error {
+	fs := flag.NewFlagSet("root", flag.ExitOnError)
+	version := fs.String("rabbitmq", testenv.RabbitMQ40, "RabbitMQ version whose root to build")
+	dir := fs.String("root", "", "the root's directory (default: the cache, see AMQPLB_TEST_ROOTFS)")
+	timeout := fs.Duration("timeout", 15*time.Minute, "give up after this long")
+	_ = fs.Parse(args)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	r, err := testenv.EnsureRoot(ctx, *version, *dir, os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Println(r)
+	return nil
+}
+
 func printCluster(c *testenv.Cluster) {
-	fmt.Printf("AMQPLB_TEST_CLUSTER=%s\n", c.StateFile())
+	fmt.Printf("%s=%s\n", envName(c), c.StateFile())
 	for _, n := range c.Nodes {
 		fmt.Printf("%s %s amqp=%s management=%s\n", n.Name, n.NodeName, n.AMQPAddr(), n.ManagementURL())
 	}
@@ -135,7 +167,7 @@ func status(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("AMQPLB_TEST_CLUSTER=%s\n", c.StateFile())
+	fmt.Printf("%s=%s\n", envName(c), c.StateFile())
 	down := 0
 	for _, n := range c.Nodes {
 		state := "stopped"
@@ -160,4 +192,12 @@ func status(args []string) error {
 		return fmt.Errorf("%d of %d nodes not serving", down, len(c.Nodes))
 	}
 	return nil
+}
+
+// envName is the variable that points tests at c.
+func envName(c *testenv.Cluster) string {
+	if c.Version() == testenv.RabbitMQ40 {
+		return testenv.EnvCluster4
+	}
+	return testenv.EnvCluster
 }
