@@ -71,6 +71,18 @@ func startPika(t *testing.T, addr, user, password, vhost, name string, heartbeat
 	return p
 }
 
+// onBothVersions runs test against the RabbitMQ 3.10 cluster and the 4.0 one, in parallel: it
+// must not disturb the nodes.
+func onBothVersions(t *testing.T, test func(*testing.T, *testenv.Cluster)) {
+	c310, c40 := testenv.RequireCluster(t), testenv.RequireCluster4(t)
+	for name, c := range map[string]*testenv.Cluster{"3.10": c310, "4.0": c40} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			test(t, c)
+		})
+	}
+}
+
 // addUser creates a user with its own vhost on the cluster, removed when t ends.
 func addUser(t *testing.T, c *testenv.Cluster, user, password, vhost string) {
 	t.Helper()
@@ -98,7 +110,10 @@ func addUser(t *testing.T, c *testenv.Cluster, user, password, vhost string) {
 // log, the session list and the vhost metric; its password reaches nothing amqplb writes or
 // serves; the session list closes it by id.
 func TestPikaIdentityAndNoPassword(t *testing.T) {
-	c := testenv.RequireCluster(t)
+	onBothVersions(t, testPikaIdentityAndNoPassword)
+}
+
+func testPikaIdentityAndNoPassword(t *testing.T, c *testenv.Cluster) {
 	const user, password, vhost = "e2e-alice", "pw-E2E-s3cret-7", "e2e-orders"
 	addUser(t, c, user, password, vhost)
 	l := startLB(t, setup{servers: nodesAsServers(c), admin: `token = "adm1n"`})
@@ -180,7 +195,10 @@ func getJSON(t testing.TB, url string, out any) {
 // idle_timeout = "heartbeat": a frozen client (heartbeat 2 s) is closed within 3 heartbeats
 // (end=heartbeat_timeout), while a healthy idle one with the same heartbeat lives on.
 func TestHeartbeatTimeoutClosesAFrozenClientOnly(t *testing.T) {
-	c := testenv.RequireCluster(t)
+	onBothVersions(t, testHeartbeatTimeoutClosesAFrozenClientOnly)
+}
+
+func testHeartbeatTimeoutClosesAFrozenClientOnly(t *testing.T, c *testenv.Cluster) {
 	l := startLB(t, setup{servers: nodesAsServers(c), backend: `idle_timeout = "heartbeat"`})
 	healthy := startPika(t, l.addr, "guest", "guest", "/", "healthy-idle", 2, 60)
 	frozen := startPika(t, l.addr, "guest", "guest", "/", "frozen", 2, 600)

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -153,8 +154,8 @@ func TestRabbit4CheckSeesNodesAndEjectsAFrozenOne(t *testing.T) {
 
 // TestRabbit4AMQP10 sends an AMQP 1.0 client's first bytes (qpid-proton: the SASL header
 // "AMQP\x03\x01\x00\x00") through amqplb. Mode "tcp" relays them: the 4.0 broker answers with
-// its SASL mechanisms (PLAIN, AMQPLAIN, ANONYMOUS). Mode "amqp" admits AMQP 0-9-1 only and
-// answers with the 0-9-1 header, as the protocol prescribes.
+// its SASL mechanisms (PLAIN, AMQPLAIN, ANONYMOUS). Mode "amqp" relays a real 1.0 client
+// (qpid-proton) and knows who it is, and refuses 1.0 without SASL as RabbitMQ 4 does.
 func TestRabbit4AMQP10(t *testing.T) {
 	c := testenv.RequireCluster4(t)
 	t.Run("tcp", func(t *testing.T) {
@@ -183,15 +184,68 @@ func TestRabbit4AMQP10(t *testing.T) {
 		}
 	})
 	t.Run("amqp", func(t *testing.T) {
-		l := startLB(t, setup{servers: nodesAsServers(c)})
-		conn := saslHeader(t, l.addr)
-		defer conn.Close()
-		got, err := io.ReadAll(conn)
+		// A real AMQP 1.0 client (qpid-proton) through mode "amqp", with a user and vhost of
+		// its own: it sends and receives, and amqplb knows who it is.
+		const user, password, vhost, queue = "e2e-proton", "pw-proton-S3cret", "e2e-amqp10", "e2e-proton-q"
+		addUser(t, c, user, password, vhost)
+		declare, err := amqp.Dial(fmt.Sprintf("amqp://%s:%s@%s/%s", user, password, c.Nodes[0].AMQPAddr(), vhost))
 		if err != nil {
-			t.Fatalf("read: %v", err)
+			t.Fatal(err)
 		}
-		if string(got) != "AMQP\x00\x00\x09\x01" {
-			t.Fatalf("reply = %q, want the AMQP 0-9-1 protocol header", got)
+		ch, err := declare.Channel()
+		if err == nil {
+			_, err = ch.QueueDeclare(queue, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
+		}
+		declare.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := startLB(t, setup{servers: nodesAsServers(c), admin: `token = "adm1n"`})
+		host, port, _ := net.SplitHostPort(l.addr)
+		out, err := exec.Command(debianPython, "testdata/proton_client.py", host, port, user, password, vhost,
+			"e2e-proton-container", "/queues/"+queue).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "ok hello over AMQP 1.0") {
+			t.Fatalf("qpid-proton through amqplb: %v\n%s", err, out)
+		}
+		line := waitLog(t, l, 1, "connection_name=e2e-proton-container")
+		for _, kv := range []string{"protocol=amqp-1.0", "user=" + user, "vhost=" + vhost, "end=client_closed"} {
+			if !strings.Contains(line, kv) {
+				t.Errorf("access log line lacks %s: %s", kv, line)
+			}
+		}
+		if strings.Contains(l.log.String(), password) {
+			t.Error("amqplb's log shows the password")
+		}
+	})
+	t.Run("amqp-bare-1.0", func(t *testing.T) {
+		// A 1.0 client without SASL: refused at the balancer with the SASL header, as RabbitMQ
+		// 4 answers it directly (checked here against the node itself).
+		direct, err := net.DialTimeout("tcp", c.Nodes[0].AMQPAddr(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer direct.Close()
+		_ = direct.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := direct.Write([]byte("AMQP\x00\x01\x00\x00")); err != nil {
+			t.Fatal(err)
+		}
+		want := make([]byte, 8)
+		if _, err := io.ReadFull(direct, want); err != nil {
+			t.Fatalf("RabbitMQ's answer to a bare AMQP 1.0 header: %v", err)
+		}
+		l := startLB(t, setup{servers: nodesAsServers(c)})
+		conn, err := net.DialTimeout("tcp", l.addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write([]byte("AMQP\x00\x01\x00\x00")); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(conn)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("amqplb answers a bare AMQP 1.0 header with %q; RabbitMQ 4 with %q", got, want)
 		}
 	})
 }
