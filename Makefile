@@ -52,3 +52,8 @@ cluster-down:
 
 clean:
 	rm -rf bin
+
+.PHONY: compose-test
+## compose-test: compose.yaml run for real (Docker; local stand-in images, nothing pulled; root).
+compose-test:
+	GO="$(GO)" ./scripts/compose-test.sh
