@@ -10,7 +10,9 @@
 set -eu
 
 missing=""
-for pkg in gcc libc6-dev rabbitmq-server haproxy chromium fonts-dejavu-core; do
+# deploy/'s tests: prometheus (promtool check rules), keepalived (keepalived -t), lintian (make deb),
+# curl (keepalived's check script).
+for pkg in gcc libc6-dev rabbitmq-server haproxy chromium fonts-dejavu-core prometheus keepalived lintian curl; do
 	if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
 		missing="$missing $pkg"
 	fi
