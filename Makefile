@@ -57,3 +57,12 @@ clean:
 ## compose-test: compose.yaml run for real (Docker; local stand-in images, nothing pulled; root).
 compose-test:
 	GO="$(GO)" ./scripts/compose-test.sh
+
+.PHONY: deb deb-test
+## deb: the Debian package (dpkg-deb) into bin/: amqplb, /etc/amqplb/amqplb.toml, amqplb.service.
+deb:
+	GO="$(GO)" ./scripts/deb.sh bin
+
+## deb-test: lintian, then dpkg -i of the package on this machine, checks, dpkg --purge (root).
+deb-test:
+	AMQPLB_DEB_TEST=1 $(GO) test -count=1 -run '^TestDeb' -v ./deploy/
