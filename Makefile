@@ -66,3 +66,8 @@ deb:
 ## deb-test: lintian, then dpkg -i of the package on this machine, checks, dpkg --purge (root).
 deb-test:
 	AMQPLB_DEB_TEST=1 $(GO) test -count=1 -run '^TestDeb' -v ./deploy/
+
+.PHONY: run-test
+## run-test: make run as a newcomer does (root, checkout in a mode-700 directory, 5672 taken).
+run-test:
+	AMQPLB_RUN_TEST=1 $(GO) test -count=1 -timeout 15m -run '^TestMakeRunAsNewcomer$$' -v ./e2e/
