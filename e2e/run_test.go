@@ -132,7 +132,9 @@ func TestMakeRunAsNewcomer(t *testing.T) {
 		select {
 		case line, ok := <-lines:
 			if !ok {
-				t.Fatalf("make run ended before amqplb started: %v", <-exited)
+				err := <-exited
+				stopped = true
+				t.Fatalf("make run ended before amqplb started: %v", err)
 			}
 			if m := dirRE.FindStringSubmatch(line); m != nil {
 				clusterDir = m[1]
