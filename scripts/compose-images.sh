@@ -50,5 +50,8 @@ cp deploy/docker/amqplb-scratch/Dockerfile "$ctx/Dockerfile"
 amqplb=amqplb-local/amqplb:scratch
 quiet docker build -t "$amqplb" "$ctx"
 
+# The images these replaced, untagged now.
+quiet docker image prune -f --filter label=org.amqplb.local=1
+
 echo "RABBITMQ_IMAGE=$rabbitmq"
 echo "AMQPLB_IMAGE=$amqplb"
