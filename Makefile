@@ -56,3 +56,22 @@ cluster-down:
 
 clean:
 	rm -rf bin
+
+.PHONY: compose-test
+## compose-test: compose.yaml run for real (Docker; local stand-in images, nothing pulled; root).
+compose-test:
+	GO="$(GO)" ./scripts/compose-test.sh
+
+.PHONY: deb deb-test
+## deb: the Debian package (dpkg-deb) into bin/: amqplb, /etc/amqplb/amqplb.toml, amqplb.service.
+deb:
+	GO="$(GO)" ./scripts/deb.sh bin
+
+## deb-test: lintian, then dpkg -i of the package on this machine, checks, dpkg --purge (root).
+deb-test:
+	AMQPLB_DEB_TEST=1 $(GO) test -count=1 -run '^TestDeb' -v ./deploy/
+
+.PHONY: run-test
+## run-test: make run as a newcomer does (root, checkout in a mode-700 directory, 5672 taken).
+run-test:
+	AMQPLB_RUN_TEST=1 $(GO) test -count=1 -timeout 15m -run '^TestMakeRunAsNewcomer$$' -v ./e2e/

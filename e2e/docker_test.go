@@ -23,11 +23,12 @@ import (
 )
 
 // The second way users adopt amqplb: `docker compose up` in a checkout gives a 3-node RabbitMQ
-// cluster behind amqplb. No Docker engine runs on the test machines, so these tests check
-// every part that can be checked without one: the compose file loads under the Compose
-// specification (compose-go is the loader `docker compose` itself uses) and its pieces agree with
-// each other, the Dockerfile's build script yields static binaries that run on its distroless
-// base, and the image's configuration serves real clients against a real cluster.
+// cluster behind amqplb. These tests check what can be checked without Docker: the compose file
+// loads under the Compose specification (compose-go is the loader `docker compose` itself uses)
+// and its pieces agree with each other, the Dockerfile's build script yields static binaries that
+// run on its distroless base, the scratch stand-in image is the Dockerfile's runtime stage, and
+// the image's configuration serves real clients against a real cluster. TestComposeUp
+// (compose_test.go) runs the file for real with Docker.
 
 const composeDir = "../deploy/compose"
 
@@ -134,14 +135,18 @@ func TestComposeFileIsConsistent(t *testing.T) {
 		case *c != *cookie:
 			t.Errorf("service %s: Erlang cookie differs from the other nodes'", host)
 		}
+		// A bind mount, not configs: docker-compose 1.x (Debian 12's) ignores configs.
 		var clusterConf string
-		for _, c := range svc.Configs {
-			if strings.HasPrefix(c.Target, "/etc/rabbitmq/conf.d/") {
-				clusterConf = p.Configs[c.Source].File
+		for _, v := range svc.Volumes {
+			if v.Type == types.VolumeTypeBind && strings.HasPrefix(v.Target, "/etc/rabbitmq/conf.d/") && v.ReadOnly {
+				clusterConf = v.Source
 			}
 		}
-		if wantConf, _ := filepath.Abs(filepath.Join(composeDir, "rabbitmq.conf")); clusterConf != wantConf {
-			t.Errorf("service %s mounts %q into conf.d, want %s", host, clusterConf, wantConf)
+		if wantConf, _ := filepath.Abs(filepath.Join(composeDir, "rabbitmq.conf")); clusterConf != wantConf || len(svc.Configs) > 0 {
+			t.Errorf("service %s mounts %q read-only into conf.d (configs %v), want %s", host, clusterConf, svc.Configs, wantConf)
+		}
+		if img := svc.Image; img != "rabbitmq:4.2-management" {
+			t.Errorf("service %s: image %q without RABBITMQ_IMAGE, want rabbitmq:4.2-management", host, img)
 		}
 	}
 	slices.Sort(peerHosts)
@@ -151,28 +156,39 @@ func TestComposeFileIsConsistent(t *testing.T) {
 	}
 }
 
-// dockerfile is what the tests read of the Dockerfile: its final base image, the script its build
-// stage runs, and the command the image runs.
+// dockerfile is what the tests read of a Dockerfile: its final base image (global ARGs replaced by
+// their defaults), the script its build stage runs, and the settings of the image it makes.
 type dockerfile struct {
-	finalFrom, buildRun, entrypoint, cmd string
-	copies                               []string
+	finalFrom, buildRun, entrypoint, cmd, user, expose string
+	copies                                             []string
+	args                                               map[string]string // global ARG defaults
 }
 
-func readDockerfile(t *testing.T) dockerfile {
+func readDockerfile(t *testing.T, path string) dockerfile {
 	t.Helper()
-	f, err := os.Open("../Dockerfile")
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var d dockerfile
+	d := dockerfile{args: map[string]string{}}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		instr, rest, _ := strings.Cut(line, " ")
 		switch strings.ToUpper(instr) {
+		case "ARG":
+			if d.finalFrom == "" { // before the first FROM: usable in FROM lines
+				name, def, _ := strings.Cut(rest, "=")
+				d.args[name] = def
+			}
 		case "FROM":
-			d.finalFrom = strings.Fields(rest)[0]
+			d.finalFrom = os.Expand(strings.Fields(rest)[0], func(k string) string { return d.args[k] })
+			d.copies, d.entrypoint, d.cmd, d.user, d.expose = nil, "", "", "", ""
+		case "USER":
+			d.user = rest
+		case "EXPOSE":
+			d.expose = rest
 		case "RUN":
 			if strings.Contains(rest, "build-static.sh") {
 				d.buildRun = rest
@@ -189,7 +205,11 @@ func readDockerfile(t *testing.T) dockerfile {
 }
 
 func TestDockerfileBuildsStaticBinariesThatRun(t *testing.T) {
-	d := readDockerfile(t)
+	d := readDockerfile(t, "../Dockerfile")
+	// Both base images are build arguments (compose.yaml passes them), defaulting to the public ones.
+	if d.args["BUILDER_IMAGE"] != "golang:1.26-bookworm" || d.args["RUNTIME_IMAGE"] != "gcr.io/distroless/static-debian12:nonroot" {
+		t.Errorf("Dockerfile ARG defaults %v, want BUILDER_IMAGE=golang:1.26-bookworm, RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot", d.args)
+	}
 	if !strings.HasPrefix(d.finalFrom, "gcr.io/distroless/static") {
 		t.Fatalf("final image %q: this test assumes distroless/static, which has no C library", d.finalFrom)
 	}
@@ -200,6 +220,10 @@ func TestDockerfileBuildsStaticBinariesThatRun(t *testing.T) {
 		d.entrypoint != `["/usr/local/bin/amqplb"]` || d.cmd != `["-f", "/etc/amqplb/amqplb.toml"]` {
 		t.Fatalf("the image does not run /usr/local/bin/amqplb -f /etc/amqplb/amqplb.toml: COPY %q, ENTRYPOINT %s, CMD %s",
 			d.copies, d.entrypoint, d.cmd)
+	}
+	// distroless's nonroot user, by number: Kubernetes' runAsNonRoot cannot check a name.
+	if d.user != "65532:65532" {
+		t.Errorf("USER %q, want 65532:65532", d.user)
 	}
 
 	// The build stage, run here: both binaries must be static, or distroless cannot start them.
@@ -265,6 +289,49 @@ func TestComposeConfigServesRealClients(t *testing.T) {
 	for _, line := range strings.Split(strings.TrimSpace(l.log.String()), "\n") {
 		if !json.Valid([]byte(line)) {
 			t.Errorf("log_format = json, but this log line is not JSON: %s", line)
+		}
+	}
+}
+
+// The image TestComposeUp runs (deploy/docker/amqplb-scratch, built where nothing can be pulled)
+// is the Dockerfile's runtime stage: the same binaries, configuration, user, ports and command.
+func TestScratchImageMatchesDockerfile(t *testing.T) {
+	real := readDockerfile(t, "../Dockerfile")
+	standIn := readDockerfile(t, "../deploy/docker/amqplb-scratch/Dockerfile")
+	if standIn.finalFrom != "scratch" {
+		t.Errorf("the stand-in is FROM %q, want scratch (nothing to pull)", standIn.finalFrom)
+	}
+	for _, f := range []struct{ name, real, standIn string }{
+		{"ENTRYPOINT", real.entrypoint, standIn.entrypoint},
+		{"CMD", real.cmd, standIn.cmd},
+		{"USER", real.user, standIn.user},
+		{"EXPOSE", real.expose, standIn.expose},
+	} {
+		if f.real != f.standIn {
+			t.Errorf("%s: Dockerfile %q, stand-in %q", f.name, f.real, f.standIn)
+		}
+	}
+	dest := func(copies []string) []string {
+		var out []string
+		for _, c := range copies {
+			fields := strings.Fields(c)
+			to := fields[len(fields)-1]
+			for _, src := range fields[:len(fields)-1] {
+				switch {
+				case strings.HasPrefix(src, "--"):
+				case strings.HasSuffix(to, "/"):
+					out = append(out, to+filepath.Base(src))
+				default:
+					out = append(out, to)
+				}
+			}
+		}
+		return out
+	}
+	realFiles, standInFiles := dest(real.copies), dest(standIn.copies)
+	for _, f := range realFiles {
+		if !slices.Contains(standInFiles, f) {
+			t.Errorf("the Dockerfile installs %s, the stand-in does not (it installs %v)", f, standInFiles)
 		}
 	}
 }

@@ -10,7 +10,10 @@
 set -eu
 
 missing=""
-for pkg in gcc libc6-dev rabbitmq-server haproxy chromium fonts-dejavu-core python3-pika python3-qpid-proton; do
+# deploy/'s tests: prometheus (promtool check rules), keepalived (keepalived -t), lintian (make deb),
+# curl (keepalived's check script). e2e: Debian's pika and qpid-proton, real AMQP 0-9-1 and 1.0 clients.
+for pkg in gcc libc6-dev rabbitmq-server haproxy chromium fonts-dejavu-core prometheus keepalived lintian curl \
+	python3-pika python3-qpid-proton; do
 	if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
 		missing="$missing $pkg"
 	fi
@@ -43,6 +46,6 @@ $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 
 # A service the package started anyway (systemd) would take 5672 and 4369.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-	$SUDO systemctl disable --now rabbitmq-server haproxy >/dev/null 2>&1 || true
+	$SUDO systemctl disable --now rabbitmq-server haproxy prometheus keepalived >/dev/null 2>&1 || true
 fi
 echo "install-test-deps: done" >&2
