@@ -62,6 +62,11 @@ type SessionInfo struct {
 	BytesToServer, BytesToClient uint64
 	// Since is when the connection was accepted.
 	Since time.Time
+	// LastActive is when the relay last moved a byte either way (Since before the relay).
+	LastActive time.Time
+	// Upstream is amqplb's own address on the server connection: the peer_host and peer_port
+	// the broker lists for this connection (its management API), invalid while connecting.
+	Upstream netip.AddrPort
 }
 
 // identity returns what is known of the client so far; never nil.
@@ -150,7 +155,12 @@ func tableString(t amqpwire.Table, key string) string {
 func (s *session) info() SessionInfo {
 	s.mu.Lock()
 	from, peer, proxied := s.from, s.peer, s.proxied
+	var upstream netip.AddrPort
+	if s.upRaw != nil {
+		upstream = addrPort(s.upRaw.LocalAddr())
+	}
 	s.mu.Unlock()
+	last := max(s.lastFromClient.Load(), s.lastFromServer.Load())
 	in := SessionInfo{
 		ID:            s.id,
 		Frontend:      s.set.name,
@@ -161,6 +171,8 @@ func (s *session) info() SessionInfo {
 		BytesToServer: s.toServer.Load(),
 		BytesToClient: s.toClient.Load(),
 		Since:         s.start,
+		LastActive:    s.start.Add(time.Duration(last)),
+		Upstream:      upstream,
 	}
 	if proxied {
 		in.Via = peer

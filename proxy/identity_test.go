@@ -85,7 +85,8 @@ func TestIdentityReachesTheLogAndTheSessionList(t *testing.T) {
 			want := Identity{Protocol: ProtoAMQP091, Mechanism: tc.mechanism, User: "alice", VHost: "orders",
 				ConnectionName: "billing-worker-7", ClientProduct: "pika", ClientVersion: "1.3.2", ClientPlatform: "Python 3.11",
 				ChannelMax: 2047, FrameMax: 131072, Heartbeat: 30 * time.Second}
-			if got.Identity != want || got.Frontend != "fe" || got.Server != "a" || got.Backend != "test" || got.ID == 0 {
+			if got.Identity != want || got.Frontend != "fe" || got.Server != "a" || got.Backend != "test" || got.ID == 0 ||
+				!got.Upstream.IsValid() || got.LastActive.Before(got.Since) {
 				t.Fatalf("session = %+v\nwant identity %+v", got, want)
 			}
 			if !fx.f.CloseSession(got.ID) {
