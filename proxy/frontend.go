@@ -505,6 +505,21 @@ func (f *Frontend) CloseSession(id uint64) bool {
 	return f.abortWhere(func(s *session) bool { return s.id == id }, EndClosedByAdmin) > 0
 }
 
+// EndAs records r as the end reason of the session with the given id, without ending it: for a
+// session that something else is about to end (a broker asked through its management API to
+// close the connection, say), so that the access log says why. The first reason recorded wins.
+// It reports whether the frontend had the session and r was recorded.
+func (f *Frontend) EndAs(id uint64, r Reason) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for s := range f.sessions {
+		if s.id == id {
+			return s.end(r)
+		}
+	}
+	return false
+}
+
 // Stats is a snapshot of a frontend's counters.
 type Stats struct {
 	// Active is the number of open client connections.

@@ -165,3 +165,21 @@ func TestMalformedStartOkEndsAsBadHandshake(t *testing.T) {
 		return nil
 	})
 }
+
+func TestEndAsNamesTheReasonOfALaterClose(t *testing.T) {
+	fb := echoBroker(t)
+	fx := start(t, FrontendOptions{Mode: ModeAMQP}, Route{}, fb.Addr())
+	c := amqpConnect(t, fx.addr())
+	s := fx.f.Sessions()[0]
+	if !fx.f.EndAs(s.ID, EndRebalanced) || fx.f.EndAs(s.ID+1000, EndRebalanced) {
+		t.Fatal("EndAs did not find the session, or found one that does not exist")
+	}
+	echoes(t, c, "still open")
+	c.Close()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if !strings.Contains(fx.logs.String(), "end=rebalanced") {
+			return fmt.Errorf("no end=rebalanced in:\n%s", fx.logs)
+		}
+		return nil
+	})
+}

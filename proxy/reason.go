@@ -29,6 +29,7 @@ const (
 	EndBadHandshake                   // refused: a handshake frame did not decode (AMQP mode)
 	EndHeartbeatTimeout               // nothing moved either way for 3 heartbeats (idle_timeout = "heartbeat")
 	EndClosedByAdmin                  // POST /api/v1/sessions/{id}/close ended it
+	EndRebalanced                     // rebalancing asked its broker to close it (Frontend.EndAs)
 	numReasons
 )
 
@@ -51,6 +52,7 @@ var reasonNames = [numReasons]struct{ end, refused string }{
 	EndBadHandshake:     {"bad_handshake", "bad_handshake"},
 	EndHeartbeatTimeout: {"heartbeat_timeout", ""},
 	EndClosedByAdmin:    {"closed_by_admin", ""},
+	EndRebalanced:       {"rebalanced", ""},
 }
 
 // String returns the reason as the access log writes it (end=...).
