@@ -5,7 +5,7 @@ GO      ?= go
 BROKERS ?=
 CLUSTER := $(GO) run ./internal/testenv/cmd/rabbitcluster
 
-.PHONY: all build run test test-unit deps vet lint cluster-up cluster-down bench gobench bench-e2e clean
+.PHONY: all build run test test-unit deps vet lint bench-compare cluster-up cluster-down bench gobench bench-e2e clean
 
 all: build
 
@@ -39,6 +39,11 @@ lint:
 ## bench: the amqplb-bench suite, amqplb and HAProxy side by side, into bench/results/<date>.md.
 bench:
 	./scripts/bench.sh
+
+## bench-compare: two builds of amqplb (BEFORE=<git rev> and the working tree) side by side with
+## the broker itself in one run: pubsub 128 B and storm, into bench/results/<date>-compare.md.
+bench-compare:
+	BEFORE="$(BEFORE)" ./scripts/bench-compare.sh
 
 ## gobench: Go benchmarks (figures, not assertions): balancer picks, proxy throughput and idle cost.
 gobench:
