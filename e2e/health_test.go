@@ -224,10 +224,10 @@ func TestSIGKILLUnderConnectPublishLoop(t *testing.T) {
 		return nil
 	})
 	killed := time.Now()
-	killedAt.Store(killed.UnixNano())
 	if err := victim.Kill(); err != nil {
 		t.Fatal(err)
 	}
+	killedAt.Store(time.Now().UnixNano())
 	_, down := l.waitState(t, victim.Name, "down", 10*time.Second)
 	took := time.Since(killed)
 	// The loop goes on while the node is down: until the victim has been checked twice more (the
