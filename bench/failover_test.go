@@ -28,20 +28,21 @@ import (
 // serves what the failover loop needs: channel.open, confirm.select, basic.publish (acked when
 // its content has arrived), channel.close and connection.close.
 type publishBroker struct {
-	t      testing.TB
-	addr   string
-	frozen atomic.Bool
-	acked  atomic.Int64
+	t     testing.TB
+	addr  string
+	acked atomic.Int64
 
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[net.Conn]struct{}
+	thawed chan struct{} // closed unless frozen: writes wait on it
+	wg     sync.WaitGroup
 }
 
 func startPublishBroker(t testing.TB) *publishBroker {
 	t.Helper()
-	b := &publishBroker{t: t, addr: testenv.FreeAddr(t)} // restarted on the same port
+	b := &publishBroker{t: t, addr: testenv.FreeAddr(t), thawed: make(chan struct{})} // restarted on the same port
+	close(b.thawed)
 	if err := b.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -94,14 +95,36 @@ func (b *publishBroker) stop() {
 	}
 	b.ln, b.conns = nil, nil
 	b.mu.Unlock()
-	b.frozen.Store(false)
+	b.thaw()
 	b.wg.Wait()
 }
 
-func (b *publishBroker) write(c net.Conn, ch uint16, m amqpwire.Method) error {
-	for b.frozen.Load() {
-		time.Sleep(5 * time.Millisecond)
+// freeze makes the broker stop answering: its writes wait until thaw.
+func (b *publishBroker) freeze() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case <-b.thawed:
+		b.thawed = make(chan struct{})
+	default: // frozen already
 	}
+}
+
+func (b *publishBroker) thaw() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case <-b.thawed: // thawed already
+	default:
+		close(b.thawed)
+	}
+}
+
+func (b *publishBroker) write(c net.Conn, ch uint16, m amqpwire.Method) error {
+	b.mu.Lock()
+	thawed := b.thawed
+	b.mu.Unlock()
+	<-thawed
 	return amqpwire.WriteMethod(c, ch, m)
 }
 
@@ -238,8 +261,8 @@ func TestFailoverFrozenBroker(t *testing.T) {
 	f := &Failover{
 		Duration: 3 * time.Second, FaultAt: time.Second, RecoverAt: 2 * time.Second,
 		Workers: 3, Confirm: true, AttemptTimeout: 300 * time.Millisecond,
-		FaultFunc:   func(context.Context) error { b.frozen.Store(true); return nil },
-		RecoverFunc: func(context.Context) error { b.frozen.Store(false); return nil },
+		FaultFunc:   func(context.Context) error { b.freeze(); return nil },
+		RecoverFunc: func(context.Context) error { b.thaw(); return nil },
 	}
 	figs, err := f.Run(context.Background(), Target{Name: "frozen", Addr: b.addr}, io.Discard)
 	if err != nil {

@@ -39,7 +39,15 @@ func BenchmarkFrozenBroker(b *testing.B) {
 		for _, n := range c.Nodes {
 			l.waitState(b, n.Name, "up", 15*time.Second)
 		}
-		time.Sleep(5 * time.Second) // HAProxy's servers are up after rise (2) checks
+		// HAProxy's servers are up after rise (2) checks.
+		testenv.EventuallyEvery(b, 15*time.Second, 100*time.Millisecond, func() error {
+			for _, n := range c.Nodes {
+				if st := hp.status(b, n.Name); st != "UP" {
+					return fmt.Errorf("haproxy says %s is %q", n.Name, st)
+				}
+			}
+			return nil
+		})
 		if err := victim.Pause(); err != nil {
 			b.Fatal(err)
 		}
@@ -77,7 +85,7 @@ func BenchmarkFrozenBroker(b *testing.B) {
 			if results["haproxy"].ejectedAt < 0 && hp.status(b, victim.Name) != "UP" {
 				results["haproxy"].ejectedAt = time.Since(t0)
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond) // sampling period of the 15 s watch, not a wait
 		}
 		wg.Wait()
 		if err := victim.Resume(); err != nil {
@@ -138,15 +146,16 @@ listen rabbitmq
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if conn, err := net.Dial("unix", h.socket); err == nil {
+	if err := testenv.Poll(5*time.Second, func() error {
+		conn, err := net.Dial("unix", h.socket)
+		if err == nil {
 			conn.Close()
-			return h
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("haproxy did not start:\n%s", out.String())
-		}
+		return err
+	}); err != nil {
+		b.Fatalf("haproxy did not start: %v\n%s", err, out.String())
 	}
+	return h
 }
 
 // status returns HAProxy's status of a server ("UP", "DOWN", "UP 1/3", ...).

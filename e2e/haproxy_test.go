@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -60,18 +61,17 @@ func (l *lb) start(t testing.TB, flags ...string) *lb {
 			t.Logf("amqplb output:\n%s", l.log.String())
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(l.log.String(), "amqplb started") {
-		select {
-		case err := <-l.done:
-			t.Fatalf("amqplb exited before serving: %v\n%s", err, l.log.String())
-		default:
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if log := l.log.String(); !strings.Contains(log, "amqplb started") {
+			select {
+			case err := <-l.done:
+				t.Fatalf("amqplb exited before serving: %v\n%s", err, l.log.String())
+			default:
+			}
+			return fmt.Errorf("amqplb did not start:\n%s", log)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("amqplb did not start:\n%s", l.log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	return l
 }
 
@@ -287,8 +287,7 @@ func needsSpecialBrokers(text string) bool {
 // waitUp waits until at least n servers of amqplb's backends are up.
 func waitUp(t testing.TB, l *lb, n int) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testenv.Eventually(t, 15*time.Second, func() error {
 		up := 0
 		all := l.backendServers(t)
 		for _, b := range all {
@@ -298,14 +297,11 @@ func waitUp(t testing.TB, l *lb, n int) {
 				}
 			}
 		}
-		if up >= n {
-			return
+		if up < n {
+			return fmt.Errorf("%d servers up, want %d: %+v", up, n, all)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d servers up, want %d: %+v", up, n, all)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // proxyNode boots a one-node RabbitMQ with proxy_protocol = true and a TLS listener, for the
@@ -353,9 +349,8 @@ func clientPort(t testing.TB, conn *amqp.Connection) int {
 // returns it.
 func waitPeer(t testing.TB, n *testenv.Node, port int) testenv.Connection {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	var seen []testenv.Connection
-	for time.Now().Before(deadline) {
+	var found testenv.Connection
+	testenv.EventuallyEvery(t, 20*time.Second, brokerPoll, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		cs, err := n.Connections(ctx)
 		cancel()
@@ -364,14 +359,13 @@ func waitPeer(t testing.TB, n *testenv.Node, port int) testenv.Connection {
 		}
 		for _, c := range cs {
 			if c.PeerPort == port && c.PeerHost == "127.0.0.1" {
-				return c
+				found = c
+				return nil
 			}
 		}
-		seen = cs
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("the broker never listed a connection from 127.0.0.1:%d; it lists %+v", port, seen)
-	return testenv.Connection{}
+		return fmt.Errorf("the broker never listed a connection from 127.0.0.1:%d; it lists %+v", port, cs)
+	})
+	return found
 }
 
 // TestSendProxyShowsTheClientToRabbitMQ: a node with proxy_protocol = true sees, in its
@@ -478,13 +472,12 @@ backend rmq
 		t.Errorf("a malformed PROXY header got %d bytes, err %v; want the connection closed", k, err)
 	}
 	raw.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for metric(t, b.scrape(t), "amqplb_frontend_refused_total", map[string]string{"frontend": "from-edge", "reason": "bad_proxy"}) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("amqplb_frontend_refused_total{reason=\"bad_proxy\"} did not count the malformed header")
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if metric(t, b.scrape(t), "amqplb_frontend_refused_total", map[string]string{"frontend": "from-edge", "reason": "bad_proxy"}) != 1 {
+			return errors.New("amqplb_frontend_refused_total{reason=\"bad_proxy\"} did not count the malformed header")
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestSyslogGetsTheAccessLog: global log ADDR local0 info sends the access log to a syslog
@@ -645,13 +638,12 @@ backend rabbitmq
 		conn.Close()
 		t.Fatal("a client outside the ACL connected")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for metric(t, l.scrape(t), "amqplb_frontend_refused_total", map[string]string{"frontend": "office-only", "reason": "denied"}) < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the refused client was not counted as denied")
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if metric(t, l.scrape(t), "amqplb_frontend_refused_total", map[string]string{"frontend": "office-only", "reason": "denied"}) < 1 {
+			return errors.New("the refused client was not counted as denied")
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestStatsListenServesStatusAndMetrics: an HAProxy stats section with auth serves amqplb's

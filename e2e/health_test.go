@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -72,17 +73,16 @@ func (l *lb) backendServers(t testing.TB) map[string]map[string]apiServer {
 func (l *lb) waitState(t testing.TB, server, state string, within time.Duration) (time.Duration, apiServer) {
 	t.Helper()
 	t0 := time.Now()
-	for {
-		s := l.servers(t)[server]
+	var s apiServer
+	testenv.Eventually(t, within, func() error {
+		s = l.servers(t)[server]
 		// "up" before the first check only means "not checked yet": wait for a passing check.
-		if s.State == state && (state != "up" || s.Check.Status == "ok") {
-			return time.Since(t0), s
+		if s.State != state || (state == "up" && s.Check.Status != "ok") {
+			return fmt.Errorf("server %s is %q (check: %+v), want %q", server, s.State, s.Check, state)
 		}
-		if time.Since(t0) > within {
-			t.Fatalf("server %s is %q (check: %+v) after %v, want %q", server, s.State, s.Check, within, state)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+		return nil
+	})
+	return time.Since(t0), s
 }
 
 // waitEligible polls the admin API until server is up and not suspect: a server that failed a
@@ -141,11 +141,12 @@ func TestSIGSTOPEjectsAHungBroker(t *testing.T) {
 	// After its first check a server's next one is jittered over the interval; pause after
 	// the second, when checks run every interval.
 	_, first := l.waitState(t, victim.Name, "up", 10*time.Second)
-	for deadline := time.Now().Add(5 * time.Second); l.servers(t)[victim.Name].Check.At == first.Check.At; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no second check within 5s")
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if l.servers(t)[victim.Name].Check.At == first.Check.At {
+			return errors.New("no second check")
 		}
-	}
+		return nil
+	})
 	if err := victim.Pause(); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +190,7 @@ func TestSIGKILLUnderConnectPublishLoop(t *testing.T) {
 		l.waitState(t, n.Name, "up", 10*time.Second)
 	}
 	var killedAt atomic.Int64 // unix nanos once the kill has returned
-	var ok, failed atomic.Int64
+	var ok, failed, runs atomic.Int64
 	var firstErr atomic.Value
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -212,17 +213,35 @@ func TestSIGKILLUnderConnectPublishLoop(t *testing.T) {
 					ok.Add(1)
 				}
 			}
+			runs.Add(1)
 		}
 	})
-	time.Sleep(time.Second)
+	// The loop is under way (round robin has sent some of it to the victim) before the kill.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if n := runs.Load(); n < 10 {
+			return fmt.Errorf("the loop made %d connects, want 10 before the kill", n)
+		}
+		return nil
+	})
 	killed := time.Now()
-	killedAt.Store(killed.UnixNano())
 	if err := victim.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	l.waitState(t, victim.Name, "down", 10*time.Second)
+	killedAt.Store(time.Now().UnixNano())
+	_, down := l.waitState(t, victim.Name, "down", 10*time.Second)
 	took := time.Since(killed)
-	time.Sleep(2 * time.Second)
+	// The loop goes on while the node is down: until the victim has been checked twice more (the
+	// second at down_interval) and 10 more connects have been made.
+	atDown, checks, lastAt := runs.Load(), 0, down.Check.At
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if at := l.servers(t)[victim.Name].Check.At; at != lastAt {
+			checks, lastAt = checks+1, at
+		}
+		if n := runs.Load() - atDown; checks < 2 || n < 10 {
+			return fmt.Errorf("%d checks of %s and %d connects since it was marked down, want 2 and 10", checks, victim.Name, n)
+		}
+		return nil
+	})
 	close(stop)
 	wg.Wait()
 	if n := failed.Load(); n != 0 {
@@ -277,18 +296,24 @@ func TestOnMarkedDown(t *testing.T) {
 				t.Fatal(err)
 			}
 			l.waitState(t, victim.Name, "down", 10*time.Second)
-			select {
-			case <-closed:
-				if !tc.wantClose {
-					t.Error("the session was closed although on_marked_down = keep")
-				}
-			case <-time.After(2 * time.Second):
-				if tc.wantClose {
+			if tc.wantClose {
+				select {
+				case <-closed:
+				case <-time.After(2 * time.Second):
 					t.Error("the session on the down server is still open")
 				}
 			}
 			if err := victim.Resume(); err != nil {
 				t.Fatal(err)
+			}
+			if !tc.wantClose {
+				// Kept: once the broker answers again, the session works (a closed one would not).
+				ch, err := conn.Channel()
+				if err != nil {
+					t.Errorf("the session was closed although on_marked_down = keep: %v", err)
+				} else {
+					ch.Close()
+				}
 			}
 		})
 	}
@@ -314,17 +339,25 @@ func TestManagementAlarmIsShownButDoesNotEject(t *testing.T) {
 			t.Errorf("restoring the watermark: %v", err)
 		}
 	}()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if s = l.servers(t)[node.Name]; !strings.Contains(s.Check.Reason, "alarm: memory") {
+			return fmt.Errorf("the memory alarm never showed in the check reason: %+v", s.Check)
+		}
+		return nil
+	})
+	// Let the checks act on it: fall (2) more checks that see the alarm would have taken the
+	// node down if an alarm failed a check. It must stay up.
+	checks, lastAt := 0, s.Check.At
+	testenv.Eventually(t, 20*time.Second, func() error {
 		s = l.servers(t)[node.Name]
-		if strings.Contains(s.Check.Reason, "alarm: memory") {
-			break
+		if s.Check.At != lastAt {
+			checks, lastAt = checks+1, s.Check.At
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the memory alarm never showed in the check reason: %+v", s.Check)
+		if checks < 2 && s.State == "up" {
+			return fmt.Errorf("%d checks since the alarm showed, want 2", checks)
 		}
-	}
-	// Give the checks time to act on it (fall = 2 at fast_interval): the node must stay up.
-	time.Sleep(2500 * time.Millisecond)
+		return nil
+	})
 	if s = l.servers(t)[node.Name]; s.State != "up" || !strings.Contains(s.Check.Reason, "alarm: memory") {
 		t.Errorf("with an alarm and eject_on_alarm off: state %s, check %+v; want up, alarm shown", s.State, s.Check)
 	}

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -72,11 +74,14 @@ func TestNoLeakAfter1000RealConnections(t *testing.T) {
 		}
 	}
 	connectOnce()
+	// settle waits for the sessions to end; what is left of them is the assertion below.
 	settle := func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for f.Stats().Active != 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
+		_ = testenv.Poll(10*time.Second, func() error {
+			if n := f.Stats().Active; n != 0 {
+				return fmt.Errorf("%d sessions active", n)
+			}
+			return nil
+		})
 	}
 	settle()
 	fdBase, gBase := openFDs(t), runtime.NumGoroutine()
@@ -85,12 +90,13 @@ func TestNoLeakAfter1000RealConnections(t *testing.T) {
 	}
 	settle()
 	var fds, gs int
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	_ = testenv.Poll(10*time.Second, func() error {
 		runtime.GC() // closes pipes left in the runtime's splice pool
-		if fds, gs = openFDs(t), runtime.NumGoroutine(); fds <= fdBase && gs <= gBase {
-			break
+		if fds, gs = openFDs(t), runtime.NumGoroutine(); fds > fdBase || gs > gBase {
+			return errors.New("above the baseline")
 		}
-	}
+		return nil
+	})
 	if fds > fdBase || gs > gBase {
 		t.Errorf("after 1000 connections: fds %d (baseline %d), goroutines %d (baseline %d); fds: %s",
 			fds, fdBase, gs, gBase, describeFDs())
@@ -177,8 +183,7 @@ func TestThousandChecksLeaveNothingBehind(t *testing.T) {
 	for range 1000 {
 		check()
 	}
-	var fds, gs, brokerConns int
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	if err := testenv.PollEvery(15*time.Second, brokerPoll, func() error {
 		runtime.GC()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		n, err := node.ConnectionCount(ctx)
@@ -186,11 +191,12 @@ func TestThousandChecksLeaveNothingBehind(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fds, gs, brokerConns = openFDs(t), runtime.NumGoroutine(), n
-		if fds <= fdBase && gs <= gBase && brokerConns == 0 {
-			return
+		if fds, gs := openFDs(t), runtime.NumGoroutine(); fds > fdBase || gs > gBase || n != 0 {
+			return fmt.Errorf("after 1000 checks: fds %d (baseline %d), goroutines %d (baseline %d), broker connections %d",
+				fds, fdBase, gs, gBase, n)
 		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
-	t.Errorf("after 1000 checks: fds %d (baseline %d), goroutines %d (baseline %d), broker connections %d",
-		fds, fdBase, gs, gBase, brokerConns)
 }

@@ -169,19 +169,19 @@ func brokerCounts(t testing.TB, c *testenv.Cluster) map[string]int {
 	return out
 }
 
+// brokerPoll is how often a test asks the brokers again: each ask is an HTTP request to every
+// node, which a busy machine's RabbitMQ answers in tens of milliseconds.
+const brokerPoll = 100 * time.Millisecond
+
 // waitCounts waits until the brokers report want (the management API lags by up to ~1 s).
 func waitCounts(t testing.TB, c *testenv.Cluster, want map[string]int) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	var got map[string]int
-	for time.Now().Before(deadline) {
-		got = brokerCounts(t, c)
-		if fmt.Sprint(got) == fmt.Sprint(want) {
-			return
+	testenv.EventuallyEvery(t, 15*time.Second, brokerPoll, func() error {
+		if got := brokerCounts(t, c); fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("brokers report connections %v, want %v", got, want)
 		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("brokers report connections %v, want %v", got, want)
+		return nil
+	})
 }
 
 func zeroCounts(c *testenv.Cluster) map[string]int {
@@ -223,10 +223,7 @@ func mgmt(t testing.TB, n *testenv.Node, method, path string, out any) {
 func closeBrokerConnections(t testing.TB, n *testenv.Node, want int) {
 	t.Helper()
 	var names []string
-	for deadline := time.Now().Add(15 * time.Second); len(names) < want; time.Sleep(250 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s lists %d client connections, want %d", n.Name, len(names), want)
-		}
+	testenv.EventuallyEvery(t, 15*time.Second, brokerPoll, func() error {
 		var conns []struct{ Name, Node string }
 		mgmt(t, n, http.MethodGet, "/api/connections?columns=name,node", &conns)
 		names = names[:0]
@@ -235,7 +232,11 @@ func closeBrokerConnections(t testing.TB, n *testenv.Node, want int) {
 				names = append(names, c.Name)
 			}
 		}
-	}
+		if len(names) < want {
+			return fmt.Errorf("%s lists %d client connections, want %d", n.Name, len(names), want)
+		}
+		return nil
+	})
 	for _, name := range names {
 		mgmt(t, n, http.MethodDelete, "/api/connections/"+url.PathEscape(name), nil)
 	}

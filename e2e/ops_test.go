@@ -82,10 +82,13 @@ func TestMetricsFollowRealTraffic(t *testing.T) {
 		conn.Close()
 	}
 	rmq1 := map[string]string{"backend": "rabbitmq", "server": first}
-	deadline := time.Now().Add(5 * time.Second)
-	for metric(t, l.scrape(t), "amqplb_server_active_connections", rmq1) != 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	// The sessions end after their clients close; the totals below are the assertion.
+	_ = testenv.Poll(5*time.Second, func() error {
+		if n := metric(t, l.scrape(t), "amqplb_server_active_connections", rmq1); n != 0 {
+			return fmt.Errorf("%v active connections", n)
+		}
+		return nil
+	})
 	fams := l.scrape(t)
 	if got := metric(t, fams, "amqplb_server_connections_total", rmq1); got != 10 {
 		t.Errorf("connections_total{server=%s} = %v, want 10", first, got)
@@ -123,17 +126,12 @@ func TestMetricsFollowRealTraffic(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline = time.Now().Add(5 * time.Second)
-	for {
-		after := metric(t, l.scrape(t), "amqplb_server_bytes_total", toServer)
-		if after-before >= 2<<20 {
-			break
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if after := metric(t, l.scrape(t), "amqplb_server_bytes_total", toServer); after-before < 2<<20 {
+			return fmt.Errorf("bytes_total{to_server} grew by %v on an open connection, want >= 2 MiB", after-before)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bytes_total{to_server} grew by %v on an open connection, want >= 2 MiB", after-before)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func postJSON(t testing.TB, url, token, body string) int {
@@ -236,11 +234,12 @@ func TestDrainSendsNewConnectionsElsewhere(t *testing.T) {
 	l.dial(t)
 	waitCounts(t, c, map[string]int{first: 0, second: 4, c.Nodes[2].Name: 0})
 	drained := regexp.MustCompile(`server=` + first + ` .*end=drained`)
-	for deadline := time.Now().Add(5 * time.Second); !drained.MatchString(l.log.String()); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no access-log line for %s with end=drained:\n%s", first, l.log.String())
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if log := l.log.String(); !drained.MatchString(log) {
+			return fmt.Errorf("no access-log line for %s with end=drained:\n%s", first, log)
 		}
-	}
+		return nil
+	})
 	if code := postJSON(t, url, "s3cret", `{"state":"ready"}`); code != http.StatusOK {
 		t.Fatalf("ready: %d", code)
 	}
@@ -286,6 +285,18 @@ func TestReloadDropsNothing(t *testing.T) {
 			conn.Close()
 		}
 	})
+	// moreConnects waits until the loop has made n more connects: clients keep coming under each
+	// configuration.
+	moreConnects := func(n int64) {
+		t.Helper()
+		from := connects.Load()
+		testenv.Eventually(t, time.Minute, func() error {
+			if got := connects.Load() - from; got < n {
+				return fmt.Errorf("%d connects, want %d", got, n)
+			}
+			return nil
+		})
+	}
 	three := base
 	three.servers = nodesAsServers(c)
 	heavier := three
@@ -312,12 +323,12 @@ func TestReloadDropsNothing(t *testing.T) {
 		}
 		waitLog(t, l, before+1, st.log)
 		t.Logf("reload %d (%s) done", i+1, st.what)
-		time.Sleep(500 * time.Millisecond)
+		moreConnects(20)
 	}
 	if w := l.servers(t)[c.Nodes[0].Name].Weight; w != 5 {
 		t.Errorf("weight after reload = %d, want 5", w)
 	}
-	time.Sleep(time.Second)
+	moreConnects(50)
 	close(stop)
 	wg.Wait()
 	if n := failures.Load(); n != 0 {

@@ -151,17 +151,15 @@ func TestBackupOnlyWhileEveryActiveServerIsDown(t *testing.T) {
 		l.dial(t)
 	}
 	backup := c.Nodes[2]
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+	testenv.EventuallyEvery(t, 15*time.Second, brokerPoll, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		n, err := backup.ConnectionCount(ctx)
 		cancel()
-		if err == nil && n == 3 {
-			break
+		if err != nil || n != 3 {
+			return fmt.Errorf("backup %s holds %d connections (%v), want 3", backup.Name, n, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("backup %s holds %d connections (%v), want 3", backup.Name, n, err)
-		}
-	}
+		return nil
+	})
 	for _, n := range c.Nodes[:2] {
 		if err := n.StartApp(ctx); err != nil {
 			t.Fatal(err)
@@ -208,7 +206,7 @@ func TestStopAppUnderSequentialConnects(t *testing.T) {
 				firstErr = fmt.Errorf("connect %d: %w", i, err)
 			}
 		}
-		time.Sleep(10 * time.Millisecond) // spread the 200 connects over the stop
+		time.Sleep(10 * time.Millisecond) // workload: spread the 200 connects over the stop
 	}
 	if err := <-stopped; err != nil {
 		t.Fatal(err)
@@ -273,20 +271,18 @@ func TestMaxConnectionsRefusesAndKeepsOthersWorking(t *testing.T) {
 // waitLog waits until amqplb's log has at least n lines containing s and returns the first.
 func waitLog(t testing.TB, l *lb, n int, s string) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var hits []string
+	var hits []string
+	testenv.Eventually(t, 10*time.Second, func() error {
+		hits = hits[:0]
 		for _, line := range strings.Split(l.log.String(), "\n") {
 			if strings.Contains(line, s) {
 				hits = append(hits, line)
 			}
 		}
-		if len(hits) >= n {
-			return hits[0]
+		if len(hits) < n {
+			return fmt.Errorf("amqplb logged %d lines with %q, want %d", len(hits), s, n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("amqplb logged %d lines with %q, want %d", len(hits), s, n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return hits[0]
 }

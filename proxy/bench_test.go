@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -112,11 +113,21 @@ func BenchmarkIdleConnection(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
-		for range 5 {
+		// Settle: collect until the open fds stay the same three asks running (pipes the splice
+		// pool lets go are closed by cleanups, which run after a GC).
+		last, same := -1, 0
+		_ = testenv.PollEvery(5*time.Second, 10*time.Millisecond, func() error {
 			runtime.GC()
-			time.Sleep(10 * time.Millisecond)
-		}
+			if n, _ := countFDs(b); n == last {
+				same++
+			} else {
+				last, same = n, 0
+			}
+			if same < 2 {
+				return errors.New("fds still changing")
+			}
+			return nil
+		})
 		fdAfter, pipesAfter := countFDs(b)
 		runtime.ReadMemStats(&ms1)
 		c := cost{
@@ -130,11 +141,12 @@ func BenchmarkIdleConnection(b *testing.B) {
 		stop()
 		fb.Close()
 		// Let every socket of this round close before the next one measures.
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			if n, _ := countFDs(b); n <= fdBefore {
-				break
+		_ = testenv.PollEvery(10*time.Second, 10*time.Millisecond, func() error {
+			if n, _ := countFDs(b); n > fdBefore {
+				return fmt.Errorf("%d fds open, %d before the round", n, fdBefore)
 			}
-		}
+			return nil
+		})
 		return c
 	}
 	for b.Loop() {
@@ -227,13 +239,14 @@ listen bench
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
+	if err := testenv.PollEvery(5*time.Second, 10*time.Millisecond, func() error {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
 			c.Close()
-			return addr
 		}
-		if time.Now().After(deadline) {
-			b.Fatal("haproxy did not start listening")
-		}
+		return err
+	}); err != nil {
+		b.Fatalf("haproxy did not start listening: %v", err)
 	}
+	return addr
 }

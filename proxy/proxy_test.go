@@ -603,7 +603,7 @@ func TestIdleTimeout(t *testing.T) {
 	// Keep one session busy past several idle periods; it must survive.
 	for time.Since(t0) < 2500*time.Millisecond {
 		echoes(t, busy, "tick")
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // workload: the busy client's pace, not a wait
 	}
 	expectClosed(t, idle)
 	echoes(t, busy, "still here")
@@ -729,15 +729,15 @@ func TestIdleSessionsHoldNoPipes(t *testing.T) {
 		echoes(t, c, big)
 		conns = append(conns, c)
 	}
-	// Pipes returned to the runtime's splice pool are closed by finalizers after a few GCs.
+	// Pipes returned to the runtime's splice pool are closed by cleanups after a few GCs.
 	var pipesAfter int
-	for range 50 {
+	_ = testenv.PollEvery(500*time.Millisecond, 10*time.Millisecond, func() error {
 		runtime.GC()
-		if _, pipesAfter = countFDs(t); pipesAfter-pipesBefore <= 4 {
-			break
+		if _, pipesAfter = countFDs(t); pipesAfter-pipesBefore > 4 {
+			return errors.New("pipes still open")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if extra := pipesAfter - pipesBefore; extra > 4 {
 		t.Errorf("50 idle sessions hold %d pipe fds; an idle session must hold none", extra)
 	}
@@ -780,15 +780,15 @@ func TestNoLeaksAfter1000Sessions(t *testing.T) {
 	}
 }
 
+// waitFor waits until cond holds, asking every 10 ms (it asks this process, which is cheap).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testenv.EventuallyEvery(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if !cond() {
+			return fmt.Errorf("timed out waiting for %s", what)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestUpdateChangesNewSessionsOnly(t *testing.T) {

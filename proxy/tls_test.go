@@ -237,7 +237,7 @@ func TestTLSIdleTimeout(t *testing.T) {
 	}
 	for t0 := time.Now(); time.Since(t0) < 1500*time.Millisecond; { // busy past the idle period
 		echoes(t, c, "tick")
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // workload: the busy client's pace, not a wait
 	}
 	expectClosed(t, c)
 	waitFor(t, "session end", func() bool { return fx.f.Stats().Active == 0 })

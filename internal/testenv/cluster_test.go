@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"slices"
@@ -70,18 +71,15 @@ func TestEachNodeServesAMQP(t *testing.T) {
 func waitCount(t *testing.T, n *testenv.Node, want int) time.Duration {
 	t.Helper()
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var got int
-	var err error
-	for ctx.Err() == nil {
-		if got, err = n.ConnectionCount(ctx); err == nil && got == want {
-			return time.Since(start)
+	testenv.EventuallyEvery(t, 5*time.Second, 50*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if got, err := n.ConnectionCount(ctx); err != nil || got != want {
+			return fmt.Errorf("%s: ConnectionCount = %d, %v; want %d", n.Name, got, err, want)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: ConnectionCount = %d, %v after 5s; want %d", n.Name, got, err, want)
-	return 0
+		return nil
+	})
+	return time.Since(start)
 }
 
 func TestConnectionCount(t *testing.T) {
