@@ -2,8 +2,8 @@
 // really serves AMQP (a full handshake, a probe of the first reply, a TCP connect, or a
 // tcp-check send/expect script as HAProxy's), optionally with the node's alarms from its
 // management API, and a node's maintenance mode (rabbitmq-upgrade drain) as the other nodes'
-// management APIs tell it (KindMaintenance: the server drains, its health stays); the Result they give, with the broker's own reply code, a failure kind and a
-// short human reason; the rise/fall rules that turn results into state changes; the Monitor
+// management APIs tell it (KindMaintenance: the server drains, its health stays); the Result
+// they give, with the broker's own reply code, a failure kind and a short human reason; the rise/fall rules that turn results into state changes; the Monitor
 // that schedules the checks of a backend's servers, takes in passive failures
 // (Monitor.Suspect) and changes the servers' health; and what the checks know of each server
 // (Statuses): its last check, its failures by kind (the Fail constants) and the histogram of
