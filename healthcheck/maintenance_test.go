@@ -303,3 +303,21 @@ func TestMonitorMaintenanceFromTheStart(t *testing.T) {
 		}
 	}
 }
+
+// TestMonitorEndsMaintenanceWithoutManagement: a reload that drops the management API (or
+// turns checks off) must not leave a server drained with nothing to end it.
+func TestMonitorEndsMaintenanceWithoutManagement(t *testing.T) {
+	b := testenv.StartFakeBroker(t, healthy())
+	checked := newServer("checked", b.Addr())
+	dead := newServer("dead", testenv.FreeAddr(t))
+	unchecked := newServer("unchecked", b.Addr())
+	for _, s := range []*backend.Server{checked, dead, unchecked} {
+		s.SetMaintenance(true)
+	}
+	startMonitor(t, MonitorOptions{Servers: []*backend.Server{checked, dead}, Checker: &AMQPChecker{},
+		Policy: Policy{Interval: 20 * time.Millisecond}, Logger: slog.New(&logRecorder{})})
+	startMonitor(t, MonitorOptions{Servers: []*backend.Server{unchecked}, Logger: slog.New(&logRecorder{})})
+	testenv.Eventually(t, 3*time.Second, holds("maintenance ended", func() bool {
+		return checked.State() == backend.StateUp && dead.State() == backend.StateDown && unchecked.State() == backend.StateUp
+	}))
+}

@@ -186,6 +186,8 @@ func (m *Monitor) Start() {
 					l.h = Health{Up: true}
 					m.transition(l, CheckResult{OK: true, Reason: "health checks off", At: time.Now()}, "checks off")
 				}
+				// A reload that turned checks off leaves nothing to end a maintenance seen before.
+				m.endMaintenance(l, CheckResult{OK: true, Reason: "health checks off", At: time.Now()})
 				l.mu.Unlock()
 			}
 		case m.anyPassed.Load():
