@@ -46,7 +46,7 @@ type ServerJSON struct {
 	Name string `json:"name"`
 	// Address is the configured host:port.
 	Address string `json:"address"`
-	// State is up, down, drain or maint.
+	// State is up, down, drain or maint (drain also while the broker is in maintenance mode).
 	State string `json:"state"`
 	// Check is the last health check.
 	Check CheckJSON `json:"check"`
@@ -64,6 +64,9 @@ type ServerJSON struct {
 	Healthy bool `json:"healthy"`
 	// Admin is the operator's state: ready, drain or maint.
 	Admin string `json:"admin"`
+	// Maintenance reports that the checks found the broker in maintenance mode (rabbitmq-upgrade
+	// drain): the server is drain until they find it serving again, whatever the operator's ready.
+	Maintenance bool `json:"maintenance"`
 	// EffectiveWeight is the weight in use now (lower than Weight during slow start).
 	EffectiveWeight int `json:"effective_weight"`
 	// MaxConnections is the server's session cap; 0 means none.
@@ -130,6 +133,7 @@ func serverJSON(s *backend.Server, st healthcheck.Status) ServerJSON {
 		Suspect:           s.Suspect(),
 		Healthy:           s.Healthy(),
 		Admin:             s.Admin().String(),
+		Maintenance:       s.Maintenance(),
 		EffectiveWeight:   s.EffectiveWeight(),
 		MaxConnections:    s.MaxConnections(),
 		BytesToServer:     s.BytesToServer(),

@@ -53,7 +53,7 @@ func TestGetBackendsShape(t *testing.T) {
 	}
 	// Contract fields (ARCHITECTURE.md) and the extensions, exactly.
 	wantServer := []string{"active_connections", "address", "admin", "backup", "bytes_to_client", "bytes_to_server",
-		"check", "connect_errors", "effective_weight", "healthy", "max_connections", "name", "state", "suspect",
+		"check", "connect_errors", "effective_weight", "healthy", "maintenance", "max_connections", "name", "state", "suspect",
 		"total_connections", "weight"}
 	for _, s := range servers {
 		if got := keys(s.(map[string]any)); !slices.Equal(got, wantServer) {

@@ -33,7 +33,8 @@ const (
 	StateUp State = iota
 	// StateDown: the server failed its checks; no new connections.
 	StateDown
-	// StateDrain: set by an operator; no new connections, existing ones stay.
+	// StateDrain: set by an operator, or the broker is in maintenance mode (rabbitmq-upgrade
+	// drain, seen by the health checks); no new connections, existing ones stay.
 	StateDrain
 	// StateMaint: set by an operator; no new connections and no checks.
 	StateMaint
@@ -124,9 +125,12 @@ func ParseAdmin(s string) (Admin, error) {
 // Server is one broker of a backend. Every field that changes at run time is an atomic, so
 // balancers, sessions, checks and the admin API read and change it without locks.
 //
-// Its State combines two inputs: health (up or down, set by checks) and the operator's Admin
-// state (ready, drain, maint), which takes precedence. A server can also be suspect: a session
-// failed to connect to it, so it gets no new connections until a check passes again.
+// Its State combines three inputs: health (up or down, set by checks), the broker's
+// maintenance mode (set by checks that saw the node drained: it makes the server drain, whatever
+// its health) and the operator's Admin state (ready, drain, maint), which takes precedence over
+// both. An operator's ready does not end the broker's maintenance: only the checks do. A server
+// can also be suspect: a session failed to connect to it, so it gets no new connections until a
+// check passes again.
 type Server struct {
 	name    string
 	address string
@@ -137,6 +141,7 @@ type Server struct {
 
 	weight  atomic.Int32
 	down    atomic.Bool // health: true once checks took it down
+	inMaint atomic.Bool // the broker is in maintenance mode, as the checks saw
 	admin   atomic.Int32
 	suspect atomic.Bool
 	upSince atomic.Int64 // unix nanos of the last transition to up; 0 = up since start (no ramp)
@@ -247,12 +252,16 @@ func (s *Server) EffectiveWeight() int {
 	return max(1, int(int64(w)*elapsed/slowstart))
 }
 
-// State returns the current state: maint or drain when an operator says so, else up or down.
+// State returns the current state: maint or drain when an operator says so, else drain while
+// the broker is in maintenance mode, else up or down.
 func (s *Server) State() State {
 	switch Admin(s.admin.Load()) {
 	case AdminMaint:
 		return StateMaint
 	case AdminDrain:
+		return StateDrain
+	}
+	if s.inMaint.Load() {
 		return StateDrain
 	}
 	if s.down.Load() {
@@ -290,6 +299,16 @@ func (s *Server) SetHealth(up bool) (from, to State) {
 // Healthy reports the checks' verdict, whatever the operator's state.
 func (s *Server) Healthy() bool { return !s.down.Load() }
 
+// SetMaintenance records whether the broker is in maintenance mode (rabbitmq-upgrade drain), as
+// the health checks saw it, and returns the State before and after. While it is, the server is
+// StateDrain unless the operator says maint.
+func (s *Server) SetMaintenance(on bool) (from, to State) {
+	return s.change(func() { s.inMaint.Store(on) })
+}
+
+// Maintenance reports whether the checks saw the broker in maintenance mode.
+func (s *Server) Maintenance() bool { return s.inMaint.Load() }
+
 // Admin returns the operator's state.
 func (s *Server) Admin() Admin { return Admin(s.admin.Load()) }
 
@@ -298,7 +317,8 @@ func (s *Server) SetAdmin(a Admin) (from, to State) {
 	return s.change(func() { s.admin.Store(int32(a)) })
 }
 
-// SetState forces a State: up (ready and healthy), down (unhealthy), drain or maint.
+// SetState forces a State: up (ready, healthy, not in maintenance), down (unhealthy, not in
+// maintenance), drain or maint.
 // It exists for tests and tools; the checks use SetHealth and operators SetAdmin.
 func (s *Server) SetState(st State) State {
 	from, _ := s.change(func() {
@@ -306,9 +326,11 @@ func (s *Server) SetState(st State) State {
 		case StateUp:
 			s.admin.Store(int32(AdminReady))
 			s.down.Store(false)
+			s.inMaint.Store(false)
 		case StateDown:
 			s.admin.Store(int32(AdminReady))
 			s.down.Store(true)
+			s.inMaint.Store(false)
 		case StateDrain:
 			s.admin.Store(int32(AdminDrain))
 		case StateMaint:

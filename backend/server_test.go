@@ -54,6 +54,41 @@ func TestStateCombinesHealthAndOperator(t *testing.T) {
 	}
 }
 
+func TestBrokerMaintenanceIsDrainAndOnlyTheChecksEndIt(t *testing.T) {
+	s := NewServer(ServerOptions{Name: "a", Address: "127.0.0.1:1", Weight: 1})
+	steps := []struct {
+		do   func()
+		want State
+	}{
+		{func() { s.SetMaintenance(true) }, StateDrain},
+		{func() { s.SetHealth(false) }, StateDrain}, // maintenance wins over health
+		{func() { s.SetAdmin(AdminMaint) }, StateMaint},
+		{func() { s.SetAdmin(AdminReady) }, StateDrain}, // the operator's ready does not end it
+		{func() { s.SetMaintenance(false) }, StateDown},
+		{func() { s.SetHealth(true) }, StateUp},
+		{func() { s.SetMaintenance(true) }, StateDrain},
+		{func() { s.SetState(StateUp) }, StateUp},
+	}
+	for i, st := range steps {
+		st.do()
+		if got := s.State(); got != st.want {
+			t.Fatalf("step %d: state %v, want %v", i, got, st.want)
+		}
+		if st.want == StateDrain && s.Eligible() {
+			t.Fatalf("step %d: a server in maintenance is eligible", i)
+		}
+	}
+	if s.Maintenance() {
+		t.Error("SetState(StateUp) left the maintenance flag")
+	}
+	if got := s.Transitions(StateDrain); got != 3 {
+		t.Errorf("transitions to drain = %d, want 3", got)
+	}
+	if got := s.Transitions(StateDown); got != 1 {
+		t.Errorf("transitions to down = %d, want 1 (when maintenance ended on a down verdict)", got)
+	}
+}
+
 func TestEligible(t *testing.T) {
 	s := NewServer(ServerOptions{Name: "a", Weight: 1, MaxConnections: 1})
 	if !s.Eligible() {

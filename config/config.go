@@ -445,6 +445,11 @@ type Server struct {
 	// CheckPort is the port health checks connect to instead of the one in
 	// Address (HAProxy's port); 0 means Address's. Default 0.
 	CheckPort int `toml:"check_port"`
+	// ManagementPort is the port of this server's management API, on the
+	// host of its check address, when it is not the backend's
+	// health_check.management port (nodes sharing a host, NodePorts); 0
+	// means the backend's. Used only with health_check.management. Default 0.
+	ManagementPort int `toml:"management_port,omitempty"`
 	// TLS, when set, speaks TLS to this server (AMQPS). Default nil (plain
 	// TCP).
 	TLS *ServerTLS `toml:"tls,inline"`

@@ -323,6 +323,11 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 		if s.CheckPort < 0 || s.CheckPort > 65535 {
 			v.errorf(v.line(spath+".check_port"), "%s: check_port %d out of range 0..65535", slabel, s.CheckPort)
 		}
+		if _, written := v.lines[spath+".management_port"]; (written || s.ManagementPort != 0) && (s.ManagementPort < 1 || s.ManagementPort > 65535) {
+			v.errorf(v.line(spath+".management_port"), "%s: management_port %d out of range 1..65535", slabel, s.ManagementPort)
+		} else if s.ManagementPort != 0 && b.HealthCheck.Management == nil {
+			v.warnf(v.line(spath+".management_port"), "%s: management_port has no effect without health_check.management", slabel)
+		}
 		if s.CheckTLS && s.TLS == nil {
 			v.errorf(v.line(spath+".check_tls"), "%s: check_tls needs tls (checks speak TLS with the server's tls settings)", slabel)
 		}

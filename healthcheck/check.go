@@ -1,8 +1,9 @@
 // Package healthcheck owns the active checks of brokers: checkers that ask a server whether it
 // really serves AMQP (a full handshake, a probe of the first reply, a TCP connect, or a
 // tcp-check send/expect script as HAProxy's), optionally with the node's alarms from its
-// management API; the Result they give, with the broker's own reply code, a failure kind and a
-// short human reason; the rise/fall rules that turn results into state changes; the Monitor
+// management API, and a node's maintenance mode (rabbitmq-upgrade drain) as the other nodes'
+// management APIs tell it (KindMaintenance: the server drains, its health stays); the Result
+// they give, with the broker's own reply code, a failure kind and a short human reason; the rise/fall rules that turn results into state changes; the Monitor
 // that schedules the checks of a backend's servers, takes in passive failures
 // (Monitor.Suspect) and changes the servers' health; and what the checks know of each server
 // (Statuses): its last check, its failures by kind (the Fail constants) and the histogram of
@@ -19,8 +20,8 @@
 // (the broker's version, which says whether a PROXY v2 LOCAL header is accepted) travels in
 // the Result and is kept by the Monitor, per server. Policy is the pure core of the monitor:
 // given a server's Health and a result, the next Health and when to check again. The package
-// changes a backend.Server only through its health and suspect methods (SetHealth,
-// MarkSuspect, ClearSuspect): the server knows whether it is up and eligible, never why; the
+// changes a backend.Server only through its health, maintenance and suspect methods (SetHealth,
+// SetMaintenance, MarkSuspect, ClearSuspect): the server knows whether it is up and eligible, never why; the
 // why stays here, in Statuses. It never touches sessions (it calls MonitorOptions.OnTransition
 // for that), balancing or the admin API.
 package healthcheck
@@ -58,6 +59,9 @@ type Result struct {
 	// BrokerVersion is the "version" server property of the broker's Connection.Start
 	// ("3.12.4"), when the check got that far (AMQP and amqp-probe checks), else "".
 	BrokerVersion string
+
+	// detail says, for the log, how a KindMaintenance result was found.
+	detail string
 }
 
 // Target is what a checker checks: one server.
@@ -71,6 +75,9 @@ type Target struct {
 	// SendProxy is the PROXY protocol version Dial writes first (0 for none), so a failure
 	// can say that the broker may not expect one.
 	SendProxy int
+	// ManagementPort is the server's own management API port (on Addr's host); 0 means
+	// ManagementOptions.Port.
+	ManagementPort int
 }
 
 // dial opens the check's connection to t.

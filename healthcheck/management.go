@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/amqplb/amqplb/backend"
 )
 
 // DefaultManagementPort is RabbitMQ's management API port, used when ManagementOptions.Port is 0.
@@ -34,8 +36,13 @@ const alarmsPath = "/api/health/checks/local-alarms"
 type ManagementOptions struct {
 	// Port is the management API's HTTP port; 0 means DefaultManagementPort.
 	Port int
-	// Alarms reads /api/health/checks/local-alarms. Without it nothing is asked of the
-	// management API (it is the only thing read so far).
+	// ServerPorts holds the servers whose management API listens on a port of their own
+	// (nodes sharing a host, NodePorts); the others use Port.
+	ServerPorts map[*backend.Server]int
+	// Alarms reads /api/health/checks/local-alarms. Without it the management API is asked
+	// only for maintenance mode: a server's own /api/overview (its node name) once a minute
+	// while its checks pass, and the other servers' /api/nodes after one of its checks failed
+	// (see KindMaintenance).
 	Alarms bool
 	// EjectOnAlarm fails the check (Kind FailAlarm) while the node has an alarm, so
 	// the server goes down after Policy.Fall checks.
@@ -44,12 +51,19 @@ type ManagementOptions struct {
 	Username, Password string
 }
 
-func (o *ManagementOptions) port() int {
-	if o.Port <= 0 {
-		return DefaultManagementPort
+// port returns the management API port of the target: its own, else Port, else the default.
+func (o *ManagementOptions) port(t Target) int {
+	switch {
+	case t.ManagementPort > 0:
+		return t.ManagementPort
+	case o.Port > 0:
+		return o.Port
 	}
-	return o.Port
+	return DefaultManagementPort
 }
+
+// serverPort returns s's own management API port, 0 if it has none (Port applies).
+func (o *ManagementOptions) serverPort(s *backend.Server) int { return o.ServerPorts[s] }
 
 func (o *ManagementOptions) credentials() (user, pass string) {
 	if o.Username == "" && o.Password == "" {
@@ -92,7 +106,6 @@ func (mc *managementChecker) Check(ctx context.Context, t Target) Result {
 	if !mc.opts.Alarms {
 		return mc.checker.Check(ctx, t)
 	}
-	addr := t.Addr
 	ctx, cancel := context.WithTimeout(ctx, mc.timeout)
 	defer cancel()
 	type alarmsResult struct {
@@ -101,10 +114,10 @@ func (mc *managementChecker) Check(ctx context.Context, t Target) Result {
 	}
 	done := make(chan alarmsResult, 1)
 	go func() {
-		alarms, err := mc.alarms(ctx, addr)
+		alarms, err := mc.alarms(ctx, t)
 		var partitions []string
 		if err == nil {
-			partitions = mc.partitions(ctx, addr)
+			partitions = mc.partitions(ctx, t)
 		}
 		done <- alarmsResult{alarms, partitions, err}
 	}()
@@ -141,15 +154,14 @@ type alarmsReply struct {
 	} `json:"alarms"`
 }
 
-// alarms returns the resources ("memory", "disk") in alarm on the node at addr's host, none
-// if there is no alarm, or an error saying why the API gave no answer.
-func (mc *managementChecker) alarms(ctx context.Context, addr string) ([]string, error) {
-	host, _, err := net.SplitHostPort(addr)
+// alarms returns the resources ("memory", "disk") in alarm on the node of t, none if there is
+// no alarm, or an error saying why the API gave no answer.
+func (mc *managementChecker) alarms(ctx context.Context, t Target) ([]string, error) {
+	base, err := mc.baseURL(t)
 	if err != nil {
 		return nil, err
 	}
-	url := "http://" + net.JoinHostPort(host, strconv.Itoa(mc.opts.port())) + alarmsPath
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+alarmsPath, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -189,36 +201,57 @@ func (mc *managementChecker) alarms(ctx context.Context, addr string) ([]string,
 // partitions reads the node's own record (GET /api/overview for its name, then
 // /api/nodes/NAME) and returns the nodes it is partitioned from. A failure gives none: the
 // alarms request already reports an API that does not answer.
-func (mc *managementChecker) partitions(ctx context.Context, addr string) []string {
-	var overview struct {
-		Node string `json:"node"`
-	}
-	if mc.getJSON(ctx, addr, "/api/overview?columns=node", &overview) != nil || overview.Node == "" {
+func (mc *managementChecker) partitions(ctx context.Context, t Target) []string {
+	name, err := mc.nodeName(ctx, t)
+	if err != nil {
 		return nil
 	}
 	var node struct {
 		Partitions []string `json:"partitions"`
 	}
-	if mc.getJSON(ctx, addr, "/api/nodes/"+url.PathEscape(overview.Node)+"?columns=partitions", &node) != nil {
+	if mc.getJSON(ctx, t, "/api/nodes/"+url.PathEscape(name)+"?columns=partitions", &node) != nil {
 		return nil
 	}
 	return node.Partitions
 }
 
-// getJSON GETs path from the management API of the node at addr's host into v.
-func (mc *managementChecker) getJSON(ctx context.Context, addr, path string, v any) error {
-	host, _, err := net.SplitHostPort(addr)
+// nodeName reads the Erlang name of t's node ("rabbit@host") from its /api/overview.
+func (mc *managementChecker) nodeName(ctx context.Context, t Target) (string, error) {
+	var overview struct {
+		Node string `json:"node"`
+	}
+	if err := mc.getJSON(ctx, t, "/api/overview?columns=node", &overview); err != nil {
+		return "", err
+	}
+	if overview.Node == "" {
+		return "", errors.New("/api/overview names no node")
+	}
+	return overview.Node, nil
+}
+
+// baseURL is "http://HOST:PORT" of t's management API: its port on the host of t.Addr.
+func (mc *managementChecker) baseURL(t Target) (string, error) {
+	host, _, err := net.SplitHostPort(t.Addr)
+	if err != nil {
+		return "", err
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(mc.opts.port(t))), nil
+}
+
+// getJSON GETs path from the management API of t's node into v.
+func (mc *managementChecker) getJSON(ctx context.Context, t Target, path string, v any) error {
+	base, err := mc.baseURL(t)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, strconv.Itoa(mc.opts.port()))+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 	if err != nil {
 		return err
 	}
 	req.SetBasicAuth(mc.opts.credentials())
 	resp, err := mc.client.Do(req)
 	if err != nil {
-		return err
+		return httpFailure(ctx, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

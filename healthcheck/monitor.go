@@ -38,8 +38,10 @@ type MonitorOptions struct {
 	// Timeout bounds each check, the management API's included; 0 means DefaultTimeout.
 	// A checker's own, shorter timeout still applies.
 	Timeout time.Duration
-	// Management, if set, also reads each node's alarms from its RabbitMQ management API;
-	// see ManagementOptions. It is ignored when Checker is nil.
+	// Management, if set, also reads each node's alarms from its RabbitMQ management API
+	// (see ManagementOptions), and makes the Monitor see nodes in maintenance mode: after a
+	// failed check it asks the other servers' management API whether the server's node is
+	// being drained (see KindMaintenance). It is ignored when Checker is nil.
 	Management *ManagementOptions
 	// Logger receives one line per health transition; nil means slog.Default().
 	Logger *slog.Logger
@@ -90,6 +92,11 @@ type Monitor struct {
 	log          *slog.Logger
 	onTransition func(s *backend.Server, from, to backend.State, r CheckResult)
 
+	// mgmt asks the management API, for alarms and maintenance mode; nil without
+	// MonitorOptions.Management (or checks).
+	mgmt     *managementChecker
+	mgmtOpts ManagementOptions
+
 	// anyPassed is set once a server of the backend has passed a check.
 	anyPassed atomic.Bool
 
@@ -118,6 +125,13 @@ type serverLoop struct {
 	// proxyLocal reports that the last check read a broker version that accepts a PROXY v2
 	// LOCAL header. Only the server's checkLoop uses it.
 	proxyLocal bool
+
+	// node is the Erlang name of the server's node, as its management API gave it at nodeAt;
+	// maintSeen is the last answer that found it in maintenance mode. Only the server's
+	// checkLoop uses them.
+	node      string
+	nodeAt    time.Time
+	maintSeen maintenanceVerdict
 }
 
 // NewMonitor returns a monitor of o.Servers. Nothing runs before Start.
@@ -139,7 +153,9 @@ func NewMonitor(o MonitorOptions) *Monitor {
 		m.statuses = NewStatuses()
 	}
 	if m.checker != nil && o.Management != nil {
-		m.checker = newManagementChecker(m.checker, *o.Management, m.timeout)
+		m.mgmtOpts = *o.Management
+		m.mgmt = newManagementChecker(m.checker, m.mgmtOpts, m.timeout)
+		m.checker = m.mgmt
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	for _, s := range o.Servers {
@@ -170,6 +186,8 @@ func (m *Monitor) Start() {
 					l.h = Health{Up: true}
 					m.transition(l, CheckResult{OK: true, Reason: "health checks off", At: time.Now()}, "checks off")
 				}
+				// A reload that turned checks off leaves nothing to end a maintenance seen before.
+				m.endMaintenance(l, CheckResult{OK: true, Reason: "health checks off", At: time.Now()})
 				l.mu.Unlock()
 			}
 		case m.anyPassed.Load():
@@ -215,9 +233,12 @@ func (m *Monitor) Suspect(s *backend.Server, err error) {
 	}
 	m.statuses.CountFailure(s, FailPassive)
 	s.MarkSuspect()
-	if m.checker == nil {
+	switch {
+	case m.checker == nil:
 		l.suspectAt = time.Now()
-	} else {
+	case s.Maintenance():
+		// A session raced the checks that saw the node drained: nothing to count against it.
+	default:
 		l.sync()
 		prev := l.h
 		l.h, _ = m.policy.Next(l.h, false)
@@ -261,6 +282,9 @@ func (m *Monitor) checkLoop(l *serverLoop) {
 			l.mu.Unlock()
 		}
 		res := m.check(l)
+		if m.mgmt != nil && m.ctx.Err() == nil {
+			res = m.maintenance(l, res)
+		}
 		if m.ctx.Err() != nil {
 			return
 		}
@@ -284,7 +308,9 @@ func (m *Monitor) checkLoop(l *serverLoop) {
 func (m *Monitor) check(l *serverLoop) Result {
 	ctx, cancel := context.WithTimeout(m.ctx, m.timeout)
 	defer cancel()
-	return m.checker.Check(ctx, serverTarget(l.s, l.proxyLocal))
+	t := serverTarget(l.s, l.proxyLocal)
+	t.ManagementPort = m.mgmtOpts.serverPort(l.s)
+	return m.checker.Check(ctx, t)
 }
 
 // serverTarget is the target of a check of s: its check address, dialed through s.Dial, with
@@ -325,9 +351,12 @@ func (m *Monitor) record(l *serverLoop, res Result) time.Duration {
 	switch {
 	case r.OK:
 		r.Kind = ""
+	case r.Kind == KindMaintenance:
+		return m.recordMaintenance(l, r, res.detail)
 	case r.Kind == "":
 		r.Kind = FailOther
 	}
+	m.endMaintenance(l, r)
 	m.statuses.Record(l.s, r)
 	first := r.OK && m.anyPassed.CompareAndSwap(false, true)
 
@@ -365,6 +394,53 @@ func (m *Monitor) record(l *serverLoop, res Result) time.Duration {
 		m.holdUnchecked(l)
 	}
 	return wait
+}
+
+// recordMaintenance records a check that found l's node in maintenance mode: the server drains
+// (logged when it starts), its health verdict stays as it was and it is checked again after the
+// interval its verdict gives. detail says what the maintenance was seen from.
+func (m *Monitor) recordMaintenance(l *serverLoop, r CheckResult, detail string) time.Duration {
+	m.statuses.Record(l.s, r)
+	was := l.s.Maintenance()
+	from, to := l.s.SetMaintenance(true)
+	if !was {
+		m.logMaintenance(l, "server in maintenance", from, to, r, detail)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return m.policy.Wait(l.h)
+}
+
+// endMaintenance ends l's maintenance after a check r that did not find the node in
+// maintenance mode: it passed (the node was revived), or another node says the node is not
+// being drained (any more).
+func (m *Monitor) endMaintenance(l *serverLoop, r CheckResult) {
+	if !l.s.Maintenance() {
+		return
+	}
+	from, to := l.s.SetMaintenance(false)
+	l.maintSeen = maintenanceVerdict{}
+	m.logMaintenance(l, "server out of maintenance", from, to, r, "")
+}
+
+// logMaintenance logs the start or end of a server's maintenance, at INFO: it is planned work,
+// not an incident.
+func (m *Monitor) logMaintenance(l *serverLoop, msg string, from, to backend.State, r CheckResult, detail string) {
+	attrs := []slog.Attr{
+		slog.String("backend", m.backend),
+		slog.String("server", l.s.Name()),
+		slog.String("address", l.s.Address()),
+		slog.String("from", from.String()),
+		slog.String("to", to.String()),
+		slog.String("reason", r.Reason),
+	}
+	if l.node != "" {
+		attrs = append(attrs, slog.String("node", l.node))
+	}
+	if detail != "" {
+		attrs = append(attrs, slog.String("seen", detail))
+	}
+	m.log.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
 }
 
 // holdUnchecked takes down the servers that have no result yet, but l, once a server of the

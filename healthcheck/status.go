@@ -120,7 +120,7 @@ func (st *Statuses) entry(s *backend.Server) *serverStatus {
 }
 
 // Record stores a check result of s: it becomes the last check, its duration goes into the
-// histogram and a failure is counted by its Kind.
+// histogram and a failure is counted by its Kind (a KindMaintenance result is no failure).
 func (st *Statuses) Record(s *backend.Server, r CheckResult) {
 	e := st.entry(s)
 	e.last.Store(&r)
@@ -131,7 +131,7 @@ func (st *Statuses) Record(s *backend.Server, r CheckResult) {
 	}
 	e.counts[i].Add(1)
 	e.sumNs.Add(int64(r.Duration))
-	if !r.OK {
+	if !r.OK && r.Kind != KindMaintenance {
 		e.countFailure(r.Kind)
 	}
 }

@@ -296,6 +296,14 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 				Port: m.Port, Alarms: m.Alarms, EjectOnAlarm: m.EjectOnAlarm,
 				Username: bc.HealthCheck.Username, Password: bc.HealthCheck.Password,
 			}
+			for i, sc := range bc.Servers {
+				if sc.ManagementPort > 0 {
+					if mo.Management.ServerPorts == nil {
+						mo.Management.ServerPorts = map[*backend.Server]int{}
+					}
+					mo.Management.ServerPorts[b.Servers[i]] = sc.ManagementPort
+				}
+			}
 		}
 		downShut, upShut := bc.OnMarkedDown == "shutdown-sessions", bc.OnMarkedUp == "shutdown-backup-sessions"
 		if downShut || upShut {
