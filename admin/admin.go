@@ -89,6 +89,17 @@ type Options struct {
 	// CloseSessions ends every session on s, in every frontend, and returns how many it
 	// ended; POST .../state with "shutdown_sessions" calls it. nil refuses such requests.
 	CloseSessions func(s *backend.Server) int
+	// Rebalance plans a rebalance of the named backend and returns the sessions it closes, in
+	// order; unless dryRun it also starts it (the closes are paced at the backend's rate). An
+	// error wrapping ErrRebalanceUnavailable says why the backend cannot be rebalanced. POST
+	// /api/v1/backends/{b}/rebalance calls it; nil refuses such requests (501).
+	Rebalance func(backend string, dryRun bool) ([]RebalanceVictim, error)
+	// Rebalancing reports whether the backend has a rebalance in progress (the API's
+	// "rebalancing" and the status page's badge); nil means never.
+	Rebalancing func(backend string) bool
+	// RebalanceCloses counts the sessions rebalancing closed on a server
+	// (amqplb_rebalance_closes_total); nil means none.
+	RebalanceCloses func(backend, server string) uint64
 	// Ready reports whether the process accepts new work; false while shutting down, which
 	// makes /readyz answer 503 whatever the servers.
 	Ready func() bool
@@ -118,7 +129,7 @@ func New(o Options) *Server {
 		o.Ready = func() bool { return true }
 	}
 	src := source{backends: o.Backends, frontends: o.Frontends, checks: o.Checks, refuseReasons: o.RefuseReasons,
-		sessions: o.Sessions, vhostLabels: o.VHostLabels}
+		sessions: o.Sessions, vhostLabels: o.VHostLabels, rebalancing: o.Rebalancing, rebalanceCloses: o.RebalanceCloses}
 	s := &Server{view: newView(src, o.Logger, "admin", o.Version, false)}
 	if o.Backends == nil {
 		o.Backends = s.backends

@@ -36,6 +36,8 @@ type BackendJSON struct {
 	Name string `json:"name"`
 	// Up is the number of servers up.
 	Up int `json:"up"`
+	// Rebalancing reports a rebalance in progress: surplus sessions are being closed.
+	Rebalancing bool `json:"rebalancing"`
 	// Servers lists the servers in configuration order.
 	Servers []ServerJSON `json:"servers"`
 }
@@ -189,6 +191,7 @@ func (s *Server) routes() http.Handler {
 	s.readAPI(handle)
 	handle(http.MethodPost, "/api/v1/backends/{b}/servers/{s}/state", mutating(s.postState))
 	handle(http.MethodPost, "/api/v1/backends/{b}/servers/{s}/weight", mutating(s.postWeight))
+	handle(http.MethodPost, "/api/v1/backends/{b}/rebalance", mutating(s.postRebalance))
 	handle(http.MethodGet, "/api/v1/sessions", s.getSessions)
 	handle(http.MethodGet, "/api/v1/sessions/{id}", s.getSession)
 	handle(http.MethodPost, "/api/v1/sessions/{id}/close", mutating(s.postCloseSession))
@@ -263,7 +266,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (v *view) backendJSON(b *backend.Backend) BackendJSON {
-	j := BackendJSON{Name: b.Name, Servers: make([]ServerJSON, 0, len(b.Servers))}
+	j := BackendJSON{Name: b.Name, Rebalancing: v.rebalancing(b.Name), Servers: make([]ServerJSON, 0, len(b.Servers))}
 	for _, srv := range b.Servers {
 		if srv == nil {
 			continue

@@ -50,6 +50,7 @@ type collector struct {
 	frontendActive  *prometheus.Desc
 	frontendRefused *prometheus.Desc
 	vhostSessions   *prometheus.Desc
+	rebalanceCloses *prometheus.Desc
 }
 
 func newCollector(src source, version string) *collector {
@@ -81,6 +82,7 @@ func newCollector(src source, version string) *collector {
 		frontendRefused: d("frontend_refused_total", "Connections the frontend refused, by reason.", "frontend", "reason"),
 		vhostSessions: d("vhost_sessions", "Sessions open now on the vhost, across frontends, once the client has opened it; "+
 			"vhosts beyond [admin] vhost_labels are summed under vhost=\"_other\".", "vhost"),
+		rebalanceCloses: d("rebalance_closes_total", "Sessions on the server that rebalancing asked its broker to close.", srv...),
 	}
 }
 
@@ -89,7 +91,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.buildInfo, c.up, c.state, c.active, c.conns, c.connectErrors, c.bytes, c.transitions,
 		c.weight, c.effectiveWeight, c.suspect, c.checkDuration, c.checkFailures,
-		c.backendUp, c.backendServers, c.frontendConns, c.frontendActive, c.frontendRefused, c.vhostSessions,
+		c.backendUp, c.backendServers, c.frontendConns, c.frontendActive, c.frontendRefused, c.vhostSessions, c.rebalanceCloses,
 	} {
 		ch <- d
 	}
@@ -130,6 +132,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.weight, float64(s.Weight()), bn, sn)
 			gauge(c.effectiveWeight, float64(s.EffectiveWeight()), bn, sn)
 			gauge(c.suspect, boolFloat(s.Suspect()), bn, sn)
+			counter(c.rebalanceCloses, c.source.rebalanceCloses(bn, sn), bn, sn)
 
 			cs := c.checks(s)
 			h := cs.Durations

@@ -72,6 +72,10 @@ type StatsOptions struct {
 	// shows, and such pages are often open to many.
 	Sessions    func() []Session
 	VHostLabels int
+	// Rebalancing and RebalanceCloses tell of rebalancing, as in Options (the "rebalancing"
+	// of the JSON and the page, amqplb_rebalance_closes_total); nil means none.
+	Rebalancing     func(backend string) bool
+	RebalanceCloses func(backend, server string) uint64
 	// Logger receives the server's errors and refused logins.
 	Logger *slog.Logger
 	// Version is amqplb's version, shown on the page unless HideVersion.
@@ -117,7 +121,8 @@ func NewStats(o StatsOptions) *StatsServer {
 	}
 	s := &StatsServer{
 		view: newView(source{backends: o.Backends, frontends: o.Frontends, checks: o.Checks, refuseReasons: o.RefuseReasons,
-			sessions: o.Sessions, vhostLabels: o.VHostLabels}, logger, "stats", o.Version, o.HideVersion),
+			sessions: o.Sessions, vhostLabels: o.VHostLabels, rebalancing: o.Rebalancing, rebalanceCloses: o.RebalanceCloses},
+			logger, "stats", o.Version, o.HideVersion),
 		opts:      o,
 		challenge: `Basic realm="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(o.Realm) + `"`,
 	}

@@ -34,6 +34,10 @@ type source struct {
 	// sessions returns every open session (GET /api/v1/sessions and amqplb_vhost_sessions);
 	// nil means the caller has none to show, and the metric is left out.
 	sessions func() []Session
+	// rebalancing and rebalanceCloses tell of rebalancing (Options.Rebalancing,
+	// Options.RebalanceCloses); nil means none.
+	rebalancing     func(backend string) bool
+	rebalanceCloses func(backend, server string) uint64
 	// vhostLabels caps the vhost label of amqplb_vhost_sessions (see Options.VHostLabels).
 	vhostLabels int
 }
@@ -63,6 +67,12 @@ func newView(src source, logger *slog.Logger, component, version string, hideVer
 	}
 	if src.checks == nil {
 		src.checks = healthcheck.NewStatuses().Status // every server unchecked, with zero counts
+	}
+	if src.rebalancing == nil {
+		src.rebalancing = func(string) bool { return false }
+	}
+	if src.rebalanceCloses == nil {
+		src.rebalanceCloses = func(string, string) uint64 { return 0 }
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

@@ -2,7 +2,10 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -43,6 +46,10 @@ const (
 	DefaultCheckUsername     = "guest"                // backend.health_check.username
 	DefaultCheckPassword     = "guest"                // backend.health_check.password
 	DefaultManagementPort    = 15672                  // backend.health_check.management.port
+
+	DefaultRebalanceTolerance = 0.10             // backend.rebalance.tolerance
+	DefaultRebalanceRate      = "2/s"            // backend.rebalance.rate
+	DefaultRebalanceMinAge    = 60 * time.Second // backend.rebalance.min_age
 
 	DefaultRuleLayer = RuleLayerConnection // frontend.tcp_request[].layer
 
@@ -350,6 +357,11 @@ type Backend struct {
 	Slowstart time.Duration `toml:"slowstart"`
 	// HealthCheck configures active checks of the servers.
 	HealthCheck HealthCheck `toml:"health_check"`
+	// Rebalance, when set, closes surplus sessions on overloaded servers
+	// so that clients reconnect to under-loaded ones ([backend.rebalance]).
+	// Default nil: no rebalancing, though POST .../rebalance still works
+	// with the table's defaults when the health check has management.
+	Rebalance *Rebalance `toml:"rebalance"`
 	// Servers are the brokers ([[backend.server]]).
 	Servers []Server `toml:"server"`
 }
@@ -425,6 +437,48 @@ type Management struct {
 	// EjectOnAlarm takes a server out of rotation while it has an alarm.
 	// Default false.
 	EjectOnAlarm bool `toml:"eject_on_alarm"`
+}
+
+// Rebalance configures the closing of surplus sessions when a backend's
+// sessions are spread unevenly over its servers (after a server comes back
+// or joins, or its weight rises). A session is closed by asking its broker,
+// through the management API of [backend.health_check] management, to close
+// the connection, so the client gets a Connection.Close 320 and reconnects
+// through amqplb.
+type Rebalance struct {
+	// Enabled rebalances on its own; without it only POST
+	// /api/v1/backends/{b}/rebalance does. Default false.
+	Enabled bool `toml:"enabled"`
+	// Tolerance: a server is closed down to ceil((1 + tolerance) × its
+	// weighted fair share), never lower; at least 0. Default 0.10.
+	Tolerance float64 `toml:"tolerance"`
+	// Rate is the most closes per unit of time, per backend: "N/s", "N/m"
+	// or "N/h" with N > 0 (see ParseRate). Default "2/s".
+	Rate string `toml:"rate"`
+	// MinAge: a session younger than this is never closed. Default 60s.
+	MinAge time.Duration `toml:"min_age"`
+}
+
+// ParseRate reads a rebalance rate, "N/s", "N/m" or "N/h" (N a positive
+// number; "/min" and "/sec" also do), and returns it per second.
+func ParseRate(s string) (float64, error) {
+	num, unit, ok := strings.Cut(strings.TrimSpace(s), "/")
+	if !ok {
+		return 0, fmt.Errorf("invalid rate %q (write a count per unit, e.g. \"2/s\", \"30/m\")", s)
+	}
+	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if err != nil || n <= 0 || math.IsInf(n, 0) || math.IsNaN(n) {
+		return 0, fmt.Errorf("invalid rate %q: the count must be a number above 0", s)
+	}
+	switch strings.TrimSpace(unit) {
+	case "s", "sec":
+		return n, nil
+	case "m", "min":
+		return n / 60, nil
+	case "h":
+		return n / 3600, nil
+	}
+	return 0, fmt.Errorf("invalid rate %q: the unit must be s, m or h", s)
 }
 
 // Server is one broker of a backend.
@@ -550,6 +604,13 @@ func DefaultManagement() Management {
 	return m
 }
 
+// DefaultRebalance returns a Rebalance with every documented default.
+func DefaultRebalance() Rebalance {
+	var r Rebalance
+	r.setDefaults()
+	return r
+}
+
 // DefaultStats returns a Stats with every documented default.
 func DefaultStats() Stats {
 	var s Stats
@@ -623,6 +684,10 @@ func (h *HealthCheck) setDefaults() {
 func (m *Management) setDefaults() { *m = Management{Port: DefaultManagementPort} }
 
 func (s *Server) setDefaults() { *s = Server{Weight: DefaultWeight} }
+
+func (r *Rebalance) setDefaults() {
+	*r = Rebalance{Tolerance: DefaultRebalanceTolerance, Rate: DefaultRebalanceRate, MinAge: DefaultRebalanceMinAge}
+}
 
 func (r *TCPRule) setDefaults() { *r = TCPRule{Layer: DefaultRuleLayer} }
 

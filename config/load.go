@@ -221,6 +221,15 @@ func (d *decoder) value(v any, rv reflect.Value, path string, key []string, labe
 			return
 		}
 		rv.SetInt(n)
+	case reflect.Float64:
+		switch n := v.(type) {
+		case float64:
+			rv.SetFloat(n)
+		case int64:
+			rv.SetFloat(float64(n))
+		default:
+			d.typeErrorf(path, "%s: expected a number, got %s", label, describe(v))
+		}
 	case reflect.Bool:
 		b, ok := v.(bool)
 		if !ok {

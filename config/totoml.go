@@ -152,6 +152,12 @@ func value(v reflect.Value) string {
 		return tomlQuote(v.String())
 	case reflect.Int:
 		return strconv.FormatInt(v.Int(), 10)
+	case reflect.Float64:
+		f := strconv.FormatFloat(v.Float(), 'g', -1, 64)
+		if !strings.ContainsAny(f, ".eEnN") {
+			f += ".0" // a TOML float, not an integer
+		}
+		return f
 	case reflect.Bool:
 		return strconv.FormatBool(v.Bool())
 	case reflect.Pointer:

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/hex"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -298,6 +299,9 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 			label, FormatDuration(b.IdleTimeout), FormatDuration(AMQPHeartbeat))
 	}
 	v.healthCheck(path+".health_check", label, &b.HealthCheck)
+	if r := b.Rebalance; r != nil {
+		v.rebalance(path+".rebalance", label, r, &b.HealthCheck)
+	}
 
 	servers := map[string]int{}
 	for j := range b.Servers {
@@ -392,6 +396,23 @@ func (v *validator) healthCheck(path, backendLabel string, h *HealthCheck) {
 		if m.EjectOnAlarm && !m.Alarms {
 			v.warnf(v.line(path+".management"), "%s: management: eject_on_alarm has no effect without alarms = true", label)
 		}
+	}
+}
+
+// rebalance checks [backend.rebalance]. Closing a session means asking its broker through the
+// management API, so enabling it without [backend.health_check] management is an error.
+func (v *validator) rebalance(path, backendLabel string, r *Rebalance, h *HealthCheck) {
+	label := backendLabel + ": rebalance"
+	if r.Tolerance < 0 || math.IsNaN(r.Tolerance) || math.IsInf(r.Tolerance, 0) {
+		v.errorf(v.line(path+".tolerance"), "%s: tolerance %v must be a number of at least 0", label, r.Tolerance)
+	}
+	if _, err := ParseRate(r.Rate); err != nil {
+		v.errorf(v.line(path+".rate"), "%s: rate: %v", label, err)
+	}
+	v.notNegativeDuration(path+".min_age", label, "min_age", r.MinAge)
+	if r.Enabled && h.Management == nil {
+		v.errorf(v.line(path+".enabled"), "%s: enabled needs the brokers' management API, which closes the sessions: "+
+			"add management = { port = 15672 } to [backend.health_check] (its username and password are used)", label)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/amqplb/amqplb/config"
 	"github.com/amqplb/amqplb/healthcheck"
 	"github.com/amqplb/amqplb/proxy"
+	"github.com/amqplb/amqplb/rebalance"
 )
 
 // app is the running process: its frontends (whose listeners survive reloads), the current
@@ -32,6 +33,9 @@ type app struct {
 
 	// checks is what every generation's health monitors found, by server: it outlives reloads.
 	checks *healthcheck.Statuses
+	// rebal counts rebalancing closes and says which backends rebalance now: it outlives
+	// reloads too.
+	rebal *rebalance.Stats
 
 	gen       atomic.Pointer[generation]
 	mu        sync.Mutex        // guards frontends and retired for readers outside run's goroutine
@@ -54,7 +58,10 @@ type generation struct {
 	byName   map[string]*backend.Backend
 	routes   map[string]*proxy.Route
 	monitors []*healthcheck.Monitor
-	updates  []func() // new options for servers kept from the previous generation, applied on commit
+	// rebalancers are the backends' rebalance loops, by backend name: only backends whose
+	// health check has a management API have one.
+	rebalancers map[string]*rebalance.Loop
+	updates     []func() // new options for servers kept from the previous generation, applied on commit
 }
 
 // servers returns every server of every backend.
@@ -64,6 +71,26 @@ func (g *generation) servers() []*backend.Server {
 		out = append(out, b.Servers...)
 	}
 	return out
+}
+
+// start starts the generation's health monitors and rebalance loops.
+func (g *generation) start() {
+	for _, m := range g.monitors {
+		m.Start()
+	}
+	for _, l := range g.rebalancers {
+		l.Start()
+	}
+}
+
+// stop stops what start started and waits for it.
+func (g *generation) stop() {
+	for _, l := range g.rebalancers {
+		l.Stop()
+	}
+	for _, m := range g.monitors {
+		m.Stop()
+	}
 }
 
 // serving returns the backends some frontend sends connections to.
@@ -83,7 +110,7 @@ func (g *generation) serving() []*backend.Backend {
 // bind error is reported before anything serves.
 func newApp(cfg *config.Config, log *slog.Logger, load func(string) (*config.Config, error)) (*app, error) {
 	a := &app{file: cfg.File, load: load, log: log, global: proxy.NewLimiter(cfg.Global.MaxConnections),
-		checks: healthcheck.NewStatuses()}
+		checks: healthcheck.NewStatuses(), rebal: rebalance.NewStats()}
 	g, err := a.build(cfg, nil)
 	if err != nil {
 		return nil, err
@@ -122,20 +149,23 @@ func newApp(cfg *config.Config, log *slog.Logger, load func(string) (*config.Con
 // newAdmin builds the admin server for c and binds its listener.
 func (a *app) newAdmin(c config.Admin) (*admin.Server, error) {
 	srv := admin.New(admin.Options{
-		Listen:        c.Listen,
-		Token:         c.Token,
-		Backends:      func() []*backend.Backend { return a.gen.Load().backends },
-		Serving:       func() []*backend.Backend { return a.gen.Load().serving() },
-		Frontends:     a.frontendStats,
-		Checks:        a.checks.Status,
-		RefuseReasons: proxy.RefuseReasons(),
-		CloseSessions: func(s *backend.Server) int { return a.endSessions(s, proxy.EndDrained) },
-		Sessions:      a.sessions,
-		CloseSession:  a.closeSession,
-		VHostLabels:   c.VHostLabels,
-		Ready:         func() bool { return !a.stopping.Load() },
-		Logger:        a.log,
-		Version:       buildVersion(),
+		Listen:          c.Listen,
+		Token:           c.Token,
+		Backends:        func() []*backend.Backend { return a.gen.Load().backends },
+		Serving:         func() []*backend.Backend { return a.gen.Load().serving() },
+		Frontends:       a.frontendStats,
+		Checks:          a.checks.Status,
+		RefuseReasons:   proxy.RefuseReasons(),
+		CloseSessions:   func(s *backend.Server) int { return a.endSessions(s, proxy.EndDrained) },
+		Sessions:        a.sessions,
+		CloseSession:    a.closeSession,
+		Rebalance:       a.rebalanceNow,
+		Rebalancing:     a.rebal.Active,
+		RebalanceCloses: a.rebal.Closes,
+		VHostLabels:     c.VHostLabels,
+		Ready:           func() bool { return !a.stopping.Load() },
+		Logger:          a.log,
+		Version:         buildVersion(),
 	})
 	if err := srv.Listen(); err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
@@ -239,7 +269,8 @@ func (a *app) frontendOptions(cfg *config.Config, fc config.Frontend) (proxy.Fro
 // build makes a generation from cfg. Servers of prev whose backend, name and address are the
 // same are reused (and updated), so they keep their state and counters.
 func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
-	g := &generation{cfg: cfg, byName: map[string]*backend.Backend{}, routes: map[string]*proxy.Route{}}
+	g := &generation{cfg: cfg, byName: map[string]*backend.Backend{}, routes: map[string]*proxy.Route{},
+		rebalancers: map[string]*rebalance.Loop{}}
 	for _, bc := range cfg.Backends {
 		b := &backend.Backend{Name: bc.Name}
 		var old *backend.Backend
@@ -320,6 +351,9 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 		g.monitors = append(g.monitors, mon)
 		g.backends = append(g.backends, b)
 		g.byName[bc.Name] = b
+		if l := a.newRebalancer(bc, b); l != nil {
+			g.rebalancers[bc.Name] = l
+		}
 		g.routes[bc.Name] = &proxy.Route{
 			Backend:            b,
 			Policy:             policy,
@@ -427,9 +461,7 @@ func (a *app) describe() string {
 // drains: frontends stop accepting, /readyz turns 503, and sessions get up to drain_timeout
 // before they are closed.
 func (a *app) run(ctx context.Context, hup <-chan os.Signal) error {
-	for _, m := range a.gen.Load().monitors {
-		m.Start()
-	}
+	a.gen.Load().start()
 	for _, f := range a.frontends {
 		a.serving.Go(f.Serve)
 	}
@@ -456,6 +488,9 @@ func (a *app) shutdown() error {
 	g := a.gen.Load()
 	drain := g.cfg.Global.DrainTimeout
 	a.log.Info("stopping: no new connections; draining sessions", "drain_timeout", drain)
+	for _, l := range g.rebalancers {
+		l.Stop() // closing sessions to spread them makes no sense while they drain
+	}
 	start := time.Now()
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
@@ -468,9 +503,7 @@ func (a *app) shutdown() error {
 		})
 	}
 	sg.Wait()
-	for _, m := range g.monitors {
-		m.Stop()
-	}
+	g.stop()
 	err := a.serving.Wait()
 	for _, st := range a.stats {
 		st.stop()
@@ -536,14 +569,10 @@ func (a *app) reload() {
 	for _, u := range g.updates {
 		u()
 	}
-	for _, m := range old.monitors {
-		m.Stop()
-	}
+	old.stop()
 	// The old monitors are done: forget the check history of the servers this reload dropped.
 	a.checks.Retain(g.servers())
-	for _, m := range g.monitors {
-		m.Start()
-	}
+	g.start()
 	a.global.SetMax(cfg.Global.MaxConnections)
 	kept := map[*proxy.Frontend]bool{}
 	for i, fc := range cfg.Frontends {

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/amqplb/amqplb/admin"
+	"github.com/amqplb/amqplb/backend"
+	"github.com/amqplb/amqplb/config"
+	"github.com/amqplb/amqplb/proxy"
+	"github.com/amqplb/amqplb/rebalance"
+)
+
+// newRebalancer builds the rebalance loop of backend b, or returns nil when its health check has
+// no management API (closing a session means asking its broker to close the connection). The
+// loop rebalances on its own only with [backend.rebalance] enabled; otherwise POST
+// .../rebalance drives it, with the table's settings or their defaults.
+func (a *app) newRebalancer(bc config.Backend, b *backend.Backend) *rebalance.Loop {
+	m := bc.HealthCheck.Management
+	if m == nil {
+		return nil
+	}
+	rc := config.DefaultRebalance()
+	if bc.Rebalance != nil {
+		rc = *bc.Rebalance
+	}
+	rate, err := config.ParseRate(rc.Rate)
+	if err != nil {
+		rate = 2 // validated by config; never reached
+	}
+	mgmt := rebalance.NewManagement(bc.HealthCheck.Username, bc.HealthCheck.Password, 5*time.Second)
+	return rebalance.New(rebalance.Options{
+		Backend:  b.Name,
+		Policy:   rebalance.Policy{Tolerance: rc.Tolerance, MinAge: rc.MinAge},
+		Rate:     rate,
+		Enabled:  rc.Enabled,
+		Servers:  func() []rebalance.Server { return rebalanceServers(b) },
+		Sessions: func() []rebalance.Session { return a.rebalanceSessions(b.Name) },
+		Close: func(ctx context.Context, s rebalance.Session) error {
+			srv := b.Server(s.Server)
+			if srv == nil {
+				return rebalance.ErrGone
+			}
+			bases, port := managementBases(b, srv, m.Port)
+			conn, err := mgmt.Find(ctx, bases, s.Upstream, port)
+			if err != nil {
+				return err
+			}
+			// The access log must say why the broker closed it: record the reason first.
+			if !a.endAs(s.ID, proxy.EndRebalanced) {
+				return rebalance.ErrGone
+			}
+			return mgmt.Delete(ctx, conn)
+		},
+		Stats:  a.rebal,
+		Logger: a.log,
+	})
+}
+
+// managementBases returns the management API base URLs to ask about a connection to srv: its
+// own host first, then the other servers' hosts (any node of a cluster lists every
+// connection), all on port; and srv's AMQP port, which the broker lists as the connection's.
+func managementBases(b *backend.Backend, srv *backend.Server, port int) ([]string, int) {
+	base := func(s *backend.Server) string {
+		host, _, err := net.SplitHostPort(s.Address())
+		if err != nil {
+			return ""
+		}
+		return (&url.URL{Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(port))}).String()
+	}
+	out := []string{base(srv)}
+	for _, s := range b.Servers {
+		if u := base(s); s != srv && u != "" && u != out[0] {
+			dup := false
+			for _, o := range out {
+				dup = dup || o == u
+			}
+			if !dup {
+				out = append(out, u)
+			}
+		}
+	}
+	_, p, _ := net.SplitHostPort(srv.Address())
+	n, _ := strconv.Atoi(p)
+	return out, n
+}
+
+func rebalanceServers(b *backend.Backend) []rebalance.Server {
+	out := make([]rebalance.Server, 0, len(b.Servers))
+	for _, s := range b.Servers {
+		out = append(out, rebalance.Server{Name: s.Name(), Weight: s.EffectiveWeight(), Eligible: s.Eligible(), Backup: s.Backup()})
+	}
+	return out
+}
+
+// rebalanceSessions returns the open sessions of the backend that reached a server, in every
+// frontend.
+func (a *app) rebalanceSessions(backendName string) []rebalance.Session {
+	var out []rebalance.Session
+	for _, f := range a.allFrontends() {
+		for _, s := range f.Sessions() {
+			if s.Backend == backendName && s.Server != "" {
+				out = append(out, rebalance.Session{ID: s.ID, Server: s.Server, Since: s.Since, LastActive: s.LastActive, Upstream: s.Upstream})
+			}
+		}
+	}
+	return out
+}
+
+// endAs records r as the end reason of the session with the given id, in whichever frontend
+// has it.
+func (a *app) endAs(id uint64, r proxy.Reason) bool {
+	for _, f := range a.allFrontends() {
+		if f.EndAs(id, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// rebalanceNow is admin's Options.Rebalance.
+func (a *app) rebalanceNow(name string, dryRun bool) ([]admin.RebalanceVictim, error) {
+	l := a.gen.Load().rebalancers[name]
+	if l == nil {
+		return nil, fmt.Errorf("%w: backend %s has no management API to close sessions with "+
+			"(add management = { port = 15672 } to its [backend.health_check])", admin.ErrRebalanceUnavailable, name)
+	}
+	var out []admin.RebalanceVictim
+	for _, v := range l.Trigger(dryRun) {
+		out = append(out, admin.RebalanceVictim{ID: v.ID, Server: v.Server, Since: v.Since.UTC(), LastActive: v.LastActive.UTC()})
+	}
+	return out, nil
+}

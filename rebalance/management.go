@@ -1,0 +1,140 @@
+package rebalance
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"time"
+)
+
+// Reason is the X-Reason amqplb gives the broker when it asks it to close a connection: the
+// client gets it as the reply text of the broker's Connection.Close (code 320).
+const Reason = "amqplb rebalance"
+
+// Management finds a session's connection in RabbitMQ's management API and asks the broker to
+// close it (DELETE /api/connections/NAME with X-Reason), so the client gets a proper
+// Connection.Close 320 CONNECTION_FORCED, as when an operator closes it, and reconnects. It
+// never touches the session's sockets.
+type Management struct {
+	// Username and Password authenticate (HTTP basic); both empty mean guest/guest.
+	Username, Password string
+	// Timeout bounds each request; 0 means 5 s.
+	Timeout time.Duration
+	client  *http.Client
+}
+
+// NewManagement returns a Management with its own HTTP client, which reaches the nodes
+// directly (no HTTP_PROXY) and keeps a few idle connections for the next close.
+func NewManagement(username, password string, timeout time.Duration) *Management {
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	return &Management{Username: username, Password: password, Timeout: timeout, client: &http.Client{
+		Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: timeout}).DialContext,
+			MaxIdleConnsPerHost: 2,
+			IdleConnTimeout:     30 * time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// Conn is a broker connection found by Find.
+type Conn struct {
+	// Base is the management API that listed it (http://host:port).
+	Base string
+	// Name is the broker's name for the connection ("127.0.0.1:54321 -> 127.0.0.1:5672").
+	Name string
+}
+
+// Find looks for the connection whose peer is upstream (amqplb's own address on the server
+// connection) and, when brokerPort is not 0, whose broker port is brokerPort, in the connection
+// list of each management API of bases in turn (base URLs, http://host:port; the server's own
+// node first: any node of a cluster lists every connection). It returns ErrNotListed when an
+// API answered and none listed it (the list lags a few seconds behind), and the last error
+// when none answered.
+func (m *Management) Find(ctx context.Context, bases []string, upstream netip.AddrPort, brokerPort int) (Conn, error) {
+	if !upstream.IsValid() {
+		return Conn{}, ErrNotListed
+	}
+	var lastErr error
+	answered := false
+	for _, base := range bases {
+		var conns []struct {
+			Name     string `json:"name"`
+			PeerHost string `json:"peer_host"`
+			PeerPort int    `json:"peer_port"`
+			Port     int    `json:"port"`
+		}
+		if err := m.do(ctx, http.MethodGet, base+"/api/connections?columns=name,peer_host,peer_port,port", &conns); err != nil {
+			lastErr = err
+			continue
+		}
+		answered = true
+		for _, c := range conns {
+			host, err := netip.ParseAddr(c.PeerHost)
+			if err != nil || host.Unmap() != upstream.Addr().Unmap() || c.PeerPort != int(upstream.Port()) {
+				continue
+			}
+			if brokerPort != 0 && c.Port != 0 && c.Port != brokerPort {
+				continue
+			}
+			return Conn{Base: base, Name: c.Name}, nil
+		}
+	}
+	if answered || lastErr == nil {
+		return Conn{}, ErrNotListed
+	}
+	return Conn{}, lastErr
+}
+
+// Delete asks the broker to close c, with Reason. A connection already gone (404) is ErrGone.
+func (m *Management) Delete(ctx context.Context, c Conn) error {
+	return m.do(ctx, http.MethodDelete, c.Base+"/api/connections/"+url.PathEscape(c.Name), nil)
+}
+
+func (m *Management) do(ctx context.Context, method, u string, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, m.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return err
+	}
+	user, pass := m.Username, m.Password
+	if user == "" && pass == "" {
+		user, pass = "guest", "guest"
+	}
+	req.SetBasicAuth(user, pass)
+	req.Header.Set("X-Reason", Reason)
+	resp, err := m.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("management API: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("management API: %s %s: %w", method, req.URL.Redacted(), err)
+	}
+	switch {
+	case method == http.MethodDelete && resp.StatusCode == http.StatusNotFound:
+		return ErrGone
+	case resp.StatusCode/100 != 2:
+		if len(body) > 200 {
+			body = body[:200]
+		}
+		return fmt.Errorf("management API: %s %s: %s: %s", method, req.URL.Redacted(), resp.Status, body)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("management API: %s %s: %w", method, req.URL.Redacted(), err)
+	}
+	return nil
+}

@@ -1,0 +1,140 @@
+// Package rebalance owns deciding which sessions to close, and pacing the closes, so that a
+// backend's sessions spread over its servers by weight again after a server comes back, joins or
+// gets more weight. Plan is a pure function from plain snapshots (Server, Session) to victims;
+// a Loop runs one backend's rebalancing on its own goroutine: it plans, asks its Close callback
+// to end one victim at a time at no more than Options.Rate, and counts the closes in Stats.
+//
+// It must not touch sockets: ending a session is the caller's job (amqplb asks the broker,
+// through its management API, to close the connection: see Management). It imports nothing of
+// amqplb; cmd/amqplb feeds it servers, sessions and the closer.
+package rebalance
+
+import (
+	"cmp"
+	"math"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Server is what planning needs of one server of a backend.
+type Server struct {
+	// Name identifies the server in its backend (Session.Server).
+	Name string
+	// Weight is the weight new connections use now (backend.Server.EffectiveWeight).
+	Weight int
+	// Eligible reports whether the server may take new connections (backend.Server.Eligible).
+	Eligible bool
+	// Backup servers count only when no eligible server is a non-backup one.
+	Backup bool
+}
+
+// Session is what planning needs of one open session.
+type Session struct {
+	// ID identifies the session in the process.
+	ID uint64
+	// Server is the name of the server the session is relayed to; "" while it connects.
+	Server string
+	// Since is when the session was accepted; LastActive is when it last moved a byte.
+	Since, LastActive time.Time
+	// Upstream is amqplb's own address on the server connection (the broker's peer_host and
+	// peer_port for it), for the closer; planning does not read it.
+	Upstream netip.AddrPort
+	// Closing marks a session whose close has been asked for but that is still open: it
+	// counts toward the backend's total, not toward its server's, and is not chosen again.
+	Closing bool
+}
+
+// Policy is how far planning goes.
+type Policy struct {
+	// Tolerance: a server holding more than ceil((1 + Tolerance) × its fair share) sessions has
+	// a surplus; it is closed down to that, never lower.
+	Tolerance float64
+	// MinAge: sessions younger than this are never chosen.
+	MinAge time.Duration
+}
+
+// Plan returns the sessions to close now so that no server holds more than
+// ceil((1 + p.Tolerance) × its fair share), in the order to close them: one at a time from the
+// server with the largest surplus left, and on each server the session idle the longest first
+// (oldest LastActive, then oldest Since, then lowest ID).
+//
+// The fair share of a server is the backend's sessions × its weight / the total weight, over
+// the eligible servers with a weight above zero (the backups only when no non-backup one is
+// eligible): where new connections go. Sessions on other servers are left alone and not
+// counted. Sessions younger than p.MinAge, marked Closing, or for which skip (which may be nil)
+// returns true are never chosen, so a server may keep more than its share when too few of its
+// sessions can go. Plan has no side effects.
+func Plan(servers []Server, sessions []Session, p Policy, now time.Time, skip func(uint64) bool) []Session {
+	targets := map[string]int{} // name → weight
+	primary := slices.ContainsFunc(servers, func(s Server) bool { return s.Eligible && s.Weight > 0 && !s.Backup })
+	totalWeight := 0
+	for _, s := range servers {
+		if s.Eligible && s.Weight > 0 && s.Backup != primary {
+			if _, dup := targets[s.Name]; !dup {
+				targets[s.Name] = s.Weight
+				totalWeight += s.Weight
+			}
+		}
+	}
+	if totalWeight == 0 {
+		return nil
+	}
+	total := 0
+	count := map[string]int{}
+	candidates := map[string][]Session{}
+	for _, s := range sessions {
+		if _, ok := targets[s.Server]; !ok {
+			continue
+		}
+		total++
+		if s.Closing {
+			continue
+		}
+		count[s.Server]++
+		if now.Sub(s.Since) >= p.MinAge && (skip == nil || !skip(s.ID)) {
+			candidates[s.Server] = append(candidates[s.Server], s)
+		}
+	}
+	tol := p.Tolerance
+	if tol < 0 || math.IsNaN(tol) || math.IsInf(tol, 0) {
+		tol = 0
+	}
+	type pile struct {
+		name    string
+		surplus int
+		victims []Session
+	}
+	var piles []*pile
+	for name, w := range targets {
+		fair := float64(total) * float64(w) / float64(totalWeight)
+		// The epsilon keeps a share like 30.000000000000004 from allowing 31.
+		limit := int(math.Ceil((1+tol)*fair - 1e-9))
+		surplus := count[name] - limit
+		if surplus <= 0 || len(candidates[name]) == 0 {
+			continue
+		}
+		c := candidates[name]
+		slices.SortFunc(c, func(a, b Session) int {
+			return cmp.Or(a.LastActive.Compare(b.LastActive), a.Since.Compare(b.Since), cmp.Compare(a.ID, b.ID))
+		})
+		piles = append(piles, &pile{name: name, surplus: surplus, victims: c[:min(surplus, len(c))]})
+	}
+	var out []Session
+	for {
+		// The pile with the most surplus left goes next; ties by server name, so the order is
+		// stable.
+		var next *pile
+		for _, p := range piles {
+			if len(p.victims) > 0 && (next == nil || p.surplus > next.surplus || (p.surplus == next.surplus && p.name < next.name)) {
+				next = p
+			}
+		}
+		if next == nil {
+			return out
+		}
+		out = append(out, next.victims[0])
+		next.victims = next.victims[1:]
+		next.surplus--
+	}
+}
