@@ -33,6 +33,20 @@ func (a *app) newRebalancer(bc config.Backend, b *backend.Backend) *rebalance.Lo
 		rate = 2 // validated by config; never reached
 	}
 	mgmt := rebalance.NewManagement(bc.HealthCheck.Username, bc.HealthCheck.Password, 5*time.Second)
+	// Each server's management port: its own management_port, else the backend's.
+	ports := map[string]int{}
+	for _, sc := range bc.Servers {
+		ports[sc.Name] = m.Port
+		if sc.ManagementPort > 0 {
+			ports[sc.Name] = sc.ManagementPort
+		}
+	}
+	portOf := func(s *backend.Server) int {
+		if p, ok := ports[s.Name()]; ok {
+			return p
+		}
+		return m.Port
+	}
 	return rebalance.New(rebalance.Options{
 		Backend:  b.Name,
 		Policy:   rebalance.Policy{Tolerance: rc.Tolerance, MinAge: rc.MinAge},
@@ -45,7 +59,7 @@ func (a *app) newRebalancer(bc config.Backend, b *backend.Backend) *rebalance.Lo
 			if srv == nil {
 				return rebalance.ErrGone
 			}
-			bases, port := managementBases(b, srv, m.Port)
+			bases, port := managementBases(b, srv, portOf)
 			conn, err := mgmt.Find(ctx, bases, s.Upstream, port)
 			if err != nil {
 				return err
@@ -63,14 +77,15 @@ func (a *app) newRebalancer(bc config.Backend, b *backend.Backend) *rebalance.Lo
 
 // managementBases returns the management API base URLs to ask about a connection to srv: its
 // own host first, then the other servers' hosts (any node of a cluster lists every
-// connection), all on port; and srv's AMQP port, which the broker lists as the connection's.
-func managementBases(b *backend.Backend, srv *backend.Server, port int) ([]string, int) {
+// connection), each on its management port; and srv's AMQP port, which the broker lists as the
+// connection's.
+func managementBases(b *backend.Backend, srv *backend.Server, portOf func(*backend.Server) int) ([]string, int) {
 	base := func(s *backend.Server) string {
 		host, _, err := net.SplitHostPort(s.Address())
 		if err != nil {
 			return ""
 		}
-		return (&url.URL{Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(port))}).String()
+		return (&url.URL{Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(portOf(s)))}).String()
 	}
 	out := []string{base(srv)}
 	for _, s := range b.Servers {

@@ -20,8 +20,15 @@ func TestManagementBases(t *testing.T) {
 	b := &backend.Backend{Name: "b", Servers: []*backend.Server{
 		mk("a", "10.0.0.1:5672"), mk("b", "10.0.0.2:5673"), mk("c", "10.0.0.1:5674"), mk("d", "[::1]:5675"),
 	}}
-	bases, port := managementBases(b, b.Servers[1], 15672)
-	want := []string{"http://10.0.0.2:15672", "http://10.0.0.1:15672", "http://[::1]:15672"}
+	// d has a management port of its own (management_port).
+	portOf := func(s *backend.Server) int {
+		if s.Name() == "d" {
+			return 25672
+		}
+		return 15672
+	}
+	bases, port := managementBases(b, b.Servers[1], portOf)
+	want := []string{"http://10.0.0.2:15672", "http://10.0.0.1:15672", "http://[::1]:25672"}
 	if !slices.Equal(bases, want) || port != 5673 {
 		t.Errorf("managementBases = %v, %d; want %v, 5673", bases, port, want)
 	}
