@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -52,7 +53,7 @@ func EnsureRoot(ctx context.Context, version, root string, logw io.Writer) (stri
 		return "", err
 	}
 	if RootReady(root) {
-		return root, nil
+		return root, ensureHostName(root)
 	}
 	if os.Geteuid() != 0 {
 		return "", fmt.Errorf("the RabbitMQ %s root %s is missing; building it (debootstrap, chroot) needs root", v, root)
@@ -70,14 +71,40 @@ func EnsureRoot(ctx context.Context, version, root string, logw io.Writer) (stri
 	}
 	defer unlock()
 	if RootReady(root) { // built by the process we waited for
-		return root, nil
+		return root, ensureHostName(root)
 	}
 	t0 := time.Now()
 	if err := buildRoot(ctx, spec, root, logw); err != nil {
 		return "", fmt.Errorf("build the RabbitMQ %s root %s: %w", v, root, err)
 	}
 	fmt.Fprintf(logw, "RabbitMQ %s root %s built in %v\n", v, root, time.Since(t0).Round(time.Second))
-	return root, nil
+	return root, ensureHostName(root)
+}
+
+// ensureHostName makes the machine's host name resolve from the root's /etc/hosts. RabbitMQ 4.0
+// without a cluster name looks it up on every client connection, and a lookup that goes to DNS
+// may hang for seconds (seen here: connects stalled every few dozen). Checked at every use of
+// the root, since the root outlives a change of the machine's name.
+func ensureHostName(root string) error {
+	name, err := os.Hostname()
+	if err != nil || name == "" || name == "localhost" {
+		return nil
+	}
+	hosts := filepath.Join(root, "etc", "hosts")
+	b, err := os.ReadFile(hosts)
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 && !strings.HasPrefix(f[0], "#") && slices.Contains(f[1:], name) {
+			return nil
+		}
+	}
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		b = append(b, '\n')
+	}
+	return writeFileAtomic(hosts, append(b, "127.0.0.1\t"+name+"\n"...))
 }
 
 // lockFile takes an exclusive flock on path, waiting (until ctx ends) while another process
