@@ -130,6 +130,10 @@ func (s *session) handshake(hello, start []byte) error {
 		}
 		reply, err := s.brokerReply()
 		for err != nil {
+			var gone *endError
+			if errors.As(err, &gone) {
+				return err
+			}
 			if err := s.failover(hello, sent, tune, err); err != nil {
 				return err
 			}
@@ -150,7 +154,15 @@ func (s *session) handshake(hello, start []byte) error {
 // brokerReply reads the broker's answer to a handshake step within the connect timeout. A
 // Connection.Close is returned as a *brokerClosed error.
 func (s *session) brokerReply() (frame, error) {
-	f, err := readFrame(s.upIn, time.Now().Add(s.route.connectTimeout()))
+	deadline := time.Now().Add(s.route.connectTimeout())
+	f, err := readFrame(s.upIn, deadline)
+	for err == nil && f.typ == amqpwire.FrameHeartbeat {
+		// Not an answer: pass it on and read on.
+		if err := s.forwardToClient(f.raw); err != nil {
+			return f, err // the client is gone: an *endError, not the broker's failure
+		}
+		f, err = readFrame(s.upIn, deadline)
+	}
 	if err == nil && f.is(amqpwire.MethodClose) {
 		code, _ := closeReason(f)
 		s.learn(func(id *Identity) { id.CloseCode = code })
@@ -186,7 +198,7 @@ func (s *session) failover(hello []byte, sent []frame, tune []byte, cause error)
 		return s.noUpstream(cause)
 	}
 	// The client already has a Start.
-	if _, err := s.acquireUpstream(hello, func() error { return s.replay(sent, tune) }); err != nil {
+	if _, err := s.acquireUpstream(hello, func() error { return s.replay(sent, tune) }, cause); err != nil {
 		return err
 	}
 	s.set.log.Info("broker failed during the handshake; the session moved on", "backend", s.route.Backend.Name,

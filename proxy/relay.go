@@ -123,14 +123,22 @@ func (s *session) relay() error {
 	}
 	defer toClient.release()
 	s.idle, s.idleEnd = s.idleTimeout()
+	// AMQP 0-9-1 peers each send heartbeats at the negotiated interval, so each direction can be
+	// held to it. (An AMQP 1.0 peer's idle time-out binds the other peer; amqplb reads only the
+	// client's, so for 1.0 the session as a whole is held to it.)
+	s.perDirection = s.idleEnd == EndHeartbeatTimeout && s.identity().Protocol == ProtoAMQP091
 	if idle := s.idle; idle > 0 {
 		d := time.Now().Add(idle)
 		_ = s.client.SetReadDeadline(d)
 		_ = up.SetReadDeadline(d)
 		// A peer that stops reading (zero window) blocks writes, which read deadlines do not
-		// cover; the kernel drops it after the same time.
-		setUserTimeout(s.raw, idle)
-		setUserTimeout(upRaw, idle)
+		// cover; the kernel drops it after the same time. Not with heartbeats: a broker that
+		// blocks a publisher during a resource alarm stops reading on purpose, for as long as
+		// the alarm lasts.
+		if s.idleEnd != EndHeartbeatTimeout {
+			setUserTimeout(s.raw, idle)
+			setUserTimeout(upRaw, idle)
+		}
 	}
 	done := make(chan struct{})
 	go func() {
@@ -215,7 +223,7 @@ func (s *session) brokerGaveUp(l *leg, err error) bool {
 // clientMissedHeartbeats reports whether the session has a heartbeat and the client has sent
 // nothing for two of them: what makes RabbitMQ close a connection.
 func (s *session) clientMissedHeartbeats() bool {
-	if s.idleEnd != EndHeartbeatTimeout {
+	if !s.perDirection {
 		return false
 	}
 	hb := s.idle / 3
@@ -236,8 +244,8 @@ func (s *session) idleLimit() time.Duration {
 
 // stillActive is called when src's read deadline passed. If bytes moved in either direction
 // since, it moves the deadline on and reports true; otherwise the session is idle. With a
-// heartbeat, each direction must have carried something: both peers send heartbeats, so one
-// that fell silent for three of them is gone even while the other still talks.
+// 0-9-1 heartbeat, each direction must have carried something: both peers send heartbeats, so
+// one that fell silent for three of them is gone even while the other still talks.
 func (s *session) stillActive(src net.Conn) bool {
 	limit := s.idleLimit()
 	if limit <= 0 {
@@ -246,7 +254,17 @@ func (s *session) stillActive(src net.Conn) bool {
 	}
 	fromClient, fromServer := s.lastFromClient.Load(), s.lastFromServer.Load()
 	last := max(fromClient, fromServer)
-	if s.idleEnd == EndHeartbeatTimeout && !s.halfShut.Load() {
+	if s.perDirection && !s.halfShut.Load() {
+		// A direction whose receiver has not taken what was sent (bytes still queued on its
+		// socket) is held up by that receiver, not silent: a broker blocking a publisher
+		// during a resource alarm, say.
+		now := int64(time.Since(s.start))
+		if pendingOut(s.upRaw) {
+			fromClient = now
+		}
+		if pendingOut(s.raw) {
+			fromServer = now
+		}
 		last = min(fromClient, fromServer)
 	}
 	if expiry := s.start.Add(time.Duration(last)).Add(limit); time.Now().Before(expiry) {

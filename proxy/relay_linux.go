@@ -244,3 +244,18 @@ func setUserTimeout(c *net.TCPConn, d time.Duration) {
 		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d/time.Millisecond))
 	})
 }
+
+// pendingOut reports whether c has sent bytes its peer has not acknowledged yet, or that wait in
+// its send buffer (SIOCOUTQ): the peer is not keeping up, or not reading at all.
+func pendingOut(c *net.TCPConn) bool {
+	if c == nil {
+		return false
+	}
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	_ = raw.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) })
+	return n > 0
+}

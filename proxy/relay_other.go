@@ -17,3 +17,7 @@ func newSocketMover(dst net.Conn, src *net.TCPConn, moved func(int)) (mover, err
 // setUserTimeout does nothing outside Linux: TCP_USER_TIMEOUT is Linux's. A peer that stops
 // reading is then dropped by the kernel's own retransmission limits only.
 func setUserTimeout(*net.TCPConn, time.Duration) {}
+
+// pendingOut cannot tell outside Linux (no SIOCOUTQ): a direction held up by its receiver is
+// then judged by its silence alone.
+func pendingOut(*net.TCPConn) bool { return false }

@@ -69,6 +69,8 @@ type session struct {
 	halfShut                       atomic.Bool   // one direction has ended
 	idle                           time.Duration // the idle timeout of the relay (0 = none), set before it starts
 	idleEnd                        Reason        // the end reason when idle expires
+	// perDirection: each direction must carry something within idle (0-9-1 heartbeats).
+	perDirection bool
 
 	toServer, toClient atomic.Uint64
 }
@@ -120,7 +122,7 @@ func (s *session) serve() error {
 			return err
 		}
 	}
-	start, err := s.acquireUpstream(hello, nil)
+	start, err := s.acquireUpstream(hello, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -276,13 +278,14 @@ func readProxyHeader(br *bufio.Reader) (src, dst netip.AddrPort, err error) {
 // ahead with the PROXY header are the start of the client's TLS stream. From then on the client
 // is read through TLS, and s.in buffers the TLS stream's plain text.
 func (s *session) handshakeTLS() error {
+	before := s.in.read() // a PROXY header does not count as the client saying anything
 	s.in.passThrough()
 	tc := tls.Server(s.in, s.set.tls)
 	_ = s.raw.SetDeadline(s.deadline)
 	err := tc.Handshake()
 	_ = s.raw.SetDeadline(time.Time{})
 	if err != nil {
-		s.heard = s.heard || s.in.read() > 0
+		s.heard = s.heard || s.in.read() > before
 		return refused(EndTLSHandshake, "connection refused: TLS handshake failed", err).quiet()
 	}
 	s.client, s.in = tc, newBufConn(tc)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -29,18 +30,19 @@ import (
 // session at once. start is the broker's Connection.Start, in AMQP mode.
 //
 // When no server is left, the session ends as no_server (none could be picked) or
-// connect_failed; the client gets the last broker's Connection.Close if it refused.
-func (s *session) acquireUpstream(hello []byte, replay func() error) (start []byte, err error) {
+// connect_failed; the client gets the last broker's Connection.Close if it refused. cause, for
+// a failover, is the failure that started it: the last error until another one comes.
+func (s *session) acquireUpstream(hello []byte, replay func() error, cause error) (start []byte, err error) {
 	r := s.route
 	var srv *backend.Server
-	var lastErr error
+	lastErr := cause
 	retriedSame := replay != nil // a failover goes to other servers only
 	for ; s.tries <= r.Retries; s.tries++ {
 		if srv != nil && (srv.Admin() != backend.AdminReady || !srv.Acquire()) {
 			srv = nil // drained, in maintenance or full since the last attempt
 		}
 		if srv == nil {
-			if srv = s.pick(); srv == nil {
+			if srv = s.pick(replay == nil); srv == nil {
 				break
 			}
 		}
@@ -59,9 +61,12 @@ func (s *session) acquireUpstream(hello []byte, replay func() error) (start []by
 			srv.Connected()
 			return start, nil
 		}
-		left := errors.Is(lastErr, errLeftRotation)
-		// The dial and the broker's Start involve no client bytes: a failure is the server's
-		// (unless an operator took it out of rotation meanwhile).
+		// The dial and the broker's Start involve no client bytes: a failure is the server's,
+		// unless an operator took it out of rotation meanwhile, or it does not speak the
+		// client's protocol (AMQP 1.0 on a RabbitMQ 3 without rabbitmq_amqp1_0): no client may
+		// eject a broker by speaking something it was not asked to serve.
+		var mismatch *protocolMismatch
+		left := errors.Is(lastErr, errLeftRotation) || errors.As(lastErr, &mismatch)
 		if err := s.release(srv, lastErr, !left); err != nil {
 			return nil, err
 		}
@@ -90,8 +95,14 @@ func (s *session) noUpstream(lastErr error) error {
 		return refused(EndNoServer, "connection refused: no server available", nil)
 	}
 	var closed *brokerClosed
-	if errors.As(lastErr, &closed) {
+	var mismatch *protocolMismatch
+	switch {
+	case errors.As(lastErr, &closed):
 		_, _ = s.client.Write(closed.close.raw)
+		s.lingeringClose()
+	case errors.As(lastErr, &mismatch) && bytes.HasPrefix(mismatch.header[:], []byte("AMQP")):
+		// What the broker would have answered the client itself.
+		_, _ = s.client.Write(mismatch.header[:])
 		s.lingeringClose()
 	}
 	return refused(EndConnectFailed, "connection failed: every attempt failed", lastErr)
@@ -113,12 +124,13 @@ func (s *session) release(srv *backend.Server, err error, report bool) error {
 }
 
 // pick asks the policy for an eligible server not in s.skip and takes a slot on it. When every
-// eligible server has been tried, it starts over with all of them.
-func (s *session) pick() *backend.Server {
+// eligible server has been tried, it starts over with all of them if again allows (not in a
+// failover, which must not log in twice where a login just failed).
+func (s *session) pick(again bool) *backend.Server {
 	servers := s.route.Backend.Servers
 	for range 2 * len(servers) {
 		srv := s.route.Policy.Pick(servers, s.from.Addr(), s.skip)
-		if srv == nil && s.skip != 0 {
+		if srv == nil && s.skip != 0 && again {
 			s.skip = 0
 			srv = s.route.Policy.Pick(servers, s.from.Addr(), 0)
 		}
@@ -183,7 +195,7 @@ func (s *session) dial(srv *backend.Server, hello []byte) ([]byte, error) {
 		_, err := io.ReadFull(s.upIn, h[:])
 		_ = up.SetDeadline(time.Time{})
 		if err == nil && h != amqp10.HeaderSASL {
-			err = fmt.Errorf("it answered the AMQP 1.0 SASL header with %q (RabbitMQ 4, or 3.x with rabbitmq_amqp1_0, serves AMQP 1.0)", printable(h[:]))
+			err = &protocolMismatch{header: h}
 		}
 		if err != nil {
 			s.detach()
@@ -205,6 +217,14 @@ func (s *session) dial(srv *backend.Server, hello []byte) ([]byte, error) {
 		return nil, &upstreamError{srv: srv, op: "wait for the broker's Connection.Start", err: err}
 	}
 	return f.raw, nil
+}
+
+// protocolMismatch is a broker that answered a protocol header with another one: it does not
+// serve the client's protocol.
+type protocolMismatch struct{ header [8]byte }
+
+func (e *protocolMismatch) Error() string {
+	return fmt.Sprintf("it answered the AMQP 1.0 SASL header with %q (RabbitMQ 4, or 3.x with rabbitmq_amqp1_0, serves AMQP 1.0)", printable(e.header[:]))
 }
 
 // errLeftRotation fails a dial to a server that an operator drained or put in maintenance
