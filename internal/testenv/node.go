@@ -421,11 +421,18 @@ func (n *Node) ConnectionCount(ctx context.Context) (int, error) {
 // cluster's cookie, and returns its standard output. A failure carries the
 // standard error. CLI start-up alone takes about a second.
 func (n *Node) Rabbitmqctl(ctx context.Context, args ...string) (string, error) {
+	return n.cli(ctx, ctlPath, args...)
+}
+
+// cli runs one of RabbitMQ's command-line tools (path) with `-n NODENAME args...` as the node's
+// user with the cluster's cookie (in the node's root for a 4.0 node), and returns its standard
+// output. A failure carries the standard error.
+func (n *Node) cli(ctx context.Context, path string, args ...string) (string, error) {
 	uid, gid, err := n.ids()
 	if err != nil {
 		return "", err
 	}
-	argv := append([]string{ctlPath, "-n", n.NodeName}, args...)
+	argv := append([]string{path, "-n", n.NodeName}, args...)
 	if n.Root != "" {
 		argv = n.chrootArgv(uid, gid, n.rootEnv(), argv)
 		uid, gid = -1, -1 // chroot drops to the root's rabbitmq user
@@ -445,7 +452,7 @@ func (n *Node) Rabbitmqctl(ctx context.Context, args ...string) (string, error) 
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("rabbitmqctl -n %s %s: %w: %s", n.NodeName, strings.Join(args, " "), err,
+		return stdout.String(), fmt.Errorf("%s -n %s %s: %w: %s", filepath.Base(path), n.NodeName, strings.Join(args, " "), err,
 			strings.TrimSpace(stderr.String()+"\n"+stdout.String()))
 	}
 	return stdout.String(), nil

@@ -1,12 +1,7 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"os/exec"
-	"strings"
-	"time"
 )
 
 // upgradePath is rabbitmq-upgrade in Debian's rabbitmq-server package (and in a root's).
@@ -16,34 +11,7 @@ const upgradePath = "/usr/lib/rabbitmq/bin/rabbitmq-upgrade"
 // cluster's cookie (in the node's root for a 4.0 node), as Rabbitmqctl runs rabbitmqctl, and
 // returns its standard output. A failure carries the standard error.
 func (n *Node) RabbitmqUpgrade(ctx context.Context, args ...string) (string, error) {
-	uid, gid, err := n.ids()
-	if err != nil {
-		return "", err
-	}
-	argv := append([]string{upgradePath, "-n", n.NodeName}, args...)
-	if n.Root != "" {
-		argv = n.chrootArgv(uid, gid, n.rootEnv(), argv)
-		uid, gid = -1, -1 // chroot drops to the root's rabbitmq user
-	}
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Dir = n.Dir
-	cmd.Env = n.env()
-	runAs(cmd, uid, gid, true)
-	if n.Root != "" {
-		if err := newMountNS(cmd); err != nil {
-			return "", err
-		}
-	}
-	// The CLI is an Erlang VM of its own; on cancel take its whole group.
-	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, sigKill) }
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("rabbitmq-upgrade -n %s %s: %w: %s", n.NodeName, strings.Join(args, " "), err,
-			strings.TrimSpace(stderr.String()+"\n"+stdout.String()))
-	}
-	return stdout.String(), nil
+	return n.cli(ctx, upgradePath, args...)
 }
 
 // Drain puts the node into maintenance mode (`rabbitmq-upgrade drain`): its client
