@@ -148,7 +148,7 @@ for n in "${nodes[@]}"; do
 	steps+=(-step "$n drain=$c rabbitmq-upgrade drain" -step "$n stop_app=$c rabbitmqctl stop_app"
 		-step "$n start_app=$c rabbitmqctl start_app" -step "$n revive=$c rabbitmq-upgrade revive")
 done
-args=(-cluster "$cluster" -clients "$CLIENTS" -step-gap "$STEP" -duration "$TAIL" "${steps[@]}")
+args=(-cluster "$cluster" -clients "$CLIENTS" -step-gap "$STEP" -sample 500ms -duration "$TAIL" "${steps[@]}")
 
 {
 	echo "# amqplb-bench rolling, $date"
