@@ -189,11 +189,12 @@ func (r *Rolling) Run(ctx context.Context, t Target, progress io.Writer) (Figure
 	stepErr := r.runSteps(ctx, start, tl, progress)
 	tl.LastStepAt = time.Since(start)
 	wait(ctx, r.duration())
-	stopClients()
-	wg.Wait()
+	// The sampler stops first: no sample may see the clients' own closes at the end.
 	stopSampler()
 	samplerDone.Wait()
 	tl.Duration = time.Since(start)
+	stopClients()
+	wg.Wait()
 	rec.fill(tl)
 	if err := ctx.Err(); err != nil {
 		return nil, err
