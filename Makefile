@@ -5,7 +5,7 @@ GO      ?= go
 BROKERS ?=
 CLUSTER := $(GO) run ./internal/testenv/cmd/rabbitcluster
 
-.PHONY: all build run test test-unit deps vet lint bench-compare cluster-up cluster-down bench gobench bench-e2e clean
+.PHONY: all build run test test-unit deps vet lint bench-compare cluster-up cluster-down bench bench-rolling gobench bench-e2e clean
 
 all: build
 
@@ -39,6 +39,11 @@ lint:
 ## bench: the amqplb-bench suite, amqplb and HAProxy side by side, into bench/results/<date>.md.
 bench:
 	./scripts/bench.sh
+
+## bench-rolling: a rolling restart (drain, stop, start, revive each node) under reconnecting clients,
+## amqplb and HAProxy one after the other, into bench/results/<date>-rolling.md and .svg.
+bench-rolling:
+	./scripts/bench-rolling.sh
 
 ## bench-compare: two builds of amqplb (BEFORE=<git rev> and the working tree) side by side with
 ## the broker itself in one run: pubsub 128 B and storm, into bench/results/<date>-compare.md.

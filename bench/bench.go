@@ -1,4 +1,4 @@
-// Package bench owns amqplb-bench's workloads (pubsub, storm, bulk, hold, failover) and their
+// Package bench owns amqplb-bench's workloads (pubsub, storm, bulk, hold, failover, rolling) and their
 // reports (the comparison table, JSON and SVG charts). It measures targets (brokers directly,
 // amqplb, HAProxy) from the outside, as a client does: it imports nothing of amqplb's own
 // packages, so the same figures can be taken of any AMQP endpoint.
@@ -67,7 +67,7 @@ func (fs Figures) Get(name string) (float64, bool) {
 
 // Workload is one kind of measurement.
 type Workload interface {
-	// Name is the subcommand: pubsub, storm, bulk, hold or failover.
+	// Name is the subcommand: pubsub, storm, bulk, hold, failover or rolling.
 	Name() string
 	// Run measures t once. Progress lines (per-second rates, ...) go to progress. An error means
 	// the target could not be measured (unreachable, refused): it is reported as such, never as

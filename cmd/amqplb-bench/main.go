@@ -7,6 +7,7 @@
 //	amqplb-bench bulk     -target ... -sink 127.0.0.1:5699 -streams 4   (1, 2 and 4 streams)
 //	amqplb-bench hold     -target ... -n 2000 -pid PID
 //	amqplb-bench failover -target ... -fault-at 5s -fault "kill -STOP 1234" -recover-at 15s -recover "kill -CONT 1234"
+//	amqplb-bench rolling  -target ... -cluster DIR/cluster.json -clients 90 -step "rmq1 drain=COMMAND" -step ... -step-gap 10s
 //
 // `amqplb-bench SUBCOMMAND -h` documents each. Rounds alternate between targets (A B C A B C …)
 // so that a noisy machine slows every target alike; the table gives each figure's median, its
@@ -16,12 +17,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -64,6 +67,7 @@ var subcommands = []struct{ name, what string }{
 	{"bulk", "raw TCP throughput through each target to a sink the bench starts: Gbit/s"},
 	{"hold", "N idle AMQP connections through each target: memory and fds per connection of -pid"},
 	{"failover", "a connect+publish loop while a fault runs: a timeline, and the time to recover"},
+	{"rolling", "N reconnecting clients through a rolling restart: per-node counts from the brokers, closes, reconnects"},
 }
 
 func usage(w io.Writer) {
@@ -90,15 +94,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var targets targetList
 	fs.Var(&targets, "target", "`NAME=HOST:PORT` to measure (repeatable; a bare HOST:PORT is named after itself)")
-	rounds := fs.Int("rounds", 3, "rounds per target, alternating between targets")
+	defaultRounds := 3
+	if sub == "rolling" {
+		defaultRounds = 1
+	}
+	rounds := fs.Int("rounds", defaultRounds, "rounds per target, alternating between targets (rolling: default 1)")
 	jsonFile := fs.String("json", "", "write every figure of every round to `FILE`")
 	svgFile := fs.String("svg", "", "draw the comparison (or the failover timeline) to `FILE`")
 	mdFile := fs.String("md", "", "write the table as Markdown to `FILE`")
-	defaultDuration := map[string]time.Duration{"pubsub": 10 * time.Second, "bulk": 5 * time.Second, "failover": 25 * time.Second}[sub]
-	duration := fs.Duration("duration", defaultDuration, "how long each round measures (pubsub: after -warmup; bulk: per stream count)")
+	defaultDuration := map[string]time.Duration{"pubsub": 10 * time.Second, "bulk": 5 * time.Second, "failover": 25 * time.Second, "rolling": 20 * time.Second}[sub]
+	duration := fs.Duration("duration", defaultDuration, "how long each round measures (pubsub: after -warmup; bulk: per stream count; rolling: after the last step)")
 
 	var w bench.Workload
 	var fo *bench.Failover
+	var rl *bench.Rolling
+	var clusterFile string
 	switch sub {
 	case "pubsub":
 		p := &bench.PubSub{}
@@ -140,6 +150,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&fo.Workers, "c", 4, "parallel connect+publish loops")
 		fs.BoolVar(&fo.Confirm, "confirm", true, "publish with confirms")
 		w = fo
+	case "rolling":
+		rl = &bench.Rolling{}
+		fs.IntVar(&rl.Clients, "clients", 90, "connections held, each reconnecting when closed")
+		fs.Func("node", "`NAME=URL` of a node's Prometheus metrics, whose rabbitmq_connections are counted (repeatable)", func(v string) error {
+			n, err := bench.ParseNode(v)
+			if err == nil {
+				rl.Nodes = append(rl.Nodes, n)
+			}
+			return err
+		})
+		fs.StringVar(&clusterFile, "cluster", "", "count the nodes of this testenv `cluster.json` (rabbitcluster up -dir DIR writes DIR/cluster.json)")
+		fs.Func("step", "`LABEL=COMMAND`: a step of the restart, run with sh -c (repeatable, in order)", func(v string) error {
+			st, err := bench.ParseStep(v)
+			if err == nil {
+				rl.Steps = append(rl.Steps, st)
+			}
+			return err
+		})
+		fs.DurationVar(&rl.StepGap, "step-gap", 10*time.Second, "wait before the first step and after each")
+		fs.DurationVar(&rl.Sample, "sample", 250*time.Millisecond, "interval between two counts of every node")
+		fs.DurationVar(&rl.RecoveryDelay, "recovery", 500*time.Millisecond, "a client's wait before it reconnects (jittered ±50%, doubled after each failed attempt)")
+		fs.DurationVar(&rl.MaxRecoveryDelay, "max-recovery", 5*time.Second, "the longest wait before a reconnect")
+		fs.Float64Var(&rl.Even, "even", 0.2, "counts are even when every node is within this fraction of the mean")
+		w = rl
 	default:
 		fmt.Fprintf(stderr, "amqplb-bench: unknown subcommand %q\n\n", sub)
 		usage(stderr)
@@ -177,6 +211,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "amqplb-bench failover: -fault is required")
 		return 2
 	}
+	if rl != nil && clusterFile != "" {
+		nodes, err := clusterNodes(clusterFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "amqplb-bench rolling: %v\n", err)
+			return 2
+		}
+		rl.Nodes = append(rl.Nodes, nodes...)
+	}
+	if rl != nil && len(rl.Nodes) == 0 {
+		fmt.Fprintln(stderr, "amqplb-bench rolling: -node or -cluster is required")
+		return 2
+	}
 	applyDuration(w, *duration)
 	if v, ok := w.(interface{ Validate() error }); ok {
 		if err := v.Validate(); err != nil {
@@ -208,6 +254,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
+	if rl != nil {
+		for _, t := range targets {
+			for i, tl := range rl.Timelines()[t.Name] {
+				fmt.Fprintf(stdout, "\n%s, round %d:\n", t.Name, i+1)
+				tl.Print(stdout)
+			}
+		}
+	}
 	if *mdFile != "" {
 		if err := writeFile(*mdFile, report.Markdown); err != nil {
 			fmt.Fprintln(stderr, "amqplb-bench:", err)
@@ -228,6 +282,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 				order = append(order, t.Name)
 			}
 			draw = func(w io.Writer) error { return bench.WriteTimelinesSVG(w, fo.Timelines(), order...) }
+		}
+		if rl != nil {
+			var order []string
+			for _, t := range targets {
+				order = append(order, t.Name)
+			}
+			draw = func(w io.Writer) error { return bench.WriteRollingSVG(w, rl.Timelines(), order...) }
 		}
 		if err := writeFile(*svgFile, draw); err != nil {
 			fmt.Fprintln(stderr, "amqplb-bench:", err)
@@ -252,6 +313,8 @@ func applyDuration(w bench.Workload, d time.Duration) {
 		w.Duration = d
 	case *bench.Failover:
 		w.Duration = d
+	case *bench.Rolling:
+		w.Duration = d
 	}
 }
 
@@ -265,4 +328,33 @@ func writeFile(path string, write func(io.Writer) error) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// clusterNodes reads the nodes of a testenv cluster.json (internal/testenv's format, read here
+// without importing it): each node's name and Prometheus endpoint on 127.0.0.1.
+func clusterNodes(path string) ([]bench.Node, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var c struct {
+		Nodes []struct {
+			Name           string `json:"name"`
+			PrometheusPort int    `json:"prometheus_port"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var nodes []bench.Node
+	for _, n := range c.Nodes {
+		if n.Name == "" || n.PrometheusPort <= 0 {
+			return nil, fmt.Errorf("%s: a node without a name or a prometheus_port", path)
+		}
+		nodes = append(nodes, bench.Node{Name: n.Name, MetricsURL: "http://127.0.0.1:" + strconv.Itoa(n.PrometheusPort) + "/metrics"})
+	}
+	if len(nodes) == 0 {
+		return nil, fmt.Errorf("%s: no nodes", path)
+	}
+	return nodes, nil
 }
