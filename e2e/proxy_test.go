@@ -19,8 +19,7 @@ import (
 func TestPublishConfirmConsumeThroughAMQPLB(t *testing.T) {
 	c := testenv.RequireCluster(t)
 	l := startLB(t, setup{servers: nodesAsServers(c)})
-	conn := l.dial(t)
-	ch, err := conn.Channel()
+	ch, err := l.dial(t).Channel()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,25 +27,37 @@ func TestPublishConfirmConsumeThroughAMQPLB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ch.Confirm(false); err != nil {
-		t.Fatal(err)
-	}
-	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 200))
-	// Small frames, and a few large messages that take amqplb's splice path.
+	publishConfirmConsume(t, ch, q.Name, testBodies(120, 40, 2<<20))
+}
+
+// testBodies returns n random message bodies: small ones of 100 bytes and up, and every
+// bigEvery-th one of bigSize bytes, which takes amqplb's splice path.
+func testBodies(n, bigEvery, bigSize int) [][]byte {
 	var bodies [][]byte
-	for i := range 120 {
+	for i := range n {
 		size := 100 + i
-		if i%40 == 39 {
-			size = 2 << 20
+		if i%bigEvery == bigEvery-1 {
+			size = bigSize
 		}
 		b := make([]byte, size)
 		_, _ = rand.Read(b)
 		bodies = append(bodies, b)
 	}
+	return bodies
+}
+
+// publishConfirmConsume publishes bodies to queue on ch with confirms, waits for every confirm,
+// then consumes them back (prefetch 10, as quorum queues want) and checks each one.
+func publishConfirmConsume(t *testing.T, ch *amqp.Channel, queue string, bodies [][]byte) {
+	t.Helper()
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, len(bodies)))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, b := range bodies {
-		if err := ch.PublishWithContext(ctx, "", q.Name, false, false, amqp.Publishing{Body: b}); err != nil {
+		if err := ch.PublishWithContext(ctx, "", queue, false, false, amqp.Publishing{Body: b}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -60,7 +71,10 @@ func TestPublishConfirmConsumeThroughAMQPLB(t *testing.T) {
 			t.Fatalf("only %d of %d confirms arrived", i, len(bodies))
 		}
 	}
-	msgs, err := ch.Consume(q.Name, "", false, true, false, false, nil)
+	if err := ch.Qos(10, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := ch.Consume(queue, "", false, false, false, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,15 +94,21 @@ func TestPublishConfirmConsumeThroughAMQPLB(t *testing.T) {
 }
 
 func TestRoundRobinLandsEvenlyOnTheBrokers(t *testing.T) {
-	c := testenv.RequireCluster(t)
+	roundRobinLandsEvenly(t, testenv.RequireCluster(t), 10)
+}
+
+// roundRobinLandsEvenly opens perNode connections per node through amqplb (roundrobin) and
+// waits until every broker counts perNode.
+func roundRobinLandsEvenly(t *testing.T, c *testenv.Cluster, perNode int) {
+	t.Helper()
 	waitCounts(t, c, zeroCounts(c))
 	l := startLB(t, setup{servers: nodesAsServers(c)})
-	for range 30 {
+	for range perNode * len(c.Nodes) {
 		l.dial(t)
 	}
 	want := map[string]int{}
 	for _, n := range c.Nodes {
-		want[n.Name] = 10
+		want[n.Name] = perNode
 	}
 	waitCounts(t, c, want)
 }

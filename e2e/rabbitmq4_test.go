@@ -9,8 +9,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"net"
@@ -48,73 +46,12 @@ func TestRabbit4PublishConfirmConsumeThroughAMQPLB(t *testing.T) {
 			_, _ = ch.QueueDelete(q, false, false, false)
 		}
 	})
-	if err := ch.Confirm(false); err != nil {
-		t.Fatal(err)
-	}
-	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 100))
-	// Small frames, and a few large messages that take amqplb's splice path.
-	var bodies [][]byte
-	for i := range 60 {
-		size := 100 + i
-		if i%20 == 19 {
-			size = 1 << 20
-		}
-		b := make([]byte, size)
-		_, _ = rand.Read(b)
-		bodies = append(bodies, b)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, b := range bodies {
-		if err := ch.PublishWithContext(ctx, "", q, false, false, amqp.Publishing{Body: b}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range bodies {
-		select {
-		case cf := <-confirms:
-			if !cf.Ack {
-				t.Fatalf("publish %d nacked", cf.DeliveryTag)
-			}
-		case <-ctx.Done():
-			t.Fatalf("only %d of %d confirms arrived", i, len(bodies))
-		}
-	}
-	if err := ch.Qos(10, 0, false); err != nil { // quorum queues want a prefetch
-		t.Fatal(err)
-	}
-	msgs, err := ch.Consume(q, "", false, false, false, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, want := range bodies {
-		select {
-		case m := <-msgs:
-			if !bytes.Equal(m.Body, want) {
-				t.Fatalf("message %d differs (%d bytes, want %d)", i, len(m.Body), len(want))
-			}
-			if err := m.Ack(false); err != nil {
-				t.Fatal(err)
-			}
-		case <-ctx.Done():
-			t.Fatalf("only %d of %d messages consumed", i, len(bodies))
-		}
-	}
+	publishConfirmConsume(t, ch, q, testBodies(60, 20, 1<<20))
 }
 
 // TestRabbit4RoundRobinLandsEvenly counts with the 4.0 brokers' own Prometheus gauge.
 func TestRabbit4RoundRobinLandsEvenly(t *testing.T) {
-	c := testenv.RequireCluster4(t)
-	waitCounts(t, c, zeroCounts(c))
-	l := startLB(t, setup{servers: nodesAsServers(c)})
-	for range 15 {
-		l.dial(t)
-	}
-	want := map[string]int{}
-	for _, n := range c.Nodes {
-		want[n.Name] = 5
-	}
-	waitCounts(t, c, want)
+	roundRobinLandsEvenly(t, testenv.RequireCluster4(t), 5)
 }
 
 // TestRabbit4CheckSeesNodesAndEjectsAFrozenOne: the AMQP health check passes on 4.0 nodes (the
