@@ -135,6 +135,14 @@ func (n *Node) Running() bool {
 	return bytes.Contains(cmdline, []byte("rabbit"))
 }
 
+// groupLives reports whether a process of the node's process group is still alive. Running
+// alone can miss a node that is booting: its leader execs several times (the chroot script,
+// chroot, env, the server script), and /proc/PID/cmdline reads empty in the middle of an exec.
+func (n *Node) groupLives() bool {
+	pg, err := n.pgid()
+	return err == nil && groupAlive(pg)
+}
+
 // Paused reports whether the node's beam.smp is stopped by a signal.
 func (n *Node) Paused() bool {
 	pg, err := n.pgid()
@@ -302,7 +310,7 @@ func (n *Node) waitFor(ctx context.Context, management bool) error {
 		if last == nil {
 			return nil
 		}
-		if management && !n.Running() {
+		if management && !n.Running() && !n.groupLives() {
 			return fmt.Errorf("node %s exited while booting: %v\n%s", n.Name, last, n.logTail())
 		}
 		select {
