@@ -1,10 +1,13 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,13 +76,53 @@ func (a *portAllocator) pick(lo, hi int) (int, error) {
 	defer a.mu.Unlock()
 	for range 200 {
 		p := lo + rand.IntN(hi-lo)
-		if a.taken[p] || !portFree(p) {
+		if a.taken[p] || !portFree(p) || !claim(p) {
 			continue
 		}
 		a.taken[p] = true
 		return p, nil
 	}
 	return 0, fmt.Errorf("no free port in %d-%d", lo, hi)
+}
+
+// claimDir holds one file per port a live process picked (its pid inside). It makes picks
+// distinct across processes too: `make test` boots its 3.10 and 4.0 clusters in two
+// processes at once, and a port both picked before either node bound it broke a CI run.
+var claimDir = filepath.Join(os.TempDir(), "amqplb-ports")
+
+// claim records port p as picked by this process, unless a live process other than this one
+// picked it. A claim of a process that has exited is stale and taken over: by then its
+// port is either bound (portFree says so) or free again.
+func claim(p int) bool {
+	if err := os.MkdirAll(claimDir, 0o1777); err != nil {
+		return true // no shared directory: in-process distinctness only, as before
+	}
+	defer lockClaims()()
+	name := filepath.Join(claimDir, strconv.Itoa(p))
+	me := strconv.Itoa(os.Getpid())
+	for range 2 {
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err == nil {
+			_, werr := f.WriteString(me)
+			cerr := f.Close()
+			return werr == nil && cerr == nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return true
+		}
+		b, err := os.ReadFile(name)
+		if err != nil {
+			continue // removed meanwhile: try to create it again
+		}
+		owner, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err == nil && (owner == os.Getpid() || processAlive(owner)) {
+			return owner == os.Getpid()
+		}
+		// Stale, or half-written by a process that died writing it: take it over (under
+		// lockClaims, so no other process is doing the same).
+		os.Remove(name)
+	}
+	return false
 }
 
 // portFree reports whether nothing listens on port, on loopback or wildcard.

@@ -1,33 +1,39 @@
+//go:build unix
+
 package testenv
 
 import (
-	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 )
 
-// FreeAddr must give distinct loopback addresses below the ephemeral range, each free to bind:
-// a port from the ephemeral range can be taken by any outgoing connection before a child
-// process binds it (CI once failed on exactly that).
-func TestFreeAddrDistinctBindableAndNotEphemeral(t *testing.T) {
-	seen := map[string]bool{}
-	for range 100 {
-		a := FreeAddr(t)
-		if seen[a] {
-			t.Fatalf("FreeAddr gave %s twice", a)
+// TestClaimIsExclusiveAcrossProcesses: a port a live process claimed is not handed out here,
+// one claimed by a process that has exited is taken over, and our own claim is ours.
+func TestClaimIsExclusiveAcrossProcesses(t *testing.T) {
+	old := claimDir
+	claimDir = t.TempDir()
+	t.Cleanup(func() { claimDir = old })
+
+	if !claim(40001) || !claim(40001) {
+		t.Fatal("a fresh port, or one this process claimed, must be claimable")
+	}
+	write := func(p, pid int) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(claimDir, strconv.Itoa(p)), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		seen[a] = true
-		host, port, err := net.SplitHostPort(a)
-		if err != nil || host != "127.0.0.1" {
-			t.Fatalf("FreeAddr = %q, want 127.0.0.1:PORT", a)
-		}
-		if p, _ := strconv.Atoi(port); p >= ephemeralLow() {
-			t.Fatalf("FreeAddr = %s: port in the kernel's ephemeral range", a)
-		}
-		ln, err := net.Listen("tcp", a)
-		if err != nil {
-			t.Fatalf("FreeAddr gave %s, which cannot be bound: %v", a, err)
-		}
-		ln.Close()
+	}
+	write(40002, 1) // init: alive, and not us
+	if claim(40002) {
+		t.Error("claimed a port a live process holds")
+	}
+	write(40003, 1<<22+1) // above pid_max's ceiling: no such process
+	if !claim(40003) {
+		t.Error("a stale claim was not taken over")
+	}
+	if b, _ := os.ReadFile(filepath.Join(claimDir, "40003")); string(b) != strconv.Itoa(os.Getpid()) {
+		t.Errorf("claim file holds %q, want our pid", b)
 	}
 }

@@ -3,7 +3,10 @@
 package testenv
 
 import (
+	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 )
 
@@ -24,4 +27,25 @@ func runAs(cmd *exec.Cmd, uid, gid int, newGroup bool) {
 	if uid >= 0 {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
+}
+
+// processAlive reports whether a process with this pid exists (EPERM: it does, owned by
+// another user).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// lockClaims takes the lock that serialises port claims between processes (claim), and
+// returns its release. Without the lock file, claims go unserialised.
+func lockClaims() (unlock func()) {
+	f, err := os.OpenFile(filepath.Join(claimDir, ".lock"), os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		return func() {}
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return func() {}
+	}
+	return func() { f.Close() } // closing the last descriptor releases the lock
 }

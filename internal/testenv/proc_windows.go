@@ -18,3 +18,9 @@ func killGroup(int, syscall.Signal) error { return errors.ErrUnsupported }
 
 // runAs does nothing on Windows: there are no uids, and no test node runs there.
 func runAs(*exec.Cmd, int, int, bool) {}
+
+// processAlive says no on Windows, where no test node runs: every port claim counts as stale.
+func processAlive(int) bool { return false }
+
+// lockClaims does nothing on Windows (see processAlive).
+func lockClaims() (unlock func()) { return func() {} }
