@@ -293,3 +293,79 @@ type rebalanceAnswer struct {
 		Server string `json:"server"`
 	} `json:"sessions"`
 }
+
+// TestRebalanceClosesConsumersOfExclusiveQueuesLast: of two sessions on an overloaded server, a
+// rebalance (with the management API) picks the one that does not consume from an exclusive
+// queue, though the consumer has been idle longer: closing it would delete its queue.
+func TestRebalanceClosesConsumersOfExclusiveQueuesLast(t *testing.T) {
+	onBothVersions(t, testRebalanceClosesConsumersOfExclusiveQueuesLast)
+}
+
+func testRebalanceClosesConsumersOfExclusiveQueuesLast(t *testing.T, c *testenv.Cluster) {
+	check := fmt.Sprintf("type = \"none\"\nmanagement = { port = %d }\n\n[backend.rebalance]\ntolerance = 0.0\nmin_age = \"0s\"\n",
+		c.Nodes[0].ManagementPort)
+	// "first": both sessions go to the first server, which then holds twice its share.
+	l := startLB(t, setup{servers: nodesAsServers(c)[:2], balance: "first", check: check})
+	dial := func(name string) *amqp.Connection {
+		conn, err := amqp.DialConfig(l.url(), amqp.Config{Properties: amqp.Table{"connection_name": name}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		return conn
+	}
+	consumer := dial("e2e-sticky-consumer")
+	ch, err := consumer.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclare("", false, false, true, false, nil) // exclusive, server-named
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.Consume(q.Name, "", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	stickyID, _ := sessionByName(t, l, "e2e-sticky-consumer")
+	// The other one keeps moving bytes (unroutable publishes, every 50 ms, for at most a
+	// minute), so by idleness alone the consumer would go first, heartbeats or not.
+	other := dial("e2e-sticky-other")
+	och, err := other.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	var busy sync.WaitGroup
+	busy.Go(func() {
+		for ctx.Err() == nil {
+			if och.PublishWithContext(ctx, "", "e2e-sticky-nowhere", false, false, amqp.Publishing{Body: []byte("x")}) != nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+	t.Cleanup(func() { cancel(); busy.Wait() })
+	otherID, _ := sessionByName(t, l, "e2e-sticky-other")
+	// The management API lists consumers a few seconds late: until then the plan goes by
+	// idleness alone. Once it picks the other session, it must keep doing so (by idleness
+	// alone it would pick the consumer again, but for the moments after a heartbeat).
+	planned := func() error {
+		code, plan := postRebalance(t, l, true)
+		if code != http.StatusOK || len(plan.Sessions) != 1 {
+			return fmt.Errorf("dry run = %d, %+v; want one session", code, plan)
+		}
+		if got := plan.Sessions[0].ID; got != otherID {
+			return fmt.Errorf("the plan closes session %d, want %d (the consumer is %d)", got, otherID, stickyID)
+		}
+		return nil
+	}
+	testenv.Eventually(t, 30*time.Second, planned)
+	for range 20 {
+		if err := planned(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -47,6 +48,10 @@ type Options struct {
 	// Servers and Sessions return the backend's servers and its open sessions now.
 	Servers  func() []Server
 	Sessions func() []Session
+	// Sticky, when not nil, returns the upstream addresses (Session.Upstream) of the sessions
+	// that consume from an exclusive or auto-delete queue (Management.Sticky); Plan closes them
+	// last. It is asked only when there is something to close, at most once per StickyTTL.
+	Sticky func(ctx context.Context) (map[netip.AddrPort]bool, error)
 	// Close ends one session, synchronously enough that the session is on its way out when it
 	// returns nil; see ErrNotListed and ErrGone. ctx ends when the Loop stops.
 	Close func(ctx context.Context, s Session) error
@@ -65,8 +70,42 @@ type Loop struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu   sync.Mutex
-	pass bool // a pass is under way: close down to the fair share, not to the tolerance
+	mu       sync.Mutex
+	pass     bool // a pass is under way: close down to the fair share, not to the tolerance
+	sticky   map[netip.AddrPort]bool
+	stickyAt time.Time // when sticky was asked for (also after a failure: retried after StickyTTL)
+}
+
+// StickyTTL is how long an answer of Options.Sticky is used.
+const StickyTTL = 2 * time.Second
+
+// plan is Plan with the sticky sessions marked, when there is something to close and
+// Options.Sticky can tell which.
+func (l *Loop) plan(ctx context.Context, servers []Server, sessions []Session, p Policy, now time.Time, skip func(uint64) bool) []Session {
+	victims := Plan(servers, sessions, p, now, skip)
+	if len(victims) == 0 || l.o.Sticky == nil {
+		return victims
+	}
+	l.mu.Lock()
+	sticky, fresh := l.sticky, time.Since(l.stickyAt) < StickyTTL
+	l.mu.Unlock()
+	if !fresh {
+		var err error
+		if sticky, err = l.o.Sticky(ctx); err != nil {
+			l.o.Logger.Debug("rebalance: cannot tell which sessions consume from exclusive or auto-delete queues",
+				"backend", l.o.Backend, "err", err)
+		}
+		l.mu.Lock()
+		l.sticky, l.stickyAt = sticky, time.Now()
+		l.mu.Unlock()
+	}
+	if len(sticky) == 0 {
+		return victims
+	}
+	for i := range sessions {
+		sessions[i].Sticky = sticky[sessions[i].Upstream]
+	}
+	return Plan(servers, sessions, p, now, skip)
 }
 
 // New returns a Loop; it does nothing until Start.
@@ -108,7 +147,7 @@ func (l *Loop) Stop() {
 func (l *Loop) Trigger(dryRun bool) []Session {
 	p := l.o.Policy
 	p.Continue = true
-	victims := Plan(l.o.Servers(), l.o.Sessions(), p, time.Now(), nil)
+	victims := l.plan(context.Background(), l.o.Servers(), l.o.Sessions(), p, time.Now(), nil)
 	if !dryRun && len(victims) > 0 {
 		l.mu.Lock()
 		l.pass = true
@@ -197,7 +236,7 @@ func (l *Loop) step(ctx context.Context, closing map[uint64]bool, notListed map[
 	skip := func(id uint64) bool { _, ok := notListed[id]; return ok }
 	servers, p := l.o.Servers(), l.o.Policy
 	p.Continue = l.inPass()
-	victims := Plan(servers, sessions, p, now, skip)
+	victims := l.plan(ctx, servers, sessions, p, now, skip)
 	if len(victims) == 0 {
 		if len(notListed) == 0 && len(closing) == 0 {
 			l.setPass(false)
@@ -207,7 +246,7 @@ func (l *Loop) step(ctx context.Context, closing map[uint64]bool, notListed map[
 	if !p.Continue {
 		// Beyond the tolerance: a pass starts, and goes down to the fair share.
 		p.Continue = true
-		victims = Plan(servers, sessions, p, now, skip)
+		victims = l.plan(ctx, servers, sessions, p, now, skip)
 	}
 	l.setPass(true)
 	v := victims[0]

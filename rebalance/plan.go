@@ -43,6 +43,9 @@ type Session struct {
 	// Closing marks a session whose close has been asked for but that is still open: it
 	// counts toward the backend's total, not toward its server's, and is not chosen again.
 	Closing bool
+	// Sticky marks a session that consumes from an exclusive or auto-delete queue, which its
+	// close would delete: such sessions are chosen after all others (Options.Sticky).
+	Sticky bool
 }
 
 // Policy is how far planning goes.
@@ -62,8 +65,8 @@ type Policy struct {
 // Plan returns the sessions to close now, in the order to close them. When no server holds
 // more than ceil((1 + p.Tolerance) × its fair share) and p.Continue is false, there are none;
 // otherwise they take every server down to ceil(its fair share): one at a time from the
-// server with the largest surplus left, and on each server the session idle the longest first
-// (oldest LastActive, then oldest Since, then lowest ID).
+// server with the largest surplus left, and on each server sticky sessions last and the
+// session idle the longest first (oldest LastActive, then oldest Since, then lowest ID).
 //
 // The fair share of a server is the backend's sessions × its weight / the total weight, over
 // the eligible servers with a weight above zero (the backups only when no non-backup one is
@@ -132,7 +135,7 @@ func Plan(servers []Server, sessions []Session, p Policy, now time.Time, skip fu
 		}
 		c := candidates[name]
 		slices.SortFunc(c, func(a, b Session) int {
-			return cmp.Or(a.LastActive.Compare(b.LastActive), a.Since.Compare(b.Since), cmp.Compare(a.ID, b.ID))
+			return cmp.Or(boolOrder(a.Sticky, b.Sticky), a.LastActive.Compare(b.LastActive), a.Since.Compare(b.Since), cmp.Compare(a.ID, b.ID))
 		})
 		piles = append(piles, &pile{name: name, surplus: surplus, victims: c[:min(surplus, len(c))]})
 	}
@@ -153,4 +156,15 @@ func Plan(servers []Server, sessions []Session, p Policy, now time.Time, skip fu
 		next.victims = next.victims[1:]
 		next.surplus--
 	}
+}
+
+// boolOrder orders false before true.
+func boolOrder(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }

@@ -168,3 +168,19 @@ func TestPlanConverges(t *testing.T) {
 		t.Errorf("counts %v, want 30 each", count)
 	}
 }
+
+// Sticky sessions (consumers of exclusive or auto-delete queues) go after every other one,
+// however long they have been idle.
+func TestPlanClosesStickySessionsLast(t *testing.T) {
+	now := t0.Add(200 * time.Second)
+	a := sessionsOn("a", 4, 0)
+	a[2].Sticky, a[3].Sticky = true, true // the longest idle
+	got := Plan([]Server{up("a", 1), up("b", 1)}, a, Policy{}, now, nil)
+	if len(got) != 2 || got[0].Sticky || got[1].Sticky {
+		t.Fatalf("victims %+v, want the two non-sticky sessions", got)
+	}
+	got = Plan([]Server{up("a", 1), up("b", 1), up("c", 1), up("d", 1)}, a, Policy{}, now, nil)
+	if len(got) != 3 || got[0].Sticky || got[1].Sticky || !got[2].Sticky {
+		t.Fatalf("victims %+v, want the non-sticky ones first", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"time"
@@ -40,8 +41,18 @@ func (a *app) newRebalancer(bc config.Backend, b *backend.Backend) *rebalance.Lo
 		}
 		return nil
 	}
+	var sticky func(context.Context) (map[netip.AddrPort]bool, error)
 	if m := bc.HealthCheck.Management; m != nil {
-		closeBy = a.managementCloser(bc, b, m.Port)
+		mgmt := rebalance.NewManagement(bc.HealthCheck.Username, bc.HealthCheck.Password, 5*time.Second)
+		portOf := managementPorts(bc, m.Port)
+		closeBy = a.managementCloser(mgmt, b, portOf)
+		sticky = func(ctx context.Context) (map[netip.AddrPort]bool, error) {
+			if len(b.Servers) == 0 {
+				return nil, nil
+			}
+			bases, _ := managementBases(b, b.Servers[0], portOf)
+			return mgmt.Sticky(ctx, bases)
+		}
 	}
 	return rebalance.New(rebalance.Options{
 		Backend:  b.Name,
@@ -50,17 +61,16 @@ func (a *app) newRebalancer(bc config.Backend, b *backend.Backend) *rebalance.Lo
 		Enabled:  rc.Enabled,
 		Servers:  func() []rebalance.Server { return rebalanceServers(b) },
 		Sessions: func() []rebalance.Session { return a.rebalanceSessions(b.Name) },
+		Sticky:   sticky,
 		Close:    closeBy,
 		Stats:    a.rebal,
 		Logger:   a.log,
 	})
 }
 
-// managementCloser closes a session of b by asking its broker, through the management API on
-// each server's management_port (the backend's port by default), to close the connection.
-func (a *app) managementCloser(bc config.Backend, b *backend.Backend, port int) func(context.Context, rebalance.Session) error {
-	mgmt := rebalance.NewManagement(bc.HealthCheck.Username, bc.HealthCheck.Password, 5*time.Second)
-	// Each server's management port: its own management_port, else the backend's.
+// managementPorts returns each server's management port: its own management_port, else the
+// backend's (port).
+func managementPorts(bc config.Backend, port int) func(*backend.Server) int {
 	ports := map[string]int{}
 	for _, sc := range bc.Servers {
 		ports[sc.Name] = port
@@ -68,12 +78,17 @@ func (a *app) managementCloser(bc config.Backend, b *backend.Backend, port int) 
 			ports[sc.Name] = sc.ManagementPort
 		}
 	}
-	portOf := func(s *backend.Server) int {
+	return func(s *backend.Server) int {
 		if p, ok := ports[s.Name()]; ok {
 			return p
 		}
 		return port
 	}
+}
+
+// managementCloser closes a session of b by asking its broker, through the management API on
+// its server's management port, to close the connection.
+func (a *app) managementCloser(mgmt *rebalance.Management, b *backend.Backend, portOf func(*backend.Server) int) func(context.Context, rebalance.Session) error {
 	return func(ctx context.Context, s rebalance.Session) error {
 		srv := b.Server(s.Server)
 		if srv == nil {
