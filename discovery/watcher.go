@@ -244,14 +244,14 @@ func (w *Watcher) wait() time.Duration {
 	return w.o.Interval
 }
 
-// Stop stops the goroutine Start started, cancelling a refresh under way, and waits for it.
+// Stop stops the goroutine Start started, cancelling a refresh under way, and waits for it; it
+// also closes the idle connections of Refresh calls made without Start.
 func (w *Watcher) Stop() {
-	if w.cancel == nil {
-		return
+	if w.cancel != nil {
+		w.cancel()
+		<-w.done
+		w.cancel = nil
 	}
-	w.cancel()
-	<-w.done
-	w.cancel = nil
 	w.client.CloseIdle()
 }
 
