@@ -7,11 +7,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/amqplb/amqplb/discovery"
 	"github.com/amqplb/amqplb/internal/testenv"
 )
 
@@ -199,5 +201,40 @@ func TestDiscoveryFollowsANodeLeavingAndRejoining(t *testing.T) {
 	}
 	if lines := l.log.String(); !strings.Contains(lines, "discovery: servers changed") || !strings.Contains(lines, `removed="[`+victim.NodeName) {
 		t.Errorf("no discovery change logged:\n%s", lines)
+	}
+}
+
+// TestDiscoveryRefreshesLeaveNothingBehind runs 300 refreshes of a Watcher against the real
+// cluster's management API in this process, with a seed that refuses (the first refresh fails
+// over to the member it was given, the next ones ask the node that answered), and checks that its fds and goroutines are back at the baseline once
+// the Watcher stops.
+func TestDiscoveryRefreshesLeaveNothingBehind(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	dead := testenv.FreeAddr(t) // nothing listens there: the seed refuses
+	runtime.GC()
+	fdBase, gBase := openFDs(t), runtime.NumGoroutine()
+	w, err := discovery.New(discovery.Options{Backend: "rabbitmq", Seed: "http://" + dead, Username: "guest", Password: "guest",
+		Interval: time.Hour, Timeout: 2 * time.Second, Initial: []discovery.Member{{Node: c.Nodes[1].NodeName, Host: "127.0.0.1",
+			AMQPPort: c.Nodes[1].AMQPPort, ManagementPort: c.Nodes[1].ManagementPort}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 {
+		if err := w.Refresh(context.Background()); err != nil {
+			t.Fatalf("refresh %d: %v", i, err)
+		}
+	}
+	if got := len(w.Members()); got != len(c.Nodes) {
+		t.Errorf("%d members, want %d", got, len(c.Nodes))
+	}
+	w.Stop()
+	if err := testenv.Poll(10*time.Second, func() error {
+		runtime.GC()
+		if fds, gs := openFDs(t), runtime.NumGoroutine(); fds > fdBase || gs > gBase {
+			return fmt.Errorf("after 300 refreshes: fds %d (baseline %d), goroutines %d (baseline %d): %s", fds, fdBase, gs, gBase, describeFDs())
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 }
