@@ -164,16 +164,20 @@ func TestHostOf(t *testing.T) {
 	}
 }
 
-// recorder collects what OnChange gets.
+// recorder collects the changes OnRefresh reports, and counts the calls.
 type recorder struct {
 	mu      sync.Mutex
 	changes [][]Member
+	calls   int
 }
 
-func (r *recorder) add(m []Member) {
+func (r *recorder) add(m []Member, changed bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.changes = append(r.changes, m)
+	r.calls++
+	if changed {
+		r.changes = append(r.changes, m)
+	}
 }
 
 func (r *recorder) count() int {
@@ -204,7 +208,7 @@ func TestWatcherRefresh(t *testing.T) {
 	var rec recorder
 	stats := NewStats()
 	w, err := New(Options{Backend: "rabbitmq", Seed: c.base(0) + "/", Username: "lb", Password: "pw",
-		Interval: time.Hour, Timeout: time.Second, OnChange: rec.add, Stats: stats})
+		Interval: time.Hour, Timeout: time.Second, OnRefresh: rec.add, Stats: stats})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,6 +281,9 @@ func TestWatcherRefresh(t *testing.T) {
 	if ok, failed := stats.Refreshes("rabbitmq"); ok != 7 || failed != 1 {
 		t.Errorf("refreshes ok %d failed %d, want 7 and 1", ok, failed)
 	}
+	if rec.calls != 7 {
+		t.Errorf("OnRefresh called %d times, want 7 (every successful refresh)", rec.calls)
+	}
 }
 
 // Start refreshes at once, then every interval (sooner after a failure); Stop ends the
@@ -286,7 +293,7 @@ func TestWatcherLoop(t *testing.T) {
 	c := newFakeCluster(t, 2)
 	var rec recorder
 	w, err := New(Options{Backend: "b", Seed: c.base(0), Username: "lb", Password: "pw",
-		Interval: 20 * time.Millisecond, Timeout: time.Second, OnChange: rec.add})
+		Interval: 20 * time.Millisecond, Timeout: time.Second, OnRefresh: rec.add})
 	if err != nil {
 		t.Fatal(err)
 	}

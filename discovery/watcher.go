@@ -30,10 +30,12 @@ type Options struct {
 	// backend found): they give the first refresh more APIs to ask and the ports of stopped
 	// members.
 	Initial []Member
-	// OnChange is called on the Watcher's goroutine (or Refresh's caller) after a refresh
-	// whose members differ from the previous ones in name, address or management port. It
-	// must not block: the Watcher waits for it.
-	OnChange func([]Member)
+	// OnRefresh is called on the Watcher's goroutine (or Refresh's caller) after every
+	// successful refresh, with the members and whether they differ from the previous ones in
+	// name, address or management port. It is called when nothing changed too, so that a
+	// receiver that failed to apply a change gets another chance. It must not block: the
+	// Watcher waits for it.
+	OnRefresh func(members []Member, changed bool)
 	// Stats counts refreshes by result; nil means a Stats of the Watcher's own.
 	Stats *Stats
 	// Logger gets a warning for each failed refresh; nil discards.
@@ -150,7 +152,7 @@ func (w *Watcher) bases() []string {
 }
 
 // Refresh asks the management APIs (see Watcher) once. It returns nil when one answered, and
-// then calls OnChange if the members changed; otherwise the error of every API asked.
+// then calls OnRefresh; otherwise the error of every API asked.
 func (w *Watcher) Refresh(ctx context.Context) error {
 	var errs []error
 	for _, base := range w.bases() {
@@ -182,8 +184,8 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 		if recovered {
 			w.o.Logger.Info("discovery: the management API answers again", "backend", w.o.Backend, "source", base)
 		}
-		if changed && w.o.OnChange != nil {
-			w.o.OnChange(slices.Clone(members))
+		if w.o.OnRefresh != nil {
+			w.o.OnRefresh(slices.Clone(members), changed)
 		}
 		return nil
 	}

@@ -40,8 +40,10 @@ func (a *app) newWatcher(bc config.Backend, initial []discovery.Member) (*watche
 	w, err := discovery.New(discovery.Options{
 		Backend: bc.Name, Seed: k.management, Username: k.username, Password: k.password,
 		Interval: k.interval, Timeout: k.timeout, Initial: initial,
-		OnChange: func([]discovery.Member) { a.rediscovered() },
-		Stats:    a.discStats, Logger: a.log,
+		// After every refresh, not only on a change: applyDiscovered compares with what runs,
+		// so an apply that failed is tried again at the next refresh.
+		OnRefresh: func([]discovery.Member, bool) { a.rediscovered() },
+		Stats:     a.discStats, Logger: a.log,
 	})
 	if err != nil {
 		return nil, err
@@ -49,8 +51,8 @@ func (a *app) newWatcher(bc config.Backend, initial []discovery.Member) (*watche
 	return &watcher{key: k, w: w}, nil
 }
 
-// rediscovered tells run's goroutine that some backend's members changed. It never blocks: one
-// pending signal covers any number of changes, since the re-apply reads every watcher.
+// rediscovered tells run's goroutine that some backend's members were read. It never blocks:
+// one pending signal covers any number of refreshes, since the re-apply reads every watcher.
 func (a *app) rediscovered() {
 	select {
 	case a.rediscover <- struct{}{}:
