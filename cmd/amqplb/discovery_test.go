@@ -9,10 +9,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,7 +90,7 @@ func brokerPort(t *testing.T, b *testenv.FakeBroker) int {
 
 // A running amqplb with [backend.discovery] serves the nodes its management API lists, next
 // to a written server: a node that leaves gets no new sessions while its open session goes on,
-// one that joins gets sessions, all without a reload; an API that stops answering leaves the
+// one that joins gets sessions, all without a reload; a reload keeps them; an API that stops answering leaves the
 // servers as they are and is counted; the password is never logged.
 func TestDiscoveryFollowsTheCluster(t *testing.T) {
 	baseline := goleak.IgnoreCurrent()
@@ -105,31 +107,38 @@ func TestDiscoveryFollowsTheCluster(t *testing.T) {
 		}
 	})
 
-	cfg := config.DefaultConfig()
-	cfg.Global.DrainTimeout = time.Second
-	cfg.Global.AccessLog = false
-	cfg.Admin.Listen = "127.0.0.1:0"
-	cfg.Frontends = []config.Frontend{{Name: "amqp", Bind: "127.0.0.1:0", Backend: "rabbitmq", Mode: "tcp"}}
-	b := config.DefaultBackend()
-	b.Name = "rabbitmq"
-	b.Balance = "leastconn"
-	b.HealthCheck.Type = "none"
-	d := config.DefaultDiscovery()
-	d.Management, d.Interval, d.User, d.Password = mg.srv.URL, 20*time.Millisecond, "lb", "secret"
-	b.Discovery = &d
-	s := config.DefaultServer()
-	s.Name, s.Address, s.Weight = "static", brokers["static"].Addr(), 0 // never picked: the test counts discovered ones
-	b.Servers = []config.Server{s}
-	cfg.Backends = []config.Backend{b}
+	interval := 20 * time.Millisecond // what the next load gives: a reload may change it
+	makeCfg := func() *config.Config {
+		cfg := config.DefaultConfig()
+		cfg.File = "test.toml"
+		cfg.Global.DrainTimeout = time.Second
+		cfg.Global.AccessLog = false
+		cfg.Admin.Listen = "127.0.0.1:0"
+		cfg.Frontends = []config.Frontend{{Name: "amqp", Bind: "127.0.0.1:0", Backend: "rabbitmq", Mode: "tcp"}}
+		b := config.DefaultBackend()
+		b.Name = "rabbitmq"
+		b.Balance = "leastconn"
+		b.HealthCheck.Type = "none"
+		d := config.DefaultDiscovery()
+		d.Management, d.Interval, d.User, d.Password = mg.srv.URL, interval, "lb", "secret"
+		b.Discovery = &d
+		s := config.DefaultServer()
+		s.Name, s.Address, s.Weight = "static", brokers["static"].Addr(), 0 // never picked: the test counts discovered ones
+		b.Servers = []config.Server{s}
+		cfg.Backends = []config.Backend{b}
+		return cfg
+	}
 	var logs testenv.Buffer
-	a, err := newApp(cfg, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
+	a, err := newApp(makeCfg(), slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		func(string) (*config.Config, error) { return makeCfg(), nil })
 	if err != nil {
 		t.Fatal(err)
 	}
+	hup := make(chan os.Signal, 1)
 	h, addr := a.admin.Handler(), a.frontends[0].Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.run(ctx, nil) }()
+	go func() { done <- a.run(ctx, hup) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -218,6 +227,28 @@ func TestDiscoveryFollowsTheCluster(t *testing.T) {
 	}
 	if n := brokers["rabbit@c"].Active(); n != 2 {
 		t.Errorf("rabbit@c holds %d of 4 new sessions after it joined, want 2", n)
+	}
+
+	// A reload keeps the discovered servers, the same ones (their counters go on), and so does
+	// one that changes the discovery (a new watcher, starting from what the old one knew).
+	served := brokers["rabbit@c"].Accepted()
+	for i, iv := range []time.Duration{20 * time.Millisecond, 30 * time.Millisecond} {
+		interval = iv
+		hup <- syscall.SIGHUP
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if n := strings.Count(logs.String(), "msg=reloaded"); n != i+1 {
+				return fmt.Errorf("%d reloads logged", n)
+			}
+			return nil
+		})
+		if got := names(); !slices.Equal(got, []string{"static", other, "rabbit@c"}) {
+			t.Errorf("servers after reload %d: %v", i+1, got)
+		}
+		for _, s := range backendJSON().Servers {
+			if s.Name == "rabbit@c" && s.TotalConnections != uint64(served) {
+				t.Errorf("rabbit@c after reload %d: %d sessions counted, want %d (the same server)", i+1, s.TotalConnections, served)
+			}
+		}
 	}
 
 	// The API fails: the servers stay, the failure is shown and counted.
