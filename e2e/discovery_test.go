@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -85,7 +86,8 @@ func (l *lb) backendList(t testing.TB) []apiServer {
 // as the management API lists them); node 3 stopping stays a server, down; node 3 leaving the
 // cluster (stop_app, reset) is no server any more while connects go on to the others; node 3
 // joining again (join_cluster, start_app) is a server again and gets connections, all without
-// a reload. The node is put back even when the test fails, and the cluster must report three
+// a reload. The management API is read as a user of its own, whose password (from password_env)
+// shows nowhere. The node is put back even when the test fails, and the cluster must report three
 // running nodes again.
 func TestDiscoveryFollowsANodeLeavingAndRejoining(t *testing.T) {
 	c := testenv.RequireCluster(t)
@@ -117,11 +119,22 @@ func TestDiscoveryFollowsANodeLeavingAndRejoining(t *testing.T) {
 		}
 	})
 
+	// A user of its own, with the tag /api/nodes needs, whose password must show nowhere.
+	const user, password = "amqplb-discovery", "disc-s3cret-pw"
+	addUser(t, c, user, password, user)
+	{
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err := first.Rabbitmqctl(ctx, "set_user_tags", user, "monitoring")
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	check := fastChecks + fmt.Sprintf("\n\n[backend.discovery]\nmanagement = %q\ninterval = \"500ms\"\ntimeout = \"2s\"\n"+
-		"user = \"guest\"\npassword_env = \"AMQPLB_E2E_DISCOVERY_PASSWORD\"\n", first.ManagementURL())
+		"user = %q\npassword_env = \"AMQPLB_E2E_DISCOVERY_PASSWORD\"\n", first.ManagementURL(), user)
 	bind, adminAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	l := &lb{addr: bind, adminAddr: adminAddr, log: &testenv.Buffer{}, done: make(chan error, 1),
-		env: []string{"AMQPLB_E2E_DISCOVERY_PASSWORD=guest"}}
+		env: []string{"AMQPLB_E2E_DISCOVERY_PASSWORD=" + password}}
 	l.path = filepath.Join(t.TempDir(), "amqplb.toml")
 	if err := os.WriteFile(l.path, []byte(setup{check: check}.render(bind, adminAddr)), 0o600); err != nil {
 		t.Fatal(err)
@@ -189,6 +202,15 @@ func TestDiscoveryFollowsANodeLeavingAndRejoining(t *testing.T) {
 		t.Errorf("%s got %d of 6 roundrobin connections after it rejoined, want 2", victim.NodeName, after-before)
 	}
 
+	resp, err := http.Get("http://" + l.adminAddr + "/api/v1/backends")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(body), password) {
+		t.Errorf("the discovery password is in /api/v1/backends: %s", body)
+	}
 	fams := l.scrape(t)
 	if v := metric(t, fams, "amqplb_discovery_refreshes_total", map[string]string{"backend": "rabbitmq", "result": "ok"}); v < 3 {
 		t.Errorf("amqplb_discovery_refreshes_total{result=ok} = %v", v)
@@ -198,6 +220,9 @@ func TestDiscoveryFollowsANodeLeavingAndRejoining(t *testing.T) {
 	}
 	if err := l.stop(10 * time.Second); err != nil {
 		t.Fatal(err)
+	}
+	if strings.Contains(l.log.String(), password) {
+		t.Error("the discovery password is in amqplb's log")
 	}
 	if lines := l.log.String(); !strings.Contains(lines, "discovery: servers changed") || !strings.Contains(lines, `removed="[`+victim.NodeName) {
 		t.Errorf("no discovery change logged:\n%s", lines)
