@@ -1,10 +1,10 @@
 // Package discovery owns reading a RabbitMQ cluster's members from its management API: which
 // nodes are members (GET /api/nodes), where each one serves AMQP and its management API (the
 // listeners of GET /api/overview), asking the other known members when the seed does not
-// answer, and a Watcher that does this every interval and reports each refresh. It never empties a
-// member list because an API failed: a failed refresh keeps what the last good one found. It
-// must not touch servers, sessions or configuration: cmd/amqplb turns members into servers. It
-// imports nothing of amqplb.
+// answer, and a Watcher that does this every interval and reports each refresh. It never
+// empties a member list because an API failed: a failed refresh keeps what the last good one
+// found. It must not touch servers, sessions or configuration (cmd/amqplb turns members into
+// servers), and it imports nothing of amqplb.
 package discovery
 
 import (
