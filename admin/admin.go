@@ -105,6 +105,9 @@ type Options struct {
 	// RebalanceCloses counts the sessions rebalancing closed on a server
 	// (amqplb_rebalance_closes_total); nil means none.
 	RebalanceCloses func(backend, server string) uint64
+	// Discovery returns what the backend's cluster discovery sees, and false when the backend
+	// has none: the API's "discovery" and the amqplb_discovery_* metrics. nil means none.
+	Discovery func(backend string) (Discovery, bool)
 	// Ready reports whether the process accepts new work; false while shutting down, which
 	// makes /readyz answer 503 whatever the servers.
 	Ready func() bool
@@ -134,7 +137,8 @@ func New(o Options) *Server {
 		o.Ready = func() bool { return true }
 	}
 	src := source{backends: o.Backends, frontends: o.Frontends, checks: o.Checks, refuseReasons: o.RefuseReasons,
-		sessions: o.Sessions, vhostLabels: o.VHostLabels, rebalancing: o.Rebalancing, rebalanceCloses: o.RebalanceCloses}
+		sessions: o.Sessions, vhostLabels: o.VHostLabels, rebalancing: o.Rebalancing, rebalanceCloses: o.RebalanceCloses,
+		discovery: o.Discovery}
 	s := &Server{view: newView(src, o.Logger, "admin", o.Version, false)}
 	if o.Backends == nil {
 		o.Backends = s.backends

@@ -38,6 +38,9 @@ type BackendJSON struct {
 	Up int `json:"up"`
 	// Rebalancing reports a rebalance in progress: surplus sessions are being closed.
 	Rebalancing bool `json:"rebalancing"`
+	// Discovery is what the backend's cluster discovery sees; left out without
+	// [backend.discovery].
+	Discovery *Discovery `json:"discovery,omitempty"`
 	// Servers lists the servers in configuration order.
 	Servers []ServerJSON `json:"servers"`
 }
@@ -267,6 +270,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 func (v *view) backendJSON(b *backend.Backend) BackendJSON {
 	j := BackendJSON{Name: b.Name, Rebalancing: v.rebalancing(b.Name), Servers: make([]ServerJSON, 0, len(b.Servers))}
+	if d, ok := v.discovery(b.Name); ok {
+		if d.Nodes == nil {
+			d.Nodes = []DiscoveredNode{}
+		}
+		j.Discovery = &d
+	}
 	for _, srv := range b.Servers {
 		if srv == nil {
 			continue

@@ -51,6 +51,9 @@ type collector struct {
 	frontendRefused *prometheus.Desc
 	vhostSessions   *prometheus.Desc
 	rebalanceCloses *prometheus.Desc
+	discRefreshes   *prometheus.Desc
+	discNodes       *prometheus.Desc
+	discSuccess     *prometheus.Desc
 }
 
 func newCollector(src source, version string) *collector {
@@ -83,6 +86,9 @@ func newCollector(src source, version string) *collector {
 		vhostSessions: d("vhost_sessions", "Sessions open now on the vhost, across frontends, once the client has opened it; "+
 			"vhosts beyond [admin] vhost_labels are summed under vhost=\"_other\".", "vhost"),
 		rebalanceCloses: d("rebalance_closes_total", "Sessions on the server that rebalancing asked its broker to close.", srv...),
+		discRefreshes:   d("discovery_refreshes_total", "Reads of the backend's cluster members from the management API, by result (ok, error).", "backend", "result"),
+		discNodes:       d("discovery_nodes", "Cluster members the backend's last successful discovery listed.", "backend"),
+		discSuccess:     d("discovery_last_success_timestamp_seconds", "When the backend's discovery last read the cluster's members (Unix time; 0 before).", "backend"),
 	}
 }
 
@@ -92,6 +98,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.buildInfo, c.up, c.state, c.active, c.conns, c.connectErrors, c.bytes, c.transitions,
 		c.weight, c.effectiveWeight, c.suspect, c.checkDuration, c.checkFailures,
 		c.backendUp, c.backendServers, c.frontendConns, c.frontendActive, c.frontendRefused, c.vhostSessions, c.rebalanceCloses,
+		c.discRefreshes, c.discNodes, c.discSuccess,
 	} {
 		ch <- d
 	}
@@ -113,6 +120,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(c.backendUp, float64(b.UpCount()), b.Name)
 		gauge(c.backendServers, float64(len(b.Servers)), b.Name)
+		if d, ok := c.discovery(b.Name); ok {
+			counter(c.discRefreshes, d.Refreshes, b.Name, "ok")
+			counter(c.discRefreshes, d.Failures, b.Name, "error")
+			gauge(c.discNodes, float64(len(d.Nodes)), b.Name)
+			var at float64
+			if d.SucceededAt != nil {
+				at = float64(d.SucceededAt.UnixNano()) / 1e9
+			}
+			gauge(c.discSuccess, at, b.Name)
+		}
 		for _, s := range b.Servers {
 			if s == nil {
 				continue

@@ -76,6 +76,8 @@ type StatsOptions struct {
 	// of the JSON and the page, amqplb_rebalance_closes_total); nil means none.
 	Rebalancing     func(backend string) bool
 	RebalanceCloses func(backend, server string) uint64
+	// Discovery tells of cluster discovery, as in Options; nil means none.
+	Discovery func(backend string) (Discovery, bool)
 	// Logger receives the server's errors and refused logins.
 	Logger *slog.Logger
 	// Version is amqplb's version, shown on the page unless HideVersion.
@@ -121,7 +123,8 @@ func NewStats(o StatsOptions) *StatsServer {
 	}
 	s := &StatsServer{
 		view: newView(source{backends: o.Backends, frontends: o.Frontends, checks: o.Checks, refuseReasons: o.RefuseReasons,
-			sessions: o.Sessions, vhostLabels: o.VHostLabels, rebalancing: o.Rebalancing, rebalanceCloses: o.RebalanceCloses},
+			sessions: o.Sessions, vhostLabels: o.VHostLabels, rebalancing: o.Rebalancing, rebalanceCloses: o.RebalanceCloses,
+			discovery: o.Discovery},
 			logger, "stats", o.Version, o.HideVersion),
 		opts:      o,
 		challenge: `Basic realm="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(o.Realm) + `"`,

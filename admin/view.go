@@ -38,6 +38,9 @@ type source struct {
 	// Options.RebalanceCloses); nil means none.
 	rebalancing     func(backend string) bool
 	rebalanceCloses func(backend, server string) uint64
+	// discovery tells what a backend's cluster discovery sees (Options.Discovery); nil means
+	// no backend has one.
+	discovery func(backend string) (Discovery, bool)
 	// vhostLabels caps the vhost label of amqplb_vhost_sessions (see Options.VHostLabels).
 	vhostLabels int
 }
@@ -70,6 +73,9 @@ func newView(src source, logger *slog.Logger, component, version string, hideVer
 	}
 	if src.rebalancing == nil {
 		src.rebalancing = func(string) bool { return false }
+	}
+	if src.discovery == nil {
+		src.discovery = func(string) (Discovery, bool) { return Discovery{}, false }
 	}
 	if src.rebalanceCloses == nil {
 		src.rebalanceCloses = func(string, string) uint64 { return 0 }

@@ -47,6 +47,9 @@ const (
 	DefaultCheckPassword     = "guest"                // backend.health_check.password
 	DefaultManagementPort    = 15672                  // backend.health_check.management.port
 
+	DefaultDiscoveryInterval = 30 * time.Second // backend.discovery.interval
+	DefaultDiscoveryTimeout  = 5 * time.Second  // backend.discovery.timeout
+
 	DefaultRebalanceTolerance = 0.10             // backend.rebalance.tolerance
 	DefaultRebalanceRate      = "2/s"            // backend.rebalance.rate
 	DefaultRebalanceMinAge    = 60 * time.Second // backend.rebalance.min_age
@@ -362,8 +365,35 @@ type Backend struct {
 	// Default nil: no rebalancing, though POST .../rebalance still works
 	// with the table's defaults when the health check has management.
 	Rebalance *Rebalance `toml:"rebalance"`
-	// Servers are the brokers ([[backend.server]]).
+	// Discovery, when set, adds the members of a RabbitMQ cluster, read from its management
+	// API, to Servers and keeps them in step with the cluster without a reload
+	// ([backend.discovery]). Default nil: the servers are Servers alone.
+	Discovery *Discovery `toml:"discovery"`
+	// Servers are the brokers ([[backend.server]]). With Discovery they are kept as written,
+	// next to the discovered ones.
 	Servers []Server `toml:"server"`
+}
+
+// Discovery configures reading a backend's servers from a RabbitMQ cluster's management API:
+// every member node listed by GET /api/nodes becomes a server named after the node, at the
+// address of its AMQP listener (from /api/overview's listeners).
+type Discovery struct {
+	// Management is the base URL of a management API of the cluster (the seed), such as
+	// "http://rabbit1:15672"; http or https, with an optional path prefix and no user info.
+	// When it does not answer, the other known members' APIs are asked. Required.
+	Management string `toml:"management"`
+	// Interval is the time between two reads of the member list; > 0. Default 30s.
+	Interval time.Duration `toml:"interval"`
+	// Timeout bounds one request to one management API; > 0. Default 5s.
+	Timeout time.Duration `toml:"timeout"`
+	// User is the management API user; "" means the health check's username and password.
+	// Default "".
+	User string `toml:"user,omitempty"`
+	// Password is User's password. When PasswordEnv is set, the loaded Password is the value
+	// of that environment variable. Default "".
+	Password string `toml:"password,omitempty,unless=password_env"`
+	// PasswordEnv names an environment variable holding User's password. Default "".
+	PasswordEnv string `toml:"password_env,omitempty"`
 }
 
 // HealthCheck configures the active checks of a backend's servers.
@@ -611,6 +641,13 @@ func DefaultRebalance() Rebalance {
 	return r
 }
 
+// DefaultDiscovery returns a Discovery with every documented default.
+func DefaultDiscovery() Discovery {
+	var d Discovery
+	d.setDefaults()
+	return d
+}
+
 // DefaultStats returns a Stats with every documented default.
 func DefaultStats() Stats {
 	var s Stats
@@ -687,6 +724,10 @@ func (s *Server) setDefaults() { *s = Server{Weight: DefaultWeight} }
 
 func (r *Rebalance) setDefaults() {
 	*r = Rebalance{Tolerance: DefaultRebalanceTolerance, Rate: DefaultRebalanceRate, MinAge: DefaultRebalanceMinAge}
+}
+
+func (d *Discovery) setDefaults() {
+	*d = Discovery{Interval: DefaultDiscoveryInterval, Timeout: DefaultDiscoveryTimeout}
 }
 
 func (r *TCPRule) setDefaults() { *r = TCPRule{Layer: DefaultRuleLayer} }

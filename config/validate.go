@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -302,6 +303,9 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 	if r := b.Rebalance; r != nil {
 		v.rebalance(path+".rebalance", label, r)
 	}
+	if d := b.Discovery; d != nil {
+		v.discovery(path+".discovery", label, d)
+	}
 
 	servers := map[string]int{}
 	for j := range b.Servers {
@@ -346,10 +350,12 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 			}
 		}
 	}
-	switch len(b.Servers) {
-	case 0:
+	switch {
+	case b.Discovery != nil:
+		// The servers come from the cluster; a backend with none written is the usual case.
+	case len(b.Servers) == 0:
 		v.warnf(v.line(path), "%s has no servers; its frontends will refuse every connection", label)
-	case 1:
+	case len(b.Servers) == 1:
 		v.warnf(v.line(path), "%s has only one server; there is nothing to fail over to", label)
 	}
 }
@@ -396,6 +402,45 @@ func (v *validator) healthCheck(path, backendLabel string, h *HealthCheck) {
 		if m.EjectOnAlarm && !m.Alarms {
 			v.warnf(v.line(path+".management"), "%s: management: eject_on_alarm has no effect without alarms = true", label)
 		}
+	}
+}
+
+// discovery checks [backend.discovery] and, with password_env, reads the password.
+func (v *validator) discovery(path, backendLabel string, d *Discovery) {
+	label := backendLabel + ": discovery"
+	if d.Management == "" && !v.bad[path+".management"] {
+		v.errorf(v.line(path), "%s: management is required (the base URL of a node's management API, e.g. \"http://rabbit1:15672\")", label)
+	} else if d.Management != "" {
+		u, err := url.Parse(d.Management)
+		switch {
+		case err != nil:
+			v.errorf(v.line(path+".management"), "%s: management: %v", label, err)
+		case u.Scheme != "http" && u.Scheme != "https":
+			v.errorf(v.line(path+".management"), "%s: management %q must start with http:// or https://", label, d.Management)
+		case u.Host == "" || u.Hostname() == "":
+			v.errorf(v.line(path+".management"), "%s: management %q has no host", label, d.Management)
+		case u.User != nil:
+			// A URL is logged and shown in the admin API: a password in it would leak there.
+			v.errorf(v.line(path+".management"), "%s: management must not hold a user or password; use user and password_env", label)
+		case u.RawQuery != "" || u.Fragment != "":
+			v.errorf(v.line(path+".management"), "%s: management %q must not have a query or fragment", label, d.Management)
+		}
+	}
+	v.positiveDuration(path+".interval", label, "interval", d.Interval)
+	v.positiveDuration(path+".timeout", label, "timeout", d.Timeout)
+	_, pwWritten := v.lines[path+".password"]
+	switch {
+	case d.PasswordEnv != "" && pwWritten:
+		v.errorf(v.line(path+".password_env"), "%s: set password or password_env, not both", label)
+	case d.PasswordEnv != "":
+		if pw, ok := os.LookupEnv(d.PasswordEnv); !ok {
+			v.errorf(v.line(path+".password_env"), "%s: password_env %q is not set in the environment", label, d.PasswordEnv)
+		} else {
+			d.Password = pw
+		}
+	}
+	if d.User == "" && (pwWritten || d.PasswordEnv != "") {
+		v.errorf(v.line(path), "%s: password or password_env needs user (without user, the health check's username and password are used)", label)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/amqplb/amqplb/backend"
 	"github.com/amqplb/amqplb/balancer"
 	"github.com/amqplb/amqplb/config"
+	"github.com/amqplb/amqplb/discovery"
 	"github.com/amqplb/amqplb/healthcheck"
 	"github.com/amqplb/amqplb/proxy"
 	"github.com/amqplb/amqplb/rebalance"
@@ -37,11 +38,21 @@ type app struct {
 	// reloads too.
 	rebal *rebalance.Stats
 
+	// discStats counts discovery refreshes across reloads. watchers are the backends' running
+	// discoveries, by backend name (discMu guards the map for the admin API's readers; only
+	// run's goroutine replaces it). A watcher that finds new members signals rediscover, and
+	// run's goroutine re-applies the running configuration with them (applyDiscovered).
+	discStats  *discovery.Stats
+	discMu     sync.Mutex
+	watchers   map[string]*watcher
+	rediscover chan struct{}
+
 	gen       atomic.Pointer[generation]
-	mu        sync.Mutex        // guards frontends and retired for readers outside run's goroutine
-	frontends []*proxy.Frontend // current, in config order
-	retired   []*proxy.Frontend // removed by a reload; their sessions run to their end
-	serving   errgroup.Group    // every frontend's accept loop
+	mu        sync.Mutex              // guards frontends and retired for readers outside run's goroutine
+	frontends []*proxy.Frontend       // current, in config order
+	fopts     []proxy.FrontendOptions // the options of frontends, which a discovery change keeps
+	retired   []*proxy.Frontend       // removed by a reload; their sessions run to their end
+	serving   errgroup.Group          // every frontend's accept loop
 	admin     *admin.Server
 	adminDone chan error
 	stats     []*statsListener // read-only stats listeners ([[stats]]), in config order
@@ -53,6 +64,9 @@ type app struct {
 // (and address) are unchanged so they keep their state and counters, and, since every
 // generation's monitors share app.checks (keyed by server), their check history.
 type generation struct {
+	// loaded is the configuration as read from the file; cfg is loaded with the discovered
+	// servers added (withDiscovered), which is what the generation runs.
+	loaded   *config.Config
 	cfg      *config.Config
 	backends []*backend.Backend
 	byName   map[string]*backend.Backend
@@ -110,17 +124,26 @@ func (g *generation) serving() []*backend.Backend {
 // bind error is reported before anything serves.
 func newApp(cfg *config.Config, log *slog.Logger, load func(string) (*config.Config, error)) (*app, error) {
 	a := &app{file: cfg.File, load: load, log: log, global: proxy.NewLimiter(cfg.Global.MaxConnections),
-		checks: healthcheck.NewStatuses(), rebal: rebalance.NewStats()}
-	g, err := a.build(cfg, nil)
-	if err != nil {
+		checks: healthcheck.NewStatuses(), rebal: rebalance.NewStats(),
+		discStats: discovery.NewStats(), rediscover: make(chan struct{}, 1)}
+	if err := a.startDiscovery(cfg); err != nil {
 		return nil, err
 	}
+	loaded := cfg
+	cfg = a.withDiscovered(loaded)
+	g, err := a.build(cfg, nil)
+	if err != nil {
+		a.stopDiscovery()
+		return nil, err
+	}
+	g.loaded = loaded
 	for _, fc := range cfg.Frontends {
 		o, err := a.frontendOptions(cfg, fc)
 		if err != nil {
 			a.closeListeners()
 			return nil, err
 		}
+		a.fopts = append(a.fopts, o)
 		f := proxy.NewFrontend(o, g.routes[fc.Backend])
 		if err := f.Listen(); err != nil {
 			a.closeListeners()
@@ -165,6 +188,7 @@ func (a *app) newAdmin(c config.Admin) (*admin.Server, error) {
 		Rebalance:       a.rebalanceNow,
 		Rebalancing:     a.rebal.Active,
 		RebalanceCloses: a.rebal.Closes,
+		Discovery:       a.discoveryStatus,
 		VHostLabels:     c.VHostLabels,
 		Ready:           func() bool { return !a.stopping.Load() },
 		Logger:          a.log,
@@ -229,6 +253,7 @@ func (a *app) reloadAdmin(old, c config.Admin) {
 }
 
 func (a *app) closeListeners() {
+	a.stopDiscovery()
 	for _, f := range a.frontends {
 		_ = f.Close()
 	}
@@ -476,6 +501,9 @@ func (a *app) describe() string {
 // before they are closed.
 func (a *app) run(ctx context.Context, hup <-chan os.Signal) error {
 	a.gen.Load().start()
+	for _, w := range a.watchers {
+		w.w.Start()
+	}
 	for _, f := range a.frontends {
 		a.serving.Go(f.Serve)
 	}
@@ -491,6 +519,8 @@ func (a *app) run(ctx context.Context, hup <-chan os.Signal) error {
 			done = true
 		case <-hup:
 			a.reload()
+		case <-a.rediscover:
+			a.applyDiscovered()
 		}
 	}
 	return a.shutdown()
@@ -502,6 +532,7 @@ func (a *app) shutdown() error {
 	g := a.gen.Load()
 	drain := g.cfg.Global.DrainTimeout
 	a.log.Info("stopping: no new connections; draining sessions", "drain_timeout", drain)
+	a.stopDiscovery() // servers no longer change: the drain is about the sessions there are
 	for _, l := range g.rebalancers {
 		l.Stop() // closing sessions to spread them makes no sense while they drain
 	}
@@ -530,9 +561,8 @@ func (a *app) shutdown() error {
 }
 
 // reload re-reads the configuration file. An invalid file, or one whose new listeners cannot be
-// bound, changes nothing. Otherwise: listeners whose bind is unchanged are kept (no refused
-// connects), new ones are opened, removed ones stop accepting while their sessions go on; servers
-// keep their state and counters; established sessions are never cut.
+// bound, changes nothing. Otherwise it is applied (see apply), with the servers discovery found
+// for the backends that keep their discovery, and the watchers follow the new file.
 func (a *app) reload() {
 	a.log.Info("SIGHUP: reloading", "config", a.file)
 	cfg, err := a.load(a.file)
@@ -544,22 +574,50 @@ func (a *app) reload() {
 		a.log.Warn("config warning", "warning", w)
 	}
 	old := a.gen.Load()
-	g, err := a.build(cfg, old)
-	if err != nil {
+	if err := a.apply(cfg, a.withDiscovered(cfg), nil); err != nil {
 		a.log.Error("reload refused: the running configuration stays", "err", err)
 		return
 	}
+	a.syncDiscovery(cfg)
+	a.reloadAdmin(old.cfg.Admin, cfg.Admin)
+	a.reloadStats(cfg.Stats, cfg.Admin.VHostLabels)
+	if old.cfg.Global.User != cfg.Global.User || old.cfg.Global.Group != cfg.Global.Group {
+		a.log.Warn("reload: global user and group changes take effect at the next start")
+	}
+	if fmt.Sprint(old.cfg.Global.Log) != fmt.Sprint(cfg.Global.Log) {
+		a.log.Warn("reload: global.log (syslog targets) changes take effect at the next start")
+	}
+	a.log.Info("reloaded", "frontends", a.describe(), "backends", len(a.gen.Load().backends))
+	notify(a.log, daemon.SdNotifyReady)
+}
+
+// apply builds a generation from cfg (loaded, the file's configuration, with the discovered
+// servers) and commits it. An error (a TLS file, rule or listener that fails) changes nothing.
+// keep, when not nil, are the frontends' options to keep as they are (a discovery change, which
+// changes servers only, re-reads no file); otherwise they are built from cfg. Listeners whose
+// bind is unchanged are kept (no refused connects), new ones are opened, removed ones stop
+// accepting while their sessions go on; servers keep their state and counters; established
+// sessions are never cut.
+func (a *app) apply(loaded, cfg *config.Config, keep []proxy.FrontendOptions) error {
+	old := a.gen.Load()
+	g, err := a.build(cfg, old)
+	if err != nil {
+		return err
+	}
+	g.loaded = loaded
 	// Open the listeners of new binds first: if one fails, nothing has changed yet.
 	byBind := map[string]*proxy.Frontend{}
 	for _, f := range a.frontends {
 		byBind[f.Bind()] = f
 	}
 	var opened, next []*proxy.Frontend
-	opts := make([]proxy.FrontendOptions, len(cfg.Frontends))
-	for i, fc := range cfg.Frontends {
-		if opts[i], err = a.frontendOptions(cfg, fc); err != nil {
-			a.log.Error("reload refused: the running configuration stays", "err", err)
-			return
+	opts := keep
+	if opts == nil {
+		opts = make([]proxy.FrontendOptions, len(cfg.Frontends))
+		for i, fc := range cfg.Frontends {
+			if opts[i], err = a.frontendOptions(cfg, fc); err != nil {
+				return err
+			}
 		}
 	}
 	for i, fc := range cfg.Frontends {
@@ -573,8 +631,7 @@ func (a *app) reload() {
 			for _, n := range opened {
 				_ = n.Close()
 			}
-			a.log.Error("reload refused: the running configuration stays", "err", err)
-			return
+			return err
 		}
 		opened = append(opened, f)
 		next = append(next, f)
@@ -613,18 +670,10 @@ func (a *app) reload() {
 		}
 	}
 	a.frontends = next
+	a.fopts = opts
 	a.mu.Unlock()
 	a.gen.Store(g)
-	a.reloadAdmin(old.cfg.Admin, cfg.Admin)
-	a.reloadStats(cfg.Stats, cfg.Admin.VHostLabels)
-	if old.cfg.Global.User != cfg.Global.User || old.cfg.Global.Group != cfg.Global.Group {
-		a.log.Warn("reload: global user and group changes take effect at the next start")
-	}
-	if fmt.Sprint(old.cfg.Global.Log) != fmt.Sprint(cfg.Global.Log) {
-		a.log.Warn("reload: global.log (syslog targets) changes take effect at the next start")
-	}
-	a.log.Info("reloaded", "frontends", a.describe(), "backends", len(g.backends))
-	notify(a.log, daemon.SdNotifyReady)
+	return nil
 }
 
 // loopbackOnly reports whether addr binds only to the loopback interface; used for a warning.

@@ -300,6 +300,7 @@ func (a *app) newStats(c config.Stats, vhostLabels int) (*statsListener, error) 
 		VHostLabels:     vhostLabels,
 		Rebalancing:     a.rebal.Active,
 		RebalanceCloses: a.rebal.Closes,
+		Discovery:       a.discoveryStatus,
 		Logger:          a.log,
 		Version:         buildVersion(),
 	})
