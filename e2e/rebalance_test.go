@@ -327,8 +327,8 @@ func testRebalanceClosesConsumersOfExclusiveQueuesLast(t *testing.T, c *testenv.
 		t.Fatal(err)
 	}
 	stickyID, _ := sessionByName(t, l, "e2e-sticky-consumer")
-	// The other one keeps moving bytes (unroutable publishes, every 50 ms, for at most a
-	// minute), so by idleness alone the consumer would go first, heartbeats or not.
+	// The other one keeps moving bytes (unroutable publishes, every 10 ms, for at most a
+	// minute), so by idleness alone the consumer would go first.
 	other := dial("e2e-sticky-other")
 	och, err := other.Channel()
 	if err != nil {
@@ -343,15 +343,28 @@ func testRebalanceClosesConsumersOfExclusiveQueuesLast(t *testing.T, c *testenv.
 			}
 			select {
 			case <-ctx.Done():
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(10 * time.Millisecond):
 			}
 		}
 	})
 	t.Cleanup(func() { cancel(); busy.Wait() })
 	otherID, _ := sessionByName(t, l, "e2e-sticky-other")
-	// The management API lists consumers a few seconds late: until then the plan goes by
-	// idleness alone. Once it picks the other session, it must keep doing so (by idleness
-	// alone it would pick the consumer again, but for the moments after a heartbeat).
+	// The management API lists consumers a few seconds late: until it does, the plan goes by
+	// idleness alone.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		var consumers []struct {
+			Queue struct{ Name string } `json:"queue"`
+		}
+		mgmt(t, c.Nodes[0], http.MethodGet, "/api/consumers?columns=queue.name", &consumers)
+		for _, k := range consumers {
+			if k.Queue.Name == q.Name {
+				return nil
+			}
+		}
+		return fmt.Errorf("the management API does not list the consumer of %s yet", q.Name)
+	})
+	// Then the plan must pick the other session, every time (by idleness alone it would pick
+	// the consumer, but for the few milliseconds after one of the consumer's heartbeats).
 	planned := func() error {
 		code, plan := postRebalance(t, l, true)
 		if code != http.StatusOK || len(plan.Sessions) != 1 {

@@ -510,7 +510,7 @@ func (f *Frontend) CloseSession(id uint64) bool {
 // amqp:connection:forced and description text in AMQP 1.0, at a frame boundary; r is its end
 // reason. The close runs on the session's goroutine; a session that cannot be closed so (TCP
 // mode, or one that does not finish within a few seconds) is aborted. It reports whether the
-// frontend had the session and no close was asked of it before.
+// frontend had the session and it was not ending already.
 func (f *Frontend) CloseGracefully(id uint64, r Reason, text string) bool {
 	f.mu.Lock()
 	var victim *session

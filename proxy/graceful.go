@@ -14,7 +14,7 @@ const gracefulWait = 5 * time.Second
 
 // gracefulLimit is how long a graceful close may take in all before the session is aborted:
 // one that cannot start (the session is still connecting, a peer does not read) ends anyway.
-const gracefulLimit = 4 * gracefulWait
+const gracefulLimit = 5 * gracefulWait
 
 // closeFrameLimit is the largest frame read while closing; a larger one ends the close early
 // (the sockets are then simply closed). RabbitMQ's default frame_max is 128 KiB.
@@ -36,12 +36,14 @@ type gracefulClose struct {
 // its answer still reaches the broker, then the broker is closed as a client closes (200), and
 // both sockets. A session that cannot (TCP mode, still connecting after gracefulLimit, a peer
 // that does not read) is aborted instead. r is recorded as the end reason. It reports whether
-// this request was the first.
+// it did that: false when the session already had an end reason (it is ending anyway).
 func (s *session) closeGracefully(r Reason, text string) bool {
+	if !s.end(r) {
+		return false // ending already, for another reason (the client left, an abort)
+	}
 	if !s.closeReq.CompareAndSwap(nil, &gracefulClose{reason: r, text: text}) {
 		return false
 	}
-	s.end(r)
 	s.fallback.Store(time.AfterFunc(gracefulLimit, func() { s.abort(r) }))
 	if s.relaying.Load() {
 		// Wake both directions: each sees the request at its loop's top (pump).
@@ -106,9 +108,13 @@ func (s *session) closeBoth() {
 	if s.isAborted() {
 		return
 	}
-	deadline := time.Now().Add(2 * gracefulWait)
-	_ = s.client.SetDeadline(deadline)
-	_ = s.up.SetDeadline(deadline)
+	// The client's part: its answer, and what it still sends to the broker meanwhile. The
+	// broker's part gets its own time after it (brokerPhase), so that a client still pushing
+	// data into a slow broker cannot keep the broker from getting its close.
+	// A frame being forwarded when the client's time is up may still be written whole.
+	now := time.Now()
+	_ = s.client.SetDeadline(now.Add(gracefulWait))
+	_ = s.up.SetWriteDeadline(now.Add(2 * gracefulWait))
 	if s.identity().Protocol == ProtoAMQP10 {
 		s.close10(req)
 	} else {
@@ -142,6 +148,7 @@ func (s *session) close091(req *gracefulClose) {
 	}
 	// The broker: closed as a client closes, and its frames until Close-Ok dropped (the client
 	// is gone; unacknowledged deliveries go back to their queues).
+	s.brokerPhase()
 	toBroker, _ := amqpwire.AppendMethodFrame(nil, 0, &amqpwire.ConnectionClose{ReplyCode: 200, ReplyText: "closed by amqplb: " + req.text})
 	if s.forwardToServer(toBroker) != nil {
 		return
@@ -159,6 +166,9 @@ func (s *session) close091(req *gracefulClose) {
 		}
 	}
 }
+
+// brokerPhase gives the broker's part of a graceful close gracefulWait from now.
+func (s *session) brokerPhase() { _ = s.up.SetDeadline(time.Now().Add(gracefulWait)) }
 
 // connectionMethod returns the method id of a connection-class method frame on channel 0.
 func connectionMethod(f amqpwire.Frame) (uint16, bool) {
@@ -188,6 +198,7 @@ func (s *session) close10(req *gracefulClose) {
 			return
 		}
 	}
+	s.brokerPhase()
 	if s.forwardToServer(amqp10.AppendCloseFrame(nil, amqp10.Close{})) != nil {
 		return
 	}
