@@ -375,18 +375,12 @@ func (s *Server) postState(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, `"shutdown_sessions" goes with "drain" or "maint": the server's clients would only come back to it`)
 		return
 	}
-	from, to := srv.SetAdmin(a)
+	n := changeAdmin(s.log, []any{"remote", r.RemoteAddr}, b, srv, a, req.ShutdownSessions, s.opts.CloseSessions)
 	resp := StateResponse{ServerJSON: s.serverJSON(srv)}
-	args := []any{"remote", r.RemoteAddr, "backend", b.Name, "server", srv.Name(),
-		"admin", a.String(), "from", from.String(), "to", to.String()}
 	if req.ShutdownSessions {
-		// After SetAdmin, so that the clients' reconnects cannot land on srv again.
 		// The answer's active_connections still counts them: they finish asynchronously.
-		n := s.opts.CloseSessions(srv)
 		resp.SessionsClosed = &n
-		args = append(args, "sessions_closed", n)
 	}
-	s.log.Info("admin: server state set", args...)
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -407,11 +401,36 @@ func (s *Server) postWeight(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("weight %d out of range 0..%d", *req.Weight, backend.MaxWeight))
 		return
 	}
-	old := srv.Weight()
-	srv.SetWeight(*req.Weight)
-	s.log.Info("admin: server weight set", "remote", r.RemoteAddr, "backend", b.Name, "server", srv.Name(),
-		"from", old, "to", *req.Weight)
+	changeWeight(s.log, []any{"remote", r.RemoteAddr}, b, srv, *req.Weight)
 	writeJSON(w, http.StatusOK, s.serverJSON(srv))
+}
+
+// changeAdmin sets srv's operator state and, with shutdown, then ends its sessions through
+// closeSessions, and logs it with who (the requester's attributes). It is the one path of the
+// HTTP API's POST .../state and of the runtime socket's disable/enable/set server ... state,
+// so that both behave and log alike. It returns how many sessions were ended.
+func changeAdmin(log *slog.Logger, who []any, b *backend.Backend, srv *backend.Server, a backend.Admin,
+	shutdown bool, closeSessions func(*backend.Server) int) int {
+	from, to := srv.SetAdmin(a)
+	args := append(append([]any(nil), who...), "backend", b.Name, "server", srv.Name(),
+		"admin", a.String(), "from", from.String(), "to", to.String())
+	n := 0
+	if shutdown && closeSessions != nil {
+		// After SetAdmin, so that the clients' reconnects cannot land on srv again.
+		n = closeSessions(srv)
+		args = append(args, "sessions_closed", n)
+	}
+	log.Info("admin: server state set", args...)
+	return n
+}
+
+// changeWeight sets srv's weight and logs it with who: the one path of POST .../weight and of
+// the runtime socket's set server ... weight and set weight.
+func changeWeight(log *slog.Logger, who []any, b *backend.Backend, srv *backend.Server, w int) {
+	old := srv.Weight()
+	srv.SetWeight(w)
+	args := append(append([]any(nil), who...), "backend", b.Name, "server", srv.Name(), "from", old, "to", w)
+	log.Info("admin: server weight set", args...)
 }
 
 // findBackend returns the backend named by {b}, or answers 404 and returns nil.
