@@ -56,7 +56,8 @@ type statProxy struct {
 }
 
 // proxies lists the frontends in order, each merged with the backend of the same name, then
-// the other backends, numbered from 1.
+// the other backends, numbered from 2 as HAProxy 2.6 numbers the proxies of a configuration
+// (its own CLI proxy has 1).
 func (v *view) proxies() []statProxy {
 	var out []statProxy
 	byName := map[string]int{}
@@ -76,7 +77,7 @@ func (v *view) proxies() []statProxy {
 		out = append(out, statProxy{name: b.Name, backend: b})
 	}
 	for i := range out {
-		out[i].iid = i + 1
+		out[i].iid = i + 2
 	}
 	return out
 }

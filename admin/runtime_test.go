@@ -193,7 +193,7 @@ func TestRuntimeShowStatCSV(t *testing.T) {
 	for in, want := range map[string][]string{
 		"show stat -1 -1 -1":         got,
 		"show stat rabbitmq 4 -1":    {"rabbitmq/rmq1=UP:10", "rabbitmq/rmq2=MAINT:10", "rabbitmq/rmq3=UP:5"},
-		"show stat 2 2 -1":           {"rabbitmq/BACKEND=UP:15"},
+		"show stat 3 2 -1":           {"rabbitmq/BACKEND=UP:15"},
 		"show stat rabbitmq 4 3":     {"rabbitmq/rmq3=UP:5"},
 		"show stat -1 4 -1 no-maint": {"rabbitmq/rmq1=UP:10", "rabbitmq/rmq3=UP:5", "other/o1=UP:1"},
 	} {
@@ -223,7 +223,7 @@ func TestRuntimeShowServersState(t *testing.T) {
 	if err != nil || len(recs) != 3 {
 		t.Fatalf("rows: %v %v", recs, err)
 	}
-	if got := strings.Join(recs[0][:9], " "); got != "2 rabbitmq 1 rmq1 127.0.0.1 2 1 10 10" {
+	if got := strings.Join(recs[0][:9], " "); got != "3 rabbitmq 1 rmq1 127.0.0.1 2 1 10 10" {
 		t.Errorf("rmq1: %q", got)
 	}
 	if got := cli(t, path, "show servers state nosuch\n"); got != "Can't find backend.\n\n" {
