@@ -119,7 +119,7 @@ listen rabbitmq
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-db", "-f", filepath.Join(dir, "haproxy.cfg"))
-	var stderr bytes.Buffer
+	var stderr testenv.Buffer // written by exec's copier while the test reads it
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
