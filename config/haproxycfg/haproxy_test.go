@@ -75,7 +75,8 @@ func TestHAProxyRabbitMQ(t *testing.T) {
 		File: "haproxy.cfg",
 		Global: config.Global{MaxConnections: 4096, DrainTimeout: 30 * time.Second, LogLevel: "info", LogFormat: "text", AccessLog: true,
 			Log: []config.LogTarget{{Address: "127.0.0.1:514", Facility: "local0", Level: "notice"}}, User: "haproxy", Group: "haproxy"},
-		Admin:     config.Admin{Listen: "127.0.0.1:8404", VHostLabels: 100},
+		Admin: config.Admin{Listen: "127.0.0.1:8404", VHostLabels: 100, Socket: "/run/haproxy/admin.sock", SocketMode: "660",
+			SocketLevel: "admin"},
 		Frontends: []config.Frontend{{Name: "rabbitmq_cluster", Bind: ":5672", Backend: "rabbitmq_cluster", Mode: "tcp", DontLogNull: true}},
 		Backends:  []config.Backend{b},
 		Stats: []config.Stats{{Name: "stats", Bind: ":1936", URI: "/", Auth: []string{"admin:secret"}, Realm: "HAProxy Statistics",
@@ -83,7 +84,6 @@ func TestHAProxyRabbitMQ(t *testing.T) {
 		Warnings: []string{
 			"haproxy.cfg:5: ignored: chroot (amqplb does not chroot; confine it with the service manager)",
 			"haproxy.cfg:8: ignored: daemon (amqplb runs in the foreground; let the service manager run it)",
-			"haproxy.cfg:9: ignored: stats socket (amqplb has no runtime socket; its admin HTTP API on admin.listen, 127.0.0.1:8404 by default, shows and changes server state: set [admin] in the converted TOML)",
 			"haproxy.cfg:14: ignored: option tcplog (amqplb writes its own access-log line per session)",
 			`haproxy.cfg:26: backend "rabbitmq_cluster": check is upgraded from HAProxy's TCP connect to an AMQP probe (type "amqp-probe": the protocol header, then a valid Connection.Start) because server rmq1 is on port 5672, so that a broker that accepts connections but does not answer is taken out; to keep a plain TCP check write "option tcp-check" in this section, or type = "tcp" in the converted TOML`,
 		},
@@ -165,7 +165,7 @@ backend rabbitmq
 	want := &config.Config{
 		File:   "fb.cfg",
 		Global: config.Global{MaxConnections: 20000, DrainTimeout: time.Minute, LogLevel: "info", LogFormat: "text", AccessLog: true},
-		Admin:  config.Admin{Listen: "127.0.0.1:8404", VHostLabels: 100},
+		Admin:  config.Admin{Listen: "127.0.0.1:8404", VHostLabels: 100, SocketLevel: "operator"},
 		Frontends: []config.Frontend{
 			{Name: "amqp", Bind: "10.0.0.10:5672", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 500, AcceptProxy: true},
 			{Name: "amqp-2", Bind: "[::1]:5672", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 500},
