@@ -141,8 +141,8 @@ type Server struct {
 
 	weight  atomic.Int32
 	initial atomic.Int32 // the configured weight: the base of a relative weight ("50%")
-	down    atomic.Bool // health: true once checks took it down
-	inMaint atomic.Bool // the broker is in maintenance mode, as the checks saw
+	down    atomic.Bool  // health: true once checks took it down
+	inMaint atomic.Bool  // the broker is in maintenance mode, as the checks saw
 	admin   atomic.Int32
 	suspect atomic.Bool
 	upSince atomic.Int64 // unix nanos of the last transition to up; 0 = up since start (no ramp)
