@@ -214,6 +214,11 @@ func runnable(cfg *config.Config, lines *config.Lines) error {
 			report("global.user", err)
 		}
 	}
+	if cfg.Admin.Socket != "" {
+		if _, err := socketOptions(cfg.Admin); err != nil {
+			report("admin.socket", err)
+		}
+	}
 	if len(msgs) == 0 {
 		return nil
 	}
