@@ -122,7 +122,7 @@ var socketLevels = []string{"user", "operator", "admin"}
 // and at start.
 func (v *validator) adminSocket(a *Admin) {
 	v.oneOf("admin.socket_level", "admin", "socket_level", a.SocketLevel, socketLevels)
-	if a.SocketMode != "" {
+	if a.SocketMode != "" && !v.bad["admin.socket_mode"] {
 		if _, err := ParseSocketMode(a.SocketMode); err != nil {
 			v.errorf(v.line("admin.socket_mode"), "admin: socket_mode: %v", err)
 		}

@@ -699,3 +699,29 @@ backend rabbitmq
 		})
 	}
 }
+
+// global stats socket: the first UNIX one becomes [admin] socket*, others are warned about, a
+// bad mode is an error on its line.
+func TestHAProxyStatsSocket(t *testing.T) {
+	const rest = "defaults\n    mode tcp\nlisten rabbitmq\n    bind 127.0.0.1:5672\n    server rmq1 127.0.0.2:5672\n"
+	cfg, _, err := parseHAProxy("h.cfg", []byte("global\n    stats socket unix@/run/a.sock uid 0 gid 0 level user\n"+
+		"    stats socket /run/b.sock\n    stats socket abns@x\n"+rest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Admin{Listen: "127.0.0.1:8404", VHostLabels: 100, Socket: "/run/a.sock", SocketUser: "0", SocketGroup: "0", SocketLevel: "user"}
+	if cfg.Admin != want {
+		t.Errorf("admin = %+v, want %+v", cfg.Admin, want)
+	}
+	warnings := strings.Join(cfg.Warnings, "\n")
+	for _, w := range []string{"h.cfg:3: ignored: stats socket /run/b.sock (amqplb serves one runtime socket: /run/a.sock, line 2)",
+		"h.cfg:4: ignored: stats socket abns@x (amqplb serves the runtime API on a UNIX socket path only)"} {
+		if !strings.Contains(warnings, w) {
+			t.Errorf("warnings lack %q:\n%s", w, warnings)
+		}
+	}
+	_, _, err = parseHAProxy("h.cfg", []byte("global\n    stats socket /run/a.sock mode rw level admin\n"+rest))
+	if err == nil || err.Error() != `h.cfg:2: stats socket: mode: "rw" is not a file mode (octal permission bits such as 660)` {
+		t.Errorf("bad mode: %v", err)
+	}
+}
