@@ -175,12 +175,7 @@ func (s *Server) routes() http.Handler {
 		})
 	}
 
-	// Browsers send Sec-Fetch-Site or Origin: this turns away a cross-site page that tries to
-	// POST to a loopback admin port (CSRF), while curl and scripts pass untouched.
-	csrf := http.NewCrossOriginProtection()
-	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusForbidden, "cross-origin request refused")
-	}))
+	csrf := newCSRF()
 	mutating := func(h http.HandlerFunc) http.HandlerFunc {
 		return csrf.Handler(s.authorize(h)).ServeHTTP
 	}
@@ -189,7 +184,7 @@ func (s *Server) routes() http.Handler {
 	handle(http.MethodGet, "/readyz", s.readyz)
 	handle(http.MethodGet, "/metrics", s.metrics.ServeHTTP)
 	s.readAPI(handle)
-	handle(http.MethodPost, "/api/v1/backends/{b}/servers/{s}/state", mutating(s.postState))
+	handle(http.MethodPost, "/api/v1/backends/{b}/servers/{s}/state", mutating(s.stateHandler(s.opts.CloseSessions)))
 	handle(http.MethodPost, "/api/v1/backends/{b}/servers/{s}/weight", mutating(s.postWeight))
 	handle(http.MethodPost, "/api/v1/backends/{b}/rebalance", mutating(s.postRebalance))
 	handle(http.MethodGet, "/api/v1/sessions", s.getSessions)
@@ -198,6 +193,17 @@ func (s *Server) routes() http.Handler {
 	handle(http.MethodGet, "/{$}", s.statusPage)
 	mux.HandleFunc("/", notFound)
 	return mux
+}
+
+// newCSRF protects the mutating endpoints. Browsers send Sec-Fetch-Site or Origin: this turns
+// away a cross-site page that tries to POST to a loopback admin port, while curl and scripts
+// pass untouched.
+func newCSRF() *http.CrossOriginProtection {
+	csrf := http.NewCrossOriginProtection()
+	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusForbidden, "cross-origin request refused")
+	}))
+	return csrf
 }
 
 // slogPromLogger passes promhttp's errors to a listener's logger.
@@ -353,35 +359,39 @@ type weightRequest struct {
 	Weight *int `json:"weight"`
 }
 
-func (s *Server) postState(w http.ResponseWriter, r *http.Request) {
-	b, srv := s.findServer(w, r)
-	if srv == nil {
-		return
+// stateHandler is POST .../state: the admin Server's, and a StatsServer's with `stats admin`
+// (its page's buttons). closeSessions serves shutdown_sessions; nil refuses it.
+func (v *view) stateHandler(closeSessions func(*backend.Server) int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		b, srv := v.findServer(w, r)
+		if srv == nil {
+			return
+		}
+		var req stateRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		a, err := backend.ParseAdmin(req.State)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		switch {
+		case req.ShutdownSessions && closeSessions == nil:
+			writeError(w, http.StatusNotImplemented, `this server cannot close sessions ("shutdown_sessions")`)
+			return
+		case req.ShutdownSessions && a == backend.AdminReady:
+			writeError(w, http.StatusBadRequest, `"shutdown_sessions" goes with "drain" or "maint": the server's clients would only come back to it`)
+			return
+		}
+		n := changeAdmin(v.log, []any{"remote", r.RemoteAddr}, b, srv, a, req.ShutdownSessions, closeSessions)
+		resp := StateResponse{ServerJSON: v.serverJSON(srv)}
+		if req.ShutdownSessions {
+			// The answer's active_connections still counts them: they finish asynchronously.
+			resp.SessionsClosed = &n
+		}
+		writeJSON(w, http.StatusOK, resp)
 	}
-	var req stateRequest
-	if !readJSON(w, r, &req) {
-		return
-	}
-	a, err := backend.ParseAdmin(req.State)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	switch {
-	case req.ShutdownSessions && s.opts.CloseSessions == nil:
-		writeError(w, http.StatusNotImplemented, `this server cannot close sessions ("shutdown_sessions")`)
-		return
-	case req.ShutdownSessions && a == backend.AdminReady:
-		writeError(w, http.StatusBadRequest, `"shutdown_sessions" goes with "drain" or "maint": the server's clients would only come back to it`)
-		return
-	}
-	n := changeAdmin(s.log, []any{"remote", r.RemoteAddr}, b, srv, a, req.ShutdownSessions, s.opts.CloseSessions)
-	resp := StateResponse{ServerJSON: s.serverJSON(srv)}
-	if req.ShutdownSessions {
-		// The answer's active_connections still counts them: they finish asynchronously.
-		resp.SessionsClosed = &n
-	}
-	writeJSON(w, http.StatusOK, resp)
 }
 
 func (s *Server) postWeight(w http.ResponseWriter, r *http.Request) {

@@ -581,6 +581,10 @@ type Stats struct {
 	// Metrics is the path of the Prometheus metrics; "" serves none.
 	// Default "".
 	Metrics string `toml:"metrics"`
+	// Admin turns on the status page's ready, drain, maint and
+	// close-sessions buttons for whoever passes auth (HAProxy's stats admin
+	// if TRUE). Default false: read-only.
+	Admin bool `toml:"admin"`
 }
 
 // DefaultConfig returns a Config with every documented default and no

@@ -284,6 +284,12 @@ func (v *validator) stats(c *Config, binds *[]bindUse) {
 			}
 		}
 		v.notNegativeDuration(path+".refresh", label, "refresh", s.Refresh)
+		switch {
+		case s.Admin && s.URI == "":
+			v.warnf(v.line(path+".admin"), "%s: admin has no effect without uri (there is no page)", label)
+		case s.Admin && len(s.Auth) == 0:
+			v.warnf(v.line(path+".admin"), "%s: admin without auth: anyone who reaches %s can drain and stop servers", label, s.Bind)
+		}
 	}
 }
 

@@ -297,6 +297,8 @@ func (a *app) newStats(c config.Stats, vhostLabels int) (*statsListener, error) 
 		Refresh:         c.Refresh,
 		HideVersion:     c.HideVersion,
 		Metrics:         c.Metrics,
+		Admin:           c.Admin,
+		CloseSessions:   func(s *backend.Server) int { return a.endSessions(s, proxy.EndDrained) },
 		Backends:        func() []*backend.Backend { return a.gen.Load().backends },
 		Frontends:       a.frontendStats,
 		Checks:          a.checks.Status,

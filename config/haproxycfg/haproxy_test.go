@@ -2,6 +2,7 @@ package haproxycfg
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -723,5 +724,25 @@ func TestHAProxyStatsSocket(t *testing.T) {
 	_, _, err = parseHAProxy("h.cfg", []byte("global\n    stats socket /run/a.sock mode rw level admin\n"+rest))
 	if err == nil || err.Error() != `h.cfg:2: stats socket: mode: "rw" is not a file mode (octal permission bits such as 660)` {
 		t.Errorf("bad mode: %v", err)
+	}
+}
+
+// stats admin if TRUE turns on the stats page's buttons; another condition leaves it read-only.
+func TestHAProxyStatsAdmin(t *testing.T) {
+	const src = "listen rabbitmq\n    bind 127.0.0.1:5672\n    mode tcp\n    server rmq1 127.0.0.2:5672\n" +
+		"listen stats\n    bind 127.0.0.1:8405\n    mode http\n    stats enable\n    stats auth ops:pw\n    stats admin if %s\n"
+	cfg, _, err := parseHAProxy("h.cfg", []byte(fmt.Sprintf(src, "TRUE")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Stats) != 1 || !cfg.Stats[0].Admin {
+		t.Errorf("stats admin if TRUE: %+v, want admin", cfg.Stats)
+	}
+	cfg, _, err = parseHAProxy("h.cfg", []byte(fmt.Sprintf(src, "LOCALHOST")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Stats[0].Admin || !strings.Contains(strings.Join(cfg.Warnings, "\n"), "h.cfg:10: ignored: stats admin if LOCALHOST (") {
+		t.Errorf("stats admin if LOCALHOST: admin %v, warnings %q", cfg.Stats[0].Admin, cfg.Warnings)
 	}
 }
