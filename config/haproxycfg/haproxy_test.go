@@ -380,10 +380,10 @@ h.cfg:6: unknown timeout "forever" in section "listen rabbitmq"`,
 		},
 		{
 			name: "bad times and numbers",
-			src:  hapListen + "\ttimeout connect 5 s\n\tretries -1\n\tserver rmq3 10.0.0.3:5672 check inter 2x rise many\n",
+			src:  hapListen + "\ttimeout connect 5 s\n\tretries -1\n\tserver rmq3 10.0.0.3:5672 check inter x2 rise many\n",
 			want: `h.cfg:5: timeout connect: unexpected "s" after "5"
 h.cfg:6: retries: invalid number "-1" (a whole number, 0 or more)
-h.cfg:7: server option inter: invalid time "2x" (a number with an optional unit us, ms, s, m, h or d; a bare number is milliseconds)
+h.cfg:7: server option inter: invalid time "x2" (a number with an optional unit us, ms, s, m, h or d; a bare number is milliseconds)
 h.cfg:7: server option rise: invalid number "many"`,
 		},
 		{
@@ -744,5 +744,48 @@ func TestHAProxyStatsAdmin(t *testing.T) {
 	}
 	if cfg.Stats[0].Admin || !strings.Contains(strings.Join(cfg.Warnings, "\n"), "h.cfg:10: ignored: stats admin if LOCALHOST (") {
 		t.Errorf("stats admin if LOCALHOST: admin %v, warnings %q", cfg.Stats[0].Admin, cfg.Warnings)
+	}
+}
+
+// Numbers and times are read as HAProxy 2.6 reads them: the leading number, with a warning on
+// the line about what follows it. Without a leading number it is still an error.
+func TestHAProxyLenientNumbers(t *testing.T) {
+	src := "global\n    maxconn 10000`\n" +
+		"defaults\n    mode tcp\n    timeout connect 5sx\n    timeout client 3h`\n    timeout server 3h\n" +
+		"listen rabbitmq\n    bind 127.0.0.1:5672 maxconn 10x\n    retries 3x\n" +
+		"    server rmq1 127.0.0.2:5672 check inter 2sx rise 2x fall 3; weight 10x maxconn 5x port 5673x\n"
+	c, _, err := parseHAProxy("h.cfg", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, s := c.Backends[0], c.Backends[0].Servers[0]
+	if c.Global.MaxConnections != 10000 || c.Frontends[0].MaxConnections != 10 || b.Retries != 3 || b.ConnectTimeout != 5*time.Second ||
+		b.IdleTimeout != 3*time.Hour || b.HealthCheck.Interval != 2*time.Second || b.HealthCheck.Rise != 2 || b.HealthCheck.Fall != 3 ||
+		s.Weight != 10 || s.MaxConnections != 5 || s.CheckPort != 5673 {
+		t.Errorf("values: global maxconn %d, bind maxconn %d, retries %d, connect %v, idle %v, inter %v, rise %d, fall %d, weight %d, maxconn %d, port %d",
+			c.Global.MaxConnections, c.Frontends[0].MaxConnections, b.Retries, b.ConnectTimeout, b.IdleTimeout, b.HealthCheck.Interval,
+			b.HealthCheck.Rise, b.HealthCheck.Fall, s.Weight, s.MaxConnections, s.CheckPort)
+	}
+	warnings := strings.Join(c.Warnings, "\n")
+	for _, w := range []string{
+		"h.cfg:2: maxconn 10000`: read as 10000, as HAProxy 2.6 reads it (it ignores \"`\" after the number)",
+		`h.cfg:5: timeout connect 5sx: read as 5s, as HAProxy 2.6 reads it (it ignores "x" after the time, and says a later version will refuse it)`,
+		"h.cfg:6: timeout client 3h`: read as 3h,",
+		`h.cfg:9: bind option maxconn 10x: read as 10`,
+		`h.cfg:10: retries 3x: read as 3`,
+		`h.cfg:11: server option inter 2sx: read as 2s`,
+		`h.cfg:11: server option rise 2x: read as 2`,
+		`h.cfg:11: server option fall 3;: read as 3`,
+		`h.cfg:11: server option weight 10x: read as 10`,
+		`h.cfg:11: server option port 5673x: read as 5673`,
+	} {
+		if !strings.Contains(warnings, w) {
+			t.Errorf("no warning %q in:\n%s", w, warnings)
+		}
+	}
+	for _, bad := range []string{"    maxconn abc\n", "    maxconn -5x\n"} {
+		if _, _, err := parseHAProxy("h.cfg", []byte("global\n"+bad+"listen r\n    bind :5672\n    server a 127.0.0.2:5672\n")); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
 	}
 }
