@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/csv"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,4 +155,60 @@ func TestRuntimeSocketDrivesRealCluster(t *testing.T) {
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("the stats socket is left after amqplb stopped: %v", err)
 	}
+}
+
+// Issue 14, item 6: stats admin if TRUE gives the stats page its buttons: their POST (behind
+// the section's auth) drains a server, which the admin API then shows and new connections avoid.
+func TestStatsAdminDrainsRealServer(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	waitCounts(t, c, zeroCounts(c))
+	addr, stats := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	first, second := c.Nodes[0], c.Nodes[1]
+	cfg := fmt.Sprintf(`listen rabbitmq
+    bind %s
+    mode tcp
+    balance first
+    server %s %s check inter 500ms
+    server %s %s check inter 500ms
+
+listen stats
+    bind %s
+    mode http
+    stats enable
+    stats uri /stats
+    stats auth ops:s3cret
+    stats admin if TRUE
+`, addr, first.Name, first.AMQPAddr(), second.Name, second.AMQPAddr(), stats)
+	l := startLBFile(t, "stats-admin.cfg", cfg, addr)
+	l.waitEligible(t, first.Name, 15*time.Second)
+	l.waitEligible(t, second.Name, 15*time.Second)
+	post := func(user string) int {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+stats+"/api/v1/backends/rabbitmq/servers/"+first.Name+"/state",
+			strings.NewReader(`{"state":"drain"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if user != "" {
+			req.SetBasicAuth(user, "s3cret")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(""); code != http.StatusUnauthorized {
+		t.Fatalf("the page's drain without credentials: %d, want 401", code)
+	}
+	if code := post("ops"); code != http.StatusOK {
+		t.Fatalf("the page's drain: %d", code)
+	}
+	if s := l.servers(t)[first.Name]; s.State != "drain" {
+		t.Fatalf("/api/v1/backends says %s is %q, want drain", first.Name, s.State)
+	}
+	for range 2 {
+		l.dial(t) // balance first: the drained first server is skipped
+	}
+	want := zeroCounts(c)
+	want[second.Name] = 2
+	waitCounts(t, c, want)
 }
