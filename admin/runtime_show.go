@@ -219,7 +219,7 @@ func csvField(s string) string {
 }
 
 // cmdShowStat is "show stat [{IID|PROXY} TYPE SID] [no-maint|up]...". typed, json and desc
-// are not supported: they get the plain CSV.
+// are not supported, and say so.
 func cmdShowStat(cs *cliSession, args []string, out *bytes.Buffer) {
 	iid, types, sid := -1, -1, -1
 	opts := args[2:]
@@ -241,6 +241,9 @@ func cmdShowStat(cs *cliSession, args []string, out *bytes.Buffer) {
 		types, sid = atoi(args[3]), atoi(args[4])
 		opts = args[5:]
 	}
+	if unsupportedFormat(opts, out) {
+		return
+	}
 	upOnly, noMaint := slices.Contains(opts, "up"), slices.Contains(opts, "no-maint")
 	out.WriteString("# " + strings.Join(StatColumns, ",") + ",\n")
 	for _, row := range cs.s.view.statRows(iid, types, sid, upOnly, noMaint) {
@@ -253,6 +256,19 @@ func cmdShowStat(cs *cliSession, args []string, out *bytes.Buffer) {
 		}
 		out.WriteByte('\n')
 	}
+}
+
+// unsupportedFormat answers, and reports, an output format amqplb does not write: a script
+// that asked for typed or JSON output must not get CSV it would misread.
+func unsupportedFormat(opts []string, out *bytes.Buffer) bool {
+	for _, o := range opts {
+		switch o {
+		case "typed", "json", "desc", "float":
+			fmt.Fprintf(out, "amqplb does not write the %s format: leave it out for the plain output.\n", o)
+			return true
+		}
+	}
+	return false
 }
 
 // atoi reads a leading number as C's atoi does: 0 when there is none.
@@ -324,6 +340,9 @@ func cmdShowServersState(cs *cliSession, args []string, out *bytes.Buffer) {
 
 // cmdShowInfo is "show info": the lines of HAProxy's that amqplb has a figure for, in its order.
 func cmdShowInfo(cs *cliSession, args []string, out *bytes.Buffer) {
+	if unsupportedFormat(args[2:], out) {
+		return
+	}
 	v := cs.s.view
 	var cur int
 	var cum uint64

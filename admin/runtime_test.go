@@ -94,6 +94,8 @@ func TestRuntimeSocketCommands(t *testing.T) {
 		{"set maxconn server rabbitmq/rmq1 12\n", "\n"},
 		{"shutdown sessions server rabbitmq/rmq2\n", "\n"},
 		{"set server rabbitmq/rmq1 addr 1.2.3.4\n", "'set server <srv> addr' is not supported by amqplb (only state and weight).\n\n"},
+		{"show stat typed\n", "amqplb does not write the typed format: leave it out for the plain output.\n\n"},
+		{"show info json\n", "amqplb does not write the json format: leave it out for the plain output.\n\n"},
 		{"show cli level;user;show cli level;disable server rabbitmq/rmq2\n", "admin\n\n\nuser\n\nPermission denied\n\n"},
 	} {
 		if got := cli(t, path, tc.in); got != tc.want {

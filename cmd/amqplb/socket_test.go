@@ -57,6 +57,7 @@ func TestRuntimeSocketLifecycle(t *testing.T) {
 		cfg.Backends = []config.Backend{b}
 		return cfg
 	}
+	fdBase, gBase := openFDs(t), runtime.NumGoroutine()
 	next := make(chan *config.Config, 1)
 	load := func(string) (*config.Config, error) { return <-next, nil }
 	var logs testenv.Buffer
@@ -117,4 +118,20 @@ func TestRuntimeSocketLifecycle(t *testing.T) {
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("the socket file is left after exit: %v", err)
 	}
+	// Nothing of the sockets, their sessions or the reloads is left behind.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if fds, gs := openFDs(t), runtime.NumGoroutine(); fds > fdBase || gs > gBase {
+			return fmt.Errorf("fds %d (before %d), goroutines %d (before %d)", fds, fdBase, gs, gBase)
+		}
+		return nil
+	})
+}
+
+// openFDs counts the process's open file descriptors.
+func openFDs(t testing.TB) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd to count file descriptors")
+	}
+	return len(ents)
 }
