@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what amqplb's tests need besides Go: a C compiler (go test -race needs
 # cgo), RabbitMQ (Debian's rabbitmq-server, run by internal/testenv as local
-# clusters), HAProxy (the comparison target of the benchmarks), and Chromium with
+# clusters), HAProxy (the comparison target of the benchmarks, and the recordings of
+# `haproxy -c` and of its runtime API), socat (the runtime-socket e2e test), and Chromium with
 # a font (the status-page test).
 #
 # Idempotent and quiet when everything is there. Needs root (or sudo) on Debian
