@@ -83,6 +83,11 @@ type Options struct {
 	// end=closed_by_admin) and reports whether there was one; POST
 	// /api/v1/sessions/{id}/close calls it. nil refuses such requests.
 	CloseSession func(id uint64) bool
+	// CloseSessionGracefully ends the open session with the given id as a broker would (an
+	// AMQP Connection.Close 320 at a frame boundary; the proxy logs end=closed_by_admin) and
+	// reports whether there was one; POST /api/v1/sessions/{id}/close?graceful=true calls it.
+	// nil refuses such requests.
+	CloseSessionGracefully func(id uint64) bool
 	// VHostLabels caps the vhost label of amqplb_vhost_sessions: the VHostLabels vhosts with
 	// the most open sessions get a series each, and all others are summed under
 	// vhost="_other". 0 (or less) puts every session under "_other". [admin] vhost_labels,

@@ -89,6 +89,9 @@ type SessionsResponse struct {
 type CloseSessionResponse struct {
 	ID     uint64 `json:"id"`
 	Closed bool   `json:"closed"`
+	// Graceful: the close was asked as a protocol close (?graceful=true), which the session
+	// performs within seconds, after this answer.
+	Graceful bool `json:"graceful"`
 }
 
 // Paging of GET /api/v1/sessions.
@@ -278,22 +281,34 @@ func (s *Server) postCloseSession(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if s.opts.CloseSession == nil {
+	closeFn := s.opts.CloseSession
+	graceful := false
+	if g := r.URL.Query().Get("graceful"); g != "" {
+		var err error
+		if graceful, err = strconv.ParseBool(g); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("graceful=%q is not a boolean", g))
+			return
+		}
+	}
+	if graceful {
+		closeFn = s.opts.CloseSessionGracefully
+	}
+	if closeFn == nil {
 		writeError(w, http.StatusNotImplemented, "this server cannot close sessions")
 		return
 	}
-	ss := s.findSession(id) // for the log line; the session may end before CloseSession
-	if !s.opts.CloseSession(id) {
+	ss := s.findSession(id) // for the log line; the session may end before closeFn
+	if !closeFn(id) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no open session %d", id))
 		return
 	}
-	args := []any{"remote", r.RemoteAddr, "id", id}
+	args := []any{"remote", r.RemoteAddr, "id", id, "graceful", graceful}
 	if ss != nil {
 		args = append(args, "frontend", ss.Frontend, "client", addrString(ss.Client), "backend", ss.Backend,
 			"server", ss.Server, "user", ss.User, "vhost", ss.VHost)
 	}
 	s.log.Info("admin: session closed", args...)
-	writeJSON(w, http.StatusOK, CloseSessionResponse{ID: id, Closed: true})
+	writeJSON(w, http.StatusOK, CloseSessionResponse{ID: id, Closed: true, Graceful: graceful})
 }
 
 // sessionID reads {id}, or answers 400 and returns false.

@@ -356,7 +356,7 @@ func TestCloseSession(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("close 3 = %d %s", code, body)
 	}
-	if m := decode(t, body); m["closed"] != true || m["id"] != 3.0 || len(m) != 2 {
+	if m := decode(t, body); m["closed"] != true || m["id"] != 3.0 || m["graceful"] != false || len(m) != 3 {
 		t.Errorf("close 3 answered %s", body)
 	}
 	if !slices.Equal(fs.closed, []uint64{3}) {
@@ -378,6 +378,20 @@ func TestCloseSession(t *testing.T) {
 	}
 	if code, _ = do(t, h, http.MethodPost, "/api/v1/sessions/abc/close", "", auth...); code != http.StatusBadRequest {
 		t.Errorf("close abc = %d, want 400", code)
+	}
+	// graceful=true goes to CloseSessionGracefully: 501 without one, then the closer.
+	if code, _ = do(t, h, http.MethodPost, "/api/v1/sessions/2/close?graceful=true", "", auth...); code != http.StatusNotImplemented {
+		t.Errorf("graceful close without a graceful closer = %d, want 501", code)
+	}
+	if code, _ = do(t, h, http.MethodPost, "/api/v1/sessions/2/close?graceful=perhaps", "", auth...); code != http.StatusBadRequest {
+		t.Errorf("graceful=perhaps = %d, want 400", code)
+	}
+	var graceful []uint64
+	og := o
+	og.CloseSessionGracefully = func(id uint64) bool { graceful = append(graceful, id); return true }
+	code, body = do(t, New(og).Handler(), http.MethodPost, "/api/v1/sessions/2/close?graceful=true", "", auth...)
+	if m := decode(t, body); code != http.StatusOK || m["graceful"] != true || !slices.Equal(graceful, []uint64{2}) {
+		t.Errorf("graceful close of 2 = %d %s; the graceful closer saw %v", code, body, graceful)
 	}
 	if code, _ = do(t, h, http.MethodGet, "/api/v1/sessions/5/close", ""); code != http.StatusMethodNotAllowed {
 		t.Errorf("GET .../close = %d, want 405", code)

@@ -338,7 +338,7 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 	}
 	v.healthCheck(path+".health_check", label, &b.HealthCheck)
 	if r := b.Rebalance; r != nil {
-		v.rebalance(path+".rebalance", label, r, &b.HealthCheck)
+		v.rebalance(path+".rebalance", label, r)
 	}
 
 	servers := map[string]int{}
@@ -437,9 +437,9 @@ func (v *validator) healthCheck(path, backendLabel string, h *HealthCheck) {
 	}
 }
 
-// rebalance checks [backend.rebalance]. Closing a session means asking its broker through the
-// management API, so enabling it without [backend.health_check] management is an error.
-func (v *validator) rebalance(path, backendLabel string, r *Rebalance, h *HealthCheck) {
+// rebalance checks [backend.rebalance]. It needs no management API: without one amqplb closes
+// the sessions itself.
+func (v *validator) rebalance(path, backendLabel string, r *Rebalance) {
 	label := backendLabel + ": rebalance"
 	if r.Tolerance < 0 || math.IsNaN(r.Tolerance) || math.IsInf(r.Tolerance, 0) {
 		v.errorf(v.line(path+".tolerance"), "%s: tolerance %v must be a number of at least 0", label, r.Tolerance)
@@ -448,10 +448,6 @@ func (v *validator) rebalance(path, backendLabel string, r *Rebalance, h *Health
 		v.errorf(v.line(path+".rate"), "%s: rate: %v", label, err)
 	}
 	v.notNegativeDuration(path+".min_age", label, "min_age", r.MinAge)
-	if r.Enabled && h.Management == nil {
-		v.errorf(v.line(path+".enabled"), "%s: enabled needs the brokers' management API, which closes the sessions: "+
-			"add management = { port = 15672 } to [backend.health_check] (its username and password are used)", label)
-	}
 }
 
 // tcpCheck checks the steps of a tcp check script.

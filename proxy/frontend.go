@@ -505,6 +505,25 @@ func (f *Frontend) CloseSession(id uint64) bool {
 	return f.abortWhere(func(s *session) bool { return s.id == id }, EndClosedByAdmin) > 0
 }
 
+// CloseGracefully ends the session with the given id as a broker closing it would, with
+// Connection.Close 320 "CONNECTION_FORCED - text" in AMQP 0-9-1 and close with
+// amqp:connection:forced and description text in AMQP 1.0, at a frame boundary; r is its end
+// reason. The close runs on the session's goroutine; a session that cannot be closed so (TCP
+// mode, or one that does not finish within a few seconds) is aborted. It reports whether the
+// frontend had the session and no close was asked of it before.
+func (f *Frontend) CloseGracefully(id uint64, r Reason, text string) bool {
+	f.mu.Lock()
+	var victim *session
+	for s := range f.sessions {
+		if s.id == id {
+			victim = s
+			break
+		}
+	}
+	f.mu.Unlock()
+	return victim != nil && victim.closeGracefully(r, text)
+}
+
 // EndAs records r as the end reason of the session with the given id, without ending it: for a
 // session that something else is about to end (a broker asked through its management API to
 // close the connection, say), so that the access log says why. The first reason recorded wins.

@@ -23,6 +23,7 @@ type copyRelay struct {
 	src, dst net.Conn
 	moved    func(n int)
 	buf      *[]byte
+	track    *frameTracker // nil: not followed
 }
 
 // step reads what src has and writes it to dst.
@@ -32,6 +33,9 @@ func (r *copyRelay) step() error {
 	}
 	n, err := r.src.Read(*r.buf)
 	if n > 0 {
+		if r.track != nil {
+			r.track.advance((*r.buf)[:n])
+		}
 		if _, werr := r.dst.Write((*r.buf)[:n]); werr != nil {
 			return &writeError{werr}
 		}
@@ -57,26 +61,28 @@ type mover interface {
 }
 
 // leg is one direction of a session: its two ends (as the session reads and writes them, and
-// the sockets under them) and how bytes move.
+// the sockets under them), how bytes move, and where its frames end (nil in TCP mode).
 type leg struct {
 	src, dst       net.Conn
 	srcRaw, dstRaw *net.TCPConn
 	mv             mover
+	count          func(int)
+	track          *frameTracker
 }
 
 // newLeg returns the direction from src to dst; count is called after each chunk with the bytes
-// moved. A plain socket is read by the platform's socket mover (on Linux, socketRelay, which
-// splices into a plain dst); anything else by copyRelay.
-func newLeg(dst net.Conn, dstRaw *net.TCPConn, src net.Conn, srcRaw *net.TCPConn, count func(int)) (*leg, error) {
-	l := &leg{src: src, dst: dst, srcRaw: srcRaw, dstRaw: dstRaw}
+// moved, and track (nil: none) follows them. A plain socket is read by the platform's socket
+// mover (on Linux, socketRelay, which splices into a plain dst); anything else by copyRelay.
+func newLeg(dst net.Conn, dstRaw *net.TCPConn, src net.Conn, srcRaw *net.TCPConn, count func(int), track *frameTracker) (*leg, error) {
+	l := &leg{src: src, dst: dst, srcRaw: srcRaw, dstRaw: dstRaw, count: count, track: track}
 	if tc, ok := src.(*net.TCPConn); ok {
-		mv, err := newSocketMover(dst, tc, count)
+		mv, err := newSocketMover(dst, tc, count, track)
 		if err != nil {
 			return nil, err
 		}
 		l.mv = mv
 	} else {
-		l.mv = &copyRelay{src: src, dst: dst, moved: count}
+		l.mv = &copyRelay{src: src, dst: dst, moved: count, track: track}
 	}
 	return l, nil
 }
@@ -92,13 +98,19 @@ func (e *writeError) Unwrap() error { return e.err }
 
 // relay moves bytes both ways until both directions have ended or one failed; the directions
 // record the end reason themselves. Bytes read ahead during the handshake and not passed on
-// yet go first.
+// yet go first. In AMQP mode each direction's frame boundaries are followed from here (both
+// handshakes end on one), for a graceful close: when one was asked for and both directions
+// stopped between two frames, the relay ends with closeBoth.
 func (s *session) relay() error {
-	if err := s.in.unbuffer(s.forwardToServer); err != nil {
+	var upTrack, downTrack *frameTracker
+	if s.set.mode == ModeAMQP {
+		upTrack, downTrack = newFrameTracker(s.identity().Protocol), newFrameTracker(s.identity().Protocol)
+	}
+	if err := s.in.unbuffer(tracked(upTrack, s.forwardToServer)); err != nil {
 		return err
 	}
 	if s.upIn != nil {
-		if err := s.upIn.unbuffer(s.forwardToClient); err != nil {
+		if err := s.upIn.unbuffer(tracked(downTrack, s.forwardToClient)); err != nil {
 			return err
 		}
 	}
@@ -108,7 +120,7 @@ func (s *session) relay() error {
 		s.lastFromClient.Store(int64(time.Since(s.start)))
 		s.toServer.Add(uint64(n))
 		srv.AddBytes(uint64(n), 0)
-	})
+	}, upTrack)
 	if err != nil {
 		return ended(EndClientClosed, err)
 	}
@@ -117,7 +129,7 @@ func (s *session) relay() error {
 		s.lastFromServer.Store(int64(time.Since(s.start)))
 		s.toClient.Add(uint64(n))
 		srv.AddBytes(0, uint64(n))
-	})
+	}, downTrack)
 	if err != nil {
 		return ended(EndServerClosed, err)
 	}
@@ -140,42 +152,63 @@ func (s *session) relay() error {
 			setUserTimeout(upRaw, idle)
 		}
 	}
+	s.relaying.Store(true) // from now on a graceful close wakes the directions (closeGracefully)
 	done := make(chan struct{})
+	var downPaused bool
 	go func() {
 		defer close(done)
-		s.pump(toClient, EndServerClosed, EndClientClosed)
+		downPaused = s.pump(toClient, EndServerClosed, EndClientClosed)
 	}()
-	s.pump(toServer, EndClientClosed, EndServerClosed)
+	upPaused := s.pump(toServer, EndClientClosed, EndServerClosed)
 	<-done
+	if upPaused && downPaused {
+		s.closeBoth()
+	}
 	return nil
 }
 
+// tracked returns forward, following what it forwards with t first (unless t is nil).
+func tracked(t *frameTracker, forward func([]byte) error) func([]byte) error {
+	if t == nil {
+		return forward
+	}
+	return func(p []byte) error {
+		t.advance(p)
+		return forward(p)
+	}
+}
+
 // pump runs one direction. srcGone and dstGone are the end reasons when src or dst closes or
-// fails first.
-func (s *session) pump(l *leg, srcGone, dstGone Reason) {
+// fails first. It reports whether it stopped on a frame boundary for a graceful close
+// (pauseForClose); otherwise the direction has ended.
+func (s *session) pump(l *leg, srcGone, dstGone Reason) bool {
 	for {
+		if s.closeReq.Load() != nil {
+			return s.pauseForClose(l)
+		}
 		err := l.mv.step()
 		switch {
 		case err == nil:
 			continue
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			if s.stillActive(l.src) {
+			if s.closeReq.Load() != nil || s.stillActive(l.src) {
+				// A graceful close's wake-up, or not idle: the loop's top tells which.
 				continue
 			}
 			s.abort(s.idleEnd)
-			return
+			return false
 		case s.brokerGaveUp(l, err):
 			// The broker closed on a client that stopped sending heartbeats (RabbitMQ does
 			// after two): the client is gone too, so do not wait for it.
 			s.abort(EndHeartbeatTimeout)
-			return
+			return false
 		case errors.Is(err, io.EOF):
 			// Orderly close of src: pass the FIN (and a TLS close_notify) on and let the other
 			// direction finish, within the half-close bound.
 			s.end(srcGone)
 			closeWrite(l.dst, l.dstRaw)
 			if s.halfShut.Swap(true) {
-				return // both directions are done
+				return false // both directions are done
 			}
 			// The other direction reads from what is dst here and writes to our src. Bound
 			// both its waiting for data and its writing to a peer that stopped reading.
@@ -185,7 +218,7 @@ func (s *session) pump(l *leg, srcGone, dstGone Reason) {
 			s.lastFromServer.Store(now)
 			_ = l.dst.SetReadDeadline(time.Now().Add(limit))
 			setUserTimeout(l.srcRaw, limit)
-			return
+			return false
 		default:
 			gone := srcGone
 			var we *writeError
@@ -193,7 +226,7 @@ func (s *session) pump(l *leg, srcGone, dstGone Reason) {
 				gone = dstGone
 			}
 			s.abort(gone)
-			return
+			return false
 		}
 	}
 }

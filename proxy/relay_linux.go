@@ -45,6 +45,7 @@ type socketRelay struct {
 	raw      syscall.RawConn // src's
 	dstRaw   syscall.RawConn // dstTCP's; nil when dst is not a plain socket
 	moved    func(n int)     // called after every chunk written to dst
+	track    *frameTracker   // follows the frames moved; nil: not followed
 	lr       io.LimitedReader
 	readFn   func(uintptr) bool
 	writeFn  func(uintptr) bool
@@ -63,16 +64,16 @@ type socketRelay struct {
 func (r *socketRelay) release() {}
 
 // newSocketMover returns the mover of a direction whose src is a plain socket.
-func newSocketMover(dst net.Conn, src *net.TCPConn, moved func(int)) (mover, error) {
-	return newSocketRelay(dst, src, moved)
+func newSocketMover(dst net.Conn, src *net.TCPConn, moved func(int), track *frameTracker) (mover, error) {
+	return newSocketRelay(dst, src, moved, track)
 }
 
-func newSocketRelay(dst net.Conn, src *net.TCPConn, moved func(int)) (*socketRelay, error) {
+func newSocketRelay(dst net.Conn, src *net.TCPConn, moved func(int), track *frameTracker) (*socketRelay, error) {
 	raw, err := src.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
-	r := &socketRelay{src: src, dst: dst, raw: raw, moved: moved}
+	r := &socketRelay{src: src, dst: dst, raw: raw, moved: moved, track: track}
 	if r.dstTCP, _ = dst.(*net.TCPConn); r.dstTCP != nil {
 		if r.dstRaw, err = r.dstTCP.SyscallConn(); err != nil {
 			return nil, err
@@ -125,6 +126,9 @@ func (r *socketRelay) tryRead(fd uintptr) bool {
 			return true
 		}
 		r.out, r.full = (*r.buf)[:n], n == len(*r.buf)
+		if r.track != nil {
+			r.track.advance(r.out)
+		}
 		if r.dstRaw == nil {
 			return true
 		}
@@ -215,8 +219,17 @@ func (r *socketRelay) step() error {
 		return nil
 	}
 	r.lr.N = int64(r.queued)
+	if r.track != nil {
+		// Splice no further than the current frame's body, so that every header is read here.
+		if r.lr.N = min(r.lr.N, r.track.body()); r.lr.N <= 0 {
+			return nil
+		}
+	}
 	n, err := r.dstTCP.ReadFrom(&r.lr)
 	if n > 0 {
+		if r.track != nil {
+			r.track.skip(n)
+		}
 		r.moved(int(n))
 	}
 	if err != nil && !errors.Is(err, io.EOF) {

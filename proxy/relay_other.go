@@ -10,8 +10,8 @@ import (
 // newSocketMover returns the mover of a direction whose src is a plain socket. Outside Linux
 // this is the portable read/write loop: correct, without the Linux relay's raw system calls,
 // splice(2) or its idle cost (Linux is the platform amqplb is built for in production).
-func newSocketMover(dst net.Conn, src *net.TCPConn, moved func(int)) (mover, error) {
-	return &copyRelay{src: src, dst: dst, moved: moved}, nil
+func newSocketMover(dst net.Conn, src *net.TCPConn, moved func(int), track *frameTracker) (mover, error) {
+	return &copyRelay{src: src, dst: dst, moved: moved, track: track}, nil
 }
 
 // setUserTimeout does nothing outside Linux: TCP_USER_TIMEOUT is Linux's. A peer that stops

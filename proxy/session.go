@@ -73,6 +73,12 @@ type session struct {
 	perDirection bool
 
 	toServer, toClient atomic.Uint64
+
+	// A graceful close (closeGracefully): the request, whether the relay runs (its directions
+	// can be woken), and the timer that aborts the session if the close does not end it.
+	closeReq atomic.Pointer[gracefulClose]
+	relaying atomic.Bool
+	fallback atomic.Pointer[time.Timer]
 }
 
 // sessionIDs numbers the sessions of the process.
@@ -363,6 +369,9 @@ func (s *session) countToClient(n int) {
 // finish closes both connections and writes the access-log line. A TLS connection that was not
 // aborted gets its close_notify, unless it already had it.
 func (s *session) finish() {
+	if t := s.fallback.Load(); t != nil {
+		t.Stop()
+	}
 	s.mu.Lock()
 	up, upRaw, aborted := s.up, s.upRaw, s.aborted
 	s.mu.Unlock()

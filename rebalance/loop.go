@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -38,8 +39,8 @@ type Options struct {
 	// Rate is the most closes per second; closes are at least 1/Rate apart (a token bucket of
 	// one token, with Jitter). It must be above 0.
 	Rate float64
-	// Enabled rebalances whenever Plan finds a surplus; otherwise only after Trigger, until the
-	// surplus is gone.
+	// Enabled starts a pass whenever a server is beyond the tolerance; otherwise only Trigger
+	// starts one. A pass closes down to the fair share (Policy.Continue), then ends.
 	Enabled bool
 	// Tick is how often the backend is looked at when there is nothing to close; 0 means
 	// DefaultTick.
@@ -47,6 +48,10 @@ type Options struct {
 	// Servers and Sessions return the backend's servers and its open sessions now.
 	Servers  func() []Server
 	Sessions func() []Session
+	// Sticky, when not nil, returns the upstream addresses (Session.Upstream) of the sessions
+	// that consume from an exclusive or auto-delete queue (Management.Sticky); Plan closes them
+	// last. It is asked only when there is something to close, at most once per StickyTTL.
+	Sticky func(ctx context.Context) (map[netip.AddrPort]bool, error)
 	// Close ends one session, synchronously enough that the session is on its way out when it
 	// returns nil; see ErrNotListed and ErrGone. ctx ends when the Loop stops.
 	Close func(ctx context.Context, s Session) error
@@ -65,8 +70,42 @@ type Loop struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu     sync.Mutex
-	manual bool // a Trigger asked for a pass that is not over
+	mu       sync.Mutex
+	pass     bool // a pass is under way: close down to the fair share, not to the tolerance
+	sticky   map[netip.AddrPort]bool
+	stickyAt time.Time // when sticky was asked for (also after a failure: retried after StickyTTL)
+}
+
+// StickyTTL is how long an answer of Options.Sticky is used.
+const StickyTTL = 2 * time.Second
+
+// plan is Plan with the sticky sessions marked, when there is something to close and
+// Options.Sticky can tell which.
+func (l *Loop) plan(ctx context.Context, servers []Server, sessions []Session, p Policy, now time.Time, skip func(uint64) bool) []Session {
+	victims := Plan(servers, sessions, p, now, skip)
+	if len(victims) == 0 || l.o.Sticky == nil {
+		return victims
+	}
+	l.mu.Lock()
+	sticky, fresh := l.sticky, time.Since(l.stickyAt) < StickyTTL
+	l.mu.Unlock()
+	if !fresh {
+		var err error
+		if sticky, err = l.o.Sticky(ctx); err != nil {
+			l.o.Logger.Debug("rebalance: cannot tell which sessions consume from exclusive or auto-delete queues",
+				"backend", l.o.Backend, "err", err)
+		}
+		l.mu.Lock()
+		l.sticky, l.stickyAt = sticky, time.Now()
+		l.mu.Unlock()
+	}
+	if len(sticky) == 0 {
+		return victims
+	}
+	for i := range sessions {
+		sessions[i].Sticky = sticky[sessions[i].Upstream]
+	}
+	return Plan(servers, sessions, p, now, skip)
 }
 
 // New returns a Loop; it does nothing until Start.
@@ -101,14 +140,17 @@ func (l *Loop) Stop() {
 	l.o.Stats.setActive(l.o.Backend, false)
 }
 
-// Trigger plans now and returns the sessions that would be closed, in order, without the rate
-// limit. Unless dryRun, it also starts a pass: the Loop closes them (and whatever else a later
-// plan finds), paced at Rate, until no surplus is left, even when not Enabled.
+// Trigger plans now, down to the fair share whatever the tolerance, and returns the sessions
+// that would be closed, in order, without the rate limit. Unless dryRun, it also starts a
+// pass: the Loop closes them (and whatever else a later plan finds), paced at Rate, until no
+// server is above its fair share, even when not Enabled.
 func (l *Loop) Trigger(dryRun bool) []Session {
-	victims := Plan(l.o.Servers(), l.o.Sessions(), l.o.Policy, time.Now(), nil)
+	p := l.o.Policy
+	p.Continue = true
+	victims := l.plan(context.Background(), l.o.Servers(), l.o.Sessions(), p, time.Now(), nil)
 	if !dryRun && len(victims) > 0 {
 		l.mu.Lock()
-		l.manual = true
+		l.pass = true
 		l.mu.Unlock()
 		l.o.Stats.setActive(l.o.Backend, true)
 		select {
@@ -155,7 +197,20 @@ func (l *Loop) run(ctx context.Context) {
 func (l *Loop) active() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.o.Enabled || l.manual
+	return l.o.Enabled || l.pass
+}
+
+func (l *Loop) inPass() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.pass
+}
+
+func (l *Loop) setPass(on bool) {
+	l.mu.Lock()
+	l.pass = on
+	l.mu.Unlock()
+	l.o.Stats.setActive(l.o.Backend, on)
 }
 
 // step plans and closes at most one session; it returns how long to wait before the next step.
@@ -178,17 +233,22 @@ func (l *Loop) step(ctx context.Context, closing map[uint64]bool, notListed map[
 			delete(notListed, id)
 		}
 	}
-	victims := Plan(l.o.Servers(), sessions, l.o.Policy, now, func(id uint64) bool { _, ok := notListed[id]; return ok })
+	skip := func(id uint64) bool { _, ok := notListed[id]; return ok }
+	servers, p := l.o.Servers(), l.o.Policy
+	p.Continue = l.inPass()
+	victims := l.plan(ctx, servers, sessions, p, now, skip)
 	if len(victims) == 0 {
 		if len(notListed) == 0 && len(closing) == 0 {
-			l.mu.Lock()
-			l.manual = false
-			l.mu.Unlock()
-			l.o.Stats.setActive(l.o.Backend, false)
+			l.setPass(false)
 		}
 		return l.o.Tick
 	}
-	l.o.Stats.setActive(l.o.Backend, true)
+	if !p.Continue {
+		// Beyond the tolerance: a pass starts, and goes down to the fair share.
+		p.Continue = true
+		victims = l.plan(ctx, servers, sessions, p, now, skip)
+	}
+	l.setPass(true)
 	v := victims[0]
 	err := l.o.Close(ctx, v)
 	switch {

@@ -182,3 +182,22 @@ func TestStopWithoutStart(t *testing.T) {
 	l.Stop()
 	l.Stop()
 }
+
+// A pass started beyond the tolerance goes on to the fair share: with round-robin reconnects
+// (a third land back on the busy servers) a pass that stopped at the tolerance's edge would
+// leave 33/33/24 with 0.10.
+func TestLoopPassGoesToFairShare(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	f := newFakeBackend(map[string]int{"a": 45, "b": 45}, time.Now().Add(-time.Hour))
+	stats := NewStats()
+	l := New(Options{Backend: "bk", Policy: Policy{Tolerance: 0.1}, Rate: 500, Enabled: true, Tick: 5 * time.Millisecond,
+		Servers: threeUp, Sessions: f.list, Close: f.close, Stats: stats})
+	l.Start()
+	defer l.Stop()
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if c := f.counts(); c["a"] != 30 || c["b"] != 30 || c["c"] != 30 || stats.Active("bk") {
+			return fmt.Errorf("counts %v, active %v; want 30 each, pass over", c, stats.Active("bk"))
+		}
+		return nil
+	})
+}

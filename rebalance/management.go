@@ -138,3 +138,56 @@ func (m *Management) do(ctx context.Context, method, u string, out any) error {
 	}
 	return nil
 }
+
+// Sticky returns the peers (amqplb's upstream addresses, as Session.Upstream) of the broker
+// connections that consume from an exclusive or auto-delete queue: closing one deletes the queue
+// (or, for auto-delete, may), and its client must declare it again and loses what was in it, so
+// Plan closes such sessions last. It asks the first of bases that answers (any node of a
+// cluster lists every consumer and queue) for GET /api/consumers and /api/queues, with only the
+// columns it reads.
+func (m *Management) Sticky(ctx context.Context, bases []string) (map[netip.AddrPort]bool, error) {
+	var lastErr error
+	for _, base := range bases {
+		var consumers []struct {
+			Channel struct {
+				PeerHost string `json:"peer_host"`
+				PeerPort int    `json:"peer_port"`
+			} `json:"channel_details"`
+			Queue struct {
+				Name  string `json:"name"`
+				VHost string `json:"vhost"`
+			} `json:"queue"`
+		}
+		if lastErr = m.do(ctx, http.MethodGet, base+"/api/consumers?columns=queue.name,queue.vhost,channel_details.peer_host,channel_details.peer_port", &consumers); lastErr != nil {
+			continue
+		}
+		out := map[netip.AddrPort]bool{}
+		if len(consumers) == 0 {
+			return out, nil
+		}
+		var queues []struct {
+			Name       string `json:"name"`
+			VHost      string `json:"vhost"`
+			Exclusive  bool   `json:"exclusive"`
+			AutoDelete bool   `json:"auto_delete"`
+		}
+		if lastErr = m.do(ctx, http.MethodGet, base+"/api/queues?columns=name,vhost,exclusive,auto_delete", &queues); lastErr != nil {
+			continue
+		}
+		sticky := map[[2]string]bool{}
+		for _, q := range queues {
+			if q.Exclusive || q.AutoDelete {
+				sticky[[2]string{q.VHost, q.Name}] = true
+			}
+		}
+		for _, c := range consumers {
+			host, err := netip.ParseAddr(c.Channel.PeerHost)
+			if err != nil || c.Channel.PeerPort <= 0 || c.Channel.PeerPort > 65535 || !sticky[[2]string{c.Queue.VHost, c.Queue.Name}] {
+				continue
+			}
+			out[netip.AddrPortFrom(host.Unmap(), uint16(c.Channel.PeerPort))] = true
+		}
+		return out, nil
+	}
+	return nil, lastErr
+}

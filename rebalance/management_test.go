@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"sync"
 	"testing"
+	"time"
 )
 
 // fakeManagement lists conns and records the DELETEs.
@@ -89,5 +92,39 @@ func TestManagementFindAndDelete(t *testing.T) {
 		if u != "guest:guest" {
 			t.Errorf("credentials %q, want guest:guest by default", u)
 		}
+	}
+}
+
+// Sticky joins /api/consumers with /api/queues: consumers of exclusive or auto-delete queues
+// make their connection's peer sticky; others do not.
+func TestManagementSticky(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/consumers":
+			fmt.Fprint(w, `[{"channel_details":{"peer_host":"127.0.0.1","peer_port":4001},"queue":{"name":"amq.gen-x","vhost":"/"}},
+				{"channel_details":{"peer_host":"::ffff:127.0.0.1","peer_port":4002},"queue":{"name":"ad","vhost":"v"}},
+				{"channel_details":{"peer_host":"127.0.0.1","peer_port":4003},"queue":{"name":"durable","vhost":"/"}},
+				{"channel_details":{"peer_host":"127.0.0.1","peer_port":4004},"queue":{"name":"ad","vhost":"/"}}]`)
+		case "/api/queues":
+			fmt.Fprint(w, `[{"name":"amq.gen-x","vhost":"/","exclusive":true,"auto_delete":false},
+				{"name":"ad","vhost":"v","exclusive":false,"auto_delete":true},
+				{"name":"durable","vhost":"/","exclusive":false,"auto_delete":false},
+				{"name":"ad","vhost":"/","exclusive":false,"auto_delete":false}]`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	m := NewManagement("", "", time.Second)
+	got, err := m.Sticky(context.Background(), []string{"http://127.0.0.1:1", srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[netip.AddrPort]bool{netip.MustParseAddrPort("127.0.0.1:4001"): true, netip.MustParseAddrPort("127.0.0.1:4002"): true}
+	if !maps.Equal(got, want) {
+		t.Errorf("Sticky = %v, want %v", got, want)
+	}
+	if _, err := m.Sticky(context.Background(), []string{"http://127.0.0.1:1"}); err == nil {
+		t.Error("no management API answered, and no error")
 	}
 }

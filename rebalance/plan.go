@@ -43,21 +43,30 @@ type Session struct {
 	// Closing marks a session whose close has been asked for but that is still open: it
 	// counts toward the backend's total, not toward its server's, and is not chosen again.
 	Closing bool
+	// Sticky marks a session that consumes from an exclusive or auto-delete queue, which its
+	// close would delete: such sessions are chosen after all others (Options.Sticky).
+	Sticky bool
 }
 
 // Policy is how far planning goes.
 type Policy struct {
-	// Tolerance: a server holding more than ceil((1 + Tolerance) × its fair share) sessions has
-	// a surplus; it is closed down to that, never lower.
+	// Tolerance: a rebalance starts when a server holds more than ceil((1 + Tolerance) × its
+	// fair share) sessions. A pass under way (Continue) closes down to the fair share itself.
 	Tolerance float64
 	// MinAge: sessions younger than this are never chosen.
 	MinAge time.Duration
+	// Continue marks a pass under way: servers are closed down to ceil(fair share), not to the
+	// tolerance's limit. Without it a backend whose reconnecting clients land anywhere (round
+	// robin sends a third of them back to the busy servers) would stop at the edge of the
+	// tolerance, e.g. 33/33/24 with 0.10, where one pass reaches 30/30/30.
+	Continue bool
 }
 
-// Plan returns the sessions to close now so that no server holds more than
-// ceil((1 + p.Tolerance) × its fair share), in the order to close them: one at a time from the
-// server with the largest surplus left, and on each server the session idle the longest first
-// (oldest LastActive, then oldest Since, then lowest ID).
+// Plan returns the sessions to close now, in the order to close them. When no server holds
+// more than ceil((1 + p.Tolerance) × its fair share) and p.Continue is false, there are none;
+// otherwise they take every server down to ceil(its fair share): one at a time from the
+// server with the largest surplus left, and on each server sticky sessions last and the
+// session idle the longest first (oldest LastActive, then oldest Since, then lowest ID).
 //
 // The fair share of a server is the backend's sessions × its weight / the total weight, over
 // the eligible servers with a weight above zero (the backups only when no non-backup one is
@@ -105,18 +114,28 @@ func Plan(servers []Server, sessions []Session, p Policy, now time.Time, skip fu
 		surplus int
 		victims []Session
 	}
+	// The epsilon keeps a share like 30.000000000000004 from allowing 31.
+	limit := func(w int, tol float64) int {
+		return int(math.Ceil((1+tol)*float64(total)*float64(w)/float64(totalWeight) - 1e-9))
+	}
+	if !p.Continue {
+		over := false
+		for name, w := range targets {
+			over = over || count[name] > limit(w, tol)
+		}
+		if !over {
+			return nil
+		}
+	}
 	var piles []*pile
 	for name, w := range targets {
-		fair := float64(total) * float64(w) / float64(totalWeight)
-		// The epsilon keeps a share like 30.000000000000004 from allowing 31.
-		limit := int(math.Ceil((1+tol)*fair - 1e-9))
-		surplus := count[name] - limit
+		surplus := count[name] - limit(w, 0)
 		if surplus <= 0 || len(candidates[name]) == 0 {
 			continue
 		}
 		c := candidates[name]
 		slices.SortFunc(c, func(a, b Session) int {
-			return cmp.Or(a.LastActive.Compare(b.LastActive), a.Since.Compare(b.Since), cmp.Compare(a.ID, b.ID))
+			return cmp.Or(boolOrder(a.Sticky, b.Sticky), a.LastActive.Compare(b.LastActive), a.Since.Compare(b.Since), cmp.Compare(a.ID, b.ID))
 		})
 		piles = append(piles, &pile{name: name, surplus: surplus, victims: c[:min(surplus, len(c))]})
 	}
@@ -137,4 +156,15 @@ func Plan(servers []Server, sessions []Session, p Policy, now time.Time, skip fu
 		next.victims = next.victims[1:]
 		next.surplus--
 	}
+}
+
+// boolOrder orders false before true.
+func boolOrder(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }

@@ -55,10 +55,14 @@ func TestPlan(t *testing.T) {
 			cat(sessionsOn("a", 30, 0), sessionsOn("b", 30, 100), sessionsOn("c", 30, 200)), Policy{Tolerance: 0.1}, ""},
 		{"node back: 45/45/0, tolerance 0", []Server{up("a", 1), up("b", 1), up("c", 1)},
 			cat(sessionsOn("a", 45, 0), sessionsOn("b", 45, 100)), Policy{}, "a=15 b=15"},
-		{"node back: tolerance 10% keeps 33", []Server{up("a", 1), up("b", 1), up("c", 1)},
-			cat(sessionsOn("a", 45, 0), sessionsOn("b", 45, 100)), Policy{Tolerance: 0.1}, "a=12 b=12"},
+		{"node back: beyond tolerance 10%, down to the fair share", []Server{up("a", 1), up("b", 1), up("c", 1)},
+			cat(sessionsOn("a", 45, 0), sessionsOn("b", 45, 100)), Policy{Tolerance: 0.1}, "a=15 b=15"},
 		{"within tolerance", []Server{up("a", 1), up("b", 1), up("c", 1)},
 			cat(sessionsOn("a", 33, 0), sessionsOn("b", 33, 100), sessionsOn("c", 24, 200)), Policy{Tolerance: 0.1}, ""},
+		{"within tolerance, a pass under way goes on to the fair share", []Server{up("a", 1), up("b", 1), up("c", 1)},
+			cat(sessionsOn("a", 33, 0), sessionsOn("b", 33, 100), sessionsOn("c", 24, 200)), Policy{Tolerance: 0.1, Continue: true}, "a=3 b=3"},
+		{"one server beyond tolerance starts a pass for all", []Server{up("a", 1), up("b", 1), up("c", 1)},
+			cat(sessionsOn("a", 34, 0), sessionsOn("b", 32, 100), sessionsOn("c", 24, 200)), Policy{Tolerance: 0.1}, "a=4 b=2"},
 		{"weights: 2:1 wants 60/30", []Server{up("a", 1), up("b", 2)},
 			cat(sessionsOn("a", 60, 0), sessionsOn("b", 30, 100)), Policy{}, "a=30"},
 		{"effective weight 0 takes nothing", []Server{up("a", 1), up("b", 0)},
@@ -162,5 +166,21 @@ func TestPlanConverges(t *testing.T) {
 	}
 	if count["a"] != 30 || count["b"] != 30 || count["c"] != 30 {
 		t.Errorf("counts %v, want 30 each", count)
+	}
+}
+
+// Sticky sessions (consumers of exclusive or auto-delete queues) go after every other one,
+// however long they have been idle.
+func TestPlanClosesStickySessionsLast(t *testing.T) {
+	now := t0.Add(200 * time.Second)
+	a := sessionsOn("a", 4, 0)
+	a[2].Sticky, a[3].Sticky = true, true // the longest idle
+	got := Plan([]Server{up("a", 1), up("b", 1)}, a, Policy{}, now, nil)
+	if len(got) != 2 || got[0].Sticky || got[1].Sticky {
+		t.Fatalf("victims %+v, want the two non-sticky sessions", got)
+	}
+	got = Plan([]Server{up("a", 1), up("b", 1), up("c", 1), up("d", 1)}, a, Policy{}, now, nil)
+	if len(got) != 3 || got[0].Sticky || got[1].Sticky || !got[2].Sticky {
+		t.Fatalf("victims %+v, want the non-sticky ones first", got)
 	}
 }

@@ -167,16 +167,19 @@ func newApp(cfg *config.Config, log *slog.Logger, load func(string) (*config.Con
 // and change the running process: both go through the same ones, so they behave alike.
 func (a *app) adminOptions(c config.Admin) admin.Options {
 	return admin.Options{
-		Listen:          c.Listen,
-		Token:           c.Token,
-		Backends:        func() []*backend.Backend { return a.gen.Load().backends },
-		Serving:         func() []*backend.Backend { return a.gen.Load().serving() },
-		Frontends:       a.frontendStats,
-		Checks:          a.checks.Status,
-		RefuseReasons:   proxy.RefuseReasons(),
-		CloseSessions:   func(s *backend.Server) int { return a.endSessions(s, proxy.EndDrained) },
-		Sessions:        a.sessions,
-		CloseSession:    a.closeSession,
+		Listen:        c.Listen,
+		Token:         c.Token,
+		Backends:      func() []*backend.Backend { return a.gen.Load().backends },
+		Serving:       func() []*backend.Backend { return a.gen.Load().serving() },
+		Frontends:     a.frontendStats,
+		Checks:        a.checks.Status,
+		RefuseReasons: proxy.RefuseReasons(),
+		CloseSessions: func(s *backend.Server) int { return a.endSessions(s, proxy.EndDrained) },
+		Sessions:      a.sessions,
+		CloseSession:  a.closeSession,
+		CloseSessionGracefully: func(id uint64) bool {
+			return a.closeGracefully(id, proxy.EndClosedByAdmin, "closed by amqplb admin")
+		},
 		Rebalance:       a.rebalanceNow,
 		Rebalancing:     a.rebal.Active,
 		RebalanceCloses: a.rebal.Closes,
@@ -523,6 +526,17 @@ func adminSession(s *proxy.SessionInfo) admin.Session {
 func (a *app) closeSession(id uint64) bool {
 	for _, f := range a.allFrontends() {
 		if f.CloseSession(id) {
+			return true
+		}
+	}
+	return false
+}
+
+// closeGracefully ends the session with the given id as a broker would (proxy's
+// CloseGracefully), in whichever frontend has it.
+func (a *app) closeGracefully(id uint64, r proxy.Reason, text string) bool {
+	for _, f := range a.allFrontends() {
+		if f.CloseGracefully(id, r, text) {
 			return true
 		}
 	}

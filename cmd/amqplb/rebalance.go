@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"time"
@@ -15,15 +17,16 @@ import (
 	"github.com/amqplb/amqplb/rebalance"
 )
 
-// newRebalancer builds the rebalance loop of backend b, or returns nil when its health check has
-// no management API (closing a session means asking its broker to close the connection). The
+// rebalanceText is the reason a rebalanced client reads: "CONNECTION_FORCED - amqplb
+// rebalance", from its broker (asked through the management API, X-Reason) or from amqplb.
+const rebalanceText = "amqplb rebalance"
+
+// newRebalancer builds the rebalance loop of backend b. A session is closed by its broker,
+// asked through the management API when the backend's health check has one, or else by amqplb
+// itself, with the same Connection.Close at a frame boundary (proxy's CloseGracefully). The
 // loop rebalances on its own only with [backend.rebalance] enabled; otherwise POST
 // .../rebalance drives it, with the table's settings or their defaults.
 func (a *app) newRebalancer(bc config.Backend, b *backend.Backend) *rebalance.Loop {
-	m := bc.HealthCheck.Management
-	if m == nil {
-		return nil
-	}
 	rc := config.DefaultRebalance()
 	if bc.Rebalance != nil {
 		rc = *bc.Rebalance
@@ -32,20 +35,24 @@ func (a *app) newRebalancer(bc config.Backend, b *backend.Backend) *rebalance.Lo
 	if err != nil {
 		rate = 2 // validated by config; never reached
 	}
-	mgmt := rebalance.NewManagement(bc.HealthCheck.Username, bc.HealthCheck.Password, 5*time.Second)
-	// Each server's management port: its own management_port, else the backend's.
-	ports := map[string]int{}
-	for _, sc := range bc.Servers {
-		ports[sc.Name] = m.Port
-		if sc.ManagementPort > 0 {
-			ports[sc.Name] = sc.ManagementPort
+	closeBy := func(_ context.Context, s rebalance.Session) error {
+		if !a.closeGracefully(s.ID, proxy.EndRebalanced, rebalanceText) {
+			return rebalance.ErrGone
 		}
+		return nil
 	}
-	portOf := func(s *backend.Server) int {
-		if p, ok := ports[s.Name()]; ok {
-			return p
+	var sticky func(context.Context) (map[netip.AddrPort]bool, error)
+	if m := bc.HealthCheck.Management; m != nil {
+		mgmt := rebalance.NewManagement(bc.HealthCheck.Username, bc.HealthCheck.Password, 5*time.Second)
+		portOf := managementPorts(bc, m.Port)
+		closeBy = a.managementCloser(mgmt, b, portOf)
+		sticky = func(ctx context.Context) (map[netip.AddrPort]bool, error) {
+			if len(b.Servers) == 0 {
+				return nil, nil
+			}
+			bases, _ := managementBases(b, b.Servers[0], portOf)
+			return mgmt.Sticky(ctx, bases)
 		}
-		return m.Port
 	}
 	return rebalance.New(rebalance.Options{
 		Backend:  b.Name,
@@ -54,25 +61,59 @@ func (a *app) newRebalancer(bc config.Backend, b *backend.Backend) *rebalance.Lo
 		Enabled:  rc.Enabled,
 		Servers:  func() []rebalance.Server { return rebalanceServers(b) },
 		Sessions: func() []rebalance.Session { return a.rebalanceSessions(b.Name) },
-		Close: func(ctx context.Context, s rebalance.Session) error {
-			srv := b.Server(s.Server)
-			if srv == nil {
-				return rebalance.ErrGone
-			}
-			bases, port := managementBases(b, srv, portOf)
-			conn, err := mgmt.Find(ctx, bases, s.Upstream, port)
-			if err != nil {
-				return err
-			}
-			// The access log must say why the broker closed it: record the reason first.
-			if !a.endAs(s.ID, proxy.EndRebalanced) {
-				return rebalance.ErrGone
-			}
-			return mgmt.Delete(ctx, conn)
-		},
-		Stats:  a.rebal,
-		Logger: a.log,
+		Sticky:   sticky,
+		Close:    closeBy,
+		Stats:    a.rebal,
+		Logger:   a.log,
 	})
+}
+
+// managementPorts returns each server's management port: its own management_port, else the
+// backend's (port).
+func managementPorts(bc config.Backend, port int) func(*backend.Server) int {
+	ports := map[string]int{}
+	for _, sc := range bc.Servers {
+		ports[sc.Name] = port
+		if sc.ManagementPort > 0 {
+			ports[sc.Name] = sc.ManagementPort
+		}
+	}
+	return func(s *backend.Server) int {
+		if p, ok := ports[s.Name()]; ok {
+			return p
+		}
+		return port
+	}
+}
+
+// managementCloser closes a session of b by asking its broker, through the management API on
+// its server's management port, to close the connection.
+func (a *app) managementCloser(mgmt *rebalance.Management, b *backend.Backend, portOf func(*backend.Server) int) func(context.Context, rebalance.Session) error {
+	return func(ctx context.Context, s rebalance.Session) error {
+		srv := b.Server(s.Server)
+		if srv == nil {
+			return rebalance.ErrGone
+		}
+		bases, port := managementBases(b, srv, portOf)
+		conn, err := mgmt.Find(ctx, bases, s.Upstream, port)
+		if errors.Is(err, rebalance.ErrNotListed) || ctx.Err() != nil {
+			return err
+		} else if err != nil {
+			// No management API answers (down, or refusing our credentials): amqplb closes
+			// the session itself, the same way the broker would.
+			a.log.Warn("rebalance: management API unavailable, amqplb closes the session itself",
+				"backend", b.Name, "server", s.Server, "id", s.ID, "err", err)
+			if !a.closeGracefully(s.ID, proxy.EndRebalanced, rebalanceText) {
+				return rebalance.ErrGone
+			}
+			return nil
+		}
+		// The access log must say why the broker closed it: record the reason first.
+		if !a.endAs(s.ID, proxy.EndRebalanced) {
+			return rebalance.ErrGone
+		}
+		return mgmt.Delete(ctx, conn)
+	}
 }
 
 // managementBases returns the management API base URLs to ask about a connection to srv: its
@@ -141,8 +182,7 @@ func (a *app) endAs(id uint64, r proxy.Reason) bool {
 func (a *app) rebalanceNow(name string, dryRun bool) ([]admin.RebalanceVictim, error) {
 	l := a.gen.Load().rebalancers[name]
 	if l == nil {
-		return nil, fmt.Errorf("%w: backend %s has no management API to close sessions with "+
-			"(add management = { port = 15672 } to its [backend.health_check])", admin.ErrRebalanceUnavailable, name)
+		return nil, fmt.Errorf("%w: no backend %s", admin.ErrRebalanceUnavailable, name)
 	}
 	var out []admin.RebalanceVictim
 	for _, v := range l.Trigger(dryRun) {

@@ -34,8 +34,8 @@ func TestManagementBases(t *testing.T) {
 	}
 }
 
-// Only backends whose health check has a management API get a rebalance loop; a generation
-// starts and stops them, and the admin API's rebalance says 409 for the others.
+// Every backend gets a rebalance loop, with a management API or without (amqplb then closes the
+// sessions itself); a generation starts and stops them.
 func TestRebalancersPerBackend(t *testing.T) {
 	cfg := config.DefaultConfig()
 	with, without := config.DefaultBackend(), config.DefaultBackend()
@@ -54,8 +54,8 @@ func TestRebalancersPerBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.rebalancers["with"] == nil || g.rebalancers["without"] != nil {
-		t.Fatalf("rebalancers %v, want one for backend with only", g.rebalancers)
+	if g.rebalancers["with"] == nil || g.rebalancers["without"] == nil {
+		t.Fatalf("rebalancers %v, want one for each backend", g.rebalancers)
 	}
 	a.gen.Store(g)
 	g.start()
@@ -63,7 +63,10 @@ func TestRebalancersPerBackend(t *testing.T) {
 	if v, err := a.rebalanceNow("with", true); err != nil || len(v) != 0 {
 		t.Errorf("dry run on an idle backend = %v, %v", v, err)
 	}
-	if _, err := a.rebalanceNow("without", true); !errors.Is(err, admin.ErrRebalanceUnavailable) {
-		t.Errorf("rebalance without management: %v, want ErrRebalanceUnavailable", err)
+	if v, err := a.rebalanceNow("without", true); err != nil || len(v) != 0 {
+		t.Errorf("dry run without management = %v, %v", v, err)
+	}
+	if _, err := a.rebalanceNow("nosuch", true); !errors.Is(err, admin.ErrRebalanceUnavailable) {
+		t.Errorf("rebalance of an unknown backend: %v, want ErrRebalanceUnavailable", err)
 	}
 }

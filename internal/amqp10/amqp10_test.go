@@ -669,3 +669,21 @@ func TestAppendRoundTrip(t *testing.T) {
 		t.Fatalf("AppendSASLOutcome = %x, want %x", got, want)
 	}
 }
+
+// AppendCloseFrame writes what ReadFrame and ParseClose read back.
+func TestAppendCloseFrameRoundTrip(t *testing.T) {
+	for _, c := range []Close{{}, {Condition: "amqp:connection:forced", Description: "amqplb rebalance"}} {
+		raw := AppendCloseFrame([]byte("x"), c)[1:]
+		f, err := ReadFrame(bytes.NewReader(raw), len(raw))
+		if err != nil {
+			t.Fatalf("%+v: %v", c, err)
+		}
+		if f.Type != TypeAMQP || f.Channel != 0 || len(f.Raw) != len(raw) {
+			t.Fatalf("%+v: frame %+v", c, f)
+		}
+		got, err := ParseClose(f.Body)
+		if err != nil || got != c {
+			t.Errorf("ParseClose = %+v, %v; want %+v", got, err, c)
+		}
+	}
+}

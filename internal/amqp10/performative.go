@@ -2,6 +2,7 @@ package amqp10
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 	"strings"
 	"time"
@@ -307,4 +308,35 @@ func ParseClose(body []byte) (Close, error) {
 		return Close{}, err
 	}
 	return c, nil
+}
+
+// AppendCloseFrame appends a whole AMQP frame on channel 0 carrying a close performative: with
+// an error of condition c.Condition and description c.Description, or without error when
+// c.Condition is "". A condition of 256 octets or more, or a description of 4 GiB, panics:
+// callers pass short constants.
+func AppendCloseFrame(buf []byte, c Close) []byte {
+	start := len(buf)
+	buf = append(buf, 0, 0, 0, 0, 2, TypeAMQP, 0, 0) // size (below), doff 2, type, channel 0
+	buf = append(buf, 0x00, 0x53, CodeClose)         // described by smallulong 0x18
+	if c.Condition == "" {
+		buf = append(buf, 0x45) // list0: no error
+	} else {
+		if len(c.Condition) > 255 {
+			panic("amqp10: close condition too long")
+		}
+		var e []byte
+		e = append(e, 0x00, 0x53, CodeError, 0xd0, 0, 0, 0, 0, 0, 0, 0, 2) // error: list32, size and count below
+		e = append(e, 0xa3, byte(len(c.Condition)))                        // sym8
+		e = append(e, c.Condition...)
+		e = append(e, 0xb1, 0, 0, 0, 0) // str32
+		binary.BigEndian.PutUint32(e[len(e)-4:], uint32(len(c.Description)))
+		e = append(e, c.Description...)
+		binary.BigEndian.PutUint32(e[4:], uint32(len(e)-8)) // the error list's size: after its size field
+		// close's fields: a list32 of one element, the error.
+		buf = append(buf, 0xd0, 0, 0, 0, 0, 0, 0, 0, 1)
+		binary.BigEndian.PutUint32(buf[len(buf)-8:], uint32(4+len(e)))
+		buf = append(buf, e...)
+	}
+	binary.BigEndian.PutUint32(buf[start:], uint32(len(buf)-start))
+	return buf
 }
