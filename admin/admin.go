@@ -1,15 +1,17 @@
-// Package admin owns amqplb's HTTP listeners. The admin Server: Prometheus metrics on /metrics,
-// the JSON API under /api/v1/ (read servers, frontends and sessions, change a server's operator
+// Package admin owns amqplb's operator listeners: HTTP, and HAProxy's runtime socket.
+// The admin Server: Prometheus metrics on /metrics, the JSON API under /api/v1/ (read servers, frontends and sessions, change a server's operator
 // state or weight, close a session), /healthz and /readyz for orchestrators, and the
 // self-contained status page at /.
 // The StatsServer: what an HAProxy `listen` section with `stats enable|uri|auth|realm|refresh|
 // hide-version` or `http-request use-service prometheus-exporter` becomes, a read-only
 // listener with the same status page, the JSON it reads and the metrics, behind basic auth
-// when it has users.
+// when it has users (with `stats admin if TRUE`, its page's buttons set servers' states).
+// The Socket: HAProxy's runtime API (`stats socket`) on a UNIX socket, its text protocol.
 //
 // It imports backend, and healthcheck for its Status type only. It reads servers through their
-// atomic accessors at request time and changes them only through SetAdmin and SetWeight (admin
-// Server only); what the health checks found (last check, failures by kind, check durations)
+// atomic accessors at request time and changes them only through SetAdmin and SetWeight (and
+// the runtime socket's SetMaxConnections), in changeAdmin and changeWeight, which every
+// listener shares; what the health checks found (last check, failures by kind, check durations)
 // it asks Options.Checks, per server; frontends reach it as plain FrontendStats that the caller
 // provides, and open sessions as plain Session snapshots (Options.Sessions): listed at
 // /api/v1/sessions, closed by id through Options.CloseSession, counted by vhost in

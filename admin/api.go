@@ -178,12 +178,7 @@ func (s *Server) routes() http.Handler {
 		})
 	}
 
-	// Browsers send Sec-Fetch-Site or Origin: this turns away a cross-site page that tries to
-	// POST to a loopback admin port (CSRF), while curl and scripts pass untouched.
-	csrf := http.NewCrossOriginProtection()
-	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusForbidden, "cross-origin request refused")
-	}))
+	csrf := newCSRF()
 	mutating := func(h http.HandlerFunc) http.HandlerFunc {
 		return csrf.Handler(s.authorize(h)).ServeHTTP
 	}
@@ -192,7 +187,7 @@ func (s *Server) routes() http.Handler {
 	handle(http.MethodGet, "/readyz", s.readyz)
 	handle(http.MethodGet, "/metrics", s.metrics.ServeHTTP)
 	s.readAPI(handle)
-	handle(http.MethodPost, "/api/v1/backends/{b}/servers/{s}/state", mutating(s.postState))
+	handle(http.MethodPost, "/api/v1/backends/{b}/servers/{s}/state", mutating(s.stateHandler(s.opts.CloseSessions)))
 	handle(http.MethodPost, "/api/v1/backends/{b}/servers/{s}/weight", mutating(s.postWeight))
 	handle(http.MethodPost, "/api/v1/backends/{b}/rebalance", mutating(s.postRebalance))
 	handle(http.MethodGet, "/api/v1/sessions", s.getSessions)
@@ -201,6 +196,17 @@ func (s *Server) routes() http.Handler {
 	handle(http.MethodGet, "/{$}", s.statusPage)
 	mux.HandleFunc("/", notFound)
 	return mux
+}
+
+// newCSRF protects the mutating endpoints. Browsers send Sec-Fetch-Site or Origin: this turns
+// away a cross-site page that tries to POST to a loopback admin port, while curl and scripts
+// pass untouched.
+func newCSRF() *http.CrossOriginProtection {
+	csrf := http.NewCrossOriginProtection()
+	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusForbidden, "cross-origin request refused")
+	}))
+	return csrf
 }
 
 // slogPromLogger passes promhttp's errors to a listener's logger.
@@ -362,41 +368,39 @@ type weightRequest struct {
 	Weight *int `json:"weight"`
 }
 
-func (s *Server) postState(w http.ResponseWriter, r *http.Request) {
-	b, srv := s.findServer(w, r)
-	if srv == nil {
-		return
+// stateHandler is POST .../state: the admin Server's, and a StatsServer's with `stats admin`
+// (its page's buttons). closeSessions serves shutdown_sessions; nil refuses it.
+func (v *view) stateHandler(closeSessions func(*backend.Server) int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		b, srv := v.findServer(w, r)
+		if srv == nil {
+			return
+		}
+		var req stateRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		a, err := backend.ParseAdmin(req.State)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		switch {
+		case req.ShutdownSessions && closeSessions == nil:
+			writeError(w, http.StatusNotImplemented, `this server cannot close sessions ("shutdown_sessions")`)
+			return
+		case req.ShutdownSessions && a == backend.AdminReady:
+			writeError(w, http.StatusBadRequest, `"shutdown_sessions" goes with "drain" or "maint": the server's clients would only come back to it`)
+			return
+		}
+		n := changeAdmin(v.log, []any{"remote", r.RemoteAddr}, b, srv, a, req.ShutdownSessions, closeSessions)
+		resp := StateResponse{ServerJSON: v.serverJSON(srv)}
+		if req.ShutdownSessions {
+			// The answer's active_connections still counts them: they finish asynchronously.
+			resp.SessionsClosed = &n
+		}
+		writeJSON(w, http.StatusOK, resp)
 	}
-	var req stateRequest
-	if !readJSON(w, r, &req) {
-		return
-	}
-	a, err := backend.ParseAdmin(req.State)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	switch {
-	case req.ShutdownSessions && s.opts.CloseSessions == nil:
-		writeError(w, http.StatusNotImplemented, `this server cannot close sessions ("shutdown_sessions")`)
-		return
-	case req.ShutdownSessions && a == backend.AdminReady:
-		writeError(w, http.StatusBadRequest, `"shutdown_sessions" goes with "drain" or "maint": the server's clients would only come back to it`)
-		return
-	}
-	from, to := srv.SetAdmin(a)
-	resp := StateResponse{ServerJSON: s.serverJSON(srv)}
-	args := []any{"remote", r.RemoteAddr, "backend", b.Name, "server", srv.Name(),
-		"admin", a.String(), "from", from.String(), "to", to.String()}
-	if req.ShutdownSessions {
-		// After SetAdmin, so that the clients' reconnects cannot land on srv again.
-		// The answer's active_connections still counts them: they finish asynchronously.
-		n := s.opts.CloseSessions(srv)
-		resp.SessionsClosed = &n
-		args = append(args, "sessions_closed", n)
-	}
-	s.log.Info("admin: server state set", args...)
-	writeJSON(w, http.StatusOK, resp)
 }
 
 func (s *Server) postWeight(w http.ResponseWriter, r *http.Request) {
@@ -416,11 +420,36 @@ func (s *Server) postWeight(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("weight %d out of range 0..%d", *req.Weight, backend.MaxWeight))
 		return
 	}
-	old := srv.Weight()
-	srv.SetWeight(*req.Weight)
-	s.log.Info("admin: server weight set", "remote", r.RemoteAddr, "backend", b.Name, "server", srv.Name(),
-		"from", old, "to", *req.Weight)
+	changeWeight(s.log, []any{"remote", r.RemoteAddr}, b, srv, *req.Weight)
 	writeJSON(w, http.StatusOK, s.serverJSON(srv))
+}
+
+// changeAdmin sets srv's operator state and, with shutdown, then ends its sessions through
+// closeSessions, and logs it with who (the requester's attributes). It is the one path of the
+// HTTP API's POST .../state and of the runtime socket's disable/enable/set server ... state,
+// so that both behave and log alike. It returns how many sessions were ended.
+func changeAdmin(log *slog.Logger, who []any, b *backend.Backend, srv *backend.Server, a backend.Admin,
+	shutdown bool, closeSessions func(*backend.Server) int) int {
+	from, to := srv.SetAdmin(a)
+	args := append(append([]any(nil), who...), "backend", b.Name, "server", srv.Name(),
+		"admin", a.String(), "from", from.String(), "to", to.String())
+	n := 0
+	if shutdown && closeSessions != nil {
+		// After SetAdmin, so that the clients' reconnects cannot land on srv again.
+		n = closeSessions(srv)
+		args = append(args, "sessions_closed", n)
+	}
+	log.Info("admin: server state set", args...)
+	return n
+}
+
+// changeWeight sets srv's weight and logs it with who: the one path of POST .../weight and of
+// the runtime socket's set server ... weight and set weight.
+func changeWeight(log *slog.Logger, who []any, b *backend.Backend, srv *backend.Server, w int) {
+	old := srv.Weight()
+	srv.SetWeight(w)
+	args := append(append([]any(nil), who...), "backend", b.Name, "server", srv.Name(), "from", old, "to", w)
+	log.Info("admin: server weight set", args...)
 }
 
 // findBackend returns the backend named by {b}, or answers 404 and returns nil.

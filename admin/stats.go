@@ -78,6 +78,14 @@ type StatsOptions struct {
 	RebalanceCloses func(backend, server string) uint64
 	// Discovery tells of cluster discovery, as in Options; nil means none.
 	Discovery func(backend string) (Discovery, bool)
+	// Admin turns on the status page's controls (ready, drain, maint, close sessions) for
+	// whoever passes the listener's auth: HAProxy's `stats admin if TRUE`. The page then POSTs
+	// to api/v1/backends/{b}/servers/{s}/state under the URI's directory, as on the admin
+	// Server; every other POST, and every POST without Admin, is answered 405.
+	Admin bool
+	// CloseSessions ends every session on a server (the page's close-sessions button, with
+	// Admin), as Options.CloseSessions; nil refuses it.
+	CloseSessions func(*backend.Server) int
 	// Logger receives the server's errors and refused logins.
 	Logger *slog.Logger
 	// Version is amqplb's version, shown on the page unless HideVersion.
@@ -85,8 +93,9 @@ type StatsOptions struct {
 }
 
 // StatsServer is a read-only HTTP listener: the status page, the JSON it reads and the
-// metrics, behind basic auth when there are users. Nothing on it changes a server: every
-// method but GET and HEAD is answered 405. Build it with NewStats, then mount Handler or call
+// metrics, behind basic auth when there are users. Nothing on it changes a server, unless
+// StatsOptions.Admin lets its page's buttons set servers' states: every other method but GET
+// and HEAD is answered 405. Build it with NewStats, then mount Handler or call
 // Listen and Serve, and finally Shutdown.
 type StatsServer struct {
 	*view
@@ -134,6 +143,9 @@ func NewStats(o StatsOptions) *StatsServer {
 		s.base = path[:strings.LastIndex(path, "/")+1]
 		mux := http.NewServeMux()
 		s.readAPI(func(method, path string, h http.HandlerFunc) { mux.HandleFunc(method+" "+path, h) })
+		if o.Admin {
+			mux.Handle("POST /api/v1/backends/{b}/servers/{s}/state", newCSRF().Handler(s.stateHandler(o.CloseSessions)))
+		}
 		mux.HandleFunc("/", notFound)
 		s.api = http.StripPrefix(strings.TrimSuffix(s.base, "/"), mux)
 	}
@@ -178,7 +190,7 @@ func (s *StatsServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "401 Unauthorized: this page needs a valid user name and password\n")
 		return
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && !s.adminPost(r) {
 		w.Header().Set("Allow", "GET, HEAD")
 		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: this listener is read-only (allowed: GET, HEAD)")
 		return
@@ -194,6 +206,15 @@ func (s *StatsServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		notFound(w, r)
 	}
+}
+
+// adminPost reports whether r is a POST that `stats admin` lets through: a server's state.
+func (s *StatsServer) adminPost(r *http.Request) bool {
+	if !s.opts.Admin || s.api == nil || r.Method != http.MethodPost {
+		return false
+	}
+	rest, ok := strings.CutPrefix(r.URL.Path, s.base+"api/v1/backends/")
+	return ok && strings.HasSuffix(rest, "/state") && strings.Count(rest, "/") == 3
 }
 
 // authorized reports whether r carries the name and password of a user, or there are none.
@@ -226,7 +247,7 @@ func (s *StatsServer) page(docPath string) []byte {
 	if n := strings.Count(docPath, "/") - 1; n > 0 {
 		root = strings.Repeat("../", n)
 	}
-	c := pageConfig{base: root + s.base[1:], refresh: s.opts.Refresh, readOnly: true}
+	c := pageConfig{base: root + s.base[1:], refresh: s.opts.Refresh, readOnly: !s.opts.Admin}
 	if s.opts.Metrics != "" {
 		c.metrics = root + s.opts.Metrics[1:]
 	}

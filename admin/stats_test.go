@@ -381,3 +381,48 @@ func TestStatsListenServeShutdown(t *testing.T) {
 		}
 	})
 }
+
+// stats admin: the page gets its controls, and its POSTs to a server's state (behind the
+// listener's auth) change the server; no other POST is let through.
+func TestStatsAdmin(t *testing.T) {
+	f := newFixture()
+	o := f.statsOptions("/haproxy?stats", "", map[string]string{"ops": "pw"})
+	o.Admin = true
+	var closed int
+	o.CloseSessions = func(*backend.Server) int { closed++; return 2 }
+	h := NewStats(o).Handler()
+	if got := pageAttr(t, get(t, h, http.MethodGet, "/haproxy?stats", "ops", "pw").Body.String(), "readonly"); got != "false" {
+		t.Errorf("page readonly = %q with stats admin, want false", got)
+	}
+	post := func(path, body, user string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+		if user != "" {
+			req.SetBasicAuth(user, "pw")
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	state := "/api/v1/backends/rabbitmq/servers/rmq1/state"
+	if rec := post(state, `{"state":"drain"}`, ""); rec.Code != http.StatusUnauthorized {
+		t.Errorf("POST without auth = %d, want 401", rec.Code)
+	}
+	if rec := post(state, `{"state":"drain","shutdown_sessions":true}`, "ops"); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"sessions_closed": 2`) {
+		t.Errorf("POST drain = %d %s", rec.Code, rec.Body.String())
+	}
+	if s := f.server("rabbitmq", "rmq1"); s.Admin() != backend.AdminDrain || closed != 1 {
+		t.Errorf("rmq1 is %v after the page's drain (sessions closed %d times)", s.Admin(), closed)
+	}
+	for _, p := range []string{"/api/v1/backends/rabbitmq/servers/rmq1/weight", "/api/v1/backends/rabbitmq/rebalance", "/haproxy?stats"} {
+		if rec := post(p, `{"weight":1}`, "ops"); rec.Code != http.StatusMethodNotAllowed {
+			t.Errorf("POST %s = %d, want 405", p, rec.Code)
+		}
+	}
+	// Without stats admin the same POST is refused and the page has no controls.
+	ro := NewStats(f.statsOptions("/haproxy?stats", "", nil)).Handler()
+	rec := httptest.NewRecorder()
+	ro.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, state, strings.NewReader(`{"state":"maint"}`)))
+	if rec.Code != http.StatusMethodNotAllowed || f.server("rabbitmq", "rmq1").Admin() != backend.AdminDrain {
+		t.Errorf("POST on a read-only stats listener = %d", rec.Code)
+	}
+}

@@ -140,8 +140,9 @@ type Server struct {
 	slowstart atomic.Int64 // time.Duration
 
 	weight  atomic.Int32
-	down    atomic.Bool // health: true once checks took it down
-	inMaint atomic.Bool // the broker is in maintenance mode, as the checks saw
+	initial atomic.Int32 // the configured weight: the base of a relative weight ("50%")
+	down    atomic.Bool  // health: true once checks took it down
+	inMaint atomic.Bool  // the broker is in maintenance mode, as the checks saw
 	admin   atomic.Int32
 	suspect atomic.Bool
 	upSince atomic.Int64 // unix nanos of the last transition to up; 0 = up since start (no ramp)
@@ -170,6 +171,7 @@ func NewServer(o ServerOptions) *Server {
 // running server; its name, address, state and counters stay.
 func (s *Server) Update(o ServerOptions) {
 	s.SetWeight(o.Weight)
+	s.initial.Store(int32(min(max(o.Weight, 0), MaxWeight)))
 	s.backup.Store(o.Backup)
 	s.maxConn.Store(int64(max(o.MaxConnections, 0)))
 	s.slowstart.Store(int64(max(o.Slowstart, 0)))
@@ -226,6 +228,14 @@ func (s *Server) Backup() bool { return s.backup.Load() }
 
 // MaxConnections returns the per-server session cap; 0 means no cap.
 func (s *Server) MaxConnections() int { return int(s.maxConn.Load()) }
+
+// SetMaxConnections changes the per-server session cap (0: none) until the next reload, as
+// HAProxy's "set maxconn server" does; sessions already open stay.
+func (s *Server) SetMaxConnections(n int) { s.maxConn.Store(int64(max(n, 0))) }
+
+// InitialWeight returns the weight the configuration gave, which an operator's weight
+// overrides until the next reload (HAProxy's iweight).
+func (s *Server) InitialWeight() int { return int(s.initial.Load()) }
 
 // Weight returns the configured (or operator-set) weight.
 func (s *Server) Weight() int { return int(s.weight.Load()) }

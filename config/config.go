@@ -19,6 +19,7 @@ const (
 	DefaultAccessLog      = true             // global.access_log
 	DefaultAdminListen    = "127.0.0.1:8404" // admin.listen
 	DefaultVHostLabels    = 100              // admin.vhost_labels
+	DefaultSocketLevel    = "operator"       // admin.socket_level
 	DefaultLogFacility    = "local0"         // global.log[].facility
 	DefaultLogTargetLevel = "debug"          // global.log[].level: everything
 
@@ -220,6 +221,21 @@ type Admin struct {
 	// 0 puts every session under "_other" (no vhost name in the metrics).
 	// Default 100.
 	VHostLabels int `toml:"vhost_labels"`
+	// Socket is the path of a UNIX socket serving HAProxy's runtime API
+	// (haproxy.cfg's stats socket): show stat, disable server... "" (the
+	// default) serves none.
+	Socket string `toml:"socket"`
+	// SocketMode is the socket file's permissions in octal ("660"); ""
+	// leaves what the umask gives.
+	SocketMode string `toml:"socket_mode"`
+	// SocketUser and SocketGroup own the socket file (names or ids); ""
+	// leaves the process's own.
+	SocketUser  string `toml:"socket_user"`
+	SocketGroup string `toml:"socket_group"`
+	// SocketLevel is what the socket's clients may do: user (read only),
+	// operator (also see sessions) or admin (change servers, close
+	// sessions). Default "operator", as in HAProxy.
+	SocketLevel string `toml:"socket_level"`
 }
 
 // Frontend is one listener whose connections go to one backend.
@@ -595,6 +611,10 @@ type Stats struct {
 	// Metrics is the path of the Prometheus metrics; "" serves none.
 	// Default "".
 	Metrics string `toml:"metrics"`
+	// Admin turns on the status page's ready, drain, maint and
+	// close-sessions buttons for whoever passes auth (HAProxy's stats admin
+	// if TRUE). Default false: read-only.
+	Admin bool `toml:"admin"`
 }
 
 // DefaultConfig returns a Config with every documented default and no
@@ -675,7 +695,7 @@ func (c *Config) setDefaults() {
 		LogFormat:      DefaultLogFormat,
 		AccessLog:      DefaultAccessLog,
 	}
-	c.Admin = Admin{Listen: DefaultAdminListen, VHostLabels: DefaultVHostLabels}
+	c.Admin = Admin{Listen: DefaultAdminListen, VHostLabels: DefaultVHostLabels, SocketLevel: DefaultSocketLevel}
 }
 
 func (f *Frontend) setDefaults() { *f = Frontend{Mode: DefaultMode} }

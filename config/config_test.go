@@ -130,7 +130,7 @@ func TestParseFull(t *testing.T) {
 		File: "full.toml",
 		Global: Global{MaxConnections: 500, DrainTimeout: time.Minute, LogLevel: "debug", LogFormat: "json", AccessLog: false,
 			Log: []LogTarget{{Address: "127.0.0.1:514", Facility: "local3", Level: "info"}, {Address: "[::1]:5514", Facility: "local0", Level: "debug"}}},
-		Admin: Admin{Listen: "0.0.0.0:9000", Token: "t0k", VHostLabels: 5},
+		Admin: Admin{Listen: "0.0.0.0:9000", Token: "t0k", VHostLabels: 5, SocketLevel: "operator"},
 		Stats: []Stats{{Name: "stats", Bind: "127.0.0.1:1936", URI: "/haproxy?stats", Auth: []string{"admin:secret", "ops:x:y"},
 			Realm: "RabbitMQ", Refresh: 5 * time.Second, HideVersion: true, Metrics: "/metrics"}},
 		Frontends: []Frontend{{
@@ -188,7 +188,7 @@ func defaultsWant(file string) *Config {
 	return &Config{
 		File:      file,
 		Global:    Global{MaxConnections: 10000, DrainTimeout: 30 * time.Second, LogLevel: "info", LogFormat: "text", AccessLog: true},
-		Admin:     Admin{Listen: "127.0.0.1:8404", VHostLabels: 100},
+		Admin:     Admin{Listen: "127.0.0.1:8404", VHostLabels: 100, SocketLevel: "operator"},
 		Frontends: []Frontend{{Name: "amqp", Bind: ":5672", Backend: "rabbitmq", Mode: "amqp"}},
 		Backends:  []Backend{backend},
 	}

@@ -57,6 +57,7 @@ func validate(c *Config, p *problems, lines map[string]int, bad map[string]bool)
 			binds = append(binds, bindUse{addr: a, raw: c.Admin.Listen, owner: "admin.listen"})
 		}
 	}
+	v.adminSocket(&c.Admin)
 	for i := range c.Frontends {
 		f := &c.Frontends[i]
 		path := fmt.Sprintf("frontend.%d", i)
@@ -113,6 +114,37 @@ func (v *validator) firstAt(path string) string {
 		return fmt.Sprintf(" (first defined at line %d)", l)
 	}
 	return ""
+}
+
+// socketLevels are the values of admin.socket_level, HAProxy's stats socket levels.
+var socketLevels = []string{"user", "operator", "admin"}
+
+// adminSocket checks the runtime socket's keys; the user and group are looked up by amqplb -c
+// and at start.
+func (v *validator) adminSocket(a *Admin) {
+	v.oneOf("admin.socket_level", "admin", "socket_level", a.SocketLevel, socketLevels)
+	if a.SocketMode != "" && !v.bad["admin.socket_mode"] {
+		if _, err := ParseSocketMode(a.SocketMode); err != nil {
+			v.errorf(v.line("admin.socket_mode"), "admin: socket_mode: %v", err)
+		}
+	}
+	if a.Socket == "" {
+		for k, val := range map[string]string{"socket_mode": a.SocketMode, "socket_user": a.SocketUser, "socket_group": a.SocketGroup} {
+			if val != "" {
+				v.warnf(v.line("admin."+k), "admin: %s has no effect without admin.socket", k)
+			}
+		}
+	}
+}
+
+// ParseSocketMode reads admin.socket_mode: permission bits in octal, as chmod and HAProxy's
+// stats socket mode take them ("660", "0660").
+func ParseSocketMode(s string) (os.FileMode, error) {
+	n, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || n > 0o777 {
+		return 0, fmt.Errorf("%q is not a file mode (octal permission bits such as 660)", s)
+	}
+	return os.FileMode(n), nil
 }
 
 func (v *validator) global(c *Config) {
@@ -253,6 +285,12 @@ func (v *validator) stats(c *Config, binds *[]bindUse) {
 			}
 		}
 		v.notNegativeDuration(path+".refresh", label, "refresh", s.Refresh)
+		switch {
+		case s.Admin && s.URI == "":
+			v.warnf(v.line(path+".admin"), "%s: admin has no effect without uri (there is no page)", label)
+		case s.Admin && len(s.Auth) == 0:
+			v.warnf(v.line(path+".admin"), "%s: admin without auth: anyone who reaches %s can drain and stop servers", label, s.Bind)
+		}
 	}
 }
 

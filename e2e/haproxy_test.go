@@ -162,6 +162,16 @@ func corpusFile(t testing.TB, name string, servers []string) (text string, first
 		case len(f) >= 3 && f[0] == "server":
 			line = strings.Replace(line, f[2], servers[server%len(servers)], 1)
 			server++
+		case len(f) >= 3 && f[0] == "stats" && f[1] == "socket" && strings.Contains(f[2], "/"):
+			// The runtime socket goes to a directory of the test's own, owned by whoever
+			// runs it: no /run/haproxy, no chown.
+			line = "    stats socket " + filepath.Join(t.TempDir(), "admin.sock")
+			for i := 3; i+1 < len(f); i++ {
+				if f[i] == "mode" || f[i] == "level" {
+					line += " " + f[i] + " " + f[i+1]
+					i++
+				}
+			}
 		}
 		if a != "" && first.addr == "" && !httpSection[section] {
 			first = corpusBind{addr: a, tls: slices.Contains(f, "ssl"), acceptProxy: slices.Contains(f, "accept-proxy")}
@@ -809,10 +819,13 @@ func TestDebianHAProxyUnit(t *testing.T) {
 		}
 	}
 	addr := testenv.FreeAddr(t)
+	// Debian's stock line, but for the directory (/run/haproxy exists only once the haproxy
+	// service has run).
+	adminSock := filepath.Join(dir, "admin.sock")
 	cfg := fmt.Sprintf(`global
     log /dev/log local0
     chroot /var/lib/haproxy
-    stats socket /run/haproxy/admin.sock mode 660 level admin
+    stats socket %s mode 660 level admin
     user haproxy
     group haproxy
     daemon
@@ -827,7 +840,7 @@ listen rabbitmq
     balance leastconn
     server rmq1 %s check inter 1s
     server rmq2 %s check inter 1s
-`, addr, c.Nodes[0].AMQPAddr(), c.Nodes[1].AMQPAddr())
+`, adminSock, addr, c.Nodes[0].AMQPAddr(), c.Nodes[1].AMQPAddr())
 	path := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -862,6 +875,9 @@ listen rabbitmq
 	waitUp(t, l, 2)
 	conn := dialURL(t, "amqp://guest:guest@"+addr+"/", nil)
 	roundTrip(t, conn)
+	if out := socat(t, adminSock, "show cli level"); out != "admin\n\n" {
+		t.Errorf("the stats socket answers show cli level with %q, want admin", out)
+	}
 
 	// ExecReload: kill -USR2 $MAINPID.
 	if err := l.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
@@ -870,6 +886,9 @@ listen rabbitmq
 	waitLog(t, l, 1, "reloaded")
 	next("READY=1")
 	roundTrip(t, conn) // the reload cut nothing
+	if out := socat(t, adminSock, "show backend"); out != "# name\nrabbitmq\n\n" {
+		t.Errorf("the stats socket after the reload answers %q", out)
+	}
 	conn2 := dialURL(t, "amqp://guest:guest@"+addr+"/", nil)
 	roundTrip(t, conn2)
 	conn.Close()

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what amqplb's tests need besides Go: a C compiler (go test -race needs
 # cgo), RabbitMQ (Debian's rabbitmq-server, run by internal/testenv as local
-# clusters), HAProxy (the comparison target of the benchmarks), and Chromium with
+# clusters), HAProxy (the comparison target of the benchmarks, and the recordings of
+# `haproxy -c` and of its runtime API), socat (the runtime-socket e2e test), and Chromium with
 # a font (the status-page test).
 #
 # Idempotent and quiet when everything is there. Needs root (or sudo) on Debian
@@ -12,9 +13,9 @@ set -eu
 missing=""
 # deploy/'s tests: prometheus (promtool check rules), keepalived (keepalived -t), lintian (make deb),
 # curl (keepalived's check script). e2e: Debian's pika and qpid-proton, real AMQP 0-9-1 and 1.0 clients.
-# make bench-rolling: jq.
+# make bench-rolling: jq. e2e's runtime-socket test: socat, as operators drive HAProxy's stats socket.
 for pkg in gcc libc6-dev rabbitmq-server haproxy chromium fonts-dejavu-core prometheus keepalived lintian curl \
-	python3-pika python3-qpid-proton jq; do
+	python3-pika python3-qpid-proton jq socat; do
 	if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
 		missing="$missing $pkg"
 	fi

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/user"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,7 +58,12 @@ type app struct {
 	admin     *admin.Server
 	adminDone chan error
 	stats     []*statsListener // read-only stats listeners ([[stats]]), in config order
-	stopping  atomic.Bool
+	// socket serves HAProxy's runtime API ([admin] socket); nil without one. socketCfg is the
+	// [admin] it was built from, so that a reload rebuilds it only when its keys change.
+	socket     *admin.Socket
+	socketCfg  config.Admin
+	socketDone chan error
+	stopping   atomic.Bool
 }
 
 // generation is what one configuration builds apart from listeners: backends with their servers,
@@ -165,13 +172,24 @@ func newApp(cfg *config.Config, log *slog.Logger, load func(string) (*config.Con
 			return nil, err
 		}
 	}
+	if cfg.Admin.Socket != "" {
+		if a.socket, err = a.newSocket(cfg.Admin); err != nil {
+			a.closeListeners()
+			if a.admin != nil {
+				_ = a.admin.Shutdown(context.Background())
+			}
+			return nil, err
+		}
+		a.socketCfg = cfg.Admin
+	}
 	a.gen.Store(g)
 	return a, nil
 }
 
-// newAdmin builds the admin server for c and binds its listener.
-func (a *app) newAdmin(c config.Admin) (*admin.Server, error) {
-	srv := admin.New(admin.Options{
+// adminOptions are the callbacks through which the admin server and the runtime socket read
+// and change the running process: both go through the same ones, so they behave alike.
+func (a *app) adminOptions(c config.Admin) admin.Options {
+	return admin.Options{
 		Listen:        c.Listen,
 		Token:         c.Token,
 		Backends:      func() []*backend.Backend { return a.gen.Load().backends },
@@ -193,7 +211,85 @@ func (a *app) newAdmin(c config.Admin) (*admin.Server, error) {
 		Ready:           func() bool { return !a.stopping.Load() },
 		Logger:          a.log,
 		Version:         buildVersion(),
-	})
+	}
+}
+
+// socketOptions builds the runtime socket's options from [admin]; it looks up the socket's
+// owner, so amqplb -c reports an unknown user or group.
+func socketOptions(c config.Admin) (admin.SocketOptions, error) {
+	o := admin.SocketOptions{Path: c.Socket, UID: -1, GID: -1}
+	var err error
+	if o.Level, err = admin.ParseLevel(orDefault(c.SocketLevel, config.DefaultSocketLevel)); err != nil {
+		return o, fmt.Errorf("admin.socket_level: %w", err)
+	}
+	if c.SocketMode != "" {
+		if o.Mode, err = config.ParseSocketMode(c.SocketMode); err != nil {
+			return o, fmt.Errorf("admin.socket_mode: %w", err)
+		}
+	}
+	if c.SocketUser != "" {
+		u, err := user.Lookup(c.SocketUser)
+		if err != nil {
+			if u, err = user.LookupId(c.SocketUser); err != nil {
+				return o, fmt.Errorf("admin.socket_user %q: no such user", c.SocketUser)
+			}
+		}
+		o.UID, _ = strconv.Atoi(u.Uid)
+	}
+	if c.SocketGroup != "" {
+		g, err := user.LookupGroup(c.SocketGroup)
+		if err != nil {
+			if g, err = user.LookupGroupId(c.SocketGroup); err != nil {
+				return o, fmt.Errorf("admin.socket_group %q: no such group", c.SocketGroup)
+			}
+		}
+		o.GID, _ = strconv.Atoi(g.Gid)
+	}
+	return o, nil
+}
+
+// newSocket builds the runtime socket of c and creates its file.
+func (a *app) newSocket(c config.Admin) (*admin.Socket, error) {
+	o, err := socketOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	o.Options = a.adminOptions(c)
+	s := admin.NewSocket(o)
+	if err := s.Listen(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// serveSocket runs s until it is closed; stopSocket closes the running one and waits.
+func (a *app) serveSocket(s *admin.Socket) {
+	a.socket = s
+	a.socketDone = make(chan error, 1)
+	go func() { a.socketDone <- s.Serve() }()
+}
+
+func (a *app) stopSocket() error {
+	if a.socket == nil {
+		return nil
+	}
+	err := a.socket.Close()
+	if serr := <-a.socketDone; err == nil {
+		err = serr
+	}
+	a.socket = nil
+	return err
+}
+
+// socketChanged reports whether a reload from old to c must rebuild the runtime socket.
+func socketChanged(old, c config.Admin) bool {
+	return old.Socket != c.Socket || old.SocketMode != c.SocketMode || old.SocketUser != c.SocketUser ||
+		old.SocketGroup != c.SocketGroup || old.SocketLevel != c.SocketLevel
+}
+
+// newAdmin builds the admin server for c and binds its listener.
+func (a *app) newAdmin(c config.Admin) (*admin.Server, error) {
+	srv := admin.New(a.adminOptions(c))
 	if err := srv.Listen(); err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
@@ -259,6 +355,9 @@ func (a *app) closeListeners() {
 	}
 	for _, st := range a.stats {
 		st.stop()
+	}
+	if a.socket != nil && a.socketDone == nil {
+		_ = a.socket.Close() // never served: a failed start
 	}
 }
 
@@ -513,6 +612,9 @@ func (a *app) run(ctx context.Context, hup <-chan os.Signal) error {
 	if a.admin != nil {
 		a.serveAdmin(a.admin)
 	}
+	if a.socket != nil {
+		a.serveSocket(a.socket)
+	}
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
@@ -555,6 +657,11 @@ func (a *app) shutdown() error {
 	}
 	if aerr := a.stopAdmin(); aerr != nil && err == nil {
 		err = aerr
+	}
+	// Last: the runtime socket answers (show stat, show sess) during the drain, as HAProxy's
+	// does during a soft stop. Closing it removes its file.
+	if serr := a.stopSocket(); serr != nil && err == nil {
+		err = serr
 	}
 	a.log.Info("stopped", "drained_in", time.Since(start).Round(time.Millisecond))
 	return err
@@ -636,6 +743,16 @@ func (a *app) apply(loaded, cfg *config.Config, keep []proxy.FrontendOptions) er
 		opened = append(opened, f)
 		next = append(next, f)
 	}
+	// The runtime socket last: once it is renamed over the old one's path, nothing fails.
+	var sock *admin.Socket
+	if cfg.Admin.Socket != "" && socketChanged(a.socketCfg, cfg.Admin) {
+		if sock, err = a.newSocket(cfg.Admin); err != nil {
+			for _, n := range opened {
+				_ = n.Close()
+			}
+			return err
+		}
+	}
 	// Commit: server options, monitors, then routes, then listeners.
 	for _, u := range g.updates {
 		u()
@@ -673,6 +790,16 @@ func (a *app) apply(loaded, cfg *config.Config, keep []proxy.FrontendOptions) er
 	a.fopts = opts
 	a.mu.Unlock()
 	a.gen.Store(g)
+	if cfg.Admin.Socket == "" || sock != nil {
+		// Replaced (the new file is already in place: the old socket leaves it) or removed.
+		if err := a.stopSocket(); err != nil {
+			a.log.Warn("runtime socket stopped with an error", "err", err)
+		}
+		a.socketCfg = cfg.Admin
+	}
+	if sock != nil {
+		a.serveSocket(sock)
+	}
 	return nil
 }
 

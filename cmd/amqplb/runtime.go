@@ -214,6 +214,11 @@ func runnable(cfg *config.Config, lines *config.Lines) error {
 			report("global.user", err)
 		}
 	}
+	if cfg.Admin.Socket != "" {
+		if _, err := socketOptions(cfg.Admin); err != nil {
+			report("admin.socket", err)
+		}
+	}
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -292,6 +297,8 @@ func (a *app) newStats(c config.Stats, vhostLabels int) (*statsListener, error) 
 		Refresh:         c.Refresh,
 		HideVersion:     c.HideVersion,
 		Metrics:         c.Metrics,
+		Admin:           c.Admin,
+		CloseSessions:   func(s *backend.Server) int { return a.endSessions(s, proxy.EndDrained) },
 		Backends:        func() []*backend.Backend { return a.gen.Load().backends },
 		Frontends:       a.frontendStats,
 		Checks:          a.checks.Status,

@@ -58,7 +58,7 @@ func TestAdminListsAndClosesSessions(t *testing.T) {
 	cfg := config.DefaultConfig()
 	cfg.Global.DrainTimeout = time.Second
 	cfg.Global.AccessLog = false
-	cfg.Admin = config.Admin{Listen: "127.0.0.1:0", Token: "t0k", VHostLabels: 5}
+	cfg.Admin = config.Admin{Listen: "127.0.0.1:0", Token: "t0k", VHostLabels: 5, SocketLevel: "operator"}
 	cfg.Frontends = []config.Frontend{{Name: "amqp", Bind: "127.0.0.1:0", Backend: "rabbitmq", Mode: "tcp"}}
 	b := config.DefaultBackend()
 	b.Name = "rabbitmq"

@@ -534,6 +534,80 @@ func parseHAProxyTime(s string) (time.Duration, error) {
 	return time.Duration(n) * unit, nil
 }
 
+// leadingTime reads the time at the start of s as HAProxy 2.6's parse_time_err does: digits,
+// then an optional unit (us, ms, s, m, h, d; none is ms). rest is what follows, which HAProxy
+// ignores with a warning ("5sx", "3h`", and also "1.5s", read as 1 ms). ok is false without
+// digits.
+func leadingTime(s string) (d time.Duration, rest string, ok bool) {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, s, false
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil {
+		return 0, s, false
+	}
+	unit, j := time.Millisecond, i
+	switch {
+	case strings.HasPrefix(s[i:], "us"):
+		unit, j = time.Microsecond, i+2
+	case strings.HasPrefix(s[i:], "ms"):
+		unit, j = time.Millisecond, i+2
+	case strings.HasPrefix(s[i:], "s"):
+		unit, j = time.Second, i+1
+	case strings.HasPrefix(s[i:], "m"):
+		unit, j = time.Minute, i+1
+	case strings.HasPrefix(s[i:], "h"):
+		unit, j = time.Hour, i+1
+	case strings.HasPrefix(s[i:], "d"):
+		unit, j = 24*time.Hour, i+1
+	}
+	if n > int64(1<<63-1)/int64(unit) {
+		return 0, s, false
+	}
+	return time.Duration(n) * unit, s[j:], true
+}
+
+// leadingInt reads the number at the start of s as C's atol, which HAProxy 2.6 reads most
+// numbers with, does: a sign and digits; rest is what follows, which HAProxy ignores
+// ("10000`" is 10000). ok is false without digits (atol's 0, which amqplb refuses: "maxconn
+// abc" meaning no limit is never what was meant).
+func leadingInt(s string) (n int, rest string, ok bool) {
+	i := 0
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		i++
+	}
+	j := i
+	for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+		j++
+	}
+	if j == i {
+		return 0, s, false
+	}
+	n, err := strconv.Atoi(s[:j])
+	if err != nil {
+		return 0, s, false
+	}
+	return n, s[j:], true
+}
+
+// number reads s, the value of what (a keyword or option), as HAProxy reads it: a leading
+// number, with a warning on line when something follows it. It reports a value without a
+// leading number; the caller checks the range.
+func (p *hapParser) number(line int, what, s string) (int, bool) {
+	n, rest, ok := leadingInt(s)
+	if !ok {
+		return 0, false
+	}
+	if rest != "" {
+		p.warnf(line, "%s %s: read as %d, as HAProxy 2.6 reads it (it ignores %q after the number)", what, s, n, rest)
+	}
+	return n, true
+}
+
 // sectionName names a section in messages: "listen rabbitmq", "global".
 func sectionName(s *hapSection) string {
 	if s.name == "" {
@@ -587,8 +661,8 @@ func (p *hapParser) intArg(d hapDirective, i int) (val[int], bool) {
 	if !ok || !p.last(d, i) {
 		return val[int]{}, false
 	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
+	n, ok := p.number(d.line, keyword(d), s)
+	if !ok || n < 0 {
 		p.errorf(d.line, "%s: invalid number %q (a whole number, 0 or more)", keyword(d), s)
 		return val[int]{}, false
 	}
@@ -610,8 +684,17 @@ func (p *hapParser) last(d hapDirective, i int) bool {
 func (p *hapParser) time(line int, name, s string) (val[time.Duration], bool) {
 	t, err := parseHAProxyTime(s)
 	if err != nil {
-		p.errorf(line, "%s: %v", name, err)
-		return val[time.Duration]{}, false
+		lt, rest, ok := leadingTime(s)
+		if !ok {
+			p.errorf(line, "%s: %v", name, err)
+			return val[time.Duration]{}, false
+		}
+		t = lt
+		lead := s[:len(s)-len(rest)]
+		if strings.Trim(lead, "0123456789") == "" {
+			lead += "ms" // a bare number
+		}
+		p.warnf(line, "%s %s: read as %s, as HAProxy 2.6 reads it (it ignores %q after the time, and says a later version will refuse it)", name, s, lead, rest)
 	}
 	if t > maxHAProxyTime {
 		p.warnf(line, "%s %s: HAProxy 2.6 rejects times over 24.8 days (2147483647ms); amqplb accepts it", name, s)

@@ -21,6 +21,7 @@ type hapStats struct {
 	refresh     val[time.Duration]
 	hideVersion val[bool]
 	metrics     val[string]
+	admin       val[bool] // stats admin if TRUE
 }
 
 // statsKeywords are the proxy keywords a stats section may have that
@@ -111,7 +112,13 @@ func (p *hapParser) statsDirective(st *hapStats, d hapDirective) {
 	case "hide-version":
 		st.hideVersion = at(true, d.line)
 	case "admin":
-		p.ignored(d, "amqplb's stats listener is read-only; the admin API on admin.listen changes server state")
+		// stats admin if TRUE: the page's buttons for everyone who passes auth. Any other
+		// condition (LOCALHOST, an ACL) cannot be judged per request here: read-only.
+		if len(d.args) == 4 && d.args[2] == "if" && d.args[3] == "TRUE" {
+			st.admin = at(true, d.line)
+		} else {
+			p.warnf(d.line, "ignored: %s (amqplb's stats listener takes stats admin if TRUE only; the page stays read-only, and the admin API on admin.listen changes server state)", strings.Join(d.args, " "))
+		}
 	case "show-legends", "show-node", "show-desc", "show-modules", "scope", "http-request", "bind-process", "maxconn", "timeout":
 		p.ignored(d, "amqplb's status page has its own layout")
 	case "disable":
@@ -384,6 +391,7 @@ func (p *hapParser) buildStats(px *hapProxy) []hapBind {
 				s.HideVersion = true
 				p.setLine(path+".hide_version", st.hideVersion.line)
 			}
+			put(p, &s.Admin, st.admin, path+".admin")
 		}
 		put(p, &s.Metrics, st.metrics, path+".metrics")
 		p.cfg.Stats = append(p.cfg.Stats, s)

@@ -119,7 +119,9 @@ func (p *hapParser) global(d hapDirective) {
 		p.globalLog(d)
 	case "stats":
 		if len(d.args) > 1 && d.args[1] == "socket" {
-			p.warnf(d.line, "ignored: stats socket (amqplb has no runtime socket; its admin HTTP API on admin.listen, %s by default, shows and changes server state: set [admin] in the converted TOML)", config.DefaultAdminListen)
+			p.statsSocket(d)
+		} else if len(d.args) > 1 && (d.args[1] == "timeout" || d.args[1] == "maxconn") {
+			p.ignored(d, "amqplb's runtime socket closes a session idle for 10s and serves 10 at once, HAProxy's defaults")
 		} else {
 			p.ignored(d, "amqplb's stats listeners take no process-wide settings")
 		}
@@ -131,6 +133,71 @@ func (p *hapParser) global(d hapDirective) {
 		} else {
 			p.unknown(d, &hapSection{kind: "global"})
 		}
+	}
+}
+
+// statsSocket maps global stats socket ADDR [mode M] [user|uid U] [group|gid G] [level L] to
+// [admin] socket*: the runtime API on a UNIX socket. amqplb serves one; a TCP or abstract
+// address, or a second socket, is ignored with a warning.
+func (p *hapParser) statsSocket(d hapDirective) {
+	addr, ok := p.arg(d, 2, "an address (a UNIX socket path)")
+	if !ok {
+		return
+	}
+	a := &p.cfg.Admin
+	path := strings.TrimPrefix(addr, "unix@")
+	switch {
+	case !strings.Contains(path, "/") || strings.Contains(path, "@"):
+		p.warnf(d.line, "ignored: stats socket %s (amqplb serves the runtime API on a UNIX socket path only)", addr)
+		return
+	case a.Socket != "":
+		p.warnf(d.line, "ignored: stats socket %s (amqplb serves one runtime socket: %s, line %d)", addr, a.Socket, p.lines["admin.socket"])
+		return
+	}
+	a.Socket = path
+	p.setLine("admin.socket", d.line)
+	for i := 3; i < len(d.args); i++ {
+		kw := d.args[i]
+		switch kw {
+		case "mode", "user", "uid", "group", "gid", "level", "process", "thread", "maxconn", "name", "severity-output",
+			"backlog", "id", "nice":
+			if i+1 >= len(d.args) {
+				p.errorf(d.line, "stats socket: %s needs a value", kw)
+				return
+			}
+		}
+		switch kw {
+		case "mode":
+			a.SocketMode = d.args[i+1]
+			p.setLine("admin.socket_mode", d.line)
+			if _, err := config.ParseSocketMode(a.SocketMode); err != nil {
+				p.bad["admin.socket_mode"] = true
+				p.errorf(d.line, "stats socket: mode: %v", err)
+			}
+		case "user", "uid":
+			a.SocketUser = d.args[i+1]
+			p.setLine("admin.socket_user", d.line)
+		case "group", "gid":
+			a.SocketGroup = d.args[i+1]
+			p.setLine("admin.socket_group", d.line)
+		case "level":
+			a.SocketLevel = d.args[i+1]
+			p.setLine("admin.socket_level", d.line)
+		case "process", "thread", "maxconn", "name", "severity-output", "backlog", "id", "nice":
+			p.warnf(d.line, "ignored: stats socket option %s %s", kw, d.args[i+1])
+		case "expose-fd":
+			// expose-fd listeners hands the listeners to a new process on reload; amqplb
+			// reloads in place.
+			if i+1 < len(d.args) {
+				i++
+			}
+			p.warnf(d.line, "ignored: stats socket option expose-fd (amqplb reloads in place, with SIGHUP)")
+			continue
+		default:
+			p.warnf(d.line, "ignored: stats socket option %s", kw)
+			continue
+		}
+		i++
 	}
 }
 

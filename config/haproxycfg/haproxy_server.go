@@ -3,7 +3,6 @@ package haproxycfg
 import (
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -99,8 +98,8 @@ func (p *hapParser) bind(px *hapProxy, d hapDirective) {
 			b.acceptProxy = true
 		case "maxconn":
 			s := next()
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 0 {
+			n, ok := p.number(d.line, "bind option maxconn", s)
+			if !ok || n < 0 {
 				if s != "" {
 					p.errorf(d.line, "bind option maxconn needs a whole number, not %q", s)
 				}
@@ -242,8 +241,8 @@ func (p *hapParser) serverParams(o *serverOpts, d hapDirective, from int) {
 		}
 		num := func(dst *val[int]) {
 			if s, ok := next(); ok {
-				n, err := strconv.Atoi(s)
-				if err != nil || n < 0 {
+				n, ok := p.number(d.line, "server option "+opt, s)
+				if !ok || n < 0 {
 					p.errorf(d.line, "server option %s: invalid number %q", opt, s)
 					return
 				}
@@ -340,8 +339,8 @@ func (p *hapParser) serverParams(o *serverOpts, d hapDirective, from int) {
 			num(&o.maxconn)
 		case "port":
 			if s, ok := next(); ok {
-				n, err := strconv.Atoi(s)
-				if err != nil || n < 1 || n > 65535 {
+				n, ok := p.number(d.line, "server option port", s)
+				if !ok || n < 1 || n > 65535 {
 					p.errorf(d.line, "server option port %s: a port number in 1..65535", s)
 					continue
 				}

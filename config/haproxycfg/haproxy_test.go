@@ -2,6 +2,7 @@ package haproxycfg
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -75,7 +76,8 @@ func TestHAProxyRabbitMQ(t *testing.T) {
 		File: "haproxy.cfg",
 		Global: config.Global{MaxConnections: 4096, DrainTimeout: 30 * time.Second, LogLevel: "info", LogFormat: "text", AccessLog: true,
 			Log: []config.LogTarget{{Address: "127.0.0.1:514", Facility: "local0", Level: "notice"}}, User: "haproxy", Group: "haproxy"},
-		Admin:     config.Admin{Listen: "127.0.0.1:8404", VHostLabels: 100},
+		Admin: config.Admin{Listen: "127.0.0.1:8404", VHostLabels: 100, Socket: "/run/haproxy/admin.sock", SocketMode: "660",
+			SocketLevel: "admin"},
 		Frontends: []config.Frontend{{Name: "rabbitmq_cluster", Bind: ":5672", Backend: "rabbitmq_cluster", Mode: "tcp", DontLogNull: true}},
 		Backends:  []config.Backend{b},
 		Stats: []config.Stats{{Name: "stats", Bind: ":1936", URI: "/", Auth: []string{"admin:secret"}, Realm: "HAProxy Statistics",
@@ -83,7 +85,6 @@ func TestHAProxyRabbitMQ(t *testing.T) {
 		Warnings: []string{
 			"haproxy.cfg:5: ignored: chroot (amqplb does not chroot; confine it with the service manager)",
 			"haproxy.cfg:8: ignored: daemon (amqplb runs in the foreground; let the service manager run it)",
-			"haproxy.cfg:9: ignored: stats socket (amqplb has no runtime socket; its admin HTTP API on admin.listen, 127.0.0.1:8404 by default, shows and changes server state: set [admin] in the converted TOML)",
 			"haproxy.cfg:14: ignored: option tcplog (amqplb writes its own access-log line per session)",
 			`haproxy.cfg:26: backend "rabbitmq_cluster": check is upgraded from HAProxy's TCP connect to an AMQP probe (type "amqp-probe": the protocol header, then a valid Connection.Start) because server rmq1 is on port 5672, so that a broker that accepts connections but does not answer is taken out; to keep a plain TCP check write "option tcp-check" in this section, or type = "tcp" in the converted TOML`,
 		},
@@ -165,7 +166,7 @@ backend rabbitmq
 	want := &config.Config{
 		File:   "fb.cfg",
 		Global: config.Global{MaxConnections: 20000, DrainTimeout: time.Minute, LogLevel: "info", LogFormat: "text", AccessLog: true},
-		Admin:  config.Admin{Listen: "127.0.0.1:8404", VHostLabels: 100},
+		Admin:  config.Admin{Listen: "127.0.0.1:8404", VHostLabels: 100, SocketLevel: "operator"},
 		Frontends: []config.Frontend{
 			{Name: "amqp", Bind: "10.0.0.10:5672", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 500, AcceptProxy: true},
 			{Name: "amqp-2", Bind: "[::1]:5672", Backend: "rabbitmq", Mode: "tcp", MaxConnections: 500},
@@ -379,10 +380,10 @@ h.cfg:6: unknown timeout "forever" in section "listen rabbitmq"`,
 		},
 		{
 			name: "bad times and numbers",
-			src:  hapListen + "\ttimeout connect 5 s\n\tretries -1\n\tserver rmq3 10.0.0.3:5672 check inter 2x rise many\n",
+			src:  hapListen + "\ttimeout connect 5 s\n\tretries -1\n\tserver rmq3 10.0.0.3:5672 check inter x2 rise many\n",
 			want: `h.cfg:5: timeout connect: unexpected "s" after "5"
 h.cfg:6: retries: invalid number "-1" (a whole number, 0 or more)
-h.cfg:7: server option inter: invalid time "2x" (a number with an optional unit us, ms, s, m, h or d; a bare number is milliseconds)
+h.cfg:7: server option inter: invalid time "x2" (a number with an optional unit us, ms, s, m, h or d; a bare number is milliseconds)
 h.cfg:7: server option rise: invalid number "many"`,
 		},
 		{
@@ -697,5 +698,94 @@ backend rabbitmq
 				t.Errorf("round trip:\n got %+v\nwant %+v\n%s", got, want, out)
 			}
 		})
+	}
+}
+
+// global stats socket: the first UNIX one becomes [admin] socket*, others are warned about, a
+// bad mode is an error on its line.
+func TestHAProxyStatsSocket(t *testing.T) {
+	const rest = "defaults\n    mode tcp\nlisten rabbitmq\n    bind 127.0.0.1:5672\n    server rmq1 127.0.0.2:5672\n"
+	cfg, _, err := parseHAProxy("h.cfg", []byte("global\n    stats socket unix@/run/a.sock uid 0 gid 0 level user\n"+
+		"    stats socket /run/b.sock\n    stats socket abns@x\n"+rest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Admin{Listen: "127.0.0.1:8404", VHostLabels: 100, Socket: "/run/a.sock", SocketUser: "0", SocketGroup: "0", SocketLevel: "user"}
+	if cfg.Admin != want {
+		t.Errorf("admin = %+v, want %+v", cfg.Admin, want)
+	}
+	warnings := strings.Join(cfg.Warnings, "\n")
+	for _, w := range []string{"h.cfg:3: ignored: stats socket /run/b.sock (amqplb serves one runtime socket: /run/a.sock, line 2)",
+		"h.cfg:4: ignored: stats socket abns@x (amqplb serves the runtime API on a UNIX socket path only)"} {
+		if !strings.Contains(warnings, w) {
+			t.Errorf("warnings lack %q:\n%s", w, warnings)
+		}
+	}
+	_, _, err = parseHAProxy("h.cfg", []byte("global\n    stats socket /run/a.sock mode rw level admin\n"+rest))
+	if err == nil || err.Error() != `h.cfg:2: stats socket: mode: "rw" is not a file mode (octal permission bits such as 660)` {
+		t.Errorf("bad mode: %v", err)
+	}
+}
+
+// stats admin if TRUE turns on the stats page's buttons; another condition leaves it read-only.
+func TestHAProxyStatsAdmin(t *testing.T) {
+	const src = "listen rabbitmq\n    bind 127.0.0.1:5672\n    mode tcp\n    server rmq1 127.0.0.2:5672\n" +
+		"listen stats\n    bind 127.0.0.1:8405\n    mode http\n    stats enable\n    stats auth ops:pw\n    stats admin if %s\n"
+	cfg, _, err := parseHAProxy("h.cfg", []byte(fmt.Sprintf(src, "TRUE")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Stats) != 1 || !cfg.Stats[0].Admin {
+		t.Errorf("stats admin if TRUE: %+v, want admin", cfg.Stats)
+	}
+	cfg, _, err = parseHAProxy("h.cfg", []byte(fmt.Sprintf(src, "LOCALHOST")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Stats[0].Admin || !strings.Contains(strings.Join(cfg.Warnings, "\n"), "h.cfg:10: ignored: stats admin if LOCALHOST (") {
+		t.Errorf("stats admin if LOCALHOST: admin %v, warnings %q", cfg.Stats[0].Admin, cfg.Warnings)
+	}
+}
+
+// Numbers and times are read as HAProxy 2.6 reads them: the leading number, with a warning on
+// the line about what follows it. Without a leading number it is still an error.
+func TestHAProxyLenientNumbers(t *testing.T) {
+	src := "global\n    maxconn 10000`\n" +
+		"defaults\n    mode tcp\n    timeout connect 5sx\n    timeout client 3h`\n    timeout server 3h\n" +
+		"listen rabbitmq\n    bind 127.0.0.1:5672 maxconn 10x\n    retries 3x\n" +
+		"    server rmq1 127.0.0.2:5672 check inter 2sx rise 2x fall 3; weight 10x maxconn 5x port 5673x\n"
+	c, _, err := parseHAProxy("h.cfg", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, s := c.Backends[0], c.Backends[0].Servers[0]
+	if c.Global.MaxConnections != 10000 || c.Frontends[0].MaxConnections != 10 || b.Retries != 3 || b.ConnectTimeout != 5*time.Second ||
+		b.IdleTimeout != 3*time.Hour || b.HealthCheck.Interval != 2*time.Second || b.HealthCheck.Rise != 2 || b.HealthCheck.Fall != 3 ||
+		s.Weight != 10 || s.MaxConnections != 5 || s.CheckPort != 5673 {
+		t.Errorf("values: global maxconn %d, bind maxconn %d, retries %d, connect %v, idle %v, inter %v, rise %d, fall %d, weight %d, maxconn %d, port %d",
+			c.Global.MaxConnections, c.Frontends[0].MaxConnections, b.Retries, b.ConnectTimeout, b.IdleTimeout, b.HealthCheck.Interval,
+			b.HealthCheck.Rise, b.HealthCheck.Fall, s.Weight, s.MaxConnections, s.CheckPort)
+	}
+	warnings := strings.Join(c.Warnings, "\n")
+	for _, w := range []string{
+		"h.cfg:2: maxconn 10000`: read as 10000, as HAProxy 2.6 reads it (it ignores \"`\" after the number)",
+		`h.cfg:5: timeout connect 5sx: read as 5s, as HAProxy 2.6 reads it (it ignores "x" after the time, and says a later version will refuse it)`,
+		"h.cfg:6: timeout client 3h`: read as 3h,",
+		`h.cfg:9: bind option maxconn 10x: read as 10`,
+		`h.cfg:10: retries 3x: read as 3`,
+		`h.cfg:11: server option inter 2sx: read as 2s`,
+		`h.cfg:11: server option rise 2x: read as 2`,
+		`h.cfg:11: server option fall 3;: read as 3`,
+		`h.cfg:11: server option weight 10x: read as 10`,
+		`h.cfg:11: server option port 5673x: read as 5673`,
+	} {
+		if !strings.Contains(warnings, w) {
+			t.Errorf("no warning %q in:\n%s", w, warnings)
+		}
+	}
+	for _, bad := range []string{"    maxconn abc\n", "    maxconn -5x\n"} {
+		if _, _, err := parseHAProxy("h.cfg", []byte("global\n"+bad+"listen r\n    bind :5672\n    server a 127.0.0.2:5672\n")); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
 	}
 }
