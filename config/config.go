@@ -82,20 +82,22 @@ const (
 // Allowed values of the enumerated keys, in the order messages list them.
 // Treat as constants.
 var (
-	logLevels      = []string{"debug", "info", "warn", "error"}
-	logFormats     = []string{"text", "json"}
-	modes          = []string{"amqp", "tcp"}
-	balances       = []string{"roundrobin", "leastconn", "first", "source", "random"}
-	sendProxies    = []string{"", "v1", "v2"}
-	onMarkedDowns  = []string{"keep", "shutdown-sessions"}
-	onMarkedUps    = []string{"keep", "shutdown-backup-sessions"}
-	checkTypes     = []string{"amqp", "amqp-probe", "tcp", "none"}
-	tlsVerifies    = []string{"none", "optional", "required"}
-	serverVerifies = []string{"none", "chain", "required"}
-	ruleActions    = []string{"accept", "reject"}
-	ruleLayers     = []string{RuleLayerConnection, RuleLayerContent}
-	stepActions    = []string{"connect", "send", "send-binary", "expect"}
-	stepMatches    = []string{"string", "binary", "rstring", "rbinary"}
+	logLevels   = []string{"debug", "info", "warn", "error"}
+	logFormats  = []string{"text", "json"}
+	modes       = []string{"amqp", "tcp"}
+	balances    = []string{"roundrobin", "leastconn", "first", "source", "random"}
+	sendProxies = []string{"", "v1", "v2"}
+	// A server's send_proxy: "" is the backend's.
+	serverSendProxies = []string{"", "none", "v1", "v2"}
+	onMarkedDowns     = []string{"keep", "shutdown-sessions"}
+	onMarkedUps       = []string{"keep", "shutdown-backup-sessions"}
+	checkTypes        = []string{"amqp", "amqp-probe", "tcp", "none"}
+	tlsVerifies       = []string{"none", "optional", "required"}
+	serverVerifies    = []string{"none", "chain", "required"}
+	ruleActions       = []string{"accept", "reject"}
+	ruleLayers        = []string{RuleLayerConnection, RuleLayerContent}
+	stepActions       = []string{"connect", "send", "send-binary", "expect"}
+	stepMatches       = []string{"string", "binary", "rstring", "rbinary"}
 )
 
 // syslogFacilities are the syslog facility names, HAProxy's spelling, in
@@ -550,6 +552,10 @@ type Server struct {
 	// health_check.management port (nodes sharing a host, NodePorts); 0
 	// means the backend's. Used only with health_check.management. Default 0.
 	ManagementPort int `toml:"management_port,omitempty"`
+	// SendProxy overrides the backend's send_proxy for this server: "v1",
+	// "v2", or "none"; "" means the backend's (HAProxy sets send-proxy per
+	// server). Default "".
+	SendProxy string `toml:"send_proxy,omitempty"`
 	// TLS, when set, speaks TLS to this server (AMQPS). Default nil (plain
 	// TCP).
 	TLS *ServerTLS `toml:"tls,inline"`
@@ -559,9 +565,9 @@ type Server struct {
 	// where the traffic goes, the way it goes, as in HAProxy), else false.
 	CheckTLS bool `toml:"check_tls"`
 	// CheckSendProxy: health checks send the PROXY header, in the version
-	// of the backend's send_proxy, which it needs (HAProxy's
+	// the server's traffic gets (ServerSendProxy), which it needs (HAProxy's
 	// check-send-proxy). Default, when the key is not written: true when
-	// the backend's send_proxy is set and CheckPort is 0, else false.
+	// the server's traffic gets one and CheckPort is 0, else false.
 	CheckSendProxy bool `toml:"check_send_proxy"`
 }
 
@@ -783,8 +789,20 @@ func (c *Config) setDerivedDefaults(lines map[string]int) {
 				s.CheckTLS = s.TLS != nil && s.CheckPort == 0
 			}
 			if _, ok := lines[spath+".check_send_proxy"]; !ok {
-				s.CheckSendProxy = b.SendProxy != "" && s.CheckPort == 0
+				s.CheckSendProxy = b.ServerSendProxy(*s) != "" && s.CheckPort == 0
 			}
 		}
 	}
+}
+
+// ServerSendProxy returns the PROXY header version written to server s of b: its own send_proxy
+// ("none" is none), else the backend's: "", "v1" or "v2".
+func (b *Backend) ServerSendProxy(s Server) string {
+	switch s.SendProxy {
+	case "":
+		return b.SendProxy
+	case "none":
+		return ""
+	}
+	return s.SendProxy
 }

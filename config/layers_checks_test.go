@@ -142,7 +142,7 @@ check_send_proxy = true`, 1)
 		t.Fatalf("Parse = %v, want errors", err)
 	}
 	wantErr := `c.toml:48: backend "plain": server "a": check_tls needs tls (checks speak TLS with the server's tls settings)
-c.toml:49: backend "plain": server "a": check_send_proxy needs the backend's send_proxy (the PROXY header's version)`
+c.toml:49: backend "plain": server "a": check_send_proxy needs a send_proxy, the server's or the backend's (the PROXY header's version)`
 	if err.Error() != wantErr {
 		t.Errorf("errors:\n%v\nwant:\n%s", err, wantErr)
 	}

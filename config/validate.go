@@ -377,8 +377,9 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 		if s.CheckTLS && s.TLS == nil {
 			v.errorf(v.line(spath+".check_tls"), "%s: check_tls needs tls (checks speak TLS with the server's tls settings)", slabel)
 		}
-		if s.CheckSendProxy && b.SendProxy == "" {
-			v.errorf(v.line(spath+".check_send_proxy"), "%s: check_send_proxy needs the backend's send_proxy (the PROXY header's version)", slabel)
+		v.oneOf(spath+".send_proxy", slabel, "send_proxy", s.SendProxy, serverSendProxies)
+		if s.CheckSendProxy && b.ServerSendProxy(*s) == "" {
+			v.errorf(v.line(spath+".check_send_proxy"), "%s: check_send_proxy needs a send_proxy, the server's or the backend's (the PROXY header's version)", slabel)
 		}
 		if t := s.TLS; t != nil {
 			tl := slabel + ": tls"

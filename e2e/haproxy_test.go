@@ -388,7 +388,8 @@ func TestSendProxyShowsTheClientToRabbitMQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := proxyNode(t, certs)
-	v1, v2, tlsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
+	v1, v2, tlsAddr, mixed := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
+	plain := testenv.RequireCluster(t).Nodes[0] // a node without proxy_protocol
 	cfg := fmt.Sprintf(`global
     maxconn 1000
 
@@ -410,9 +411,24 @@ listen rabbitmq-v2
 listen rabbitmq-tls
     bind %s
     server rmq1 127.0.0.1:%d check inter 500 rise 1 fall 2 send-proxy ssl verify required ca-file %s
-`, v1, n.AMQPAddr(), v2, n.AMQPAddr(), tlsAddr, n.TLSPort, certs.CA)
+
+# send-proxy per server: the PROXY node gets a header, the plain node none.
+listen rabbitmq-mixed
+    bind %s
+    balance roundrobin
+    server proxied %s check inter 500 rise 1 fall 2 send-proxy-v2
+    server plain %s check inter 500 rise 1 fall 2
+`, v1, n.AMQPAddr(), v2, n.AMQPAddr(), tlsAddr, n.TLSPort, certs.CA, mixed, n.AMQPAddr(), plain.AMQPAddr())
 	l := startLBFile(t, "haproxy.cfg", cfg, v1)
-	waitUp(t, l, 3)
+	waitUp(t, l, 5) // checks go each server's way: both servers of the mixed backend are up
+	t.Run("mixed", func(t *testing.T) {
+		// Round robin puts one connection on each: a proxy_protocol node refuses a connection
+		// without the header, and a plain node one with it, so both working shows each got
+		// its own.
+		for range 2 {
+			roundTrip(t, dialURL(t, "amqp://guest:guest@"+mixed+"/", nil))
+		}
+	})
 	for _, tc := range []struct{ name, addr string }{{"v1", v1}, {"v2", v2}, {"tls", tlsAddr}} {
 		t.Run(tc.name, func(t *testing.T) {
 			conn := dialURL(t, "amqp://guest:guest@"+tc.addr+"/", nil)

@@ -412,7 +412,7 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 			o := backend.ServerOptions{
 				Name: sc.Name, Address: sc.Address, Weight: sc.Weight, Backup: sc.Backup,
 				MaxConnections: sc.MaxConnections, Slowstart: bc.Slowstart,
-				CheckPort: sc.CheckPort, TLS: tlsConf, SendProxy: sendProxyVersion(bc.SendProxy),
+				CheckPort: sc.CheckPort, TLS: tlsConf, SendProxy: sendProxyVersion(bc.ServerSendProxy(sc)),
 				CheckWithoutTLS: !sc.CheckTLS, CheckWithoutProxy: !sc.CheckSendProxy,
 			}
 			var s *backend.Server

@@ -1,6 +1,7 @@
 package haproxycfg
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"slices"
@@ -484,12 +485,6 @@ func (p *hapParser) backend(px *hapProxy, clients []hapUse) {
 			p.setLine(path+".slowstart", v.line)
 		}
 		for _, s := range px.servers[1:] {
-			if s.opts.sendProxy.v != s0.opts.sendProxy.v {
-				// A PROXY header to a server that does not expect one breaks
-				// every connection: not something to guess.
-				p.errorf(s.line, "%s: server %q and server %q (line %d) differ in send-proxy; amqplb sets send_proxy per backend",
-					label, s.name, s0.name, s0.line)
-			}
 			same := func(s string) string { return s }
 			agree(p, label, &s, &s0, "on-marked-down", s.opts.onMarkedDown, s0.opts.onMarkedDown, same)
 			agree(p, label, &s, &s0, "on-marked-up", s.opts.onMarkedUp, s0.opts.onMarkedUp, same)
@@ -525,7 +520,12 @@ func (p *hapParser) backend(px *hapProxy, clients []hapUse) {
 			sv.TLS = t
 			p.setLine(sp+".tls", s.opts.ssl.line)
 		}
-		p.checkTransport(label, sp, &s, &sv, px.connect, b.SendProxy)
+		if v := s.opts.sendProxy; v.v != b.SendProxy {
+			// The backend has the first server's; the others that differ say theirs.
+			sv.SendProxy = cmp.Or(v.v, "none")
+			p.setLine(sp+".send_proxy", cmp.Or(v.line, s.line))
+		}
+		p.checkTransport(label, sp, &s, &sv, px.connect, b.ServerSendProxy(sv))
 		b.Servers = append(b.Servers, sv)
 	}
 	p.cfg.Backends = append(p.cfg.Backends, b)
@@ -537,7 +537,7 @@ func (p *hapParser) backend(px *hapProxy, clients []hapUse) {
 // and check-send-proxy force them, no-check-ssl turns TLS off. connect is
 // the tcp-check connect that starts the checks, if any: without default,
 // it connects in plain TCP with no PROXY header. sendProxy is the
-// backend's send_proxy (servers that differ are reported).
+// server's send_proxy (its own, or the backend's).
 func (p *hapParser) checkTransport(label, sp string, s *hapServer, sv *config.Server, connect *hapStep, sendProxy string) {
 	o := s.opts
 	if connect != nil && !connect.deflt {
@@ -572,7 +572,7 @@ func (p *hapParser) checkTransport(label, sp string, s *hapServer, sv *config.Se
 	}
 	switch {
 	case o.checkSendProxy.v && sendProxy == "":
-		p.warnf(o.checkSendProxy.line, "%s: server %q: check-send-proxy without send-proxy: HAProxy would send a PROXY header on checks only; amqplb's checks send one only with the backend's send_proxy, so these send none", label, s.name)
+		p.warnf(o.checkSendProxy.line, "%s: server %q: check-send-proxy without send-proxy: HAProxy would send a PROXY header on checks only; amqplb's checks send one only with the server's send_proxy, so these send none", label, s.name)
 	case o.checkSendProxy.v:
 		sv.CheckSendProxy = true
 		p.setLine(sp+".check_send_proxy", o.checkSendProxy.line)

@@ -515,11 +515,6 @@ h.cfg:15: listen needs a name
 h.cfg:16: listen x: defaults section "nowhere" is not defined before it`,
 		},
 		{
-			name: "send-proxy must agree",
-			src:  hapListen + "\tserver rmq3 10.0.0.3:5672 check send-proxy\n",
-			want: `h.cfg:5: backend "rabbitmq": server "rmq3" and server "rmq1" (line 3) differ in send-proxy; amqplb sets send_proxy per backend`,
-		},
-		{
 			name: "validation errors carry the directive's line",
 			src: `global
 	maxconn 10
@@ -786,6 +781,37 @@ func TestHAProxyLenientNumbers(t *testing.T) {
 	for _, bad := range []string{"    maxconn abc\n", "    maxconn -5x\n"} {
 		if _, _, err := parseHAProxy("h.cfg", []byte("global\n"+bad+"listen r\n    bind :5672\n    server a 127.0.0.2:5672\n")); err == nil {
 			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+// send-proxy is per server in HAProxy: the backend takes the first server's, and a server that
+// differs gets its own send_proxy ("none" for no header); its checks follow it.
+func TestHAProxyPerServerSendProxy(t *testing.T) {
+	cfg, _, err := parseHAProxy("h.cfg", []byte(`listen rabbitmq
+	bind 127.0.0.1:5672
+	server rmq1 127.0.0.2:5672 check send-proxy-v2
+	server rmq2 127.0.0.3:5672 check send-proxy
+	server rmq3 127.0.0.4:5672 check
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := cfg.Backends[0]
+	if b.SendProxy != "v2" {
+		t.Errorf("backend send_proxy %q, want v2", b.SendProxy)
+	}
+	for i, want := range []struct{ own, eff string }{{"", "v2"}, {"v1", "v1"}, {"none", ""}} {
+		s := b.Servers[i]
+		if s.SendProxy != want.own || b.ServerSendProxy(s) != want.eff || s.CheckSendProxy != (want.eff != "") {
+			t.Errorf("server %s: send_proxy %q (effective %q), check_send_proxy %v; want %q, %q",
+				s.Name, s.SendProxy, b.ServerSendProxy(s), s.CheckSendProxy, want.own, want.eff)
+		}
+	}
+	toml := string(config.ToTOML(cfg))
+	for _, line := range []string{`send_proxy = "v1"`, `send_proxy = "none"`} {
+		if !strings.Contains(toml, line) {
+			t.Errorf("TOML lacks %s:\n%s", line, toml)
 		}
 	}
 }
