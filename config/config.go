@@ -327,6 +327,26 @@ type TCPRule struct {
 	Unless string `toml:"unless,omitempty"`
 }
 
+// BackendRule is one tcp_request rule of a backend: a content rule, with
+// the fields of TCPRule but the layer (see Backend.TCPRequest).
+type BackendRule struct {
+	// Action is accept or reject; required.
+	Action string `toml:"action"`
+	// If is the condition under which the rule applies.
+	If string `toml:"if,omitempty"`
+	// Unless is the condition under which the rule does not apply.
+	Unless string `toml:"unless,omitempty"`
+}
+
+// Rules returns b's tcp_request rules as content-layer TCPRules.
+func (b *Backend) Rules() []TCPRule {
+	out := make([]TCPRule, len(b.TCPRequest))
+	for i, r := range b.TCPRequest {
+		out[i] = TCPRule{Layer: RuleLayerContent, Action: r.Action, If: r.If, Unless: r.Unless}
+	}
+	return out
+}
+
 // IdleHeartbeat is the value of Backend.IdleTimeout written idle_timeout =
 // "heartbeat": the idle timeout of each session is 3 times its negotiated
 // heartbeat.
@@ -376,6 +396,15 @@ type Backend struct {
 	// Slowstart ramps a server's weight up over this long after it comes up;
 	// 0 means at once. Default 0.
 	Slowstart time.Duration `toml:"slowstart"`
+	// ACL names sets of client addresses for TCPRequest, as a frontend's
+	// acl. Default none.
+	ACL map[string][]string `toml:"acl,omitempty"`
+	// TCPRequest are tcp-request content rules of the backend (HAProxy
+	// evaluates those of a backend once it is chosen): they run after the
+	// frontend's, on the client's address, before a server is dialed; the
+	// first rule whose condition matches decides, and none matching
+	// accepts. Default none.
+	TCPRequest []BackendRule `toml:"tcp_request,inline,omitempty"`
 	// HealthCheck configures active checks of the servers.
 	HealthCheck HealthCheck `toml:"health_check"`
 	// Rebalance, when set, closes surplus sessions on overloaded servers

@@ -87,7 +87,7 @@ func validate(c *Config, p *problems, lines map[string]int, bad map[string]bool)
 		v.protocols(path+".protocols", label, f)
 		v.notNegative(path+".max_connections", label, "max_connections", f.MaxConnections)
 		v.frontendTLS(path+".tls", label, f.TLS)
-		v.rules(path, label, f)
+		v.rules(path, label, f.ACL, f.TCPRequest)
 	}
 	v.stats(c, &binds)
 	for i := range c.Backends {
@@ -187,9 +187,9 @@ func (v *validator) frontendTLS(path, label string, t *TLS) {
 }
 
 // rules checks a frontend's acl and tcp_request.
-func (v *validator) rules(path, label string, f *Frontend) {
-	names := make([]string, 0, len(f.ACL))
-	for name := range f.ACL {
+func (v *validator) rules(path, label string, acl map[string][]string, rules []TCPRule) {
+	names := make([]string, 0, len(acl))
+	for name := range acl {
 		names = append(names, name)
 	}
 	slices.Sort(names)
@@ -198,14 +198,14 @@ func (v *validator) rules(path, label string, f *Frontend) {
 		if !ValidACLName(name) {
 			v.errorf(v.line(apath), "%s: acl %q: a name has only letters, digits and _ . : -", label, name)
 		}
-		for _, e := range f.ACL[name] {
+		for _, e := range acl[name] {
 			if _, err := ParseACLEntry(e); err != nil {
 				v.errorf(v.line(apath), "%s: acl %q: %v", label, name, err)
 			}
 		}
 	}
 	used := map[string]bool{}
-	for i, r := range f.TCPRequest {
+	for i, r := range rules {
 		rpath := fmt.Sprintf("%s.tcp_request.%d", path, i)
 		rlabel := label + ": " + elemLabel("tcp_request", i, "")
 		if r.Action == "" && !v.bad[rpath+".action"] {
@@ -235,7 +235,7 @@ func (v *validator) rules(path, label string, f *Frontend) {
 		for _, g := range c.Or {
 			for _, t := range g {
 				used[t.ACL] = true
-				if _, ok := f.ACL[t.ACL]; !ok {
+				if _, ok := acl[t.ACL]; !ok {
 					v.errorf(v.line(rpath+"."+key), "%s: %s: acl %q is not defined (define it in acl)", rlabel, key, t.ACL)
 				}
 			}
@@ -338,6 +338,7 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 			label, FormatDuration(b.IdleTimeout), FormatDuration(AMQPHeartbeat))
 	}
 	v.healthCheck(path+".health_check", label, &b.HealthCheck)
+	v.rules(path, label, b.ACL, b.Rules())
 	if r := b.Rebalance; r != nil {
 		v.rebalance(path+".rebalance", label, r)
 	}

@@ -916,3 +916,45 @@ listen rabbitmq
 	}
 	next("STOPPING=1")
 }
+
+// TestBackendRulesRefuseOutsiders: tcp-request content rules in a backend section apply to the
+// sessions routed to that backend, whichever frontend they came through; another backend's
+// sessions are not affected.
+func TestBackendRulesRefuseOutsiders(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	guarded, open := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	cfg := fmt.Sprintf(`defaults
+    mode tcp
+    timeout connect 5s
+
+frontend amqp
+    bind %s
+    default_backend rabbitmq
+
+frontend amqp-open
+    bind %s
+    default_backend rabbitmq-open
+
+backend rabbitmq
+    acl internal_networks src 10.0.0.0/8 192.168.0.0/16
+    tcp-request content reject if ! internal_networks
+    server rmq1 %s check
+
+backend rabbitmq-open
+    server rmq1 %s check
+`, guarded, open, c.Nodes[0].AMQPAddr(), c.Nodes[0].AMQPAddr())
+	l := startLBFile(t, "backend-rules.cfg", cfg, open)
+	waitUp(t, l, 2)
+	roundTrip(t, dialURL(t, "amqp://guest:guest@"+open+"/", nil))
+	if conn, err := amqp.DialConfig("amqp://guest:guest@"+guarded+"/", amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)}); err == nil {
+		conn.Close()
+		t.Fatal("a client outside the backend's ACL connected")
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if metric(t, l.scrape(t), "amqplb_frontend_refused_total", map[string]string{"frontend": "amqp", "reason": "denied"}) < 1 {
+			return errors.New("the refused client was not counted as denied")
+		}
+		return nil
+	})
+	waitLog(t, l, 1, "end=denied")
+}

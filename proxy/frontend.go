@@ -115,6 +115,11 @@ type Route struct {
 	KeepAlive time.Duration
 	// OnConnectFailure, if set, is called after every failed dial (passive health detection).
 	OnConnectFailure func(s *backend.Server, err error)
+	// Rules are the backend's tcp-request content rules, evaluated like a frontend's content
+	// rules once the session has its client address and its backend, before a server is
+	// dialed (HAProxy evaluates a backend's rules when the backend is chosen). A rejected
+	// session ends as denied.
+	Rules []Rule
 }
 
 func (r *Route) connectTimeout() time.Duration {

@@ -116,6 +116,9 @@ func (s *session) serve() error {
 			return refused(EndDenied, "connection refused: denied by a tcp-request rule", nil)
 		}
 	}
+	if len(s.route.Rules) > 0 && rejected(s.route.Rules, s.from.Addr()) {
+		return refused(EndDenied, "connection refused: denied by a tcp-request rule of the backend", nil)
+	}
 	if s.set.tls != nil {
 		if err := s.handshakeTLS(); err != nil {
 			return err

@@ -481,8 +481,13 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 		if l := a.newRebalancer(bc, b); l != nil {
 			g.rebalancers[bc.Name] = l
 		}
+		rules, err := compileRules("backend "+bc.Name, bc.ACL, bc.Rules())
+		if err != nil {
+			return nil, err
+		}
 		g.routes[bc.Name] = &proxy.Route{
 			Backend:            b,
+			Rules:              rules,
 			Policy:             policy,
 			ConnectTimeout:     bc.ConnectTimeout,
 			Retries:            bc.Retries,

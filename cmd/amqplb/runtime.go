@@ -63,57 +63,61 @@ func serverTLS(bc config.Backend, sc config.Server) (*tls.Config, error) {
 // (judging the connecting peer) and the content layer (judging the client, from the PROXY
 // header behind accept_proxy).
 func frontendRules(fc config.Frontend) (connection, content []proxy.Rule, err error) {
-	if len(fc.TCPRequest) == 0 {
-		return nil, nil, nil
+	label := "frontend " + fc.Name
+	if connection, err = compileRules(label, fc.ACL, fc.TCPRules(config.RuleLayerConnection)); err != nil {
+		return nil, nil, err
 	}
-	acls := make(map[string][]netip.Prefix, len(fc.ACL))
-	for name, entries := range fc.ACL {
+	if content, err = compileRules(label, fc.ACL, fc.TCPRules(config.RuleLayerContent)); err != nil {
+		return nil, nil, err
+	}
+	return connection, content, nil
+}
+
+// compileRules compiles the rules of one layer (of a frontend or a backend, named by label)
+// over its ACLs.
+func compileRules(label string, acl map[string][]string, list []config.TCPRule) ([]proxy.Rule, error) {
+	if len(list) == 0 {
+		return nil, nil
+	}
+	acls := make(map[string][]netip.Prefix, len(acl))
+	for name, entries := range acl {
 		for _, e := range entries {
 			p, err := config.ParseACLEntry(e)
 			if err != nil {
-				return nil, nil, fmt.Errorf("frontend %s: acl %s: %w", fc.Name, name, err)
+				return nil, fmt.Errorf("%s: acl %s: %w", label, name, err)
 			}
 			acls[name] = append(acls[name], p)
 		}
 	}
-	compile := func(layer string) ([]proxy.Rule, error) {
-		var rules []proxy.Rule
-		for i, r := range fc.TCPRules(layer) {
-			cond, err := r.Condition()
-			if err != nil {
-				return nil, fmt.Errorf("frontend %s: tcp_request (%s) %d: %w", fc.Name, layer, i+1, err)
-			}
-			for _, g := range cond.Or {
-				for _, t := range g {
-					if _, ok := acls[t.ACL]; !ok {
-						return nil, fmt.Errorf("frontend %s: tcp_request (%s) %d: acl %q is not defined", fc.Name, layer, i+1, t.ACL)
-					}
-				}
-			}
-			rule := proxy.Rule{Reject: r.Action == "reject"}
-			if len(cond.Or) > 0 || cond.Negate {
-				rule.Match = func(a netip.Addr) bool {
-					return cond.Match(func(name string) bool {
-						for _, p := range acls[name] {
-							if p.Contains(a) {
-								return true
-							}
-						}
-						return false
-					})
-				}
-			}
-			rules = append(rules, rule)
+	var rules []proxy.Rule
+	for i, r := range list {
+		cond, err := r.Condition()
+		if err != nil {
+			return nil, fmt.Errorf("%s: tcp_request (%s) %d: %w", label, r.Layer, i+1, err)
 		}
-		return rules, nil
+		for _, g := range cond.Or {
+			for _, t := range g {
+				if _, ok := acls[t.ACL]; !ok {
+					return nil, fmt.Errorf("%s: tcp_request (%s) %d: acl %q is not defined", label, r.Layer, i+1, t.ACL)
+				}
+			}
+		}
+		rule := proxy.Rule{Reject: r.Action == "reject"}
+		if len(cond.Or) > 0 || cond.Negate {
+			rule.Match = func(a netip.Addr) bool {
+				return cond.Match(func(name string) bool {
+					for _, p := range acls[name] {
+						if p.Contains(a) {
+							return true
+						}
+					}
+					return false
+				})
+			}
+		}
+		rules = append(rules, rule)
 	}
-	if connection, err = compile(config.RuleLayerConnection); err != nil {
-		return nil, nil, err
-	}
-	if content, err = compile(config.RuleLayerContent); err != nil {
-		return nil, nil, err
-	}
-	return connection, content, nil
+	return rules, nil
 }
 
 // sendProxyVersion maps send_proxy to the PROXY protocol version.

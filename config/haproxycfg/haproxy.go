@@ -175,13 +175,18 @@ type hapProxy struct {
 	ownSteps    bool // tcp-check rules written in this section
 	// connect is the tcp-check connect rule that checks start with, when
 	// the checks are a tcp-check script that has one (set by checks).
-	connect    *hapStep
-	binds      []hapBind
-	servers    []hapServer
-	acls       map[string]*hapACL
-	aclOrder   []string
-	rules      []hapRule
-	useBackend val[string]
+	connect  *hapStep
+	binds    []hapBind
+	servers  []hapServer
+	acls     map[string]*hapACL
+	aclOrder []string
+	rules    []hapRule
+	// The tcp-request content rules of a backend section (not a listen), compiled with its
+	// ACLs, and their lines.
+	backACL       map[string][]string
+	backRules     []config.TCPRule
+	backRuleLines []int
+	useBackend    val[string]
 }
 
 type hapParser struct {

@@ -204,6 +204,9 @@ func (p *hapParser) build() {
 			continue
 		}
 		if !px.front {
+			if len(px.rules) > 0 {
+				px.backACL, px.backRules, px.backRuleLines, _ = p.frontendRules(px)
+			}
 			p.unusedACLs(px)
 			continue
 		}
@@ -463,6 +466,23 @@ func (p *hapParser) backend(px *hapProxy, clients []hapUse) {
 	}
 
 	p.checks(px, label, path, &b, clients)
+
+	// tcp-request content rules of a backend section: evaluated once the backend is chosen.
+	if len(px.backRules) > 0 {
+		b.ACL = px.backACL
+		for name := range px.backACL {
+			if a := px.acls[name]; a != nil && len(a.lines) > 0 {
+				p.setLine(path+".acl."+name, a.lines[0])
+			} else {
+				p.setLine(path+".acl."+name, px.backRuleLines[0])
+			}
+		}
+		p.setLine(path+".tcp_request", px.backRuleLines[0])
+		for j, r := range px.backRules {
+			b.TCPRequest = append(b.TCPRequest, config.BackendRule{Action: r.Action, If: r.If, Unless: r.Unless})
+			p.setLine(fmt.Sprintf("%s.tcp_request.%d", path, j), px.backRuleLines[j])
+		}
+	}
 
 	// Per-server settings that amqplb has per backend: the first server's
 	// apply.

@@ -241,8 +241,8 @@ func (p *hapParser) tcpRequest(px *hapProxy, d hapDirective) {
 		p.errorf(d.line, "tcp-request rules in a defaults section are not supported; write them in the frontend")
 		return
 	}
-	if !px.front {
-		p.errorf(d.line, "%s in section %q: amqplb applies rules per frontend; move it to the frontends that use this backend", keyword(d), sectionName(px.hapSection))
+	if !px.front && layer != "content" {
+		p.errorf(d.line, "%s in section %q: a backend takes tcp-request content rules only (as in HAProxy)", keyword(d), sectionName(px.hapSection))
 		return
 	}
 	action, ok := p.arg(d, 2, "an action (accept or reject)")
@@ -272,7 +272,7 @@ func (p *hapParser) tcpRequest(px *hapProxy, d hapDirective) {
 			return
 		}
 	}
-	if layer == "content" {
+	if layer == "content" && px.front {
 		p.warnf(d.line, "tcp-request content %s: amqplb evaluates content rules on the client address once it is known (at accept, or after the PROXY header with accept-proxy), without waiting for data", action)
 	}
 	px.rules = append(px.rules, r)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -402,7 +403,7 @@ backend rabbitmq
 	option ssl-hello-chk
 	server rmq1 10.0.0.1:5672 check ssl verify none sni req.ssl_sni
 	server rmq2 10.0.0.2:5672 track rabbitmq/rmq1
-	tcp-request content reject
+	tcp-request connection reject
 listen web
 	bind :8080
 	mode http
@@ -418,7 +419,7 @@ h.cfg:11: stick: stick tables are not supported (balance source gives affinity)
 h.cfg:12: option ssl-hello-chk: only AMQP and TCP checks are supported
 h.cfg:13: server option sni req.ssl_sni: only sni str(NAME) is supported (a fixed name)
 h.cfg:14: server option track: tracking another server's checks is not supported
-h.cfg:15: tcp-request content in section "backend rabbitmq": amqplb applies rules per frontend; move it to the frontends that use this backend
+h.cfg:15: tcp-request connection in section "backend rabbitmq": a backend takes tcp-request content rules only (as in HAProxy)
 h.cfg:18: mode http: amqplb is a layer-4 load balancer: only mode tcp is supported, except in a section that only serves HAProxy's stats page or Prometheus exporter (listen web)`,
 		},
 		{
@@ -813,5 +814,34 @@ func TestHAProxyPerServerSendProxy(t *testing.T) {
 		if !strings.Contains(toml, line) {
 			t.Errorf("TOML lacks %s:\n%s", line, toml)
 		}
+	}
+}
+
+// tcp-request content rules in a backend section become the backend's rules, with the ACLs
+// they use.
+func TestHAProxyBackendRules(t *testing.T) {
+	cfg, _, err := parseHAProxy("h.cfg", []byte(`frontend amqp
+	bind 127.0.0.1:5672
+	default_backend rabbitmq
+backend rabbitmq
+	acl internal_networks src 10.0.0.0/8 192.168.0.0/16
+	tcp-request content reject if ! internal_networks
+	server rmq1 127.0.0.2:5672 check
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := cfg.Backends[0]
+	want := []config.BackendRule{{Action: "reject", If: "!internal_networks"}}
+	if !slices.Equal(b.TCPRequest, want) || len(b.ACL["internal_networks"]) != 2 || len(cfg.Frontends[0].TCPRequest) != 0 {
+		t.Errorf("backend rules %+v, acl %v; frontend rules %+v", b.TCPRequest, b.ACL, cfg.Frontends[0].TCPRequest)
+	}
+	toml := string(config.ToTOML(cfg))
+	back, err := config.Parse("h.toml", []byte(toml))
+	if err != nil {
+		t.Fatalf("the converted TOML does not load: %v\n%s", err, toml)
+	}
+	if !slices.Equal(back.Backends[0].TCPRequest, want) {
+		t.Errorf("round trip: %+v\n%s", back.Backends[0].TCPRequest, toml)
 	}
 }
