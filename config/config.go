@@ -288,6 +288,28 @@ type Frontend struct {
 	// accepted by the connection layer still goes through the content
 	// layer. TCPRules returns the rules of one layer. Default none.
 	TCPRequest []TCPRule `toml:"tcp_request,inline"`
+	// InspectDelay bounds the wait for the client's TLS ClientHello when
+	// Routes route on it (HAProxy's tcp-request inspect-delay); 0 means
+	// the handshake timeout. Default 0.
+	InspectDelay time.Duration `toml:"inspect_delay,omitempty"`
+	// Routes send a client whose TLS ClientHello names a matching server
+	// (SNI) to another backend than Backend, without terminating TLS (mode
+	// tcp, no tls): the first matching route decides, none matching leaves
+	// Backend. Default none.
+	Routes []Route `toml:"route"`
+}
+
+// Route is a frontend's route by the server name of the TLS ClientHello.
+// Names are compared case-insensitively.
+type Route struct {
+	// SNI are server names matched exactly.
+	SNI []string `toml:"sni,omitempty"`
+	// SNISuffix and SNIPrefix match a name's end or start (HAProxy's
+	// req_ssl_sni -m end / -m beg).
+	SNISuffix []string `toml:"sni_suffix,omitempty"`
+	SNIPrefix []string `toml:"sni_prefix,omitempty"`
+	// Backend is where matching clients go; required.
+	Backend string `toml:"backend"`
 }
 
 // TLS configures TLS termination on a frontend; file names are PEM files.

@@ -88,6 +88,27 @@ func validate(c *Config, p *problems, lines map[string]int, bad map[string]bool)
 		v.notNegative(path+".max_connections", label, "max_connections", f.MaxConnections)
 		v.frontendTLS(path+".tls", label, f.TLS)
 		v.rules(path, label, f.ACL, f.TCPRequest)
+		v.notNegativeDuration(path+".inspect_delay", label, "inspect_delay", f.InspectDelay)
+		for j, r := range f.Routes {
+			rpath := fmt.Sprintf("%s.route.%d", path, j)
+			rlabel := label + ": " + elemLabel("route", j, "")
+			switch {
+			case r.Backend == "" && !v.bad[rpath+".backend"]:
+				p.errorf(v.line(rpath), "%s: backend is required", rlabel)
+			case r.Backend != "":
+				if _, ok := backends[r.Backend]; !ok {
+					p.errorf(v.line(rpath+".backend"), "%s: backend %q is not defined", rlabel, r.Backend)
+				} else {
+					used[r.Backend] = true
+				}
+			}
+			if len(r.SNI)+len(r.SNISuffix)+len(r.SNIPrefix) == 0 {
+				p.errorf(v.line(rpath), "%s: sni, sni_suffix or sni_prefix is required", rlabel)
+			}
+			if f.Mode != "tcp" || f.TLS != nil {
+				p.errorf(v.line(rpath), "%s: routing on the TLS ClientHello needs mode = \"tcp\" and no tls (the client's TLS goes through to the broker)", rlabel)
+			}
+		}
 	}
 	v.stats(c, &binds)
 	for i := range c.Backends {

@@ -958,3 +958,110 @@ backend rabbitmq-open
 	})
 	waitLog(t, l, 1, "end=denied")
 }
+
+// TestSNIRoutesWithoutTerminatingTLS: a mode tcp frontend reads the TLS ClientHello and sends
+// each client to the backend its server name routes to, passing the TLS bytes through
+// untouched (here to two TLS-terminating frontends of the same amqplb, one per node); a name
+// no route takes, and a client without SNI, go to the frontend's backend.
+func TestSNIRoutesWithoutTerminatingTLS(t *testing.T) {
+	c := testenv.RequireCluster(t)
+	certs, err := testenv.WriteTestCerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge, tls1, tls2 := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
+	cfg := fmt.Sprintf(`[[frontend]]
+name = "edge"
+bind = %q
+mode = "tcp"
+backend = "via-one"
+inspect_delay = "5s"
+
+[[frontend.route]]
+sni = ["Two.Example.com"]
+backend = "via-two"
+
+[[frontend.route]]
+sni_suffix = [".two.internal"]
+backend = "via-two"
+
+[[frontend]]
+name = "tls-one"
+bind = %q
+mode = "tcp"
+backend = "one"
+tls = { cert = %q }
+
+[[frontend]]
+name = "tls-two"
+bind = %q
+mode = "tcp"
+backend = "two"
+tls = { cert = %q }
+
+[[backend]]
+name = "via-one"
+[backend.health_check]
+type = "tcp"
+[[backend.server]]
+name = "t1"
+address = %q
+
+[[backend]]
+name = "via-two"
+[backend.health_check]
+type = "tcp"
+[[backend.server]]
+name = "t2"
+address = %q
+
+[[backend]]
+name = "one"
+[[backend.server]]
+name = "rmq1"
+address = %q
+
+[[backend]]
+name = "two"
+[[backend.server]]
+name = "rmq2"
+address = %q
+`, edge, tls1, certs.ServerPEM, tls2, certs.ServerPEM, tls1, tls2, c.Nodes[0].AMQPAddr(), c.Nodes[1].AMQPAddr())
+	l := startLBFile(t, "sni.toml", cfg, edge)
+	waitUp(t, l, 4)
+	for _, tc := range []struct{ sni, backend string }{
+		{"two.example.com", "two"}, {"a.two.internal", "two"}, {"one.example.com", "one"}, {"", "one"},
+	} {
+		t.Run("sni="+tc.sni, func(t *testing.T) {
+			// The certificate names localhost: the routes' names are checked by amqplb, not
+			// by this client, which is here to send them.
+			name := "e2e-sni-" + tc.sni
+			conn, err := amqp.DialConfig("amqps://guest:guest@"+edge+"/", amqp.Config{
+				TLSClientConfig: &tls.Config{ServerName: tc.sni, InsecureSkipVerify: true},
+				Properties:      amqp.Table{"connection_name": name},
+				Dial:            amqp.DefaultDial(5 * time.Second),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			roundTrip(t, conn)
+			conn.Close()
+		})
+	}
+	// Each client's session through the edge went to its route's backend, and on, through that
+	// backend's TLS frontend, to its node.
+	count := func(re string) int { return len(regexp.MustCompile(re).FindAllString(l.log.String(), -1)) }
+	testenv.Eventually(t, 10*time.Second, func() error {
+		for re, want := range map[string]int{
+			`msg=session frontend=edge \S+ backend=via-two server=t2 .*end=client_closed`: 2,
+			`msg=session frontend=edge \S+ backend=via-one server=t1 .*end=client_closed`: 2,
+			`msg=session frontend=tls-two \S+ backend=two server=rmq2 .*end=client_closed`: 2,
+			`msg=session frontend=tls-one \S+ backend=one server=rmq1 .*end=client_closed`: 2,
+		} {
+			if got := count(re); got != want {
+				return fmt.Errorf("%d access-log lines match %s, want %d", got, re, want)
+			}
+		}
+		return nil
+	})
+}

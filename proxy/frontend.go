@@ -115,6 +115,9 @@ type Route struct {
 	KeepAlive time.Duration
 	// OnConnectFailure, if set, is called after every failed dial (passive health detection).
 	OnConnectFailure func(s *backend.Server, err error)
+	// Others are the routes of every backend of the configuration, by backend name, for the
+	// frontends' SNIRoutes.
+	Others map[string]*Route
 	// Rules are the backend's tcp-request content rules, evaluated like a frontend's content
 	// rules once the session has its client address and its backend, before a server is
 	// dialed (HAProxy evaluates a backend's rules when the backend is chosen). A rejected
@@ -140,6 +143,11 @@ func (r *Route) halfCloseTimeout() time.Duration {
 type FrontendOptions struct {
 	// Name identifies the frontend in logs and metrics.
 	Name string
+	// SNIRoutes send a session whose TLS ClientHello names a matching server to another
+	// backend (the first matching route's), without terminating TLS: only with ModeTCP and no
+	// TLS. The ClientHello is waited for at most InspectDelay (0: the handshake timeout).
+	SNIRoutes    []SNIRoute
+	InspectDelay time.Duration
 	// Bind is the host:port to listen on.
 	Bind string
 	// Mode is ModeAMQP or ModeTCP.
@@ -236,22 +244,25 @@ type Frontend struct {
 // settings are the options a reload may change on a running frontend. A session reads them
 // once, when it starts.
 type settings struct {
-	name        string
-	mode        Mode
-	handshake   time.Duration
-	accessLog   bool
-	dontLogNull bool
-	acceptProxy bool
-	protocols   Protocols
-	tls         *tls.Config
-	rules       []Rule
-	content     []Rule
-	log         *slog.Logger
+	name         string
+	mode         Mode
+	handshake    time.Duration
+	accessLog    bool
+	dontLogNull  bool
+	acceptProxy  bool
+	protocols    Protocols
+	tls          *tls.Config
+	rules        []Rule
+	content      []Rule
+	sni          []SNIRoute
+	inspectDelay time.Duration
+	log          *slog.Logger
 }
 
 func newSettings(o FrontendOptions) *settings {
 	st := &settings{name: o.Name, mode: o.Mode, handshake: o.HandshakeTimeout, accessLog: o.AccessLog,
-		dontLogNull: o.DontLogNull, acceptProxy: o.AcceptProxy, tls: o.TLS, rules: o.Rules, content: o.ContentRules, log: o.Logger}
+		dontLogNull: o.DontLogNull, acceptProxy: o.AcceptProxy, tls: o.TLS, rules: o.Rules, content: o.ContentRules, log: o.Logger,
+		sni: o.SNIRoutes, inspectDelay: o.InspectDelay}
 	if st.protocols = o.Protocols; st.protocols == 0 {
 		st.protocols = AMQP091 | AMQP10
 	}

@@ -154,7 +154,7 @@ func tableString(t amqpwire.Table, key string) string {
 // info returns a snapshot of the session.
 func (s *session) info() SessionInfo {
 	s.mu.Lock()
-	from, peer, proxied := s.from, s.peer, s.proxied
+	from, peer, proxied, route := s.from, s.peer, s.proxied, s.route
 	var upstream netip.AddrPort
 	if s.upRaw != nil {
 		upstream = addrPort(s.upRaw.LocalAddr())
@@ -165,7 +165,7 @@ func (s *session) info() SessionInfo {
 		ID:            s.id,
 		Frontend:      s.set.name,
 		Client:        from,
-		Backend:       backendName(s.route),
+		Backend:       backendName(route),
 		Server:        serverName(s.server()),
 		Identity:      *s.identity(),
 		BytesToServer: s.toServer.Load(),

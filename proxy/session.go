@@ -50,7 +50,7 @@ type session struct {
 	proxied bool           // from and to come from a PROXY header
 	heard   bool           // the client sent a byte that toServer may not count (DontLogNull)
 
-	route          *Route // the frontend's route when the session was admitted
+	route          *Route // the frontend's route when the session was admitted, or its SNI route's (changed under mu)
 	srv            atomic.Pointer[backend.Server]
 	ident          atomic.Pointer[Identity] // copied on write (learn)
 	skip           uint64                   // bit i: Backend.Servers[i] failed for this session; the policy skips it
@@ -115,6 +115,9 @@ func (s *session) serve() error {
 		if len(s.set.content) > 0 && rejected(s.set.content, s.from.Addr()) {
 			return refused(EndDenied, "connection refused: denied by a tcp-request rule", nil)
 		}
+	}
+	if len(s.set.sni) > 0 && s.set.tls == nil {
+		s.routeBySNI()
 	}
 	if len(s.route.Rules) > 0 && rejected(s.route.Rules, s.from.Addr()) {
 		return refused(EndDenied, "connection refused: denied by a tcp-request rule of the backend", nil)

@@ -390,6 +390,10 @@ func (a *app) frontendOptions(cfg *config.Config, fc config.Frontend) (proxy.Fro
 	if o.Rules, o.ContentRules, err = frontendRules(fc); err != nil {
 		return o, err
 	}
+	o.InspectDelay = fc.InspectDelay
+	for _, r := range fc.Routes {
+		o.SNIRoutes = append(o.SNIRoutes, proxy.SNIRoute{Names: r.SNI, Suffixes: r.SNISuffix, Prefixes: r.SNIPrefix, Backend: r.Backend})
+	}
 	return o, nil
 }
 
@@ -498,6 +502,7 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 			HalfCloseTimeout:   bc.HalfCloseTimeout,
 			KeepAlive:          keepAlive(bc.TCPKeepalive),
 			OnConnectFailure:   mon.Suspect,
+			Others:             g.routes, // filled in by this loop: every backend's route
 		}
 	}
 	return g, nil
