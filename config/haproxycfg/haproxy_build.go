@@ -314,6 +314,7 @@ func (p *hapParser) build() {
 					p.setLine(fmt.Sprintf("%s.tcp_request.%d", path, j), l)
 				}
 			}
+			p.frontendRoutes(px, &f, path)
 			c.Frontends = append(c.Frontends, f)
 		}
 	}
@@ -659,13 +660,15 @@ func servesAMQP(px *hapProxy, clients []hapUse) (bool, string) {
 		}
 	}
 	for _, s := range px.servers {
-		if n := addrPort(s.addr); isAMQPPort(n) {
+		// 5671 without ssl is TLS passed through (routed on the server name, say): a plain
+		// AMQP probe would fail there, so it keeps HAProxy's TCP check.
+		if n := addrPort(s.addr); n == 5672 || n == 5671 && s.opts.ssl.v {
 			return true, fmt.Sprintf("server %s is on port %d", s.name, n)
 		}
 	}
 	for _, u := range clients {
 		for _, n := range u.ports {
-			if isAMQPPort(n) {
+			if n == 5672 {
 				return true, fmt.Sprintf("its frontend listens on port %d", n)
 			}
 		}

@@ -538,7 +538,9 @@ func (p *hapParser) proxyDirective(px *hapProxy, d hapDirective) {
 			return
 		}
 		if len(d.args) > 2 {
-			p.errorf(d.line, "use_backend %s %s: content switching is not supported; use_backend without a condition (or default_backend) is", b, strings.Join(d.args[2:], " "))
+			if r, ok := p.sniRoute(px, d, b, d.args[2:]); ok {
+				px.sniRoutes = append(px.sniRoutes, r)
+			}
 			return
 		}
 		if px.useBackend.set() {

@@ -20,6 +20,7 @@ type hapACL struct {
 	entries   []string
 	used      bool
 	anonymous bool
+	sniKind   string // for req_ssl_sni: str, end or beg
 }
 
 // predefinedACLs are HAProxy's built-in ACLs that match on the source, as
@@ -57,6 +58,14 @@ func (p *hapParser) acl(px *hapProxy, d hapDirective) {
 	}
 	crit, ok := p.arg(d, 2, "a criterion (e.g. src)")
 	if !ok {
+		return
+	}
+	if isSNIFetch(crit) {
+		kind, names, ok := p.sniValues(d, d.args[3:])
+		if !ok {
+			return
+		}
+		p.addACL(px, name, crit, names, d.line).sniKind = kind
 		return
 	}
 	entries, ok := p.aclValues(d, crit, d.args[3:])
@@ -230,7 +239,9 @@ func (p *hapParser) tcpRequest(px *hapProxy, d hapDirective) {
 	}
 	switch layer {
 	case "inspect-delay":
-		p.ignored(d, proxyIgnored["tcp-request inspect-delay"])
+		if v, ok := p.timeArg(d, 2, "tcp-request inspect-delay"); ok {
+			px.inspectDelay = v
+		}
 		return
 	case "connection", "session", "content":
 	default:
@@ -251,6 +262,13 @@ func (p *hapParser) tcpRequest(px *hapProxy, d hapDirective) {
 	}
 	if action != "accept" && action != "reject" {
 		p.errorf(d.line, "tcp-request %s %s: only accept and reject are supported", layer, action)
+		return
+	}
+	if helloOnly(px, d.args[3:]) && action == "accept" && layer == "content" {
+		// HAProxy waits (inspect-delay) for a ClientHello, then accepts; without one it
+		// accepts too once the delay is over. amqplb waits for it only to route on its server
+		// name, and accepts either way: the same.
+		p.warnf(d.line, "%s accept if { req_ssl_hello_type 1 }: amqplb waits for the TLS ClientHello (up to inspect-delay) when it routes on its server name, and accepts either way; nothing to add", keyword(d))
 		return
 	}
 	r := hapRule{line: d.line, layer: layer, action: action}

@@ -412,7 +412,7 @@ listen web
 `,
 			want: `h.cfg:4: tcp-request connection reject: acl "to_tls" (line 3) matches dst_port; amqplb's rules match the client address only (src)
 h.cfg:5: tcp-request connection track-sc0: only accept and reject are supported
-h.cfg:6: use_backend other if { dst_port 5673 }: content switching is not supported; use_backend without a condition (or default_backend) is
+h.cfg:6: use_backend other if { dst_port 5673 }: content switching is not supported, except on the TLS server name (use_backend B if { req_ssl_sni -i NAME }); use_backend without a condition (or default_backend) is
 h.cfg:7: rate-limit: rate limits are not supported
 h.cfg:10: stick-table: stick tables are not supported (balance source gives affinity)
 h.cfg:11: stick: stick tables are not supported (balance source gives affinity)
@@ -843,5 +843,33 @@ backend rabbitmq
 	}
 	if !slices.Equal(back.Backends[0].TCPRequest, want) {
 		t.Errorf("round trip: %+v\n%s", back.Backends[0].TCPRequest, toml)
+	}
+}
+
+// use_backend on the ClientHello's server name becomes the frontend's routes; other content
+// switching is still refused.
+func TestHAProxySNIRoutes(t *testing.T) {
+	src := func(use string) []byte {
+		return []byte("frontend f\n\tbind 127.0.0.1:5671\n\tmode tcp\n\ttcp-request inspect-delay 3s\n" +
+			"\tacl two req_ssl_sni -m beg two.\n" + use + "\tdefault_backend a\nbackend a\n\tserver a 127.0.0.2:5671\nbackend b\n\tserver b 127.0.0.3:5671\n")
+	}
+	cfg, _, err := parseHAProxy("h.cfg", src("\tuse_backend b if { req.ssl_sni -i B.example } || two or { req_ssl_sni -m end .b.internal }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := cfg.Frontends[0]
+	want := []config.Route{{SNI: []string{"B.example"}, SNIPrefix: []string{"two."}, SNISuffix: []string{".b.internal"}, Backend: "b"}}
+	if len(f.Routes) != 1 || !slices.Equal(f.Routes[0].SNI, want[0].SNI) || !slices.Equal(f.Routes[0].SNIPrefix, want[0].SNIPrefix) ||
+		!slices.Equal(f.Routes[0].SNISuffix, want[0].SNISuffix) || f.Routes[0].Backend != "b" || f.InspectDelay != 3*time.Second || f.Mode != "tcp" {
+		t.Errorf("routes %+v, inspect_delay %v, mode %s; want %+v, 3s, tcp", f.Routes, f.InspectDelay, f.Mode, want)
+	}
+	for use, msg := range map[string]string{
+		"\tuse_backend b unless { req_ssl_sni -i x }\n":                "content switching is not supported, except on the TLS server name",
+		"\tuse_backend b if { req_ssl_sni -m reg x.* }\n":              "only -m str, end and beg are supported",
+		"\tuse_backend b if { req_ssl_sni -i x } { src 10.0.0.0/8 }\n": "content switching is not supported",
+	} {
+		if _, _, err := parseHAProxy("h.cfg", src(use)); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%q: %v, want an error with %q", use, err, msg)
+		}
 	}
 }
