@@ -187,7 +187,7 @@ type hapProxy struct {
 	backRules     []config.TCPRule
 	backRuleLines []int
 	useBackend    val[string]
-	sniRoutes     []hapSNIRoute     // use_backend B if { req_ssl_sni … }
+	sniRoutes     []hapSNIRoute      // use_backend B if { req_ssl_sni … }
 	inspectDelay  val[time.Duration] // tcp-request inspect-delay
 }
 

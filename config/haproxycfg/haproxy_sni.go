@@ -19,7 +19,9 @@ func isSNIFetch(crit string) bool { return crit == "req_ssl_sni" || crit == "req
 
 // isHelloFetch reports whether crit is the fetch of the ClientHello's presence
 // (req_ssl_hello_type 1), which amqplb's SNI routing waits for anyway.
-func isHelloFetch(crit string) bool { return crit == "req_ssl_hello_type" || crit == "req.ssl_hello_type" }
+func isHelloFetch(crit string) bool {
+	return crit == "req_ssl_hello_type" || crit == "req.ssl_hello_type"
+}
 
 // sniValues reads the flags and names of a req_ssl_sni match: -i (amqplb compares
 // case-insensitively anyway), -m str|end|beg; it returns the match kind and the names.
