@@ -5,7 +5,7 @@ GO      ?= go
 BROKERS ?=
 CLUSTER := $(GO) run ./internal/testenv/cmd/rabbitcluster
 
-.PHONY: all build run test test-unit deps vet lint bench-compare cluster-up cluster-down bench bench-rolling gobench bench-e2e clean
+.PHONY: all build run test test-unit deps vet lint fuzz bench-compare cluster-up cluster-down bench bench-rolling gobench bench-e2e clean
 
 all: build
 
@@ -31,6 +31,12 @@ test-unit:
 
 vet:
 	$(GO) vet ./...
+
+## fuzz: every parser fuzz target (PROXY header, AMQP 0-9-1 and 1.0 frames, TOML, haproxy.cfg),
+## each for FUZZTIME (default 60s; CI: 15s). A failing input lands in the package's testdata/fuzz/.
+FUZZTIME ?= 60s
+fuzz:
+	GO="$(GO)" FUZZTIME="$(FUZZTIME)" ./scripts/fuzz.sh
 
 ## lint: staticcheck (pinned version) and the GOOS=darwin / GOOS=windows builds.
 lint:
