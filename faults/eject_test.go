@@ -28,6 +28,19 @@ type ejectRow struct {
 	inject, undo     func(context.Context, *testenv.Node) error
 }
 
+// waitAllServing waits until amqplb sends new clients to every node.
+func waitAllServing(t *testing.T, l *lb, c *testenv.Cluster) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		for _, n := range c.Nodes {
+			if !l.serving(n.Name) {
+				return fmt.Errorf("amqplb: %s is %+v", n.Name, l.server(n.Name))
+			}
+		}
+		return nil
+	})
+}
+
 // sideResult is what one balancer did in a row.
 type sideResult struct {
 	name         string
@@ -47,11 +60,9 @@ func (r ejectRow) run(t *testing.T, c *testenv.Cluster) {
 	if r.haproxy {
 		h = startHAProxy(t, c)
 	}
+	waitAllServing(t, l, c)
 	testenv.Eventually(t, 30*time.Second, func() error {
 		for _, n := range c.Nodes {
-			if !l.serving(n.Name) {
-				return fmt.Errorf("amqplb: %s is %+v", n.Name, l.server(n.Name))
-			}
 			if h != nil && h.status(n.Name) != "UP" {
 				return fmt.Errorf("haproxy: %s is %q", n.Name, h.status(n.Name))
 			}
