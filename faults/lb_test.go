@@ -38,6 +38,7 @@ type lbConfig struct {
 	backend string // extra [[backend]] lines
 	mgmt    string // extra keys of the health check's management table (", alarms = true")
 	servers int    // how many of the nodes are servers; 0 = all
+	extra   string // appended as is (another [[frontend]])
 }
 
 func (cfg lbConfig) render(c *testenv.Cluster, bind, admin string) string {
@@ -52,6 +53,7 @@ func (cfg lbConfig) render(c *testenv.Cluster, bind, admin string) string {
 	if cfg.servers > 0 {
 		nodes = nodes[:cfg.servers]
 	}
+	b.WriteString(cfg.extra + "\n\n")
 	for _, n := range nodes {
 		fmt.Fprintf(&b, "[[backend.server]]\nname = %q\naddress = %q\nmanagement_port = %d\n\n", n.Name, n.AMQPAddr(), n.ManagementPort)
 	}
@@ -123,6 +125,35 @@ func (l *lb) stop(within time.Duration) error {
 		_ = l.cmd.Process.Kill()
 		return fmt.Errorf("no exit within %v after SIGTERM", within)
 	}
+}
+
+// metric returns the value of the first series of /metrics whose line starts with name and
+// holds every one of labels (`frontend="flood"`), or -1.
+func (l *lb) metric(name string, labels ...string) float64 {
+	resp, err := http.Get("http://" + l.admin + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+next:
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		for _, lb := range labels {
+			if !strings.Contains(line, lb) {
+				continue next
+			}
+		}
+		var v float64
+		if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
+			return v
+		}
+	}
+	return -1
 }
 
 // apiServer is a server as GET /api/v1/backends shows it.
