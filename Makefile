@@ -5,7 +5,7 @@ GO      ?= go
 BROKERS ?=
 CLUSTER := $(GO) run ./internal/testenv/cmd/rabbitcluster
 
-.PHONY: all build run test test-unit deps vet lint fuzz bench-compare cluster-up cluster-down bench bench-rolling gobench bench-e2e clean
+.PHONY: all build run test test-unit deps vet lint fuzz faults bench-compare cluster-up cluster-down bench bench-rolling gobench bench-e2e clean
 
 all: build
 
@@ -37,6 +37,12 @@ vet:
 FUZZTIME ?= 60s
 fuzz:
 	GO="$(GO)" FUZZTIME="$(FUZZTIME)" ./scripts/fuzz.sh
+
+## faults: the fault matrix (SIGKILL, SIGSTOP, drain, alarm, reload, SIGTERM, flood, slowloris, …) against a
+## freshly booted 3-node cluster, amqplb and HAProxy side by side, into faults/results.md. FAULTS_RUN=<regexp>
+## runs some rows only.
+faults: deps
+	GO="$(GO)" FAULTS_RUN="$(FAULTS_RUN)" ./scripts/faults.sh
 
 ## lint: staticcheck (pinned version) and the GOOS=darwin / GOOS=windows builds.
 lint:

@@ -119,7 +119,7 @@ func TestFlood(t *testing.T) {
 		eject:  fmt.Sprintf("%.0f refused (maxconn), %.0f held at the limit", refused, active),
 		back:   fmt.Sprintf("%d refusal warnings logged", warnings),
 		goal:   "refused at amqplb, counted, logs rate-limited; watch loop: 0 failures, p99 ≤ 2× baseline", met: met,
-		how:    "5,000 `connect()` to the flood frontend in 5 s, none closed"})
+		how: "5,000 `connect()` to the flood frontend in 5 s, none closed"})
 }
 
 // sessionsFrom counts amqplb's sessions whose client address holds addr (-1 if unknown).
@@ -294,7 +294,7 @@ func TestSlowlorisGarbageHalfOpen(t *testing.T) {
 		failed:  strings.Join(parts, "; "),
 		eject:   "—", back: fmt.Sprintf("goroutines %d → %d, fds %d → %d", g0, g1, f0, f1),
 		goal: "refused within the handshake timeout (10 s); no fd or goroutine leak", met: met,
-		how:  "raw TCP clients; half-open: `iptables -I INPUT -d 127.0.0.77 -j DROP` (removed after)"})
+		how: "raw TCP clients; half-open: `iptables -I INPUT -d 127.0.0.77 -j DROP` (removed after)"})
 }
 
 // iptables runs iptables with args.

@@ -39,6 +39,7 @@ type lbConfig struct {
 	mgmt    string // extra keys of the health check's management table (", alarms = true")
 	servers int    // how many of the nodes are servers; 0 = all
 	extra   string // appended as is (another [[frontend]])
+	order   []int  // the nodes' order as servers (with balance = "first": who gets the clients)
 }
 
 func (cfg lbConfig) render(c *testenv.Cluster, bind, admin string) string {
@@ -50,6 +51,12 @@ func (cfg lbConfig) render(c *testenv.Cluster, bind, admin string) string {
 	fmt.Fprintf(&b, "[backend.health_check]\ntype = \"amqp\"\ninterval = %q\nfast_interval = %q\ndown_interval = %q\ntimeout = %q\nrise = 2\nfall = %d\nmanagement = { port = %d%s }\n%s\n\n",
 		checkInterval, checkFast, checkInterval, checkTimeout, checkFall, c.Nodes[0].ManagementPort, cfg.mgmt, cfg.check)
 	nodes := c.Nodes
+	if cfg.order != nil {
+		nodes = nil
+		for _, i := range cfg.order {
+			nodes = append(nodes, c.Nodes[i])
+		}
+	}
 	if cfg.servers > 0 {
 		nodes = nodes[:cfg.servers]
 	}

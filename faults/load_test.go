@@ -137,7 +137,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		failed:  fmt.Sprintf("%d of %d held connections dropped; %d of %d attempts failed", n, open, all.failed, all.total),
 		eject:   "—", back: fmt.Sprintf("reloads acknowledged within %s", ms(slowest)),
 		goal: "0 dropped, 0 failed", met: met,
-		how:  fmt.Sprintf("%d × (rewrite amqplb.toml; `kill -HUP`): good, bad syntax, server removed, added back, unknown key", reloads)})
+		how: fmt.Sprintf("%d × (rewrite amqplb.toml; `kill -HUP`): good, bad syntax, server removed, added back, unknown key", reloads)})
 }
 
 // TestSIGTERMUnderLoad: 500 open connections, then SIGTERM. New connects must be refused at
@@ -194,7 +194,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		failed:  fmt.Sprintf("%d of %d held connections closed at the end of drain_timeout (by design)", n, open),
 		eject:   "new connects refused after " + ms(refusedAfter), back: fmt.Sprintf("exit %v after %s", exitStatus(exitErr), ms(exitAfter)),
 		goal: "new connects refused at once; exit 0 within drain_timeout (5 s)", met: met,
-		how:  "`kill -TERM` to amqplb"})
+		how: "`kill -TERM` to amqplb"})
 }
 
 func exitStatus(err error) string {
