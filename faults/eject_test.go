@@ -26,6 +26,7 @@ type ejectRow struct {
 	fromReturn       bool   // time the ejection from the fault command's return, not its start
 	hold             int    // attempts per loop to wait for after the ejection and after the return; 0 = 20
 	inject, undo     func(context.Context, *testenv.Node) error
+	note             func() string // what the fault's run had to say (a retried command), appended to how
 }
 
 // waitAllServing waits until amqplb sends new clients to every node.
@@ -264,8 +265,12 @@ func (r ejectRow) record(t *testing.T, sides []*sideResult) {
 		} else if r.state == "" {
 			eject = "—"
 		}
+		how := r.how
+		if r.note != nil && r.note() != "" {
+			how += " (" + r.note() + ")"
+		}
 		results.add(row{test: t.Name(), fault: r.fault, target: s.name, clients: clients, failed: failed,
-			eject: eject, back: ms(s.back), goal: r.goal, met: met, how: r.how})
+			eject: eject, back: ms(s.back), goal: r.goal, met: met, how: how})
 		t.Logf("%s: eject %s, back %s, %s, met: %s", s.name, eject, ms(s.back), failed, met)
 		if i == 0 && met != "yes" {
 			t.Errorf("amqplb missed the goal of %q: %s", r.fault, met)
