@@ -42,7 +42,7 @@ fuzz:
 ## freshly booted 3-node cluster, amqplb and HAProxy side by side, into faults/results.md. FAULTS_RUN=<regexp>
 ## runs some rows only.
 faults: deps
-	GO="$(GO)" FAULTS_RUN="$(FAULTS_RUN)" ./scripts/faults.sh
+	GO="$(GO)" FAULTS_RUN="$(FAULTS_RUN)" FAULTS_RESULTS="$(FAULTS_RESULTS)" ./scripts/faults.sh
 
 ## lint: staticcheck (pinned version) and the GOOS=darwin / GOOS=windows builds.
 lint:

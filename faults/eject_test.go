@@ -27,6 +27,7 @@ type ejectRow struct {
 	hold             int    // attempts per loop to wait for after the ejection and after the return; 0 = 20
 	inject, undo     func(context.Context, *testenv.Node) error
 	note             func() string // what the fault's run had to say (a retried command), appended to how
+	net              lbConfig      // addrs and noMgmt of a node behind a namespace
 }
 
 // waitAllServing waits until amqplb sends new clients to every node.
@@ -56,10 +57,12 @@ type sideResult struct {
 // 20 more after the node is back, then the tallies.
 func (r ejectRow) run(t *testing.T, c *testenv.Cluster) {
 	victim := c.Nodes[r.victim]
-	l := startLB(t, c, lbConfig{check: r.check, mgmt: r.mgmt})
+	cfg := r.net
+	cfg.check, cfg.mgmt = r.check, r.mgmt
+	l := startLB(t, c, cfg)
 	var h *haproxy
 	if r.haproxy {
-		h = startHAProxy(t, c)
+		h = startHAProxy(t, c, cfg)
 	}
 	waitAllServing(t, l, c)
 	testenv.Eventually(t, 30*time.Second, func() error {

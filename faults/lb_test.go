@@ -33,13 +33,39 @@ const (
 // lbConfig is a generated amqplb.toml: one frontend in front of the cluster's nodes, each
 // server with its node's management port (the nodes share 127.0.0.1).
 type lbConfig struct {
-	global  string // extra [global] lines
-	check   string // extra [backend.health_check] lines
-	backend string // extra [[backend]] lines
-	mgmt    string // extra keys of the health check's management table (", alarms = true")
-	servers int    // how many of the nodes are servers; 0 = all
-	extra   string // appended as is (another [[frontend]])
-	order   []int  // the nodes' order as servers (with balance = "first": who gets the clients)
+	global  string            // extra [global] lines
+	check   string            // extra [backend.health_check] lines
+	backend string            // extra [[backend]] lines
+	mgmt    string            // extra keys of the health check's management table (", alarms = true")
+	servers int               // how many of the nodes are servers; 0 = all
+	extra   string            // appended as is (another [[frontend]])
+	order   []int             // the nodes' order as servers (with balance = "first": who gets the clients)
+	addrs   map[string]string // node name → the address to reach it at, when not its own (a namespace's relay)
+	noMgmt  bool              // no management API (a node behind a relay has its AMQP port only)
+	timeout time.Duration     // the checks' timeout; 0 = checkTimeout
+	fall    int               // 0 = checkFall
+}
+
+func (cfg lbConfig) checkTimeout() time.Duration {
+	if cfg.timeout == 0 {
+		return checkTimeout
+	}
+	return cfg.timeout
+}
+
+func (cfg lbConfig) checkFall() int {
+	if cfg.fall == 0 {
+		return checkFall
+	}
+	return cfg.fall
+}
+
+// addr is where the balancers reach node n.
+func (cfg lbConfig) addr(n *testenv.Node) string {
+	if a, ok := cfg.addrs[n.Name]; ok {
+		return a
+	}
+	return n.AMQPAddr()
 }
 
 func (cfg lbConfig) render(c *testenv.Cluster, bind, admin string) string {
@@ -48,8 +74,12 @@ func (cfg lbConfig) render(c *testenv.Cluster, bind, admin string) string {
 	fmt.Fprintf(&b, "[admin]\nlisten = %q\n\n", admin)
 	fmt.Fprintf(&b, "[[frontend]]\nname = \"amqp\"\nbind = %q\nbackend = \"rabbitmq\"\n\n", bind)
 	fmt.Fprintf(&b, "[[backend]]\nname = \"rabbitmq\"\nconnect_timeout = \"2s\"\nretries = 3\nredispatch = true\n%s\n\n", cfg.backend)
-	fmt.Fprintf(&b, "[backend.health_check]\ntype = \"amqp\"\ninterval = %q\nfast_interval = %q\ndown_interval = %q\ntimeout = %q\nrise = 2\nfall = %d\nmanagement = { port = %d%s }\n%s\n\n",
-		checkInterval, checkFast, checkInterval, checkTimeout, checkFall, c.Nodes[0].ManagementPort, cfg.mgmt, cfg.check)
+	mgmt := fmt.Sprintf("management = { port = %d%s }", c.Nodes[0].ManagementPort, cfg.mgmt)
+	if cfg.noMgmt {
+		mgmt = ""
+	}
+	fmt.Fprintf(&b, "[backend.health_check]\ntype = \"amqp\"\ninterval = %q\nfast_interval = %q\ndown_interval = %q\ntimeout = %q\nrise = 2\nfall = %d\n%s\n%s\n\n",
+		checkInterval, checkFast, checkInterval, cfg.checkTimeout(), cfg.checkFall(), mgmt, cfg.check)
 	nodes := c.Nodes
 	if cfg.order != nil {
 		nodes = nil
@@ -62,7 +92,11 @@ func (cfg lbConfig) render(c *testenv.Cluster, bind, admin string) string {
 	}
 	b.WriteString(cfg.extra + "\n\n")
 	for _, n := range nodes {
-		fmt.Fprintf(&b, "[[backend.server]]\nname = %q\naddress = %q\nmanagement_port = %d\n\n", n.Name, n.AMQPAddr(), n.ManagementPort)
+		fmt.Fprintf(&b, "[[backend.server]]\nname = %q\naddress = %q\n", n.Name, cfg.addr(n))
+		if !cfg.noMgmt {
+			fmt.Fprintf(&b, "management_port = %d\n", n.ManagementPort)
+		}
+		b.WriteString("\n")
 	}
 	return b.String()
 }
@@ -219,9 +253,9 @@ type haproxy struct {
 	addr, socket string
 }
 
-// startHAProxy runs haproxy -db in front of c's nodes until its stats socket answers; it is
-// killed when t ends. It skips t's HAProxy half when haproxy is not installed.
-func startHAProxy(t *testing.T, c *testenv.Cluster) *haproxy {
+// startHAProxy runs haproxy -db in front of c's nodes (at cfg's addresses, with cfg's check
+// timeout and fall) until its stats socket answers; it is killed when t ends.
+func startHAProxy(t *testing.T, c *testenv.Cluster, cfg lbConfig) *haproxy {
 	t.Helper()
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
@@ -232,9 +266,9 @@ func startHAProxy(t *testing.T, c *testenv.Cluster) *haproxy {
 	var servers strings.Builder
 	for _, n := range c.Nodes {
 		fmt.Fprintf(&servers, "\tserver %s %s check inter %dms fastinter %dms downinter %dms rise 2 fall %d\n",
-			n.Name, n.AMQPAddr(), checkInterval.Milliseconds(), checkFast.Milliseconds(), checkInterval.Milliseconds(), checkFall)
+			n.Name, cfg.addr(n), checkInterval.Milliseconds(), checkFast.Milliseconds(), checkInterval.Milliseconds(), cfg.checkFall())
 	}
-	cfg := fmt.Sprintf(`global
+	text := fmt.Sprintf(`global
 	maxconn 4000
 	stats socket %s mode 600 level admin
 defaults
@@ -251,9 +285,9 @@ listen rabbitmq
 	option tcp-check
 	tcp-check send-binary 414d515000000901
 	tcp-check expect binary 0100000000
-%s`, h.socket, checkTimeout.Milliseconds(), h.addr, servers.String())
+%s`, h.socket, cfg.checkTimeout().Milliseconds(), h.addr, servers.String())
 	path := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-db", "-f", path)
@@ -280,7 +314,10 @@ listen rabbitmq
 func (h *haproxy) url() string { return "amqp://guest:guest@" + h.addr + "/" }
 
 // status returns HAProxy's status of a server ("UP", "DOWN", "UP 1/2", …), "" if unknown.
-func (h *haproxy) status(server string) string {
+func (h *haproxy) status(server string) string { return h.stat(server, "status") }
+
+// stat returns one column of HAProxy's `show stat` for a server, "" if unknown.
+func (h *haproxy) stat(server, column string) string {
 	conn, err := net.Dial("unix", h.socket)
 	if err != nil {
 		return ""
@@ -297,7 +334,7 @@ func (h *haproxy) status(server string) string {
 	}
 	col := -1
 	for i, name := range rows[0] {
-		if strings.TrimPrefix(name, "# ") == "status" {
+		if strings.TrimPrefix(name, "# ") == column {
 			col = i
 		}
 	}
