@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ type netns struct {
 	conns          []net.Conn
 	ln             net.Listener
 	relayed, fails int
+	delay          atomic.Int64 // nanoseconds added before each chunk relayed from the node (netem's stand-in)
 }
 
 // run runs a command, returning its combined output in the error.
@@ -152,12 +154,32 @@ func (ns *netns) serve(target string) {
 				_, _ = io.Copy(u, c)
 				_ = u.(*net.TCPConn).CloseWrite()
 			})
-			_, _ = io.Copy(c, u)
+			ns.copyDelayed(c, u)
 			_ = c.(*net.TCPConn).CloseWrite()
 			wg.Wait()
 			c.Close()
 			u.Close()
 		}()
+	}
+}
+
+// copyDelayed copies from src to dst, holding each chunk for the current delay first: a delay
+// line for ping-pong traffic such as an AMQP handshake.
+func (ns *netns) copyDelayed(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if d := time.Duration(ns.delay.Load()); d > 0 {
+				time.Sleep(d)
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 
