@@ -5,7 +5,7 @@ GO      ?= go
 BROKERS ?=
 CLUSTER := $(GO) run ./internal/testenv/cmd/rabbitcluster
 
-.PHONY: all build run test test-unit deps vet lint fuzz faults bench-compare cluster-up cluster-down bench bench-rolling gobench bench-e2e clean
+.PHONY: all build run test test-unit deps vet lint fuzz faults soak bench-compare cluster-up cluster-down bench bench-rolling gobench bench-e2e clean
 
 all: build
 
@@ -43,6 +43,11 @@ fuzz:
 ## runs some rows only.
 faults: deps
 	GO="$(GO)" FAULTS_RUN="$(FAULTS_RUN)" FAULTS_RESULTS="$(FAULTS_RESULTS)" ./scripts/faults.sh
+
+## soak: 10 minutes (SOAK_DURATION) of pubsub through amqplb, a node restarted every 2 minutes and a
+## reload every minute; amqplb's RSS, fds and goroutines sampled. Into faults/soak.md. Not in CI.
+soak: deps
+	AMQPLB_SOAK=1 SOAK_DURATION="$(SOAK_DURATION)" GO="$(GO)" FAULTS_RUN='^TestSoak$$' FAULTS_RESULTS=faults/soak.md ./scripts/faults.sh
 
 ## lint: staticcheck (pinned version) and the GOOS=darwin / GOOS=windows builds.
 lint:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -49,6 +50,12 @@ func ms(d time.Duration) string {
 
 func esc(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 
+// rowOrder is the issue's order of the faults; the table follows it, whatever order the tests
+// ran in (go test runs them file by file).
+var rowOrder = []string{"TestNodeKilled", "TestNodeHung", "TestBlackHole", "TestLinkDown", "TestSlowLossyLink",
+	"TestMaintenance", "TestMemoryAlarm", "TestReloadUnderLoad", "TestSIGTERMUnderLoad", "TestFlood",
+	"TestSlowlorisGarbageHalfOpen", "TestConfirmedAcrossNodeKill"}
+
 // write renders the table as Markdown into path.
 func (tb *table) write(path string) error {
 	tb.mu.Lock()
@@ -56,6 +63,13 @@ func (tb *table) write(path string) error {
 	if len(tb.rows) == 0 {
 		return nil
 	}
+	rank := func(test string) int {
+		if i := slices.Index(rowOrder, test); i >= 0 {
+			return i
+		}
+		return len(rowOrder)
+	}
+	slices.SortStableFunc(tb.rows, func(a, b row) int { return rank(a.test) - rank(b.test) })
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Fault matrix results\n\n")
 	fmt.Fprintf(&b, "Written by `make faults` (`AMQPLB_FAULTS=1 go test -count=1 -p 1 -v ./faults/` against a freshly booted\n")
