@@ -81,7 +81,8 @@ func (tb *table) write(path string) error {
 	fmt.Fprintf(&b, "Clients: a watch loop of connect, channel, confirm mode, one publish, wait for the confirm\n"+
 		"(%v at most), close, %v apart, per client. \"after eject\" counts the attempts that started after the\n"+
 		"balancer marked the node out. Time to eject runs from the fault's command; time to return from the moment the\n"+
-		"node serves again (its undo command returned).\n\n", opTimeout, watchGap)
+		"node serves again (its undo command returned). Only amqplb's goals fail the run; HAProxy's and the direct\n"+
+		"client's rows are there for comparison.\n\n", opTimeout, watchGap)
 	b.WriteString("| fault | target | what clients did | failed client operations | time to eject | time to return | goal | met | fault command | test |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range tb.rows {
