@@ -145,6 +145,29 @@ func (l *lb) sessionsFrom(addr string) int {
 	return body.Total
 }
 
+// baseline reads amqplb's goroutines and fds while idle: the highest of 5 readings 200 ms
+// apart, since the checks' own connections come and go.
+func (l *lb) baseline() (goroutines, fds int) {
+	for range 5 {
+		g, f := l.goroutinesAndFDs()
+		goroutines, fds = max(goroutines, g), max(fds, f)
+		time.Sleep(200 * time.Millisecond)
+	}
+	return goroutines, fds
+}
+
+// backToBaseline waits up to 30 s for amqplb's goroutines and fds to come down to g0 and f0,
+// and returns the last reading, with a description of the leak if they did not.
+func (l *lb) backToBaseline(g0, f0 int) (g, f int, leak string) {
+	if waitFor(30*time.Second, func() bool {
+		g, f = l.goroutinesAndFDs()
+		return g <= g0 && f <= f0
+	}) != nil {
+		leak = fmt.Sprintf("goroutines %d (baseline %d), fds %d (baseline %d)", g, g0, f, f0)
+	}
+	return g, f, leak
+}
+
 // goroutinesAndFDs reads amqplb's own figures from its /metrics.
 func (l *lb) goroutinesAndFDs() (int, int) {
 	return int(l.metric("go_goroutines")), int(l.metric("process_open_fds"))
@@ -160,13 +183,7 @@ func TestSlowlorisGarbageHalfOpen(t *testing.T) {
 	const handshakeTimeout = 10 * time.Second
 	l := startLB(t, c, lbConfig{})
 	waitAllServing(t, l, c)
-	// The baseline once the checks' connections come and go: the highest of a few readings.
-	var g0, f0 int
-	for range 5 {
-		g, f := l.goroutinesAndFDs()
-		g0, f0 = max(g0, g), max(f0, f)
-		time.Sleep(200 * time.Millisecond)
-	}
+	g0, f0 := l.baseline()
 	type kind struct {
 		name string
 		run  func(net.Conn)
@@ -266,13 +283,9 @@ func TestSlowlorisGarbageHalfOpen(t *testing.T) {
 	}
 	wg.Wait()
 	var miss []string
-	var g1, f1 int
-	leakErr := waitFor(30*time.Second, func() bool {
-		g1, f1 = l.goroutinesAndFDs()
-		return g1 <= g0 && f1 <= f0
-	})
-	if leakErr != nil {
-		miss = append(miss, fmt.Sprintf("goroutines %d (baseline %d), fds %d (baseline %d)", g1, g0, f1, f0))
+	g1, f1, leak := l.backToBaseline(g0, f0)
+	if leak != "" {
+		miss = append(miss, leak)
 	}
 	var parts []string
 	for k, kd := range kinds {

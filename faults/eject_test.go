@@ -49,7 +49,9 @@ type sideResult struct {
 	eject, back  time.Duration // -1 when not seen
 	all, after   tally         // every attempt; those started after the ejection
 	stateDuring  string
-	ejectedFalse bool // with state "": the node left rotation although it should not have
+	ejectedFalse bool   // with state "": the node left rotation although it should not have
+	leak         string // amqplb's goroutines or fds above their baseline after the row
+	baseline     string // amqplb's goroutines and fds before and after
 }
 
 // run runs the row: both balancers in front of the cluster, a watch loop through each, the
@@ -83,6 +85,7 @@ func (r ejectRow) run(t *testing.T, c *testenv.Cluster) {
 		return nil
 	})
 
+	g0, f0 := l.baseline()
 	sides := []*sideResult{{name: "amqplb", eject: -1, back: -1}}
 	watches := []*watch{startWatch(l.url(), 2)}
 	if h != nil {
@@ -225,6 +228,10 @@ func (r ejectRow) run(t *testing.T, c *testenv.Cluster) {
 		sides[i].all = tallyOf(watches[i].since(began))
 		sides[i].after = tallyOf(watches[i].since(ejectAt[i]))
 	}
+	// Every client has gone: amqplb holds what it held before the row.
+	g1, f1, leak := l.backToBaseline(g0, f0)
+	sides[0].leak = leak
+	sides[0].baseline = fmt.Sprintf("goroutines %d → %d, fds %d → %d", g0, g1, f0, f1)
 	r.record(t, sides)
 }
 
@@ -252,6 +259,9 @@ func (r ejectRow) record(t *testing.T, sides []*sideResult) {
 		if s.back < 0 {
 			miss = append(miss, "never back")
 		}
+		if s.leak != "" {
+			miss = append(miss, s.leak)
+		}
 		met := "yes"
 		if len(miss) > 0 {
 			met = "no: " + strings.Join(miss, "; ")
@@ -262,6 +272,9 @@ func (r ejectRow) record(t *testing.T, sides []*sideResult) {
 			failed += "; first: " + firstLine(s.all.first)
 		}
 		clients := fmt.Sprintf("2 connect+publish-with-confirm loops, %d attempts, slowest %s", s.all.total, ms(s.all.maxTook))
+		if s.baseline != "" {
+			clients += "; amqplb's " + s.baseline
+		}
 		eject := ms(s.eject)
 		if r.state == "" && i == 0 {
 			eject = "shown after " + eject

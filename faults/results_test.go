@@ -71,8 +71,13 @@ func (tb *table) write(path string) error {
 	}
 	slices.SortStableFunc(tb.rows, func(a, b row) int { return rank(a.test) - rank(b.test) })
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Fault matrix results\n\n")
-	fmt.Fprintf(&b, "Written by `make faults` (`AMQPLB_FAULTS=1 go test -count=1 -p 1 -v ./faults/` against a freshly booted\n")
+	if len(tb.rows) == 1 && tb.rows[0].test == "TestSoak" {
+		fmt.Fprintf(&b, "# Soak results\n\n")
+		fmt.Fprintf(&b, "Written by `make soak` (`AMQPLB_FAULTS=1 AMQPLB_SOAK=1 go test -count=1 -run '^TestSoak$' -v ./faults/` against a freshly booted\n")
+	} else {
+		fmt.Fprintf(&b, "# Fault matrix results\n\n")
+		fmt.Fprintf(&b, "Written by `make faults` (`AMQPLB_FAULTS=1 go test -count=1 -p 1 -v ./faults/` against a freshly booted\n")
+	}
 	fmt.Fprintf(&b, "3-node RabbitMQ 3.10 cluster; one row: `make faults FAULTS_RUN=TestName`) on %s, %s/%s, %d CPUs,\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
 	fmt.Fprintf(&b, "%s. Checks on both balancers: AMQP (amqplb: the full handshake; HAProxy: `tcp-check` of the protocol\n", hostNote())
