@@ -5,7 +5,7 @@ GO      ?= go
 BROKERS ?=
 CLUSTER := $(GO) run ./internal/testenv/cmd/rabbitcluster
 
-.PHONY: all build run test test-unit deps vet lint bench-compare cluster-up cluster-down bench bench-rolling gobench bench-e2e clean
+.PHONY: all build run test test-unit deps vet lint fuzz faults soak bench-compare cluster-up cluster-down bench bench-rolling gobench bench-e2e clean
 
 all: build
 
@@ -31,6 +31,23 @@ test-unit:
 
 vet:
 	$(GO) vet ./...
+
+## fuzz: every parser fuzz target (PROXY header, AMQP 0-9-1 and 1.0 frames, TOML, haproxy.cfg),
+## each for FUZZTIME (default 60s; CI: 15s). A failing input lands in the package's testdata/fuzz/.
+FUZZTIME ?= 60s
+fuzz:
+	GO="$(GO)" FUZZTIME="$(FUZZTIME)" ./scripts/fuzz.sh
+
+## faults: the fault matrix (SIGKILL, SIGSTOP, drain, alarm, reload, SIGTERM, flood, slowloris, …) against a
+## freshly booted 3-node cluster, amqplb and HAProxy side by side, into faults/results.md. FAULTS_RUN=<regexp>
+## runs some rows only.
+faults: deps
+	GO="$(GO)" FAULTS_RUN="$(FAULTS_RUN)" FAULTS_RESULTS="$(FAULTS_RESULTS)" ./scripts/faults.sh
+
+## soak: 10 minutes (SOAK_DURATION) of pubsub through amqplb, a node restarted every 2 minutes and a
+## reload every minute; amqplb's RSS, fds and goroutines sampled. Into faults/soak.md. Not in CI.
+soak: deps
+	AMQPLB_SOAK=1 SOAK_DURATION="$(SOAK_DURATION)" GO="$(GO)" FAULTS_RUN='^TestSoak$$' FAULTS_RESULTS=faults/soak.md ./scripts/faults.sh
 
 ## lint: staticcheck (pinned version) and the GOOS=darwin / GOOS=windows builds.
 lint:

@@ -14,8 +14,9 @@ missing=""
 # deploy/'s tests: prometheus (promtool check rules), keepalived (keepalived -t), lintian (make deb),
 # curl (keepalived's check script). e2e: Debian's pika and qpid-proton, real AMQP 0-9-1 and 1.0 clients.
 # make bench-rolling: jq. e2e's runtime-socket test: socat, as operators drive HAProxy's stats socket.
+# make faults: iptables (half-open clients; network rows) and iproute2 (ip, tc).
 for pkg in gcc libc6-dev rabbitmq-server haproxy chromium fonts-dejavu-core prometheus keepalived lintian curl \
-	python3-pika python3-qpid-proton jq socat; do
+	python3-pika python3-qpid-proton jq socat iptables iproute2; do
 	if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
 		missing="$missing $pkg"
 	fi

@@ -1,0 +1,82 @@
+//go:build linux
+
+package faults
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/amqplb/amqplb/internal/testenv"
+)
+
+// ejectBound is the issue's bound for a hung or unreachable node: interval × fall + timeout.
+const ejectBound = checkInterval*checkFall + checkTimeout
+
+func TestNodeKilled(t *testing.T) {
+	c := requireFaults(t)
+	ejectRow{
+		fault: "node killed", how: "SIGKILL to the node's process group (testenv Node.Kill)",
+		goal:   "0 failed connects; node down ≤ one fast interval (500 ms) after the kill",
+		victim: 2, state: "down", maxEject: checkFast, haproxy: true,
+		inject: func(_ context.Context, n *testenv.Node) error { return n.Kill() },
+		undo: func(ctx context.Context, n *testenv.Node) error {
+			if n.Running() {
+				return nil
+			}
+			return n.Start(ctx)
+		},
+	}.run(t, c)
+}
+
+func TestNodeHung(t *testing.T) {
+	c := requireFaults(t)
+	ejectRow{
+		fault: "node hung", how: "SIGSTOP to the node's process group; undo SIGCONT",
+		goal:   fmt.Sprintf("ejected ≤ interval×fall + timeout (%s); 0 failed connects after", ms(ejectBound)),
+		victim: 1, state: "down", maxEject: ejectBound, haproxy: true,
+		inject: func(_ context.Context, n *testenv.Node) error { return n.Pause() },
+		undo:   func(_ context.Context, n *testenv.Node) error { return n.Resume() },
+	}.run(t, c)
+}
+
+func TestMaintenance(t *testing.T) {
+	c := requireFaults(t)
+	var note string
+	ejectRow{
+		fault: "maintenance", how: "`rabbitmq-upgrade drain` (time to eject from its return); undo `rabbitmq-upgrade revive`",
+		goal:   "drain (not down) within a check interval + timeout of the drain's return; 0 failed connects after",
+		victim: 1, state: "drain", maxEject: checkInterval + checkTimeout, haproxy: true, fromReturn: true,
+		inject: func(ctx context.Context, n *testenv.Node) error {
+			// RabbitMQ 3.10.8's drain can fail (exit 69) when a client connection closes while
+			// it closes them all; the node is then marked in maintenance with its listeners
+			// suspended, and a second drain finishes the job.
+			err := n.Drain(ctx)
+			if err != nil {
+				t.Logf("rabbitmq-upgrade drain failed, run again: %v", err)
+				note = "the first drain failed (" + firstLine(err.Error()) + ") and was run again"
+				err = n.Drain(ctx)
+			}
+			return err
+		},
+		undo: func(ctx context.Context, n *testenv.Node) error { return n.Revive(ctx) },
+		note: func() string { return note },
+	}.run(t, c)
+}
+
+func TestMemoryAlarm(t *testing.T) {
+	c := requireFaults(t)
+	ejectRow{
+		fault: "memory alarm", how: "`rabbitmqctl set_vm_memory_high_watermark 0.0001`; undo 0.4",
+		goal:   "shown in the node's check reason; not ejected (eject_on_alarm off)",
+		victim: 0, shown: "alarm: memory", mgmt: ", alarms = true", haproxy: true, hold: 3,
+		inject: func(ctx context.Context, n *testenv.Node) error {
+			_, err := n.Rabbitmqctl(ctx, "set_vm_memory_high_watermark", "0.0001")
+			return err
+		},
+		undo: func(ctx context.Context, n *testenv.Node) error {
+			_, err := n.Rabbitmqctl(ctx, "set_vm_memory_high_watermark", "0.4")
+			return err
+		},
+	}.run(t, c)
+}
