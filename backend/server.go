@@ -125,7 +125,7 @@ func ParseAdmin(s string) (Admin, error) {
 // Server is one broker of a backend. Every field that changes at run time is an atomic, so
 // balancers, sessions, checks and the admin API read and change it without locks.
 //
-// Its State combines three inputs: health (up or down, set by checks), the broker's
+// Its State combines three inputs: health (up or down, set by checks and by an agent), the broker's
 // maintenance mode (set by checks that saw the node drained: it makes the server drain, whatever
 // its health) and the operator's Admin state (ready, drain, maint), which takes precedence over
 // both. An operator's ready does not end the broker's maintenance: only the checks do. A server
@@ -143,6 +143,7 @@ type Server struct {
 	initial atomic.Int32 // the configured weight: the base of a relative weight ("50%")
 	down    atomic.Bool  // health: true once checks took it down
 	inMaint atomic.Bool  // the broker is in maintenance mode, as the checks saw
+	agentDn atomic.Bool  // the agent check said down, fail or stopped
 	admin   atomic.Int32
 	suspect atomic.Bool
 	upSince atomic.Int64 // unix nanos of the last transition to up; 0 = up since start (no ramp)
@@ -274,7 +275,7 @@ func (s *Server) State() State {
 	if s.inMaint.Load() {
 		return StateDrain
 	}
-	if s.down.Load() {
+	if s.down.Load() || s.agentDn.Load() {
 		return StateDown
 	}
 	return StateUp
@@ -309,6 +310,16 @@ func (s *Server) SetHealth(up bool) (from, to State) {
 // Healthy reports the checks' verdict, whatever the operator's state.
 func (s *Server) Healthy() bool { return !s.down.Load() }
 
+// SetAgentHealth records an agent check's verdict (HAProxy's agent "down", "fail" or "stopped",
+// and "up" to end it) and returns the State before and after. A server is down while either
+// its health checks or its agent say so, as in HAProxy.
+func (s *Server) SetAgentHealth(up bool) (from, to State) {
+	return s.change(func() { s.agentDn.Store(!up) })
+}
+
+// AgentHealthy reports whether the agent has not said the server is down.
+func (s *Server) AgentHealthy() bool { return !s.agentDn.Load() }
+
 // SetMaintenance records whether the broker is in maintenance mode (rabbitmq-upgrade drain), as
 // the health checks saw it, and returns the State before and after. While it is, the server is
 // StateDrain unless the operator says maint.
@@ -337,6 +348,7 @@ func (s *Server) SetState(st State) State {
 			s.admin.Store(int32(AdminReady))
 			s.down.Store(false)
 			s.inMaint.Store(false)
+			s.agentDn.Store(false)
 		case StateDown:
 			s.admin.Store(int32(AdminReady))
 			s.down.Store(true)

@@ -47,6 +47,7 @@ const (
 	DefaultCheckUsername     = "guest"                // backend.health_check.username
 	DefaultCheckPassword     = "guest"                // backend.health_check.password
 	DefaultManagementPort    = 15672                  // backend.health_check.management.port
+	DefaultAgentInterval     = 2 * time.Second        // backend.server.agent.interval
 
 	DefaultDiscoveryInterval = 30 * time.Second // backend.discovery.interval
 	DefaultDiscoveryTimeout  = 5 * time.Second  // backend.discovery.timeout
@@ -620,6 +621,26 @@ type Server struct {
 	// check-send-proxy). Default, when the key is not written: true when
 	// the server's traffic gets one and CheckPort is 0, else false.
 	CheckSendProxy bool `toml:"check_send_proxy"`
+	// Agent, when set, also asks an agent on the server's host for the
+	// server's weight and state (HAProxy's agent-check). Default nil (none).
+	Agent *Agent `toml:"agent,inline"`
+}
+
+// Agent configures a server's agent check: a TCP service that answers
+// one line ("up", "drain", "75%", ...) which amqplb applies next to the
+// health checks, as HAProxy does.
+type Agent struct {
+	// Port of the agent; required, 1..65535 (HAProxy's agent-port).
+	Port int `toml:"port"`
+	// Address is the agent's host; "" means the host of the server's
+	// address (HAProxy's agent-addr). Default "".
+	Address string `toml:"address"`
+	// Interval is the time between two questions to the agent
+	// (HAProxy's agent-inter). Default 2s.
+	Interval time.Duration `toml:"interval"`
+	// Send is written to the agent once connected (HAProxy's agent-send);
+	// "" sends nothing. Default "".
+	Send string `toml:"send"`
 }
 
 // ServerTLS configures TLS to a broker; file names are PEM files.
@@ -798,6 +819,8 @@ func (h *HealthCheck) setDefaults() {
 func (m *Management) setDefaults() { *m = Management{Port: DefaultManagementPort} }
 
 func (s *Server) setDefaults() { *s = Server{Weight: DefaultWeight} }
+
+func (a *Agent) setDefaults() { *a = Agent{Interval: DefaultAgentInterval} }
 
 func (r *Rebalance) setDefaults() {
 	*r = Rebalance{Tolerance: DefaultRebalanceTolerance, Rate: DefaultRebalanceRate, MinAge: DefaultRebalanceMinAge}

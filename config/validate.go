@@ -403,6 +403,17 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 		if s.CheckSendProxy && b.ServerSendProxy(*s) == "" {
 			v.errorf(v.line(spath+".check_send_proxy"), "%s: check_send_proxy needs a send_proxy, the server's or the backend's (the PROXY header's version)", slabel)
 		}
+		if a := s.Agent; a != nil {
+			if a.Port < 1 || a.Port > 65535 {
+				v.errorf(v.line(spath+".agent"), "%s: agent: port %d out of range 1..65535 (the agent's port is required)", slabel, a.Port)
+			}
+			if a.Interval <= 0 {
+				v.errorf(v.line(spath+".agent"), "%s: agent: interval must be above 0", slabel)
+			}
+			if _, _, err := net.SplitHostPort(a.Address); err == nil || strings.ContainsAny(a.Address, "/ []") {
+				v.errorf(v.line(spath+".agent"), "%s: agent: address %q must be a host alone (the port is port)", slabel, a.Address)
+			}
+		}
 		if t := s.TLS; t != nil {
 			tl := slabel + ": tls"
 			v.oneOf(spath+".tls.verify", tl, "verify", t.Verify, serverVerifies)

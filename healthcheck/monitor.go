@@ -43,6 +43,12 @@ type MonitorOptions struct {
 	// failed check it asks the other servers' management API whether the server's node is
 	// being drained (see KindMaintenance). It is ignored when Checker is nil.
 	Management *ManagementOptions
+	// Agents holds the agent check of each server that has one (HAProxy's agent-check): it is
+	// asked every AgentOptions.Interval, on a goroutine of its own, and its replies set the
+	// server's admin state, weight, connection cap and agent health (see AgentReply). An agent
+	// that cannot be reached leaves the server as it is. The Monitor's Timeout bounds each
+	// question.
+	Agents map[*backend.Server]AgentOptions
 	// Logger receives one line per health transition; nil means slog.Default().
 	Logger *slog.Logger
 	// OnTransition, if set, is called after each health transition of a server, with the
@@ -91,6 +97,7 @@ type Monitor struct {
 	timeout      time.Duration
 	log          *slog.Logger
 	onTransition func(s *backend.Server, from, to backend.State, r CheckResult)
+	agents       map[*backend.Server]AgentOptions
 
 	// mgmt asks the management API, for alarms and maintenance mode; nil without
 	// MonitorOptions.Management (or checks).
@@ -145,6 +152,7 @@ func NewMonitor(o MonitorOptions) *Monitor {
 		timeout:      timeoutOr(o.Timeout),
 		log:          o.Logger,
 		onTransition: o.OnTransition,
+		agents:       o.Agents,
 	}
 	if m.log == nil {
 		m.log = slog.Default()
@@ -194,6 +202,18 @@ func (m *Monitor) Start() {
 			m.holdUnchecked(nil)
 		}
 		for _, l := range m.servers {
+			if o, ok := m.agents[l.s]; ok {
+				m.wg.Add(1)
+				go m.agentLoop(l, o)
+			} else {
+				// A reload took the agent away: what it said of the server's health goes with it.
+				m.statuses.forgetAgent(l.s)
+				if !l.s.AgentHealthy() {
+					l.mu.Lock()
+					l.s.SetAgentHealth(true)
+					l.mu.Unlock()
+				}
+			}
 			m.wg.Add(1)
 			if m.checker == nil {
 				go m.clearSuspects(l)

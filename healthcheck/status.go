@@ -70,6 +70,8 @@ type Status struct {
 	Failures map[string]uint64
 	// Durations is the histogram of the checks' durations.
 	Durations DurationHistogram
+	// Agent is the server's last agent check; nil without an agent or before its first.
+	Agent *AgentResult
 }
 
 // Statuses keeps the Status of every server that Monitors sharing it check, keyed by the
@@ -90,6 +92,7 @@ type serverStatus struct {
 	failures [10]atomic.Uint64 // indexed like FailureKinds
 	counts   [13]atomic.Uint64 // one per bucket of DurationBuckets, then +Inf
 	sumNs    atomic.Int64
+	agent    atomic.Pointer[AgentResult]
 }
 
 // NewStatuses returns an empty Statuses.
@@ -136,6 +139,18 @@ func (st *Statuses) Record(s *backend.Server, r CheckResult) {
 	}
 }
 
+// RecordAgent stores the last agent check of s.
+func (st *Statuses) RecordAgent(s *backend.Server, r AgentResult) {
+	st.entry(s).agent.Store(&r)
+}
+
+// forgetAgent drops s's agent result: a reload took its agent away.
+func (st *Statuses) forgetAgent(s *backend.Server) {
+	if e := st.lookup(s); e != nil {
+		e.agent.Store(nil)
+	}
+}
+
 // CountFailure counts a failure of s of the given kind (FailOther if unknown) without a check
 // result, e.g. a passive failure.
 func (st *Statuses) CountFailure(s *backend.Server, kind string) {
@@ -167,6 +182,7 @@ func (st *Statuses) Status(s *backend.Server) Status {
 	}
 	out := Status{
 		Last:      e.last.Load(),
+		Agent:     e.agent.Load(),
 		Failures:  make(map[string]uint64, len(FailureKinds)),
 		Durations: DurationHistogram{Buckets: make(map[float64]uint64, len(DurationBuckets))},
 	}
