@@ -82,6 +82,25 @@ type ServerJSON struct {
 	BytesToClient uint64 `json:"bytes_to_client"`
 	// ConnectErrors counts failed dials.
 	ConnectErrors uint64 `json:"connect_errors"`
+	// Agent is the server's last agent check; absent without an agent or before its first.
+	Agent *AgentJSON `json:"agent,omitempty"`
+}
+
+// AgentJSON is a server's last agent check (HAProxy's agent-check) in the API.
+type AgentJSON struct {
+	// Status is ok when the agent answered, fail when it could not be asked (the server is
+	// then left as it was).
+	Status string `json:"status"`
+	// Reply is the agent's line ("drain 50% #deploy"); empty when it failed.
+	Reply string `json:"reply"`
+	// Error says why the agent could not be asked; empty when ok.
+	Error string `json:"error,omitempty"`
+	// Healthy is false while the agent's last health word was down, fail or stopped.
+	Healthy bool `json:"healthy"`
+	// DurationMS is how long the question took, in milliseconds.
+	DurationMS float64 `json:"duration_ms"`
+	// At is when it finished.
+	At time.Time `json:"at"`
 }
 
 // CheckJSON is a server's last health check in the API.
@@ -144,6 +163,13 @@ func serverJSON(s *backend.Server, st healthcheck.Status) ServerJSON {
 		BytesToServer:     s.BytesToServer(),
 		BytesToClient:     s.BytesToClient(),
 		ConnectErrors:     s.ConnectErrors(),
+	}
+	if a := st.Agent; a != nil {
+		j.Agent = &AgentJSON{Status: "ok", Reply: a.Reply, Error: a.Error, Healthy: s.AgentHealthy(),
+			DurationMS: float64(a.Duration.Microseconds()) / 1000, At: a.At.UTC()}
+		if !a.OK {
+			j.Agent.Status = "fail"
+		}
 	}
 	if c := st.Last; c != nil {
 		at := c.At.UTC()

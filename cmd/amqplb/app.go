@@ -467,6 +467,7 @@ func (a *app) build(cfg *config.Config, prev *generation) (*generation, error) {
 				}
 			}
 		}
+		mo.Agents = agents(bc, b)
 		downShut, upShut := bc.OnMarkedDown == "shutdown-sessions", bc.OnMarkedUp == "shutdown-backup-sessions"
 		if downShut || upShut {
 			mo.OnTransition = func(s *backend.Server, from, to backend.State, _ healthcheck.CheckResult) {

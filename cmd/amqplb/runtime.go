@@ -445,3 +445,26 @@ func lookupIDs(userName, groupName string) (uid, gid int, err error) {
 	}
 	return uid, gid, nil
 }
+
+// agents returns the agent checks of the servers of bc that have one (b.Servers in bc's order);
+// an agent without an address of its own is on the host of its server's address.
+func agents(bc config.Backend, b *backend.Backend) map[*backend.Server]healthcheck.AgentOptions {
+	var out map[*backend.Server]healthcheck.AgentOptions
+	for i, sc := range bc.Servers {
+		a := sc.Agent
+		if a == nil {
+			continue
+		}
+		host := a.Address
+		if host == "" {
+			host, _, _ = net.SplitHostPort(sc.Address)
+		}
+		if out == nil {
+			out = map[*backend.Server]healthcheck.AgentOptions{}
+		}
+		out[b.Servers[i]] = healthcheck.AgentOptions{
+			Address: net.JoinHostPort(host, strconv.Itoa(a.Port)), Interval: a.Interval, Send: a.Send,
+		}
+	}
+	return out
+}

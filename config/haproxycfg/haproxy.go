@@ -146,6 +146,11 @@ type serverOpts struct {
 	// checkAddr is addr: amqplb ignores the address, but as with port,
 	// checks then do not take the server's ssl and send-proxy.
 	checkAddr val[string]
+	// agent-check and its settings.
+	agentCheck           val[bool]
+	agentPort            val[int]
+	agentInter           val[time.Duration]
+	agentAddr, agentSend val[string]
 }
 
 type hapBind struct {

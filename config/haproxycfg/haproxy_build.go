@@ -547,6 +547,7 @@ func (p *hapParser) backend(px *hapProxy, clients []hapUse) {
 			p.setLine(sp+".send_proxy", cmp.Or(v.line, s.line))
 		}
 		p.checkTransport(label, sp, &s, &sv, px.connect, b.ServerSendProxy(sv))
+		p.serverAgent(label, sp, &s, &sv)
 		b.Servers = append(b.Servers, sv)
 	}
 	p.cfg.Backends = append(p.cfg.Backends, b)
@@ -825,4 +826,30 @@ func agree[T comparable](p *hapParser, label string, s, first *hapServer, opt st
 	}
 	p.warnf(s.line, "%s: server %q %s but server %q (line %d) has %s; amqplb has one value per backend and takes the first server's",
 		label, s.name, has, first.name, first.line, firstHas)
+}
+
+// serverAgent maps agent-check and its agent-port, agent-addr, agent-inter
+// and agent-send to the server's agent; the settings without agent-check
+// are not used, as in HAProxy.
+func (p *hapParser) serverAgent(label, sp string, s *hapServer, sv *config.Server) {
+	o := s.opts
+	if !o.agentCheck.v {
+		for _, l := range []int{o.agentPort.line, o.agentAddr.line, o.agentInter.line, o.agentSend.line} {
+			if l == s.line {
+				p.warnf(l, "%s: server %q: agent options without agent-check are not used (as in HAProxy)", label, s.name)
+				break
+			}
+		}
+		return
+	}
+	if !o.agentPort.set() {
+		p.errorf(o.agentCheck.line, "%s: server %q: agent-check needs agent-port (the agent's port)", label, s.name)
+		return
+	}
+	a := &config.Agent{Port: o.agentPort.v, Address: o.agentAddr.v, Interval: config.DefaultAgentInterval, Send: o.agentSend.v}
+	if o.agentInter.set() {
+		a.Interval = o.agentInter.v
+	}
+	sv.Agent = a
+	p.setLine(sp+".agent", o.agentCheck.line)
 }

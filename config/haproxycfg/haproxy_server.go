@@ -189,8 +189,7 @@ var serverIgnored = map[string]struct {
 	"error-limit": {true, "amqplb counts connection failures itself"}, "pool-max-conn": {true, "needs mode http"},
 	"pool-purge-delay": {true, "needs mode http"}, "pool-low-conn": {true, "needs mode http"}, "max-reuse": {true, "needs mode http"},
 	"tcp-ut": {true, tuning}, "proto": {true, "amqplb speaks TCP to servers"}, "log-proto": {true, "for log servers"},
-	"ws": {true, "needs mode http"}, "agent-inter": {true, "agent checks are not used"}, "agent-port": {true, "agent checks are not used"},
-	"agent-addr": {true, "agent checks are not used"}, "agent-send": {true, "agent checks are not used"},
+	"ws": {true, "needs mode http"},
 	"check-sni": {true, "checks use the server's TLS settings"}, "check-alpn": {true, "checks use the server's TLS settings"},
 	"check-proto": {true, "checks use the server's TLS settings"}, "check-via-socks4": {false, "SOCKS is not supported"},
 	"ssl-min-ver": {true, goTLS}, "ssl-max-ver": {true, goTLS}, "ciphers": {true, goTLS}, "ciphersuites": {true, goTLS},
@@ -200,7 +199,7 @@ var serverIgnored = map[string]struct {
 	"tls-tickets": {false, goTLS}, "no-sslv3": {false, goTLS}, "no-tlsv10": {false, goTLS}, "no-tlsv11": {false, goTLS},
 	"no-tlsv12": {false, goTLS}, "no-tlsv13": {false, goTLS}, "force-tlsv12": {false, goTLS}, "force-tlsv13": {false, goTLS},
 	"no-verifyhost": {false, "the name is checked when verify is required"}, "allow-0rtt": {false, goTLS},
-	"enabled": {false, "servers are enabled unless disabled"}, "no-agent-check": {false, "agent checks are not used"},
+	"enabled": {false, "servers are enabled unless disabled"},
 	"shard": {true, tuning}, "hash-key": {true, "amqplb's source balancing has its own hash"},
 }
 
@@ -213,7 +212,6 @@ var serverRefused = map[string]struct {
 	"send-proxy-v2-ssl":    {false, "PROXY v2 TLS fields are not supported"},
 	"send-proxy-v2-ssl-cn": {false, "PROXY v2 TLS fields are not supported"},
 	"proxy-v2-options":     {true, "PROXY v2 options are not supported"},
-	"agent-check":          {false, "agent checks are not supported"},
 	"track":                {true, "tracking another server's checks is not supported"},
 	"redir":                {true, "needs mode http"},
 	"source":               {true, "choosing the source address is not supported"},
@@ -346,6 +344,25 @@ func (p *hapParser) serverParams(o *serverOpts, d hapDirective, from int) {
 				}
 				o.checkPort = at(n, d.line)
 			}
+		case "agent-check":
+			o.agentCheck = at(true, d.line)
+		case "no-agent-check":
+			o.agentCheck = at(false, d.line)
+		case "agent-port":
+			if s, ok := next(); ok {
+				n, ok := p.number(d.line, "server option agent-port", s)
+				if !ok || n < 1 || n > 65535 {
+					p.errorf(d.line, "server option agent-port %s: a port number in 1..65535", s)
+					continue
+				}
+				o.agentPort = at(n, d.line)
+			}
+		case "agent-inter":
+			dur(&o.agentInter)
+		case "agent-addr":
+			str(&o.agentAddr)
+		case "agent-send":
+			str(&o.agentSend)
 		case "on-marked-down":
 			if s, ok := next(); ok {
 				if s != "shutdown-sessions" {
