@@ -189,7 +189,7 @@ var serverIgnored = map[string]struct {
 	"error-limit": {true, "amqplb counts connection failures itself"}, "pool-max-conn": {true, "needs mode http"},
 	"pool-purge-delay": {true, "needs mode http"}, "pool-low-conn": {true, "needs mode http"}, "max-reuse": {true, "needs mode http"},
 	"tcp-ut": {true, tuning}, "proto": {true, "amqplb speaks TCP to servers"}, "log-proto": {true, "for log servers"},
-	"ws": {true, "needs mode http"},
+	"ws":        {true, "needs mode http"},
 	"check-sni": {true, "checks use the server's TLS settings"}, "check-alpn": {true, "checks use the server's TLS settings"},
 	"check-proto": {true, "checks use the server's TLS settings"}, "check-via-socks4": {false, "SOCKS is not supported"},
 	"ssl-min-ver": {true, goTLS}, "ssl-max-ver": {true, goTLS}, "ciphers": {true, goTLS}, "ciphersuites": {true, goTLS},
@@ -200,7 +200,7 @@ var serverIgnored = map[string]struct {
 	"no-tlsv12": {false, goTLS}, "no-tlsv13": {false, goTLS}, "force-tlsv12": {false, goTLS}, "force-tlsv13": {false, goTLS},
 	"no-verifyhost": {false, "the name is checked when verify is required"}, "allow-0rtt": {false, goTLS},
 	"enabled": {false, "servers are enabled unless disabled"},
-	"shard": {true, tuning}, "hash-key": {true, "amqplb's source balancing has its own hash"},
+	"shard":   {true, tuning}, "hash-key": {true, "amqplb's source balancing has its own hash"},
 }
 
 // serverRefused are server options whose behaviour amqplb cannot give,
