@@ -7,7 +7,9 @@
 // that schedules the checks of a backend's servers, takes in passive failures
 // (Monitor.Suspect) and changes the servers' health; and what the checks know of each server
 // (Statuses): its last check, its failures by kind (the Fail constants) and the histogram of
-// its check durations, which the admin API and the metrics read.
+// its check durations, which the admin API and the metrics read. It also runs HAProxy's agent
+// checks (MonitorOptions.Agents): an agent's line (ParseAgentReply) sets the server's admin
+// state, weight, connection cap and agent health, and its last answer is in Statuses too.
 //
 // A checker checks a Target: an address and, for a backend.Server, a dial function that goes
 // through Server.Dial, so a check connects to the server's check port, sends the PROXY header
@@ -21,7 +23,8 @@
 // the Result and is kept by the Monitor, per server. Policy is the pure core of the monitor:
 // given a server's Health and a result, the next Health and when to check again. The package
 // changes a backend.Server only through its health, maintenance and suspect methods (SetHealth,
-// SetMaintenance, MarkSuspect, ClearSuspect): the server knows whether it is up and eligible, never why; the
+// SetMaintenance, MarkSuspect, ClearSuspect), and for an agent's answer through SetAdmin,
+// SetWeight, SetMaxConnections and SetAgentHealth: the server knows whether it is up and eligible, never why; the
 // why stays here, in Statuses. It never touches sessions (it calls MonitorOptions.OnTransition
 // for that), balancing or the admin API.
 package healthcheck

@@ -23,7 +23,8 @@ type MonitorOptions struct {
 	// Backend is the name of the servers' backend, for logs.
 	Backend string
 	// Servers are the servers to check; the Monitor changes their health (SetHealth) and
-	// their suspect flag, and nothing else of them.
+	// their suspect flag, and, as their agents say (Agents), their admin state, weight,
+	// connection cap and agent health; nothing else of them.
 	Servers []*backend.Server
 	// Statuses is where the Monitor keeps each server's last check, failure counts and check
 	// durations. Give every generation of Monitors the same one, so that a server kept across
