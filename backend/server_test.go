@@ -521,3 +521,27 @@ func TestCheckWithoutTLSAndProxy(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestAgentHealth wants a server down while its agent says so, whatever its checks say, and
+// operator states to win over both.
+func TestAgentHealth(t *testing.T) {
+	s := NewServer(ServerOptions{Name: "a", Address: "127.0.0.1:1", Weight: 1})
+	if from, to := s.SetAgentHealth(false); from != StateUp || to != StateDown || s.Eligible() || !s.Healthy() {
+		t.Fatalf("agent down: %v -> %v, eligible %v, healthy %v", from, to, s.Eligible(), s.Healthy())
+	}
+	s.SetHealth(true)
+	if s.State() != StateDown {
+		t.Errorf("a passing check brought up a server its agent says is down")
+	}
+	s.SetAdmin(AdminDrain)
+	if s.State() != StateDrain {
+		t.Errorf("drain: state %v", s.State())
+	}
+	s.SetAdmin(AdminReady)
+	if from, to := s.SetAgentHealth(true); from != StateDown || to != StateUp || !s.AgentHealthy() {
+		t.Errorf("agent up: %v -> %v", from, to)
+	}
+	if n := s.Transitions(StateDown); n != 2 {
+		t.Errorf("%d transitions to down, want 2", n)
+	}
+}
