@@ -190,6 +190,19 @@ func (v *view) statRows(iid, types, sid int, upOnly, noMaint bool) []map[string]
 					row["check_code"] = strconv.Itoa(c.Code)
 				}
 			}
+			if a := chk.Agent; a != nil {
+				// As HAProxy fills them: L7OK for an answer, L7STS for one that took the server
+				// down, L4CON for an agent that could not be asked; the description is its line.
+				row["agent_status"], row["agent_desc"] = "L7OK", a.Reply
+				switch {
+				case !a.OK:
+					row["agent_status"], row["agent_desc"] = "L4CON", a.Error
+				case !s.AgentHealthy():
+					row["agent_status"] = "L7STS"
+				}
+				row["last_agt"] = row["agent_desc"]
+				row["agent_duration"] = strconv.FormatInt(a.Duration.Milliseconds(), 10)
+			}
 			rows = append(rows, row)
 		}
 		if types&(1<<statBackend) != 0 {
