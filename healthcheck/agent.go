@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -14,6 +15,9 @@ import (
 
 	"github.com/amqplb/amqplb/backend"
 )
+
+// maxAgentWeight is the largest percentage HAProxy takes (100 × its largest weight).
+const maxAgentWeight = 25600
 
 // maxAgentLine bounds what is read of an agent's answer; HAProxy reads one buffer.
 const maxAgentLine = 1024
@@ -71,11 +75,12 @@ func ParseAgentReply(line string) AgentReply {
 		case lw[0] >= '0' && lw[0] <= '9' && strings.Contains(lw, "%"):
 			// As HAProxy: a word starting with a digit and holding a "%" is a weight; the
 			// number must be followed by the "%".
-			if n, rest, ok := leadingInt(lw); ok && strings.HasPrefix(rest, "%") {
+			// HAProxy refuses a relative weight above 25600%.
+			if n, rest, ok := leadingInt(lw); ok && strings.HasPrefix(rest, "%") && n <= maxAgentWeight {
 				r.Weight = n
 			}
 		case strings.HasPrefix(lw, "maxconn:"):
-			if n, _, ok := leadingInt(lw[len("maxconn:"):]); ok {
+			if n, _, ok := leadingInt(lw[len("maxconn:"):]); ok && n <= math.MaxInt32 {
 				r.MaxConn = n
 			}
 		}

@@ -46,6 +46,9 @@ func TestParseAgentReply(t *testing.T) {
 		{"50%junk", with(func(r *AgentReply) { r.Weight = 50 })},
 		{"007%", with(func(r *AgentReply) { r.Weight = 7 })},
 		{"5x%", none},
+		{"25600%", with(func(r *AgentReply) { r.Weight = 25600 })},
+		{"25601%", none},
+		{"99999999999999999999%", none},
 		// Only the first line counts.
 		{"up\ndown", with(func(r *AgentReply) { r.Health = "up" })},
 		{"#only a reason", with(func(r *AgentReply) { r.Reason = "only a reason" })},
@@ -137,5 +140,18 @@ func TestAskAgentTimesOut(t *testing.T) {
 			return fmt.Errorf("agent result %+v", a)
 		}
 		return nil
+	})
+}
+
+// FuzzParseAgentReply wants any line parsed without a panic, into values amqplb can apply.
+func FuzzParseAgentReply(f *testing.F) {
+	for _, s := range []string{"up 75% maxconn:30", "drain#x", "", ",,,", "0%", "maxconn:", "9%%"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		r := ParseAgentReply(line)
+		if r.Weight < -1 || r.Weight > maxAgentWeight || r.MaxConn < -1 {
+			t.Errorf("ParseAgentReply(%q) = %+v", line, r)
+		}
 	})
 }
