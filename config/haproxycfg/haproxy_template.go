@@ -232,4 +232,3 @@ func (p *hapParser) templateOf(label, path string, s hapServer, sv config.Server
 	}
 	return t
 }
-

@@ -26,7 +26,9 @@ func TestHAProxyServerTemplate(t *testing.T) {
 		st.ResolveInterval != 2*time.Second || st.ResolveTimeout != 2*time.Second || st.Weight != 3 || !st.Backup || st.MaxConnections != 10 || st.CheckPort != 5673 {
 		t.Fatalf("template %+v", st)
 	}
-	if !slices.ContainsFunc(c.Warnings, func(w string) bool { return strings.HasPrefix(w, "h.cfg:11: ") && strings.Contains(w, "init-addr last") }) {
+	if !slices.ContainsFunc(c.Warnings, func(w string) bool {
+		return strings.HasPrefix(w, "h.cfg:11: ") && strings.Contains(w, "init-addr last")
+	}) {
 		t.Errorf("no warning about init-addr last: %q", c.Warnings)
 	}
 
