@@ -32,12 +32,9 @@ func templateKeyOf(st config.ServerTemplate) templateKey {
 // templateID names a template among all backends': backend and prefix (unique in a backend).
 func templateID(backend, prefix string) string { return backend + "/" + prefix }
 
-// lookupFor returns the resolver of a template; a test replaces it with a fake.
-var lookupFor = func(st config.ServerTemplate) resolve.LookupFunc { return resolve.NewLookup(st.Nameservers) }
-
 func (a *app) newTemplate(backend string, st config.ServerTemplate, initial []string) (*template, error) {
 	t, err := resolve.New(resolve.Options{Name: templateID(backend, st.Prefix), Address: st.Address, Count: st.Count,
-		Interval: st.ResolveInterval, Timeout: st.ResolveTimeout, Lookup: lookupFor(st), Initial: initial,
+		Interval: st.ResolveInterval, Timeout: st.ResolveTimeout, Lookup: resolve.NewLookup(st.Nameservers), Initial: initial,
 		// After every resolution: applyDiscovered compares with what runs.
 		OnResolve: a.rediscovered, Logger: a.log})
 	if err != nil {
