@@ -78,3 +78,22 @@ func TestServerTemplate(t *testing.T) {
 		t.Errorf("Server() = %+v", s)
 	}
 }
+
+// A Config built in code (no lines) with a template validates: count is "written" when set.
+func TestServerTemplateInCode(t *testing.T) {
+	c := DefaultConfig()
+	c.Frontends = []Frontend{{Name: "amqp", Bind: "127.0.0.1:5672", Backend: "rabbitmq", Mode: DefaultMode}}
+	b := DefaultBackend()
+	b.Name = "rabbitmq"
+	st := DefaultServerTemplate()
+	st.Prefix, st.Count, st.Address = "rabbit", 3, "rabbitmq:5672"
+	b.ServerTemplates = []ServerTemplate{st}
+	c.Backends = []Backend{b}
+	if errs, _ := Validate(c, nil, nil); len(errs) > 0 {
+		t.Fatalf("errors: %v", errs)
+	}
+	c.Backends[0].ServerTemplates[0].Count = 0
+	if errs, _ := Validate(c, nil, nil); len(errs) != 1 || !strings.Contains(errs[0].Error(), "count is required") {
+		t.Fatalf("count 0: %v", errs)
+	}
+}

@@ -461,7 +461,7 @@ func (v *validator) serverTemplate(path, backendLabel string, j int, t *ServerTe
 	if t.Prefix == "" && !v.bad[path+".prefix"] {
 		v.errorf(v.line(path), "%s: prefix is required (the servers are named prefix1..prefixN)", label)
 	}
-	if _, written := v.lines[path+".count"]; !written && !v.bad[path+".count"] {
+	if _, written := v.lines[path+".count"]; t.Count == 0 && !written && !v.bad[path+".count"] {
 		v.errorf(v.line(path), "%s: count is required (the most servers the name may give)", label)
 	} else if t.Count < 1 || t.Count > MaxTemplateCount {
 		v.errorf(v.line(path+".count"), "%s: count %d out of range 1..%d", label, t.Count, MaxTemplateCount)
