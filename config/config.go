@@ -52,6 +52,10 @@ const (
 	DefaultDiscoveryInterval = 30 * time.Second // backend.discovery.interval
 	DefaultDiscoveryTimeout  = 5 * time.Second  // backend.discovery.timeout
 
+	DefaultResolveInterval = 10 * time.Second // backend.server_template.resolve_interval
+	DefaultResolveTimeout  = 1 * time.Second  // backend.server_template.resolve_timeout
+	MaxTemplateCount       = 1024             // backend.server_template.count: the largest accepted
+
 	DefaultRebalanceTolerance = 0.10             // backend.rebalance.tolerance
 	DefaultRebalanceRate      = "2/s"            // backend.rebalance.rate
 	DefaultRebalanceMinAge    = 60 * time.Second // backend.rebalance.min_age
@@ -439,9 +443,51 @@ type Backend struct {
 	// API, to Servers and keeps them in step with the cluster without a reload
 	// ([backend.discovery]). Default nil: the servers are Servers alone.
 	Discovery *Discovery `toml:"discovery"`
+	// ServerTemplates each expand a DNS name into up to Count servers, one per address it
+	// resolves to, named Prefix1..PrefixCount, re-resolved every ResolveInterval without a
+	// reload ([[backend.server_template]], HAProxy's server-template). Default none.
+	ServerTemplates []ServerTemplate `toml:"server_template,omitempty"`
 	// Servers are the brokers ([[backend.server]]). With Discovery they are kept as written,
 	// next to the discovered ones.
 	Servers []Server `toml:"server"`
+}
+
+// ServerTemplate is a DNS name whose A/AAAA records are servers of a backend: the addresses it
+// resolves to fill the slots Prefix1..PrefixCount, an address keeping its slot while the name
+// still resolves to it.
+type ServerTemplate struct {
+	// Prefix names the servers: Prefix1, Prefix2, … Required; no server of the backend may
+	// have one of these names.
+	Prefix string `toml:"prefix"`
+	// Count is the number of slots, 1..MaxTemplateCount: addresses beyond it are not used.
+	// Required.
+	Count int `toml:"count"`
+	// Address is host:port; the host is resolved (an IP address is a single server). Required.
+	Address string `toml:"address"`
+	// ResolveInterval is the time between two resolutions; > 0. Default 10s (HAProxy's hold
+	// valid).
+	ResolveInterval time.Duration `toml:"resolve_interval"`
+	// ResolveTimeout bounds one resolution; > 0. Default 1s.
+	ResolveTimeout time.Duration `toml:"resolve_timeout"`
+	// Nameservers are the DNS servers asked (host:port, IP addresses), in order; none means
+	// the system resolver. Default none.
+	Nameservers []string `toml:"nameservers,omitempty"`
+	// Weight, Backup, MaxConnections and CheckPort are those of every server of the template,
+	// as for [[backend.server]]. Defaults 1, false, 0, 0.
+	Weight         int  `toml:"weight"`
+	Backup         bool `toml:"backup"`
+	MaxConnections int  `toml:"max_connections"`
+	CheckPort      int  `toml:"check_port"`
+}
+
+// Server returns the server of t in slot i (1-based) at addr, with the derived defaults a
+// [[backend.server]] of b would get.
+func (t ServerTemplate) Server(b Backend, i int, addr string) Server {
+	s := DefaultServer()
+	s.Name, s.Address = fmt.Sprintf("%s%d", t.Prefix, i), addr
+	s.Weight, s.Backup, s.MaxConnections, s.CheckPort = t.Weight, t.Backup, t.MaxConnections, t.CheckPort
+	s.CheckSendProxy = b.SendProxy != "" && s.CheckPort == 0
+	return s
 }
 
 // Discovery configures reading a backend's servers from a RabbitMQ cluster's management API:
@@ -824,6 +870,17 @@ func (a *Agent) setDefaults() { *a = Agent{Interval: DefaultAgentInterval} }
 
 func (r *Rebalance) setDefaults() {
 	*r = Rebalance{Tolerance: DefaultRebalanceTolerance, Rate: DefaultRebalanceRate, MinAge: DefaultRebalanceMinAge}
+}
+
+func (t *ServerTemplate) setDefaults() {
+	*t = ServerTemplate{ResolveInterval: DefaultResolveInterval, ResolveTimeout: DefaultResolveTimeout, Weight: DefaultWeight}
+}
+
+// DefaultServerTemplate returns a ServerTemplate with every documented default.
+func DefaultServerTemplate() ServerTemplate {
+	var t ServerTemplate
+	t.setDefaults()
+	return t
 }
 
 func (d *Discovery) setDefaults() {

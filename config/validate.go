@@ -367,6 +367,11 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 		v.discovery(path+".discovery", label, d)
 	}
 
+	templates := map[string]int{} // slot name → template index
+	for j := range b.ServerTemplates {
+		v.serverTemplate(fmt.Sprintf("%s.server_template.%d", path, j), label, j, &b.ServerTemplates[j], templates, b.ServerTemplates)
+	}
+
 	servers := map[string]int{}
 	for j := range b.Servers {
 		s := &b.Servers[j]
@@ -378,6 +383,10 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 			v.errorf(v.line(spath+".name"), "%s: duplicate server %q%s", label, s.Name, v.firstAt(fmt.Sprintf("%s.server.%d.name", path, first)))
 		} else {
 			servers[s.Name] = j
+			if t, ok := templates[s.Name]; ok {
+				v.errorf(v.line(spath+".name"), "%s: server %q has the name of a slot of server_template %q%s", label, s.Name,
+					b.ServerTemplates[t].Prefix, v.firstAt(fmt.Sprintf("%s.server_template.%d.prefix", path, t)))
+			}
 		}
 		if s.Address == "" && !v.bad[spath+".address"] {
 			v.errorf(v.line(spath), "%s: address is required", slabel)
@@ -423,8 +432,8 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 		}
 	}
 	switch {
-	case b.Discovery != nil:
-		// The servers come from the cluster; a backend with none written is the usual case.
+	case b.Discovery != nil, len(b.ServerTemplates) > 0:
+		// The servers come from the cluster or DNS; a backend with none written is the usual case.
 	case len(b.Servers) == 0:
 		v.warnf(v.line(path), "%s has no servers; its frontends will refuse every connection", label)
 	case len(b.Servers) == 1:
@@ -474,6 +483,50 @@ func (v *validator) healthCheck(path, backendLabel string, h *HealthCheck) {
 		if m.EjectOnAlarm && !m.Alarms {
 			v.warnf(v.line(path+".management"), "%s: management: eject_on_alarm has no effect without alarms = true", label)
 		}
+	}
+}
+
+// serverTemplate checks [[backend.server_template]] number j of a backend; names collects the
+// slot names of the backend's templates.
+func (v *validator) serverTemplate(path, backendLabel string, j int, t *ServerTemplate, names map[string]int, all []ServerTemplate) {
+	label := backendLabel + ": " + elemLabel("server_template", j, t.Prefix)
+	if t.Prefix == "" && !v.bad[path+".prefix"] {
+		v.errorf(v.line(path), "%s: prefix is required (the servers are named prefix1..prefixN)", label)
+	}
+	if _, written := v.lines[path+".count"]; t.Count == 0 && !written && !v.bad[path+".count"] {
+		v.errorf(v.line(path), "%s: count is required (the most servers the name may give)", label)
+	} else if t.Count < 1 || t.Count > MaxTemplateCount {
+		v.errorf(v.line(path+".count"), "%s: count %d out of range 1..%d", label, t.Count, MaxTemplateCount)
+	} else if t.Prefix != "" {
+		for i := 1; i <= t.Count; i++ {
+			n := fmt.Sprintf("%s%d", t.Prefix, i)
+			if first, dup := names[n]; dup {
+				v.errorf(v.line(path+".prefix"), "%s: slot %q is also one of %s%s", label, n, elemLabel("server_template", first, all[first].Prefix),
+					v.firstAt(fmt.Sprintf("%s.prefix", strings.TrimSuffix(path, fmt.Sprint(j))+fmt.Sprint(first))))
+				break
+			}
+			names[n] = j
+		}
+	}
+	if t.Address == "" && !v.bad[path+".address"] {
+		v.errorf(v.line(path), "%s: address is required (host:port; the host is resolved)", label)
+	} else if t.Address != "" {
+		v.hostPort(v.line(path+".address"), label, "address", t.Address, true)
+	}
+	v.positiveDuration(path+".resolve_interval", label, "resolve_interval", t.ResolveInterval)
+	v.positiveDuration(path+".resolve_timeout", label, "resolve_timeout", t.ResolveTimeout)
+	for _, ns := range t.Nameservers {
+		host, port, err := net.SplitHostPort(ns)
+		if err != nil || net.ParseIP(host) == nil || port == "" {
+			v.errorf(v.line(path+".nameservers"), "%s: nameserver %q must be ip:port", label, ns)
+		}
+	}
+	if t.Weight < 0 || t.Weight > MaxWeight {
+		v.errorf(v.line(path+".weight"), "%s: weight %d out of range 0..%d", label, t.Weight, MaxWeight)
+	}
+	v.notNegative(path+".max_connections", label, "max_connections", t.MaxConnections)
+	if t.CheckPort < 0 || t.CheckPort > 65535 {
+		v.errorf(v.line(path+".check_port"), "%s: check_port %d out of range 0..65535", label, t.CheckPort)
 	}
 }
 

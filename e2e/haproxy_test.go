@@ -118,8 +118,8 @@ func dialURL(t testing.TB, url string, cfg *tls.Config) *amqp.Connection {
 }
 
 // corpusFile reads a file of the haproxy.cfg corpus and points it at this test: every bind
-// (and legacy listen address) moves to a free loopback port, every server address to one of
-// servers in turn, and files named relative to the corpus directory become absolute. It returns the
+// (and legacy listen address) moves to a free loopback port, every server (and server-template)
+// address to one of servers in turn, and files named relative to the corpus directory become absolute. It returns the
 // rewritten text and the first bind of a proxy that is not an HTTP (stats) one.
 func corpusFile(t testing.TB, name string, servers []string) (text string, first corpusBind) {
 	t.Helper()
@@ -161,6 +161,10 @@ func corpusFile(t testing.TB, name string, servers []string) (text string, first
 			line = strings.Replace(line, f[2], a, 1)
 		case len(f) >= 3 && f[0] == "server":
 			line = strings.Replace(line, f[2], servers[server%len(servers)], 1)
+			server++
+		case len(f) >= 4 && f[0] == "server-template":
+			// An IP address: the template's one server, never looked up.
+			line = strings.Replace(line, f[3], servers[server%len(servers)], 1)
 			server++
 		case len(f) >= 3 && f[0] == "stats" && f[1] == "socket" && strings.Contains(f[2], "/"):
 			// The runtime socket goes to a directory of the test's own, owned by whoever

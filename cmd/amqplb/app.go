@@ -48,6 +48,9 @@ type app struct {
 	discMu     sync.Mutex
 	watchers   map[string]*watcher
 	rediscover chan struct{}
+	// templates are the backends' running [[backend.server_template]] resolutions, by
+	// templateID (guarded by discMu like watchers); they signal rediscover too.
+	templates map[string]*template
 
 	gen       atomic.Pointer[generation]
 	mu        sync.Mutex              // guards frontends and retired for readers outside run's goroutine
@@ -613,6 +616,9 @@ func (a *app) run(ctx context.Context, hup <-chan os.Signal) error {
 	a.gen.Load().start()
 	for _, w := range a.watchers {
 		w.w.Start()
+	}
+	for _, t := range a.templates {
+		t.t.Start()
 	}
 	for _, f := range a.frontends {
 		a.serving.Go(f.Serve)

@@ -80,7 +80,7 @@ func (a *app) startDiscovery(cfg *config.Config) error {
 		cancel()
 		a.watchers[bc.Name] = w
 	}
-	return nil
+	return a.startTemplates(cfg)
 }
 
 // syncDiscovery makes the watchers those of cfg after a reload: unchanged ones keep running,
@@ -120,6 +120,7 @@ func (a *app) syncDiscovery(cfg *config.Config) {
 	for _, w := range stop {
 		w.w.Stop()
 	}
+	a.syncTemplates(cfg)
 }
 
 // stopDiscovery stops every watcher.
@@ -131,6 +132,7 @@ func (a *app) stopDiscovery() {
 	for _, w := range ws {
 		w.w.Stop()
 	}
+	a.stopTemplates()
 }
 
 // members returns what backend's watcher found, and whether it has one.
@@ -146,24 +148,28 @@ func (a *app) members(backend string) ([]discovery.Member, bool) {
 
 // withDiscovered returns cfg with every discovery backend's servers: those written in the file,
 // then one per discovered member that no written server already has by name or address (a
-// written server wins: it is how a node gets settings of its own). cfg itself is not changed.
+// written server wins: it is how a node gets settings of its own); then, for a backend with
+// server templates, one server per filled slot (see templateServers). cfg itself is not
+// changed.
 func (a *app) withDiscovered(cfg *config.Config) *config.Config {
 	out := *cfg
 	out.Backends = slices.Clone(cfg.Backends)
 	for i := range out.Backends {
 		bc := &out.Backends[i]
-		if bc.Discovery == nil {
-			continue
-		}
-		members, _ := a.members(bc.Name)
-		servers := slices.Clone(bc.Servers)
-		for _, m := range members {
-			if slices.ContainsFunc(bc.Servers, func(s config.Server) bool { return s.Name == m.Node || s.Address == m.Address() }) {
-				continue
+		if bc.Discovery != nil {
+			members, _ := a.members(bc.Name)
+			servers := slices.Clone(bc.Servers)
+			for _, m := range members {
+				if slices.ContainsFunc(bc.Servers, func(s config.Server) bool { return s.Name == m.Node || s.Address == m.Address() }) {
+					continue
+				}
+				servers = append(servers, discoveredServer(*bc, m))
 			}
-			servers = append(servers, discoveredServer(*bc, m))
+			bc.Servers = servers
 		}
-		bc.Servers = servers
+		if len(bc.ServerTemplates) > 0 {
+			bc.Servers = append(slices.Clip(bc.Servers), a.templateServers(*bc)...)
+		}
 	}
 	return &out
 }

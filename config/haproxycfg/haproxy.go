@@ -95,7 +95,7 @@ type hapSection struct {
 // content amqplb ignores entirely.
 var hapSections = map[string]bool{
 	"global": true, "defaults": true, "listen": true, "frontend": true, "backend": true,
-	"userlist": false, "peers": false, "resolvers": false, "mailers": false, "cache": false,
+	"userlist": false, "peers": false, "resolvers": true, "mailers": false, "cache": false,
 	"http-errors": false, "ring": false, "program": false, "log-forward": false,
 	"crt-store": false, "traces": false, "acme": false,
 }
@@ -165,6 +165,8 @@ type hapServer struct {
 	name, addr string
 	line       int
 	opts       serverOpts
+	// tmpl is set for a server-template line: name is its prefix.
+	tmpl *hapTemplate
 	// portLine is the line of the port option of the server line or its
 	// default-server, 0 without one (a tcp-check connect port, which
 	// checks copies to opts.checkPort, is not one).
@@ -211,6 +213,8 @@ type hapParser struct {
 	sections     []*hapSection
 	proxies      []*hapProxy
 	reported     map[string]bool // errors about a defaults line, reported once
+	// resolvers are the resolvers sections, by name.
+	resolvers map[string]*hapResolvers
 	// owners maps a table path of the Config (frontend.0, backend.1,
 	// stats.0) to the section it comes from, for Convert.
 	owners map[string]*hapSection
@@ -258,6 +262,8 @@ func importHAProxy(file string, data []byte) *hapParser {
 			}
 		case s.kind == "defaults":
 			p.defaultsSection(s)
+		case s.kind == "resolvers":
+			p.resolversSection(s)
 		default:
 			p.proxySection(s)
 		}

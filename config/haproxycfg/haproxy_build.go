@@ -513,8 +513,11 @@ func (p *hapParser) backend(px *hapProxy, clients []hapUse) {
 		}
 	}
 
-	for j, s := range px.servers {
-		sp := fmt.Sprintf("%s.server.%d", path, j)
+	for _, s := range px.servers {
+		sp := fmt.Sprintf("%s.server.%d", path, len(b.Servers))
+		if s.tmpl != nil {
+			sp = fmt.Sprintf("%s.server_template.%d.server", path, len(b.ServerTemplates)) // lines only
+		}
 		sv := config.DefaultServer()
 		sv.Name, sv.Address = s.name, s.addr
 		p.setLine(sp, s.line)
@@ -547,6 +550,11 @@ func (p *hapParser) backend(px *hapProxy, clients []hapUse) {
 			p.setLine(sp+".send_proxy", cmp.Or(v.line, s.line))
 		}
 		p.checkTransport(label, sp, &s, &sv, px.connect, b.ServerSendProxy(sv))
+		if s.tmpl != nil {
+			tp := fmt.Sprintf("%s.server_template.%d", path, len(b.ServerTemplates))
+			b.ServerTemplates = append(b.ServerTemplates, p.templateOf(label, tp, s, sv, &b))
+			continue
+		}
 		p.serverAgent(label, sp, &s, &sv)
 		b.Servers = append(b.Servers, sv)
 	}

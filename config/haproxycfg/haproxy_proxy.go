@@ -455,7 +455,6 @@ var proxyRefused = map[string]string{
 	"source":                "choosing the source address is not supported",
 	"rate-limit":            "rate limits are not supported",
 	"dispatch":              "not supported; use server lines",
-	"server-template":       "not supported; write one server line per broker",
 	"filter":                "filters are not supported",
 	"external-check":        "external checks are not supported",
 	"declare":               "not supported",
@@ -514,6 +513,12 @@ func (p *hapParser) proxyDirective(px *hapProxy, d hapDirective) {
 			return
 		}
 		p.server(px, d)
+	case "server-template":
+		if isDefaults || !px.back {
+			p.errorf(d.line, "server-template is not allowed in section %q", sectionName(px.hapSection))
+			return
+		}
+		p.serverTemplate(px, d)
 	case "default-server":
 		if !isDefaults && !px.back {
 			p.errorf(d.line, "default-server is not allowed in section %q", sectionName(px.hapSection))
