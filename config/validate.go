@@ -361,7 +361,7 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 	v.healthCheck(path+".health_check", label, &b.HealthCheck)
 	v.rules(path, label, b.ACL, b.Rules())
 	if r := b.Rebalance; r != nil {
-		v.rebalance(path+".rebalance", label, r)
+		v.rebalance(path+".rebalance", label, r, b.Balance)
 	}
 	if d := b.Discovery; d != nil {
 		v.discovery(path+".discovery", label, d)
@@ -571,8 +571,11 @@ func (v *validator) discovery(path, backendLabel string, d *Discovery) {
 
 // rebalance checks [backend.rebalance]. It needs no management API: without one amqplb closes
 // the sessions itself.
-func (v *validator) rebalance(path, backendLabel string, r *Rebalance) {
+func (v *validator) rebalance(path, backendLabel string, r *Rebalance, balance string) {
 	label := backendLabel + ": rebalance"
+	if r.Enabled && (balance == "source" || balance == "first") {
+		v.warnf(v.line(path+".enabled"), "%s: with balance %q a closed client reconnects to the same server, so rebalancing cannot move it and only closes sessions (use roundrobin, leastconn or random)", label, balance)
+	}
 	if r.Tolerance < 0 || math.IsNaN(r.Tolerance) || math.IsInf(r.Tolerance, 0) {
 		v.errorf(v.line(path+".tolerance"), "%s: tolerance %v must be a number of at least 0", label, r.Tolerance)
 	}

@@ -37,26 +37,39 @@ type gracefulClose struct {
 // both sockets. A session that cannot (TCP mode, still connecting after gracefulLimit, a peer
 // that does not read) is aborted instead. r is recorded as the end reason. It reports whether
 // it did that: false when the session already had an end reason (it is ending anyway).
+//
+// The request and the wake-up happen under s.mu, and a direction takes s.mu (closeBarrier)
+// before it sets deadlines of its own for the close, so a late wake-up never cuts them short.
 func (s *session) closeGracefully(r Reason, text string) bool {
-	if !s.end(r) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.finished || !s.end(r) {
 		return false // ending already, for another reason (the client left, an abort)
 	}
 	if !s.closeReq.CompareAndSwap(nil, &gracefulClose{reason: r, text: text}) {
 		return false
 	}
-	s.fallback.Store(time.AfterFunc(gracefulLimit, func() { s.abort(r) }))
+	s.fallback = time.AfterFunc(gracefulLimit, func() { s.abort(r) })
 	if s.relaying.Load() {
-		// Wake both directions: each sees the request at its loop's top (pump).
-		s.mu.Lock()
-		up := s.up
-		s.mu.Unlock()
+		// Wake both directions: each sees the request at its loop's top (pump). A direction
+		// stuck writing to a peer that does not read is woken by the write deadline.
 		now := time.Now()
 		_ = s.client.SetReadDeadline(now)
-		if up != nil {
-			_ = up.SetReadDeadline(now)
+		_ = s.client.SetWriteDeadline(now.Add(gracefulWait))
+		if s.up != nil {
+			_ = s.up.SetReadDeadline(now)
+			_ = s.up.SetWriteDeadline(now.Add(gracefulWait))
 		}
 	}
 	return true
+}
+
+// closeBarrier waits until closeGracefully has woken the directions (see there), and reports
+// whether the session was aborted meanwhile.
+func (s *session) closeBarrier() (aborted bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.aborted
 }
 
 // pauseForClose stops direction l on a frame boundary: it moves the rest of the frame under way
@@ -64,6 +77,9 @@ func (s *session) closeGracefully(r Reason, text string) bool {
 // cannot, the session is aborted.
 func (s *session) pauseForClose(l *leg) bool {
 	req := s.closeReq.Load()
+	if s.closeBarrier() {
+		return false
+	}
 	t := l.track
 	if t == nil || !s.toBoundary(l) {
 		s.abort(req.reason)
@@ -116,7 +132,7 @@ func (s *session) closeBoth() {
 	_ = s.client.SetDeadline(now.Add(gracefulWait))
 	_ = s.up.SetWriteDeadline(now.Add(2 * gracefulWait))
 	if s.identity().Protocol == ProtoAMQP10 {
-		s.close10(req)
+		s.close10(req, now.Add(gracefulWait))
 	} else {
 		s.close091(req)
 	}
@@ -182,14 +198,18 @@ func connectionMethod(f amqpwire.Frame) (uint16, bool) {
 // close10 is closeBoth for AMQP 1.0: close with amqp:connection:forced to the client, its
 // frames to the broker until its close, then a close without error to the broker and its
 // frames dropped until its close.
-func (s *session) close10(req *gracefulClose) {
+func (s *session) close10(req *gracefulClose, clientEnd time.Time) {
 	if s.forwardToClient(amqp10.AppendCloseFrame(nil, amqp10.Close{Condition: "amqp:connection:forced", Description: req.text})) != nil {
 		return
 	}
 	for {
 		// qpid-proton answers amqp:connection:forced with no close: it waits for the socket to
 		// end, to reconnect. So a client silent for closeQuiet10 is taken to have nothing more.
-		_ = s.client.SetReadDeadline(time.Now().Add(closeQuiet10))
+		quiet := time.Now().Add(closeQuiet10)
+		if clientEnd.Before(quiet) {
+			quiet = clientEnd // the client's part has its limit, however chatty the client
+		}
+		_ = s.client.SetReadDeadline(quiet)
 		f, err := amqp10.ReadFrame(s.client, closeFrameLimit)
 		if err != nil || isClose10(f) {
 			break

@@ -74,11 +74,13 @@ type session struct {
 
 	toServer, toClient atomic.Uint64
 
-	// A graceful close (closeGracefully): the request, whether the relay runs (its directions
-	// can be woken), and the timer that aborts the session if the close does not end it.
+	// A graceful close (closeGracefully): the request, and whether the relay runs (its
+	// directions can be woken). fallback, the timer that aborts the session if the close does
+	// not end it, and finished are guarded by mu.
 	closeReq atomic.Pointer[gracefulClose]
 	relaying atomic.Bool
-	fallback atomic.Pointer[time.Timer]
+	fallback *time.Timer
+	finished bool
 }
 
 // sessionIDs numbers the sessions of the process.
@@ -107,7 +109,6 @@ func (s *session) run() {
 // serve runs the stages: the PROXY header and the content rules, TLS, the AMQP protocol header,
 // a server (picked, dialed, retried), the AMQP handshake, and the relay.
 func (s *session) serve() error {
-	setKeepAlive(s.raw, s.route.KeepAlive)
 	if s.set.acceptProxy {
 		if err := s.readProxy(); err != nil {
 			return err
@@ -119,6 +120,7 @@ func (s *session) serve() error {
 	if len(s.set.sni) > 0 && s.set.tls == nil {
 		s.routeBySNI()
 	}
+	setKeepAlive(s.raw, s.route.KeepAlive) // the route's: an SNI route's backend may differ
 	if len(s.route.Rules) > 0 && rejected(s.route.Rules, s.from.Addr()) {
 		return refused(EndDenied, "connection refused: denied by a tcp-request rule of the backend", nil)
 	}
@@ -375,11 +377,12 @@ func (s *session) countToClient(n int) {
 // finish closes both connections and writes the access-log line. A TLS connection that was not
 // aborted gets its close_notify, unless it already had it.
 func (s *session) finish() {
-	if t := s.fallback.Load(); t != nil {
-		t.Stop()
-	}
 	s.mu.Lock()
 	up, upRaw, aborted := s.up, s.upRaw, s.aborted
+	s.finished = true
+	if s.fallback != nil {
+		s.fallback.Stop()
+	}
 	s.mu.Unlock()
 	s.in.free()
 	if s.upIn != nil {

@@ -263,7 +263,12 @@ func (l *Loop) step(ctx context.Context, closing map[uint64]bool, notListed map[
 	case errors.Is(err, ErrNotListed):
 		notListed[v.ID] = now.Add(NotListedRetry)
 		return 0 // another victim at once: nothing was closed
-	case errors.Is(err, ErrGone), ctx.Err() != nil:
+	case ctx.Err() != nil:
+		return 0
+	case errors.Is(err, ErrGone):
+		// Ending already (or about to), but maybe still listed for a while: leave it alone
+		// and take another at once, rather than pick it again and again.
+		notListed[v.ID] = now.Add(NotListedRetry)
 		return 0
 	default:
 		l.o.Logger.Warn("rebalance: could not close a session", "backend", l.o.Backend, "server", v.Server, "id", v.ID, "err", err)

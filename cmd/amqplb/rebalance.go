@@ -35,12 +35,7 @@ func (a *app) newRebalancer(bc config.Backend, b *backend.Backend) *rebalance.Lo
 	if err != nil {
 		rate = 2 // validated by config; never reached
 	}
-	closeBy := func(_ context.Context, s rebalance.Session) error {
-		if !a.closeGracefully(s.ID, proxy.EndRebalanced, rebalanceText) {
-			return rebalance.ErrGone
-		}
-		return nil
-	}
+	closeBy := func(_ context.Context, s rebalance.Session) error { return a.closeRebalanced(s) }
 	var sticky func(context.Context) (map[netip.AddrPort]bool, error)
 	if m := bc.HealthCheck.Management; m != nil {
 		mgmt := rebalance.NewManagement(bc.HealthCheck.Username, bc.HealthCheck.Password, 5*time.Second)
@@ -66,6 +61,14 @@ func (a *app) newRebalancer(bc config.Backend, b *backend.Backend) *rebalance.Lo
 		Stats:    a.rebal,
 		Logger:   a.log,
 	})
+}
+
+// closeRebalanced closes s gracefully itself (proxy's CloseGracefully), as a rebalance close.
+func (a *app) closeRebalanced(s rebalance.Session) error {
+	if !a.closeGracefully(s.ID, proxy.EndRebalanced, rebalanceText) {
+		return rebalance.ErrGone
+	}
+	return nil
 }
 
 // managementPorts returns each server's management port: its own management_port, else the
@@ -94,6 +97,11 @@ func (a *app) managementCloser(mgmt *rebalance.Management, b *backend.Backend, p
 		if srv == nil {
 			return rebalance.ErrGone
 		}
+		if srv.SendProxy() != 0 {
+			// The broker lists the client's address from the PROXY header, not amqplb's
+			// upstream one: it cannot be found there. amqplb closes it itself.
+			return a.closeRebalanced(s)
+		}
 		bases, port := managementBases(b, srv, portOf)
 		conn, err := mgmt.Find(ctx, bases, s.Upstream, port)
 		if errors.Is(err, rebalance.ErrNotListed) || ctx.Err() != nil {
@@ -103,10 +111,7 @@ func (a *app) managementCloser(mgmt *rebalance.Management, b *backend.Backend, p
 			// the session itself, the same way the broker would.
 			a.log.Warn("rebalance: management API unavailable, amqplb closes the session itself",
 				"backend", b.Name, "server", s.Server, "id", s.ID, "err", err)
-			if !a.closeGracefully(s.ID, proxy.EndRebalanced, rebalanceText) {
-				return rebalance.ErrGone
-			}
-			return nil
+			return a.closeRebalanced(s)
 		}
 		// The access log must say why the broker closed it: record the reason first.
 		if !a.endAs(s.ID, proxy.EndRebalanced) {

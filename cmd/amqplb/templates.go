@@ -126,7 +126,9 @@ func (a *app) templateServers(bc config.Backend) []config.Server {
 		a.discMu.Lock()
 		t := a.templates[templateID(bc.Name, st.Prefix)]
 		a.discMu.Unlock()
-		if t == nil {
+		if t == nil || t.key != templateKeyOf(st) {
+			// None yet, or the running one resolves another name or count (a reload that
+			// changed the template): its slots are not this template's.
 			continue
 		}
 		for i, addr := range t.t.Slots() {
