@@ -289,7 +289,7 @@ func (r ejectRow) record(t *testing.T, sides []*sideResult) {
 			eject: eject, back: ms(s.back), goal: r.goal, met: met, how: how})
 		t.Logf("%s: eject %s, back %s, %s, met: %s", s.name, eject, ms(s.back), failed, met)
 		if i == 0 && met != "yes" {
-			t.Errorf("amqplb missed the goal of %q: %s", r.fault, met)
+			goalMissed(t, "amqplb missed the goal of %q: %s", r.fault, met)
 		}
 	}
 }

@@ -187,7 +187,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	met := "yes"
 	if len(miss) > 0 {
 		met = "no: " + strings.Join(miss, "; ")
-		t.Errorf("SIGTERM under load: %s", met)
+		goalMissed(t, "SIGTERM under load: %s", met)
 	}
 	results.add(row{test: t.Name(), fault: "SIGTERM under load", target: "amqplb",
 		clients: fmt.Sprintf("%d connections held open, a TCP connect every ms", open),

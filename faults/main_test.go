@@ -59,3 +59,20 @@ func requireFaults(t *testing.T) *testenv.Cluster {
 	}
 	return testenv.RequireCluster(t)
 }
+
+// EnvStrict, set to 1, makes a missed goal that depends on timing (an ejection slower than its
+// bound, a p99 above its limit, an exit later than drain_timeout, a slow client closed late) fail
+// the run. Without it such a miss is written to the table ("no: …") and logged, and the run goes
+// on: on a shared CI machine a scheduling hiccup is not a regression. Lost confirmed messages
+// and connections dropped by a reload always fail.
+const EnvStrict = "AMQPLB_FAULTS_STRICT"
+
+// goalMissed reports a missed timing goal: an error under EnvStrict, else a log line.
+func goalMissed(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv(EnvStrict) == "1" {
+		t.Errorf(format, args...)
+		return
+	}
+	t.Logf("GOAL MISSED (recorded in the table; %s=1 fails on it): "+format, append([]any{EnvStrict}, args...)...)
+}

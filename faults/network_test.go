@@ -143,7 +143,7 @@ func TestSlowLossyLink(t *testing.T) {
 		if side.downs > 0 || during.failedConnects > 0 {
 			met = fmt.Sprintf("no: %d down transitions, %d failed connects", side.downs, during.failedConnects)
 			if i == 0 {
-				t.Errorf("slow/lossy link: amqplb %s", met)
+				goalMissed(t, "slow/lossy link: amqplb %s", met)
 			}
 		}
 		failed := fmt.Sprintf("%d of %d (%d connects) during the fault; p99 %s", during.failed, during.total, during.failedConnects, ms(p99(between(side.w.since(began), faultAt, faultAt.Add(hold)))))
