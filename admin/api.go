@@ -143,8 +143,10 @@ type ErrorJSON struct {
 	Error string `json:"error"`
 }
 
-// serverJSON snapshots s, with st, what the health checks know of it.
-func serverJSON(s *backend.Server, st healthcheck.Status) ServerJSON {
+// serverJSON snapshots s, with what the health checks know of it (checks). The server's state
+// is read first: a check result is recorded before the health it changes, so a state that a
+// check set always comes with that check, never with "pending".
+func serverJSON(s *backend.Server, checks func(*backend.Server) healthcheck.Status) ServerJSON {
 	j := ServerJSON{
 		Name:              s.Name(),
 		Address:           s.Address(),
@@ -164,6 +166,7 @@ func serverJSON(s *backend.Server, st healthcheck.Status) ServerJSON {
 		BytesToClient:     s.BytesToClient(),
 		ConnectErrors:     s.ConnectErrors(),
 	}
+	st := checks(s)
 	if a := st.Agent; a != nil {
 		j.Agent = &AgentJSON{Status: "ok", Reply: a.Reply, Error: a.Error, Healthy: s.AgentHealthy(),
 			DurationMS: float64(a.Duration.Microseconds()) / 1000, At: a.At.UTC()}
@@ -354,7 +357,7 @@ func (v *view) getServer(w http.ResponseWriter, r *http.Request) {
 }
 
 // serverJSON snapshots srv with what Options.Checks knows of it.
-func (v *view) serverJSON(srv *backend.Server) ServerJSON { return serverJSON(srv, v.checks(srv)) }
+func (v *view) serverJSON(srv *backend.Server) ServerJSON { return serverJSON(srv, v.checks) }
 
 func (v *view) getFrontends(w http.ResponseWriter, r *http.Request) {
 	resp := FrontendsResponse{Frontends: []FrontendJSON{}}
