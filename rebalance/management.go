@@ -149,11 +149,10 @@ func (m *Management) Sticky(ctx context.Context, bases []string) (map[netip.Addr
 	var lastErr error
 	for _, base := range bases {
 		var consumers []struct {
-			Channel struct {
-				PeerHost string `json:"peer_host"`
-				PeerPort int    `json:"peer_port"`
-			} `json:"channel_details"`
-			Queue struct {
+			// An object, or [] (Erlang's empty proplist) while the broker has no details of
+			// the channel: a consumer whose channel is just opening or closing, on any node.
+			Channel json.RawMessage `json:"channel_details"`
+			Queue   struct {
 				Name  string `json:"name"`
 				VHost string `json:"vhost"`
 			} `json:"queue"`
@@ -181,11 +180,18 @@ func (m *Management) Sticky(ctx context.Context, bases []string) (map[netip.Addr
 			}
 		}
 		for _, c := range consumers {
-			host, err := netip.ParseAddr(c.Channel.PeerHost)
-			if err != nil || c.Channel.PeerPort <= 0 || c.Channel.PeerPort > 65535 || !sticky[[2]string{c.Queue.VHost, c.Queue.Name}] {
+			var ch struct {
+				PeerHost string `json:"peer_host"`
+				PeerPort int    `json:"peer_port"`
+			}
+			if json.Unmarshal(c.Channel, &ch) != nil {
 				continue
 			}
-			out[netip.AddrPortFrom(host.Unmap(), uint16(c.Channel.PeerPort))] = true
+			host, err := netip.ParseAddr(ch.PeerHost)
+			if err != nil || ch.PeerPort <= 0 || ch.PeerPort > 65535 || !sticky[[2]string{c.Queue.VHost, c.Queue.Name}] {
+				continue
+			}
+			out[netip.AddrPortFrom(host.Unmap(), uint16(ch.PeerPort))] = true
 		}
 		return out, nil
 	}
