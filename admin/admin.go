@@ -49,6 +49,8 @@ type FrontendStats struct {
 	// Refused counts refused connections by reason (see Options.RefuseReasons); a nil map means
 	// none.
 	Refused map[string]uint64
+	// Parked is the number of open sessions parked as idle (no goroutine of their own).
+	Parked int
 }
 
 // Options configures a Server. Every function field may be nil: no backends, no frontends,

@@ -135,6 +135,9 @@ type FrontendJSON struct {
 	TotalConnections uint64 `json:"total_connections"`
 	// Refused counts refused connections by reason; every reason of Options.RefuseReasons is present.
 	Refused map[string]uint64 `json:"refused"`
+	// ParkedSessions is the number of open sessions parked as idle: their sockets wait in
+	// amqplb's own poll set, without goroutines (Linux).
+	ParkedSessions int `json:"parked_sessions"`
 }
 
 // ErrorJSON is the body of every 4xx answer.
@@ -371,6 +374,7 @@ func (v *view) getFrontends(w http.ResponseWriter, r *http.Request) {
 			ActiveConnections: f.Active,
 			TotalConnections:  f.Total,
 			Refused:           refused,
+			ParkedSessions:    f.Parked,
 		})
 	}
 	writeJSON(w, http.StatusOK, resp)

@@ -48,6 +48,7 @@ type collector struct {
 	backendServers  *prometheus.Desc
 	frontendConns   *prometheus.Desc
 	frontendActive  *prometheus.Desc
+	frontendParked  *prometheus.Desc
 	frontendRefused *prometheus.Desc
 	vhostSessions   *prometheus.Desc
 	rebalanceCloses *prometheus.Desc
@@ -82,6 +83,7 @@ func newCollector(src source, version string) *collector {
 		backendServers:  d("backend_servers", "Servers configured in the backend.", "backend"),
 		frontendConns:   d("frontend_connections_total", "Connections the frontend accepted.", "frontend"),
 		frontendActive:  d("frontend_active_connections", "Sessions open on the frontend now.", "frontend"),
+		frontendParked:  d("frontend_parked_sessions", "Open sessions parked as idle: no goroutine of their own (Linux).", "frontend"),
 		frontendRefused: d("frontend_refused_total", "Connections the frontend refused, by reason.", "frontend", "reason"),
 		vhostSessions: d("vhost_sessions", "Sessions open now on the vhost, across frontends, once the client has opened it; "+
 			"vhosts beyond [admin] vhost_labels are summed under vhost=\"_other\".", "vhost"),
@@ -97,7 +99,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.buildInfo, c.up, c.state, c.active, c.conns, c.connectErrors, c.bytes, c.transitions,
 		c.weight, c.effectiveWeight, c.suspect, c.checkDuration, c.checkFailures,
-		c.backendUp, c.backendServers, c.frontendConns, c.frontendActive, c.frontendRefused, c.vhostSessions, c.rebalanceCloses,
+		c.backendUp, c.backendServers, c.frontendConns, c.frontendActive, c.frontendParked, c.frontendRefused, c.vhostSessions, c.rebalanceCloses,
 		c.discRefreshes, c.discNodes, c.discSuccess,
 	} {
 		ch <- d
@@ -163,6 +165,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, f := range c.frontends() {
 		counter(c.frontendConns, f.Total, f.Name)
 		gauge(c.frontendActive, float64(f.Active), f.Name)
+		gauge(c.frontendParked, float64(f.Parked), f.Name)
 		for _, r := range c.refused(f.Refused) {
 			counter(c.frontendRefused, f.Refused[r], f.Name, r)
 		}

@@ -297,6 +297,11 @@ type Frontend struct {
 	// Routes route on it (HAProxy's tcp-request inspect-delay); 0 means
 	// the handshake timeout. Default 0.
 	InspectDelay time.Duration `toml:"inspect_delay,omitempty"`
+	// ParkAfter is how long a relaying session must move no byte before
+	// amqplb parks it: its two goroutines exit and its sockets wait in
+	// amqplb's own poll set, which relays small chunks (heartbeats) itself
+	// (Linux). 0 means 1 s; negative, never. Default 0.
+	ParkAfter time.Duration `toml:"park_after,omitempty"`
 	// Routes send a client whose TLS ClientHello names a matching server
 	// (SNI) to another backend than Backend, without terminating TLS (mode
 	// tcp, no tls): the first matching route decides, none matching leaves

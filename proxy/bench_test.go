@@ -77,7 +77,8 @@ func BenchmarkThroughput(b *testing.B) {
 
 // BenchmarkIdleConnection opens 1,000 connections through a proxy to an echo server, moves a
 // 64 KiB message each way on every one (so the splice path has been used), leaves them idle and
-// reports what an idle connection costs the proxy: fds and pipe fds (the client's and the echo
+// reports what an idle connection costs the proxy, once amqplb has parked them all (park.go):
+// fds and pipe fds (the client's and the echo
 // server's own sockets are not counted) and memory, as the growth of heap and stacks minus that of
 // the same 1,000 connections made directly to the echo server in the same round. amqplb is
 // compared with a plain io.Copy proxy.
@@ -86,11 +87,14 @@ func BenchmarkIdleConnection(b *testing.B) {
 	type cost struct{ fds, pipes, mem float64 }
 	measure := func(via string) cost {
 		fb := testenv.StartFakeBroker(b, testenv.Echo)
-		addr, stop := fb.Addr(), func() {}
+		addr, stop, settled := fb.Addr(), func() {}, func() bool { return true }
 		switch via {
 		case "amqplb":
 			fx := start(b, FrontendOptions{Mode: ModeTCP}, Route{}, fb.Addr())
 			addr, stop = fx.f.Addr().String(), func() { _ = fx.f.Shutdown(context.Background()) }
+			if runtime.GOOS == "linux" {
+				settled = func() bool { return fx.f.Stats().Parked == conns }
+			}
 		case "iocopy":
 			addr, stop = ioCopyProxy(b, fb.Addr())
 		}
@@ -113,8 +117,15 @@ func BenchmarkIdleConnection(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		// Settle: collect until the open fds stay the same three asks running (pipes the splice
-		// pool lets go are closed by cleanups, which run after a GC).
+		// Settle: every session parked (amqplb, on Linux), then collect until the open fds stay
+		// the same three asks running (pipes the splice pool lets go are closed by cleanups,
+		// which run after a GC).
+		_ = testenv.PollEvery(10*time.Second, 10*time.Millisecond, func() error {
+			if !settled() {
+				return errors.New("sessions still running")
+			}
+			return nil
+		})
 		last, same := -1, 0
 		_ = testenv.PollEvery(5*time.Second, 10*time.Millisecond, func() error {
 			runtime.GC()

@@ -189,6 +189,10 @@ type FrontendOptions struct {
 	Rules []Rule
 	// Protocols are the AMQP versions accepted in ModeAMQP; 0 means AMQP091|AMQP10.
 	Protocols Protocols
+	// ParkAfter is how long a relaying session must have moved no byte before its goroutines
+	// are let go (park.go): 0 means DefaultParkAfter, negative never. Linux only. A reload's
+	// value applies to every session from the next sweep on.
+	ParkAfter time.Duration
 	// ContentRules are tcp-request content (and session) rules: evaluated like Rules, after
 	// them and on their own (an accept among Rules does not skip them), on the client's
 	// address: the PROXY header's source with AcceptProxy (once the header is read), else the
@@ -236,6 +240,11 @@ type Frontend struct {
 	sessions map[*session]struct{}
 	closing  bool
 
+	// parker parks idle sessions (park.go); nil before Serve, off, or once stopped (then it is
+	// in parkerStopped, under mu, for Shutdown to wait for).
+	parker        atomic.Pointer[parker]
+	parkerStopped []*parker
+
 	total    atomic.Uint64
 	refused  [len(refusalOrder)]atomic.Uint64 // indexed like RefuseReasons
 	throttle logThrottle
@@ -256,13 +265,17 @@ type settings struct {
 	content      []Rule
 	sni          []SNIRoute
 	inspectDelay time.Duration
+	parkAfter    time.Duration // resolved: negative means never
 	log          *slog.Logger
 }
 
 func newSettings(o FrontendOptions) *settings {
 	st := &settings{name: o.Name, mode: o.Mode, handshake: o.HandshakeTimeout, accessLog: o.AccessLog,
 		dontLogNull: o.DontLogNull, acceptProxy: o.AcceptProxy, tls: o.TLS, rules: o.Rules, content: o.ContentRules, log: o.Logger,
-		sni: o.SNIRoutes, inspectDelay: o.InspectDelay}
+		sni: o.SNIRoutes, inspectDelay: o.InspectDelay, parkAfter: o.ParkAfter}
+	if st.parkAfter == 0 {
+		st.parkAfter = parkAfterDefault
+	}
 	if st.protocols = o.Protocols; st.protocols == 0 {
 		st.protocols = AMQP091 | AMQP10
 	}
@@ -351,6 +364,7 @@ func (f *Frontend) Serve() error {
 }
 
 func (f *Frontend) serve(ln acceptor) error {
+	f.startParker()
 	const minBackoff, maxBackoff = 5 * time.Millisecond, time.Second
 	backoff := time.Duration(0)
 	for {
@@ -439,6 +453,9 @@ func (f *Frontend) countRefused(r Reason) {
 func (f *Frontend) done(s *session) {
 	f.mu.Lock()
 	delete(f.sessions, s)
+	if f.closing && len(f.sessions) == 0 {
+		f.stopParker()
+	}
 	f.mu.Unlock()
 	f.limit.Release()
 	f.opts.Global.Release()
@@ -450,6 +467,9 @@ func (f *Frontend) done(s *session) {
 func (f *Frontend) Close() error {
 	f.mu.Lock()
 	f.closing = true
+	if len(f.sessions) == 0 {
+		f.stopParker()
+	}
 	f.mu.Unlock()
 	if f.ln == nil {
 		return nil
@@ -470,13 +490,25 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 	select {
 	case <-idle:
 		f.hardCancel()
+		f.parkerDone()
 		return nil
 	case <-ctx.Done():
 	}
 	f.hardCancel()
 	f.abortWhere(func(*session) bool { return true }, EndShutdown)
 	<-idle
+	f.parkerDone()
 	return ctx.Err()
+}
+
+// parkerDone waits for the goroutines of the stopped parker (the last session's end stops it).
+func (f *Frontend) parkerDone() {
+	f.mu.Lock()
+	stopped := f.parkerStopped
+	f.mu.Unlock()
+	for _, p := range stopped {
+		p.wg.Wait()
+	}
 }
 
 // CloseSessions ends every session on server s with the given end reason (for example when s
@@ -563,6 +595,8 @@ type Stats struct {
 	Total uint64
 	// Refused counts refused connections by reason (see RefuseReasons).
 	Refused map[string]uint64
+	// Parked is the number of open sessions parked as idle (no goroutine; see park.go).
+	Parked int
 }
 
 // Stats returns the frontend's counters.
@@ -570,7 +604,8 @@ func (f *Frontend) Stats() Stats {
 	f.mu.Lock()
 	active := len(f.sessions)
 	f.mu.Unlock()
-	st := Stats{Active: active, Total: f.total.Load(), Refused: make(map[string]uint64, len(refusalOrder))}
+	st := Stats{Active: active, Total: f.total.Load(), Refused: make(map[string]uint64, len(refusalOrder)),
+		Parked: f.parker.Load().parkedCount()}
 	for i, r := range RefuseReasons() {
 		st.Refused[r] = f.refused[i].Load()
 	}

@@ -41,6 +41,8 @@ type gracefulClose struct {
 // The request and the wake-up happen under s.mu, and a direction takes s.mu (closeBarrier)
 // before it sets deadlines of its own for the close, so a late wake-up never cuts them short.
 func (s *session) closeGracefully(r Reason, text string) bool {
+	var again []int
+	defer func() { s.runLegs(again) }() // a parked session's directions run again, after unlocking
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.finished || !s.end(r) {
@@ -49,6 +51,7 @@ func (s *session) closeGracefully(r Reason, text string) bool {
 	if !s.closeReq.CompareAndSwap(nil, &gracefulClose{reason: r, text: text}) {
 		return false
 	}
+	again = s.wakeLocked()
 	s.fallback = time.AfterFunc(gracefulLimit, func() { s.abort(r) })
 	if s.relaying.Load() {
 		// Wake both directions: each sees the request at its loop's top (pump). A direction

@@ -124,16 +124,15 @@ func (s *session) relay() error {
 	if err != nil {
 		return ended(EndClientClosed, err)
 	}
-	defer toServer.release()
 	toClient, err := newLeg(s.client, s.raw, up, upRaw, func(n int) {
 		s.lastFromServer.Store(int64(time.Since(s.start)))
 		s.toClient.Add(uint64(n))
 		srv.AddBytes(0, uint64(n))
 	}, downTrack)
 	if err != nil {
+		toServer.release()
 		return ended(EndServerClosed, err)
 	}
-	defer toClient.release()
 	s.idle, s.idleEnd = s.idleTimeout()
 	// AMQP 0-9-1 peers each send heartbeats at the negotiated interval, so each direction can be
 	// held to it. (An AMQP 1.0 peer's idle time-out binds the other peer; amqplb reads only the
@@ -152,19 +151,76 @@ func (s *session) relay() error {
 			setUserTimeout(upRaw, idle)
 		}
 	}
+	s.legs = [2]*leg{toServer, toClient}
 	s.relaying.Store(true) // from now on a graceful close wakes the directions (closeGracefully)
-	done := make(chan struct{})
-	var downPaused bool
-	go func() {
-		defer close(done)
-		downPaused = s.pump(toClient, EndServerClosed, EndClientClosed)
-	}()
-	upPaused := s.pump(toServer, EndClientClosed, EndServerClosed)
-	<-done
-	if upPaused && downPaused {
+	// The session's goroutine runs the client's direction itself.
+	s.legsLeft.Store(2)
+	go s.runLeg(1)
+	s.runLeg(0)
+	return errHandedOff
+}
+
+// errHandedOff is relay's way of saying that the session now belongs to its directions'
+// goroutines: the last one to end finishes it (legsDone).
+var errHandedOff = errors.New("handed off to the relay's directions")
+
+// runLegs runs the given directions (0: client to server, 1: server to client) on goroutines of
+// their own; the session's own goroutine is then free to end (a relaying session has no other).
+func (s *session) runLegs(legs []int) {
+	if len(legs) == 0 {
+		return
+	}
+	s.legsLeft.Store(int32(len(legs)))
+	for _, i := range legs {
+		go s.runLeg(i)
+	}
+}
+
+// runLeg runs direction i until it returns; the last direction to return decides what follows.
+func (s *session) runLeg(i int) {
+	if i == 0 {
+		s.legEnds[0] = s.pump(s.legs[0], EndClientClosed, EndServerClosed)
+	} else {
+		s.legEnds[1] = s.pump(s.legs[1], EndServerClosed, EndClientClosed)
+	}
+	if s.legsLeft.Add(-1) == 0 {
+		s.legsDone()
+	}
+}
+
+// legsDone runs when no direction runs any more: both parked (the session is parked, or when
+// it cannot be after all, they run again), one parked while the other ended (it runs again:
+// the session is not idle), both paused for a graceful close (closeBoth), or the relay is over:
+// the session ends.
+func (s *session) legsDone() {
+	var again []int
+	for i, e := range s.legEnds {
+		if e == legParked {
+			again = append(again, i)
+		}
+	}
+	if len(again) == 2 && s.park() {
+		return
+	}
+	if len(again) > 0 {
+		s.mu.Lock()
+		s.parkState.Store(parkNone)
+		for _, i := range again {
+			if !s.stillActive(s.legs[i].src) {
+				_ = s.legs[i].src.SetReadDeadline(time.Unix(1, 0))
+			}
+		}
+		s.mu.Unlock()
+		s.runLegs(again)
+		return
+	}
+	if s.legEnds[0] == legPaused && s.legEnds[1] == legPaused {
 		s.closeBoth()
 	}
-	return nil
+	s.legs[0].release()
+	s.legs[1].release()
+	s.finish()
+	s.f.done(s)
 }
 
 // tracked returns forward, following what it forwards with t first (unless t is nil).
@@ -179,36 +235,50 @@ func tracked(t *frameTracker, forward func([]byte) error) func([]byte) error {
 }
 
 // pump runs one direction. srcGone and dstGone are the end reasons when src or dst closes or
-// fails first. It reports whether it stopped on a frame boundary for a graceful close
-// (pauseForClose); otherwise the direction has ended.
-func (s *session) pump(l *leg, srcGone, dstGone Reason) bool {
+// fails first. It returns legPaused when it stopped on a frame boundary for a graceful close
+// (pauseForClose), legParked when it stopped for the session to be parked (park.go), and
+// legEnded when the direction has ended.
+func (s *session) pump(l *leg, srcGone, dstGone Reason) legEnd {
 	for {
 		if s.closeReq.Load() != nil {
-			return s.pauseForClose(l)
+			if s.pauseForClose(l) {
+				return legPaused
+			}
+			return legEnded
 		}
 		err := l.mv.step()
 		switch {
 		case err == nil:
 			continue
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			if s.closeReq.Load() != nil || s.stillActive(l.src) {
-				// A graceful close's wake-up, or not idle: the loop's top tells which.
+			if s.closeReq.Load() != nil {
+				continue // a graceful close's wake-up: the loop's top handles it
+			}
+			if s.parkState.Load() == parkRequested {
+				return legParked
+			}
+			if s.stillActive(l.src) {
+				// Not idle. The sweeper may have asked to park between the check above and
+				// stillActive moving the deadline on, overriding its wake-up: look again.
+				if s.parkState.Load() == parkRequested {
+					return legParked
+				}
 				continue
 			}
 			s.abort(s.idleEnd)
-			return false
+			return legEnded
 		case s.brokerGaveUp(l, err):
 			// The broker closed on a client that stopped sending heartbeats (RabbitMQ does
 			// after two): the client is gone too, so do not wait for it.
 			s.abort(EndHeartbeatTimeout)
-			return false
+			return legEnded
 		case errors.Is(err, io.EOF):
 			// Orderly close of src: pass the FIN (and a TLS close_notify) on and let the other
 			// direction finish, within the half-close bound.
 			s.end(srcGone)
 			closeWrite(l.dst, l.dstRaw)
 			if s.halfShut.Swap(true) {
-				return false // both directions are done
+				return legEnded // both directions are done
 			}
 			// The other direction reads from what is dst here and writes to our src. Bound
 			// both its waiting for data and its writing to a peer that stopped reading.
@@ -218,7 +288,7 @@ func (s *session) pump(l *leg, srcGone, dstGone Reason) bool {
 			s.lastFromServer.Store(now)
 			_ = l.dst.SetReadDeadline(time.Now().Add(limit))
 			setUserTimeout(l.srcRaw, limit)
-			return false
+			return legEnded
 		default:
 			gone := srcGone
 			var we *writeError
@@ -226,7 +296,7 @@ func (s *session) pump(l *leg, srcGone, dstGone Reason) bool {
 				gone = dstGone
 			}
 			s.abort(gone)
-			return false
+			return legEnded
 		}
 	}
 }

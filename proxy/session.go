@@ -81,6 +81,15 @@ type session struct {
 	relaying atomic.Bool
 	fallback *time.Timer
 	finished bool
+
+	// The relay's directions (0: client to server, 1: server to client), set before relaying,
+	// how each last returned, and how many run. parkState and parkedBy (under mu) say whether
+	// the session is parked (park.go).
+	legs      [2]*leg
+	legEnds   [2]legEnd
+	legsLeft  atomic.Int32
+	parkState atomic.Int32
+	parkedBy  *parker
 }
 
 // sessionIDs numbers the sessions of the process.
@@ -96,14 +105,18 @@ func newSession(f *Frontend, st *settings, c *net.TCPConn) *session {
 	return s
 }
 
-// run is the whole life of a session: the stages in order, then the end.
+// run is the life of a session: the stages in order, then the end. Once the relay runs, its
+// directions own the session and the last one ends it (legsDone).
 func (s *session) run() {
-	defer s.f.done(s)
 	err := s.serve()
+	if err == errHandedOff {
+		return
+	}
 	if err != nil {
 		s.fail(err)
 	}
 	s.finish()
+	s.f.done(s)
 }
 
 // serve runs the stages: the PROXY header and the content rules, TLS, the AMQP protocol header,
@@ -206,11 +219,13 @@ func (s *session) abort(reason Reason) {
 	s.mu.Lock()
 	s.aborted = true
 	upRaw := s.upRaw
+	again := s.wakeLocked() // a parked session's sockets leave the poll set before they close
 	s.mu.Unlock()
 	_ = s.raw.Close()
 	if upRaw != nil {
 		_ = upRaw.Close()
 	}
+	s.runLegs(again)
 }
 
 func (s *session) isAborted() bool {

@@ -394,6 +394,7 @@ func (a *app) frontendOptions(cfg *config.Config, fc config.Frontend) (proxy.Fro
 		return o, err
 	}
 	o.InspectDelay = fc.InspectDelay
+	o.ParkAfter = fc.ParkAfter
 	for _, r := range fc.Routes {
 		o.SNIRoutes = append(o.SNIRoutes, proxy.SNIRoute{Names: r.SNI, Suffixes: r.SNISuffix, Prefixes: r.SNIPrefix, Backend: r.Backend})
 	}
@@ -589,7 +590,7 @@ func (a *app) frontendStats() []admin.FrontendStats {
 	out := make([]admin.FrontendStats, 0, len(fs))
 	for _, f := range fs {
 		st := f.Stats()
-		out = append(out, admin.FrontendStats{Name: f.Name(), Active: st.Active, Total: st.Total, Refused: st.Refused})
+		out = append(out, admin.FrontendStats{Name: f.Name(), Active: st.Active, Total: st.Total, Refused: st.Refused, Parked: st.Parked})
 	}
 	return out
 }

@@ -1,0 +1,334 @@
+package proxy
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// Parking: what an idle session costs.
+//
+// A relaying session runs each direction on a goroutine (pump), which waits for data in the
+// runtime's poller: two goroutine stacks per session, most of them idle in an AMQP deployment
+// (long-lived connections that carry a heartbeat now and then). A frontend's parker takes the
+// sessions that have been idle for a while off their goroutines: its sweeper asks both
+// directions to stop (a read deadline in the past), the last one to stop registers both sockets
+// in the parker's own epoll set and the goroutines exit. An idle session then holds its two
+// sockets and its records, nothing else.
+//
+// While a session is parked, the parker's poll goroutine handles what arrives: a small chunk
+// (a heartbeat frame, a lone publish) is read and written to the other socket right there, with
+// the same counting and frame tracking as the relay, and the session stays parked. Anything else
+// (more data, the peer's FIN, an error, a write that would block) unparks it: the directions get
+// goroutines again and carry on where they stopped. Whatever has to reach a parked session from
+// outside (an abort, a graceful close) unparks it first, and the sweeper unparks a session
+// shortly before its idle timeout expires, so that the directions' own deadline logic decides,
+// as it would have without parking.
+//
+// Only plain sockets are parked (a TLS connection reads through its own buffer), only on Linux
+// (epoll), and never a session that is closing, half-closed or aborted.
+
+// Park states of a session (session.parkState).
+const (
+	parkNone      int32 = iota // the directions run on goroutines
+	parkRequested              // the sweeper asked the directions to stop
+	parked                     // both sockets are in the parker's poll set; no goroutine
+)
+
+// DefaultParkAfter is how long a session must have moved no byte before it is parked, when
+// FrontendOptions.ParkAfter is 0.
+const DefaultParkAfter = time.Second
+
+// parkAfterDefault is DefaultParkAfter, but for tests that park everything at once.
+var parkAfterDefault = DefaultParkAfter
+
+// parkedChunk is the most a parked session's wake-up moves by itself; more unparks it.
+const parkedChunk = 4 << 10
+
+// legEnd says how a direction's pump returned.
+type legEnd int8
+
+const (
+	legEnded  legEnd = iota // the direction is over (or the session aborted)
+	legPaused               // stopped on a frame boundary for a graceful close
+	legParked               // stopped because the session is being parked
+)
+
+// poller is the platform's poll set for parked sessions (epoll on Linux).
+type poller interface {
+	// add registers the session's two sockets, each for one readiness event.
+	add(s *session) error
+	// rearm re-registers leg i's source socket for one more event.
+	rearm(s *session, i int) error
+	// remove takes both sockets out of the set.
+	remove(s *session)
+	// run delivers events (session id, leg) until close; it returns when closed.
+	run(deliver func(id uint64, leg int))
+	// relayChunk moves what leg i's source has queued, at most parkedChunk bytes, without
+	// waiting; it reports false when the session must be unparked instead (see park.go).
+	relayChunk(s *session, i int) bool
+	close()
+}
+
+// parker parks a frontend's idle sessions (see above).
+type parker struct {
+	f    *Frontend
+	poll poller
+	// after and tick are the sweeper's, from the frontend's settings (a reload may change
+	// them); only the sweeper's goroutine uses them.
+	after, tick time.Duration
+
+	mu     sync.Mutex
+	parked map[uint64]*session // by id
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// startParker starts the frontend's parker if the platform has one (parking off, a negative
+// park_after, only stops the sweeper from parking: a reload may turn it on). Called from Serve;
+// the parker stops when the frontend is closing and has no session left.
+func (f *Frontend) startParker() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.parker.Load() != nil || len(f.parkerStopped) > 0 || f.closing {
+		return
+	}
+	poll, err := newPoller()
+	if err != nil || poll == nil {
+		if err != nil {
+			f.log().Warn("idle sessions will not be parked", "err", err)
+		}
+		return
+	}
+	p := &parker{f: f, poll: poll, parked: make(map[uint64]*session), stop: make(chan struct{})}
+	f.parker.Store(p)
+	p.wg.Add(2)
+	go func() { defer p.wg.Done(); p.poll.run(p.deliver) }()
+	go func() { defer p.wg.Done(); p.sweep() }()
+}
+
+// stopParker stops the parker, if one runs; called with f.mu held once the frontend is closing
+// and has no session left (so none is parked).
+func (f *Frontend) stopParker() {
+	p := f.parker.Load()
+	if p == nil {
+		return
+	}
+	f.parker.Store(nil)
+	close(p.stop)
+	p.poll.close()
+	// The goroutines end on their own; Shutdown waits for them (parkerDone).
+	f.parkerStopped = append(f.parkerStopped, p)
+}
+
+// parkedCount returns how many sessions are parked now.
+func (p *parker) parkedCount() int {
+	if p == nil {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.parked)
+}
+
+// sweep asks idle sessions to park and wakes parked ones whose idle timeout is near, every tick.
+func (p *parker) sweep() {
+	p.setAfter()
+	t := time.NewTicker(p.tick)
+	defer t.Stop()
+	var list []*session
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		if tick := p.tick; p.setAfter() != tick {
+			t.Reset(p.tick)
+		}
+		list = p.f.snapshot(list[:0])
+		now := time.Now()
+		for _, s := range list {
+			s.sweep(p, now)
+		}
+		clear(list)
+	}
+}
+
+// setAfter reads park_after from the frontend's settings and returns the sweeper's tick: a
+// quarter of it, or a second while parking is off (parked sessions still need their sweeps).
+func (p *parker) setAfter() time.Duration {
+	p.after = p.f.set.Load().parkAfter
+	p.tick = time.Second
+	if p.after >= 0 {
+		p.tick = max(p.after/4, time.Millisecond)
+	}
+	return p.tick
+}
+
+// deliver handles a readiness event of a parked session's leg (on the poll goroutine).
+func (p *parker) deliver(id uint64, i int) {
+	p.mu.Lock()
+	s := p.parked[id]
+	p.mu.Unlock()
+	if s == nil {
+		return // unparked meanwhile: the event is stale
+	}
+	s.mu.Lock()
+	if s.parkState.Load() != parked {
+		s.mu.Unlock()
+		return
+	}
+	if !s.aborted && s.closeReq.Load() == nil && p.poll.relayChunk(s, i) && p.poll.rearm(s, i) == nil {
+		s.mu.Unlock()
+		return
+	}
+	again := s.unparkLocked()
+	s.mu.Unlock()
+	s.runLegs(again)
+}
+
+// sweep is one sweeper visit of session s: park it if it is idle enough, unpark it if it is
+// parked and its idle timeout comes within two ticks (its directions' deadlines then decide).
+func (s *session) sweep(p *parker, now time.Time) {
+	if !s.relaying.Load() {
+		return
+	}
+	switch s.parkState.Load() {
+	case parkNone:
+		if p.after < 0 {
+			return
+		}
+		last := s.start.Add(time.Duration(max(s.lastFromClient.Load(), s.lastFromServer.Load())))
+		if now.Sub(last) < p.after {
+			return
+		}
+		if exp, ok := s.idleExpiry(); ok && exp.Sub(now) < 4*p.tick {
+			return
+		}
+		s.mu.Lock()
+		if s.parkable() && s.parkState.Load() == parkNone {
+			s.parkState.Store(parkRequested)
+			// Wake both directions: each returns legParked (pump), the last one parks.
+			past := time.Unix(1, 0)
+			_ = s.client.SetReadDeadline(past)
+			_ = s.up.SetReadDeadline(past)
+		}
+		s.mu.Unlock()
+	case parked:
+		exp, ok := s.idleExpiry()
+		if !ok || exp.Sub(now) >= 2*p.tick {
+			return
+		}
+		s.mu.Lock()
+		if s.parkState.Load() != parked {
+			s.mu.Unlock()
+			return
+		}
+		again := s.unparkLocked()
+		s.mu.Unlock()
+		s.runLegs(again)
+	}
+}
+
+// parkable reports whether the session may be parked; s.mu is held.
+func (s *session) parkable() bool {
+	return s.f.parker.Load() != nil && s.relaying.Load() && !s.aborted && !s.finished && s.closeReq.Load() == nil &&
+		!s.halfShut.Load() && s.client == net.Conn(s.raw) && s.up != nil && s.up == net.Conn(s.upRaw) &&
+		s.legs[0] != nil && s.legs[1] != nil
+}
+
+// idleExpiry returns when the session's idle timeout expires as things stand (see stillActive),
+// and false when it has none.
+func (s *session) idleExpiry() (time.Time, bool) {
+	limit := s.idleLimit()
+	if limit <= 0 {
+		return time.Time{}, false
+	}
+	fromClient, fromServer := s.lastFromClient.Load(), s.lastFromServer.Load()
+	last := max(fromClient, fromServer)
+	if s.perDirection && !s.halfShut.Load() {
+		last = min(fromClient, fromServer)
+	}
+	return s.start.Add(time.Duration(last)).Add(limit), true
+}
+
+// park registers the session's sockets with the parker, once both directions stopped for it
+// (the last one calls it). It reports false when the session cannot be parked after all (it
+// was aborted or is closing meanwhile, or the parker stopped): the caller runs them again.
+func (s *session) park() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.f.parker.Load()
+	if s.parkState.Load() != parkRequested || !s.parkable() {
+		return false
+	}
+	// Registered before the state says parked: an event cannot come before the session is
+	// in the parked map, and deliver takes s.mu, which is held here until both are done.
+	p.mu.Lock()
+	p.parked[s.id] = s
+	p.mu.Unlock()
+	s.parkedBy = p
+	if err := p.poll.add(s); err != nil {
+		p.mu.Lock()
+		delete(p.parked, s.id)
+		p.mu.Unlock()
+		s.parkedBy = nil
+		return false
+	}
+	s.parkState.Store(parked)
+	return true
+}
+
+// unparkLocked takes a parked (or parking) session out of the parker and restores its
+// directions' read deadlines; s.mu is held. It returns the legs to run again: both for a parked
+// session, none for one that was only asked to park (its directions see the state on their own).
+func (s *session) unparkLocked() []int {
+	st := s.parkState.Swap(parkNone)
+	if st != parked {
+		return nil
+	}
+	if p := s.parkedBy; p != nil {
+		p.poll.remove(s)
+		p.mu.Lock()
+		delete(p.parked, s.id)
+		p.mu.Unlock()
+		s.parkedBy = nil
+	}
+	s.restoreDeadlines()
+	return []int{0, 1}
+}
+
+// restoreDeadlines sets each direction's read deadline as the relay keeps it (stillActive): at
+// the idle expiry, none without a timeout, or in the past when the session has already been
+// idle too long (the direction then ends it as idle).
+func (s *session) restoreDeadlines() {
+	for _, l := range s.legs {
+		if !s.stillActive(l.src) {
+			_ = l.src.SetReadDeadline(time.Unix(1, 0))
+		}
+	}
+}
+
+// wake unparks the session if it is parked, for something from outside that its directions
+// must see (an abort, a graceful close); s.mu is held. The caller runs the returned legs after
+// unlocking (runLegs).
+func (s *session) wakeLocked() []int {
+	if s.parkState.Load() == parkRequested {
+		// The directions are stopping or stopped; the last one sees the reason and does not
+		// park (park), or they are still running and see it themselves.
+		return nil
+	}
+	return s.unparkLocked()
+}
+
+// snapshot appends the frontend's sessions to list.
+func (f *Frontend) snapshot(list []*session) []*session {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for s := range f.sessions {
+		list = append(list, s)
+	}
+	return list
+}
