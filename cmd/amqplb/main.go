@@ -131,6 +131,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(hup, reloadSignals...)
 	defer signal.Stop(hup)
 
+	raiseFDLimit(log, cfg.Global.MaxConnections) // before dropping privileges: root may pass the hard limit
 	a, err := newApp(cfg, log, load)
 	if err != nil {
 		log.Error("cannot start", "err", err)
