@@ -278,6 +278,7 @@ func (s *session) park() bool {
 		return false
 	}
 	s.parkState.Store(parked)
+	s.legs = [2]*leg{} // rebuilt when unparked: a parked session holds as little as it can
 	return true
 }
 
@@ -296,8 +297,21 @@ func (s *session) unparkLocked() []int {
 		p.mu.Unlock()
 		s.parkedBy = nil
 	}
+	if err := s.buildLegs(); err != nil {
+		// Not expected (only a nil socket fails), but then the session cannot go on:
+		// runLegs sees no legs and ends it (endUnparkFailed).
+		s.end(EndServerClosed)
+		return []int{0, 1}
+	}
 	s.restoreDeadlines()
 	return []int{0, 1}
+}
+
+// endUnparkFailed ends a session whose directions could not be rebuilt when it was unparked.
+func (s *session) endUnparkFailed() {
+	s.abort(EndServerClosed)
+	s.finish()
+	s.f.done(s)
 }
 
 // restoreDeadlines sets each direction's read deadline as the relay keeps it (stillActive): at

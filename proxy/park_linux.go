@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"net"
 	"os"
 	"syscall"
 
@@ -44,13 +45,27 @@ func legEvent(id uint64, i int) unix.EpollEvent {
 		Fd: int32(uint32(data)), Pad: int32(uint32(data >> 32))}
 }
 
-// srcFD runs fn with the fd of leg i's source socket; false if it is closed.
-func srcFD(s *session, i int, fn func(fd int)) bool {
-	raw, err := s.legs[i].srcRaw.SyscallConn()
+// sockets returns the source and destination sockets of direction i (0: client to server).
+func sockets(s *session, i int) (src, dst *net.TCPConn) {
+	if i == 0 {
+		return s.raw, s.upRaw
+	}
+	return s.upRaw, s.raw
+}
+
+// fdOf runs fn with c's fd; false if c is closed.
+func fdOf(c *net.TCPConn, fn func(fd int)) bool {
+	raw, err := c.SyscallConn()
 	if err != nil {
 		return false
 	}
 	return raw.Control(func(fd uintptr) { fn(int(fd)) }) == nil
+}
+
+// srcFD runs fn with the fd of direction i's source socket; false if it is closed.
+func srcFD(s *session, i int, fn func(fd int)) bool {
+	src, _ := sockets(s, i)
+	return fdOf(src, fn)
 }
 
 func (p *epoller) add(s *session) error {
@@ -118,20 +133,19 @@ func (p *epoller) run(deliver func(id uint64, leg int)) {
 
 func (p *epoller) close() { _ = p.file.Close() }
 
-// relayChunk moves what leg i's source has queued to its destination, when that is at most
-// parkedChunk bytes and the destination takes it all at once: a heartbeat, a lone small
-// message. Nothing queued (the event was the peer's FIN or an error), more than that, or a
-// short write report false: the session goes back to its goroutines, a short write's rest in
-// the leg's pending bytes.
+// relayChunk moves what direction i's source has queued to its destination, when that is at
+// most parkedChunk bytes and the destination takes it all at once: a heartbeat, a lone small
+// message. It counts and frame-tracks the bytes as the relay does. Nothing queued (the event
+// was the peer's FIN or an error), more than that, or a short write report false: the session
+// goes back to its goroutines, a short write's rest kept for the relay to write first.
 func (p *epoller) relayChunk(s *session, i int) bool {
-	l := s.legs[i]
-	r, ok := l.mv.(*socketRelay)
-	if !ok || r.dstRaw == nil || len(r.pending) > 0 {
+	if len(s.pending[i]) > 0 {
 		return false
 	}
+	src, dst := sockets(s, i)
 	n := 0
 	var rerr syscall.Errno
-	if !srcFD(s, i, func(fd int) {
+	if !fdOf(src, func(fd int) {
 		q, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
 		if err != nil || q <= 0 || q > parkedChunk {
 			return
@@ -146,14 +160,14 @@ func (p *epoller) relayChunk(s *session, i int) bool {
 		return false
 	}
 	out := p.buf[:n]
-	if r.track != nil {
-		r.track.advance(out)
+	if t := s.tracks[i]; t != nil {
+		t.advance(out)
 	}
 	w := 0
 	var werr syscall.Errno
-	if r.dstRaw.Control(func(fd uintptr) {
+	if !fdOf(dst, func(fd int) {
 		for w < len(out) {
-			m, errno := rawIO(syscall.SYS_WRITE, fd, out[w:])
+			m, errno := rawIO(syscall.SYS_WRITE, uintptr(fd), out[w:])
 			switch errno {
 			case 0:
 				w += m
@@ -164,15 +178,19 @@ func (p *epoller) relayChunk(s *session, i int) bool {
 			werr = errno
 			return
 		}
-	}) != nil && werr == 0 {
+	}) && werr == 0 {
 		werr = syscall.EBADF
 	}
 	if w > 0 {
-		r.moved(w)
+		if i == 0 {
+			s.movedToServer(w)
+		} else {
+			s.movedToClient(w)
+		}
 	}
 	if w < len(out) {
 		// The relay writes the rest first when it runs again (or fails on it, as it would).
-		r.pending = append([]byte(nil), out[w:]...)
+		s.pending[i] = append([]byte(nil), out[w:]...)
 		return false
 	}
 	return werr == 0

@@ -114,25 +114,11 @@ func (s *session) relay() error {
 			return err
 		}
 	}
-	srv := s.server()
+	s.tracks = [2]*frameTracker{upTrack, downTrack}
+	if err := s.buildLegs(); err != nil {
+		return err
+	}
 	up, upRaw := s.up, s.upRaw
-	toServer, err := newLeg(up, upRaw, s.client, s.raw, func(n int) {
-		s.lastFromClient.Store(int64(time.Since(s.start)))
-		s.toServer.Add(uint64(n))
-		srv.AddBytes(uint64(n), 0)
-	}, upTrack)
-	if err != nil {
-		return ended(EndClientClosed, err)
-	}
-	toClient, err := newLeg(s.client, s.raw, up, upRaw, func(n int) {
-		s.lastFromServer.Store(int64(time.Since(s.start)))
-		s.toClient.Add(uint64(n))
-		srv.AddBytes(0, uint64(n))
-	}, downTrack)
-	if err != nil {
-		toServer.release()
-		return ended(EndServerClosed, err)
-	}
 	s.idle, s.idleEnd = s.idleTimeout()
 	// AMQP 0-9-1 peers each send heartbeats at the negotiated interval, so each direction can be
 	// held to it. (An AMQP 1.0 peer's idle time-out binds the other peer; amqplb reads only the
@@ -151,13 +137,46 @@ func (s *session) relay() error {
 			setUserTimeout(upRaw, idle)
 		}
 	}
-	s.legs = [2]*leg{toServer, toClient}
 	s.relaying.Store(true) // from now on a graceful close wakes the directions (closeGracefully)
 	// The session's goroutine runs the client's direction itself.
 	s.legsLeft.Store(2)
 	go s.runLeg(1)
 	s.runLeg(0)
 	return errHandedOff
+}
+
+// buildLegs makes the relay's two directions (s.legs): at the start of the relay, and again
+// when a parked session, which holds none, is unparked.
+func (s *session) buildLegs() error {
+	toServer, err := newLeg(s.up, s.upRaw, s.client, s.raw, s.movedToServer, s.tracks[0])
+	if err != nil {
+		return ended(EndClientClosed, err)
+	}
+	toClient, err := newLeg(s.client, s.raw, s.up, s.upRaw, s.movedToClient, s.tracks[1])
+	if err != nil {
+		toServer.release()
+		return ended(EndServerClosed, err)
+	}
+	s.legs = [2]*leg{toServer, toClient}
+	for i, l := range s.legs {
+		setPending(l, s.pending[i])
+		s.pending[i] = nil
+	}
+	return nil
+}
+
+// movedToServer counts n bytes relayed from the client to the server.
+func (s *session) movedToServer(n int) {
+	s.lastFromClient.Store(int64(time.Since(s.start)))
+	s.toServer.Add(uint64(n))
+	s.server().AddBytes(uint64(n), 0)
+}
+
+// movedToClient counts n bytes relayed from the server to the client.
+func (s *session) movedToClient(n int) {
+	s.lastFromServer.Store(int64(time.Since(s.start)))
+	s.toClient.Add(uint64(n))
+	s.server().AddBytes(0, uint64(n))
 }
 
 // errHandedOff is relay's way of saying that the session now belongs to its directions'
@@ -168,6 +187,10 @@ var errHandedOff = errors.New("handed off to the relay's directions")
 // their own; the session's own goroutine is then free to end (a relaying session has no other).
 func (s *session) runLegs(legs []int) {
 	if len(legs) == 0 {
+		return
+	}
+	if s.legs[0] == nil || s.legs[1] == nil {
+		go s.endUnparkFailed() // see unparkLocked
 		return
 	}
 	s.legsLeft.Store(int32(len(legs)))

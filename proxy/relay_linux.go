@@ -52,7 +52,7 @@ type socketRelay struct {
 	queuedFn func(uintptr)
 	queued   int
 	// pending is what a parked session's wake-up read but dst did not take at once
-	// (epoller.relayChunk): written first when the direction runs again.
+	// (epoller.relayChunk, setPending): written first when the direction runs again.
 	pending []byte
 	// The state of one step.
 	buf  *[]byte // the pooled read buffer, held only while it has data
@@ -61,6 +61,14 @@ type socketRelay struct {
 	werr error   // tryWrite's error
 	full bool    // the last read filled the buffer
 	err  error   // how the step ended: src's error, io.EOF or a *writeError
+}
+
+// setPending hands a direction what a parked session's wake-up read but could not write
+// (epoller.relayChunk): it is written first.
+func setPending(l *leg, p []byte) {
+	if r, ok := l.mv.(*socketRelay); ok && len(p) > 0 {
+		r.pending = p
+	}
 }
 
 // release is a no-op: socketRelay holds its buffer only while data is in it.

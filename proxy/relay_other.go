@@ -14,6 +14,9 @@ func newSocketMover(dst net.Conn, src *net.TCPConn, moved func(int), track *fram
 	return &copyRelay{src: src, dst: dst, moved: moved, track: track}, nil
 }
 
+// setPending does nothing: sessions are parked on Linux only.
+func setPending(*leg, []byte) {}
+
 // setUserTimeout does nothing outside Linux: TCP_USER_TIMEOUT is Linux's. A peer that stops
 // reading is then dropped by the kernel's own retransmission limits only.
 func setUserTimeout(*net.TCPConn, time.Duration) {}

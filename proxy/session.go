@@ -82,14 +82,17 @@ type session struct {
 	fallback *time.Timer
 	finished bool
 
-	// The relay's directions (0: client to server, 1: server to client), set before relaying,
-	// how each last returned, and how many run. parkState and parkedBy (under mu) say whether
-	// the session is parked (park.go).
+	// The relay's directions (0: client to server, 1: server to client), set before relaying
+	// and dropped while the session is parked, how each last returned, and how many run. The
+	// frame trackers outlive the legs. parkState and parkedBy (under mu) say whether the
+	// session is parked, and pending holds what a parked direction could not write (park.go).
 	legs      [2]*leg
+	tracks    [2]*frameTracker
 	legEnds   [2]legEnd
 	legsLeft  atomic.Int32
 	parkState atomic.Int32
 	parkedBy  *parker
+	pending   [2][]byte
 }
 
 // sessionIDs numbers the sessions of the process.

@@ -29,6 +29,7 @@ import (
 // app is the running process: its frontends (whose listeners survive reloads), the current
 // generation of backends and monitors, and the admin server. Only run's goroutine changes it.
 type app struct {
+	trim   trimmer // run's goroutine only
 	file   string
 	load   func(string) (*config.Config, error) // haproxycfg.Load with the command line's overrides
 	log    *slog.Logger
@@ -633,10 +634,14 @@ func (a *app) run(ctx context.Context, hup <-chan os.Signal) error {
 	if a.socket != nil {
 		a.serveSocket(a.socket)
 	}
+	trim := time.NewTicker(trimEvery)
+	defer trim.Stop()
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
 			done = true
+		case <-trim.C:
+			a.trimMemory()
 		case <-hup:
 			a.reload()
 		case <-a.rediscover:
