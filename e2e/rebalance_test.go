@@ -260,13 +260,18 @@ func testRebalance(t *testing.T, c *testenv.Cluster, enabled, management bool, t
 				rebalanceRate+2, span, at[i].Format(time.RFC3339Nano), rebalanceRate)
 		}
 	}
-	var total float64
-	for _, n := range c.Nodes {
-		total += metric(t, l.scrape(t), "amqplb_rebalance_closes_total", map[string]string{"backend": "rabbitmq", "server": n.Name})
-	}
-	if int(total) != len(at) {
-		t.Errorf("amqplb_rebalance_closes_total sums to %v, the access log has %d", total, len(at))
-	}
+	// The counter moves when the broker is asked to close; the log line comes when the session
+	// has ended, a moment later: wait for the last one to catch up.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		var total float64
+		for _, n := range c.Nodes {
+			total += metric(t, l.scrape(t), "amqplb_rebalance_closes_total", map[string]string{"backend": "rabbitmq", "server": n.Name})
+		}
+		if at, _ := rebalanceLines(t, l); int(total) != len(at) {
+			return fmt.Errorf("amqplb_rebalance_closes_total sums to %v, the access log has %d", total, len(at))
+		}
+		return nil
+	})
 }
 
 func postRebalance(t *testing.T, l *lb, dryRun bool) (int, rebalanceAnswer) {
@@ -349,9 +354,10 @@ func testRebalanceClosesConsumersOfExclusiveQueuesLast(t *testing.T, c *testenv.
 	})
 	t.Cleanup(func() { cancel(); busy.Wait() })
 	otherID, _ := sessionByName(t, l, "e2e-sticky-other")
-	// The management API lists consumers a few seconds late: until it does, the plan goes by
-	// idleness alone.
-	testenv.Eventually(t, 30*time.Second, func() error {
+	// The management API lists consumers a few seconds late (more on a loaded machine: its
+	// statistics are collected every 5 s and aggregated behind every other event): until it
+	// does, the plan goes by idleness alone.
+	testenv.Eventually(t, 2*time.Minute, func() error {
 		var consumers []struct {
 			Queue struct{ Name string } `json:"queue"`
 		}
