@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -40,6 +41,9 @@ type Hold struct {
 	// ConnectTimeout bounds one connection's TCP connect, and its handshake; default
 	// DefaultDialTimeout.
 	ConnectTimeout time.Duration
+	// MetricsURL, when set, is the measured process's Prometheus metrics (amqplb's): its
+	// go_goroutines before and while holding give goroutines_per_conn.
+	MetricsURL string
 }
 
 // Name returns "hold".
@@ -117,6 +121,13 @@ func (h Hold) Run(ctx context.Context, t Target, progress io.Writer) (Figures, e
 			return nil, fmt.Errorf("hold: %w", err)
 		}
 	}
+	goroutinesBefore := -1.0
+	if h.MetricsURL != "" {
+		var err error
+		if goroutinesBefore, err = scrapeGauge(ctx, h.MetricsURL, "go_goroutines"); err != nil {
+			return nil, fmt.Errorf("hold: %w", err)
+		}
+	}
 
 	conns := make([]*amqp.Connection, n)
 	defer closeAll(conns, positiveOr(h.Concurrency, 20))
@@ -186,12 +197,48 @@ func (h Hold) Run(ctx context.Context, t Target, progress io.Writer) (Figures, e
 	perFD := float64(after.fds-before.fds) / float64(held)
 	fmt.Fprintf(progress, "  %s hold: process %d: %.0f octets and %.2f fds per connection (RSS %d -> %d, fds %d -> %d)\n",
 		t.Name, h.PID, perRSS, perFD, before.rss, after.rss, before.fds, after.fds)
-	return append(figs,
+	figs = append(figs,
 		Figure{Name: "rss_bytes_per_conn", Unit: "B", Value: perRSS},
 		Figure{Name: "fds_per_conn", Unit: "fds", Value: perFD},
 		Figure{Name: "rss_bytes", Unit: "B", Value: float64(after.rss)},
 		Figure{Name: "fds", Unit: "fds", Value: float64(after.fds)},
-	), nil
+	)
+	if goroutinesBefore >= 0 {
+		g, err := scrapeGauge(ctx, h.MetricsURL, "go_goroutines")
+		if err != nil {
+			return nil, fmt.Errorf("hold: %w", err)
+		}
+		per := (g - goroutinesBefore) / float64(held)
+		fmt.Fprintf(progress, "  %s hold: %.3f goroutines per connection (%.0f -> %.0f)\n", t.Name, per, goroutinesBefore, g)
+		figs = append(figs, Figure{Name: "goroutines_per_conn", Unit: "goroutines", Value: per})
+	}
+	return figs, nil
+}
+
+// scrapeGauge reads the value of an unlabelled metric from a Prometheus text page.
+func scrapeGauge(ctx context.Context, url, name string) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("%s: no %s", url, name)
 }
 
 // holdCloseTimeout bounds the wait for a broker's Close-Ok.

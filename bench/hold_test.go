@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,4 +118,31 @@ func TestHoldCluster(t *testing.T) {
 	if v, _ := figs.Get("fds_per_conn"); v < 0.8 || v > 1.5 {
 		t.Errorf("fds_per_conn = %v, want about 1 (the node's socket)", v)
 	}
+}
+
+// With MetricsURL, hold reads the process's go_goroutines before and while holding.
+func TestHoldGoroutinesPerConn(t *testing.T) {
+	checkLeaks(t)
+	fake := &testenv.FakeAMQP{}
+	b := testenv.StartFakeBroker(t, fake.Handle)
+	var scrapes atomic.Int32
+	metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := 10 + 40*scrapes.Add(1) - 40 // 10 before, 50 while holding
+		fmt.Fprintf(w, "# TYPE go_goroutines gauge\ngo_goroutines_other 3\ngo_goroutines %d\n", n)
+	}))
+	defer metrics.Close()
+	h := Hold{N: 20, PID: os.Getpid(), Settle: time.Millisecond, Concurrency: 4, MetricsURL: metrics.URL}
+	figs, err := h.Run(context.Background(), Target{Name: "fake", Addr: b.Addr()}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := figs.Get("goroutines_per_conn"); !ok || v != 2 {
+		t.Errorf("goroutines_per_conn = %v (found %v), want 2", v, ok)
+	}
+	_ = testenv.Poll(5*time.Second, func() error {
+		if n := b.Active(); n > 0 {
+			return fmt.Errorf("%d connections open", n)
+		}
+		return nil
+	})
 }

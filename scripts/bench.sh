@@ -167,13 +167,53 @@ run_section() {
 	printf '\n![%s](%s)\n' "$title" "$date-$name.svg" >>"$report"
 }
 
+# hold_scale: idle connections at several sizes (HOLD_SIZES), each through a fresh amqplb and a
+# fresh HAProxy over the three nodes, so that neither process carries what earlier sections left
+# in it. Each proxy is measured HOLD_SETTLE after the last connection opened (amqplb parks idle
+# sessions after 1 s and returns memory once the count settles, every 5 s). Figures are the
+# growth over the connections held. 9,000 is the most this machine allows: amqplb needs two fds
+# per connection, and the hard RLIMIT_NOFILE is 20,000 without CAP_SYS_RESOURCE.
+hold_scale() {
+	local title="hold: idle connections through amqplb and HAProxy (fresh processes, three nodes)"
+	local sizes=${HOLD_SIZES:-1000 5000 9000} settle=${HOLD_SETTLE:-15s} n
+	echo "== $title"
+	section "$title" "amqplb-bench hold -n N -pid PID -settle $settle [-metrics URL], N in $sizes"
+	{
+		echo "| connections | amqplb RSS/conn | HAProxy RSS/conn | amqplb fds/conn | HAProxy fds/conn | amqplb goroutines/conn |"
+		echo "|---|---|---|---|---|---|"
+	} >"$work/hold.md"
+	for n in $sizes; do
+		sed -e 's/^max_connections = .*/max_connections = 10000/' -e 's/127.0.0.1:5690/127.0.0.1:5693/' \
+			-e 's/127.0.0.1:5691/127.0.0.1:5694/' -e 's/127.0.0.1:5692/127.0.0.1:5695/' \
+			-e 's/127.0.0.1:8405/127.0.0.1:8406/' "$work/amqplb.toml" >"$work/amqplb-hold.toml"
+		sed -e 's/maxconn 4000/maxconn 9500/' -e 's/127.0.0.1:5680/127.0.0.1:5683/' -e 's/127.0.0.1:5681/127.0.0.1:5684/' \
+			-e 's/127.0.0.1:5682/127.0.0.1:5685/' "$work/haproxy.cfg" >"$work/haproxy-hold.cfg"
+		bin/amqplb -f "$work/amqplb-hold.toml" 2>"$work/amqplb-hold.log" &
+		local lp=$!
+		haproxy -db -f "$work/haproxy-hold.cfg" >"$work/haproxy-hold.log" 2>&1 &
+		local hp=$!
+		sleep 6 # both see every server up (rise 2 at 2s)
+		bench hold -target amqplb=127.0.0.1:5693 -n "$n" -pid "$lp" -settle "$settle" -rounds 1 \
+			-metrics http://127.0.0.1:8406/metrics -json "$out/$date-hold-amqplb-$n.json" | tee "$work/hold-amqplb-$n.txt" || true
+		bench hold -target haproxy=127.0.0.1:5683 -n "$n" -pid "$hp" -settle "$settle" -rounds 1 \
+			-json "$out/$date-hold-haproxy-$n.json" | tee "$work/hold-haproxy-$n.txt" || true
+		kill "$lp" "$hp" 2>/dev/null || true
+		wait "$lp" "$hp" 2>/dev/null || true
+		per() { sed -n "s/.*: \([0-9.]*\) octets and \([0-9.]*\) fds per connection.*/\\$2/p" "$1" | head -1; }
+		gor() { sed -n 's/.*: \([0-9.-]*\) goroutines per connection.*/\1/p' "$1" | head -1; }
+		kib() { awk -v b="$1" 'BEGIN { if (b == "") print "–"; else printf "%.1f KiB", b / 1024 }'; }
+		echo "| $n | $(kib "$(per "$work/hold-amqplb-$n.txt" 1)") | $(kib "$(per "$work/hold-haproxy-$n.txt" 1)") |" \
+			"$(per "$work/hold-amqplb-$n.txt" 2) | $(per "$work/hold-haproxy-$n.txt" 2) | $(gor "$work/hold-amqplb-$n.txt") |" >>"$work/hold.md"
+	done
+	cat "$work/hold.md" >>"$report"
+}
+
 run_section "pubsub, 128 B, through one broker" pubsub-128 pubsub "${single[@]}" -size 128 -confirm 100 -duration "$DURATION" -rounds "$ROUNDS"
 run_section "pubsub, 4 KiB, through one broker" pubsub-4k pubsub "${single[@]}" -size 4096 -confirm 100 -duration "$DURATION" -rounds "$ROUNDS"
 run_section "storm, 1,000 connections at 20" storm storm "${single[@]}" -n 1000 -c 20 -rounds "$ROUNDS"
 bulk=(-target "direct=$sink" -target amqplb=127.0.0.1:5692 -target haproxy=127.0.0.1:5682 -sink "$sink")
 run_section "bulk, 1, 2 and 4 streams" bulk bulk "${bulk[@]}" -streams 4 -duration 5s -rounds "$ROUNDS"
-run_section "hold, 2,000 idle connections (amqplb)" hold-amqplb hold -target amqplb=127.0.0.1:5690 -n 2000 -pid "$amqplb_pid" -rounds 1
-run_section "hold, 2,000 idle connections (HAProxy)" hold-haproxy hold -target haproxy=127.0.0.1:5680 -n 2000 -pid "$haproxy_pid" -rounds 1
+hold_scale
 pg=$(cat "$work/cluster/rmq2/node.pgid")
 run_section "failover: SIGSTOP of one of 3 nodes at 5 s, SIGCONT at 15 s" failover failover \
 	-target amqplb=127.0.0.1:5690 -target haproxy=127.0.0.1:5680 \

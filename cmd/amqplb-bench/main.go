@@ -139,6 +139,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&h.N, "n", 1000, "idle connections to hold")
 		fs.IntVar(&h.PID, "pid", 0, "process to measure (memory and fds per connection); 0 = none")
 		fs.DurationVar(&h.Settle, "settle", 2*time.Second, "wait before measuring")
+		fs.StringVar(&h.MetricsURL, "metrics", "", "Prometheus metrics of the process measured (amqplb's), for its go_goroutines per connection; \"\" = none")
 		fs.IntVar(&h.Concurrency, "c", 20, "connections opened at once")
 		w = h
 	case "failover":
