@@ -470,6 +470,9 @@ func (s *Server) Dial(ctx context.Context, o DialOptions) (net.Conn, error) {
 		defer cancel()
 	}
 	d := net.Dialer{KeepAlive: o.KeepAlive}
+	if o.KeepAlive >= 0 {
+		d.KeepAliveConfig = KeepAliveConfig(o.KeepAlive)
+	}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err == nil {
 		var conn net.Conn
@@ -569,4 +572,15 @@ func (b *Backend) UpCount() int {
 		}
 	}
 	return n
+}
+
+// KeepAliveConfig is the TCP keep-alive of a proxied socket with the given period (0: Go's
+// default of 15 s): probes after period idle, every 15 s, as many as the kernel's default (9 on
+// Linux). Three system calls: Go's own default sets the count too, and a listener's default
+// comes before a session's own.
+func KeepAliveConfig(period time.Duration) net.KeepAliveConfig {
+	if period <= 0 {
+		period = 15 * time.Second
+	}
+	return net.KeepAliveConfig{Enable: true, Idle: period, Interval: 15 * time.Second, Count: -1}
 }

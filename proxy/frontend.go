@@ -330,7 +330,9 @@ func (f *Frontend) SetRoute(r *Route) { f.route.Store(r) }
 // Listen binds the frontend's address. It is separate from Serve so that a bind error is
 // reported before anything starts serving.
 func (f *Frontend) Listen() error {
-	var lc net.ListenConfig
+	// No keep-alive from the listener: the session sets its route's (setKeepAlive), which
+	// otherwise comes on top of Go's default, four system calls per connection more.
+	lc := net.ListenConfig{KeepAlive: -1}
 	ln, err := lc.Listen(context.Background(), "tcp", f.opts.Bind)
 	if err != nil {
 		return fmt.Errorf("frontend %s: listen %s: %w", f.Name(), f.opts.Bind, err)

@@ -477,13 +477,9 @@ func serverName(s *backend.Server) string {
 
 func setKeepAlive(c *net.TCPConn, period time.Duration) {
 	if period < 0 {
-		_ = c.SetKeepAlive(false)
-		return
+		return // the listener enables none
 	}
-	_ = c.SetKeepAlive(true)
-	if period > 0 {
-		_ = c.SetKeepAlivePeriod(period)
-	}
+	_ = c.SetKeepAliveConfig(backend.KeepAliveConfig(period))
 }
 
 // lingeringClose sends FIN (after a TLS close_notify) and discards what the client still sends
