@@ -4,10 +4,11 @@
 # Starts a local 3-node RabbitMQ cluster (the same tooling as `make run` and `make test`), amqplb,
 # and HAProxy from Debian's haproxy package with the equivalent configuration (HAProxy at its best:
 # option splice-auto, the same check intervals). Then it runs pubsub (128 B and 4 KiB, through one
-# broker), storm, bulk (1 and 4 streams), hold (2,000 idle connections) and failover (SIGSTOP of
+# broker), storm, bulk (1 and 4 streams), hold (1,000, 5,000 and 9,000 idle connections through fresh processes) and failover (SIGSTOP of
 # one node), and writes bench/results/<date>.md with the tables, SVG charts and the machine.
-# It takes about 10 minutes.
-# Everything it started is stopped on exit. Env: ROUNDS (default 3), DURATION (default 10s).
+# It takes about 15 minutes.
+# Everything it started is stopped on exit. Env: ROUNDS (default 3), DURATION (default 10s),
+# ONLY (some of "pubsub storm bulk hold failover"; default all), HOLD_SIZES, HOLD_SETTLE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -16,7 +17,7 @@ DURATION=${DURATION:-10s}
 date=$(date -u +%Y-%m-%d)
 out=bench/results
 mkdir -p "$out"
-report="$out/$date.md"
+report="$out/$date${ONLY:+-${ONLY// /-}}.md" # a partial run (ONLY) does not overwrite the full report
 
 ./scripts/install-test-deps.sh
 $GO build -o bin/amqplb ./cmd/amqplb
@@ -208,16 +209,27 @@ hold_scale() {
 	cat "$work/hold.md" >>"$report"
 }
 
-run_section "pubsub, 128 B, through one broker" pubsub-128 pubsub "${single[@]}" -size 128 -confirm 100 -duration "$DURATION" -rounds "$ROUNDS"
-run_section "pubsub, 4 KiB, through one broker" pubsub-4k pubsub "${single[@]}" -size 4096 -confirm 100 -duration "$DURATION" -rounds "$ROUNDS"
-run_section "storm, 1,000 connections at 20" storm storm "${single[@]}" -n 1000 -c 20 -rounds "$ROUNDS"
-bulk=(-target "direct=$sink" -target amqplb=127.0.0.1:5692 -target haproxy=127.0.0.1:5682 -sink "$sink")
-run_section "bulk, 1, 2 and 4 streams" bulk bulk "${bulk[@]}" -streams 4 -duration 5s -rounds "$ROUNDS"
-hold_scale
-pg=$(cat "$work/cluster/rmq2/node.pgid")
-run_section "failover: SIGSTOP of one of 3 nodes at 5 s, SIGCONT at 15 s" failover failover \
-	-target amqplb=127.0.0.1:5690 -target haproxy=127.0.0.1:5680 \
-	-fault-at 5s -fault "kill -STOP -$pg" -recover-at 15s -recover "kill -CONT -$pg" -duration 25s -rounds 1
+want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+if want pubsub; then
+	run_section "pubsub, 128 B, through one broker" pubsub-128 pubsub "${single[@]}" -size 128 -confirm 100 -duration "$DURATION" -rounds "$ROUNDS"
+	run_section "pubsub, 4 KiB, through one broker" pubsub-4k pubsub "${single[@]}" -size 4096 -confirm 100 -duration "$DURATION" -rounds "$ROUNDS"
+fi
+if want storm; then
+	run_section "storm, 1,000 connections at 20" storm storm "${single[@]}" -n 1000 -c 20 -rounds "$ROUNDS"
+fi
+if want bulk; then
+	bulk=(-target "direct=$sink" -target amqplb=127.0.0.1:5692 -target haproxy=127.0.0.1:5682 -sink "$sink")
+	run_section "bulk, 1, 2 and 4 streams" bulk bulk "${bulk[@]}" -streams 4 -duration 5s -rounds "$ROUNDS"
+fi
+if want hold; then
+	hold_scale
+fi
+if want failover; then
+	pg=$(cat "$work/cluster/rmq2/node.pgid")
+	run_section "failover: SIGSTOP of one of 3 nodes at 5 s, SIGCONT at 15 s" failover failover \
+		-target amqplb=127.0.0.1:5690 -target haproxy=127.0.0.1:5680 \
+		-fault-at 5s -fault "kill -STOP -$pg" -recover-at 15s -recover "kill -CONT -$pg" -duration 25s -rounds 1
+fi
 
 echo
 echo "results: $report"
