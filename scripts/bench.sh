@@ -187,13 +187,17 @@ hold_scale() {
 		sed -e 's/^max_connections = .*/max_connections = 10000/' -e 's/127.0.0.1:5690/127.0.0.1:5693/' \
 			-e 's/127.0.0.1:5691/127.0.0.1:5694/' -e 's/127.0.0.1:5692/127.0.0.1:5695/' \
 			-e 's/127.0.0.1:8405/127.0.0.1:8406/' "$work/amqplb.toml" >"$work/amqplb-hold.toml"
-		sed -e 's/maxconn 4000/maxconn 9500/' -e 's/127.0.0.1:5680/127.0.0.1:5683/' -e 's/127.0.0.1:5681/127.0.0.1:5684/' \
+		# maxpipes: HAProxy reserves fds for maxconn/4 splice pipes by default, past the limit.
+		sed -e 's/maxconn 4000/maxconn 9100\n\tmaxpipes 100/' -e 's/127.0.0.1:5680/127.0.0.1:5683/' -e 's/127.0.0.1:5681/127.0.0.1:5684/' \
 			-e 's/127.0.0.1:5682/127.0.0.1:5685/' "$work/haproxy.cfg" >"$work/haproxy-hold.cfg"
 		bin/amqplb -f "$work/amqplb-hold.toml" 2>"$work/amqplb-hold.log" &
 		local lp=$!
 		haproxy -db -f "$work/haproxy-hold.cfg" >"$work/haproxy-hold.log" 2>&1 &
 		local hp=$!
 		sleep 6 # both see every server up (rise 2 at 2s)
+		for p in "$lp" "$hp"; do
+			kill -0 "$p" 2>/dev/null || { cat "$work/amqplb-hold.log" "$work/haproxy-hold.log" >&2; echo "a proxy did not start" >&2; }
+		done
 		bench hold -target amqplb=127.0.0.1:5693 -n "$n" -pid "$lp" -settle "$settle" -rounds 1 \
 			-metrics http://127.0.0.1:8406/metrics -json "$out/$date-hold-amqplb-$n.json" | tee "$work/hold-amqplb-$n.txt" || true
 		bench hold -target haproxy=127.0.0.1:5683 -n "$n" -pid "$hp" -settle "$settle" -rounds 1 \
