@@ -69,6 +69,11 @@ $GO vet $PKGS
 # Build every test binary while the cluster boots.
 # shellcheck disable=SC2086
 $GO test -race -count=1 -run '^$' $PKGS >/dev/null
+# While the clusters boot: the proxy's tests once more with every idle session parked after 1 ms,
+# so that parking and unparking (proxy/park.go) run under every one of those tests' traffic.
+if [ "$PKGS" = ./... ]; then
+	AMQPLB_TEST_PARK_AFTER=1ms $GO test -race -count=1 ./proxy/
+fi
 
 if ! wait "$up_pid"; then
 	up_pid=""
