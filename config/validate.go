@@ -354,7 +354,9 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 	v.oneOf(path+".on_marked_up", label, "on_marked_up", b.OnMarkedUp, onMarkedUps)
 	v.notNegativeDuration(path+".half_close_timeout", label, "half_close_timeout", b.HalfCloseTimeout)
 	v.notNegativeDuration(path+".slowstart", label, "slowstart", b.Slowstart)
-	if b.IdleTimeout > 0 && b.IdleTimeout < 2*AMQPHeartbeat {
+	// A backend checked over HTTP serves HTTP (the management UI), whose clients have no
+	// heartbeat to outlast.
+	if b.IdleTimeout > 0 && b.IdleTimeout < 2*AMQPHeartbeat && b.HealthCheck.Type != "http" {
 		v.warnf(v.line(path+".idle_timeout"), "%s: idle_timeout %s is shorter than twice the %s AMQP heartbeat; idle clients will be cut",
 			label, FormatDuration(b.IdleTimeout), FormatDuration(AMQPHeartbeat))
 	}

@@ -129,6 +129,8 @@ type proxyOpts struct {
 	keepalive      val[time.Duration]
 	tcpCheck       val[bool]
 	httpCheck      val[bool]
+	httpReq        hapHTTPReq // option httpchk's request
+	httpRules      []hapHTTPRule
 	dontLogNull    val[bool]
 	defaultBackend val[string]
 	checkSteps     []hapStep  // tcp-check rules
@@ -180,6 +182,10 @@ type hapProxy struct {
 	stats       *hapStats // set for a stats or exporter section
 	opts        proxyOpts
 	ownSteps    bool // tcp-check rules written in this section
+	// ownHTTPRules: http-check rules written in this section.
+	ownHTTPRules bool
+	// httpMode: the section is in mode http (and is not a stats section).
+	httpMode bool
 	// connect is the tcp-check connect rule that checks start with, when
 	// the checks are a tcp-check script that has one (set by checks).
 	connect  *hapStep
