@@ -112,7 +112,7 @@ func (p *hapParser) modeHTTP(px *hapProxy) {
 // httpchk reads option httpchk [[METH] URI [VER]]: VER may carry headers
 // after \r\n ("HTTP/1.0\r\nAuthorization:\ Basic\ ..."), as files written
 // for HAProxy before 2.2 do. HAProxy's defaults are OPTIONS / HTTP/1.0.
-func (p *hapParser) httpchk(d hapDirective, args []string) (hapHTTPReq, bool) {
+func (p *hapParser) httpchk(d hapDirective, args []string) hapHTTPReq {
 	r := hapHTTPReq{method: "OPTIONS", uri: "/", line: d.line}
 	switch len(args) {
 	case 0:
@@ -131,15 +131,14 @@ func (p *hapParser) httpchk(d hapDirective, args []string) (hapHTTPReq, bool) {
 			name, value, ok := strings.Cut(l, ":")
 			if !ok {
 				p.errorf(d.line, "option httpchk: header %q is not NAME: VALUE", l)
-				return r, false
+				return hapHTTPReq{method: "OPTIONS", uri: "/", line: d.line}
 			}
 			r.addHeader(strings.TrimSpace(name), strings.TrimSpace(value))
 		}
 	default:
 		p.errorf(d.line, "option httpchk takes at most 3 arguments (method, URI, version), not %d (escape blanks with \\)", len(args))
-		return r, false
 	}
-	return r, true
+	return r
 }
 
 // addHeader adds a header to r; Host is r.host.

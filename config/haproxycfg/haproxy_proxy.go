@@ -760,9 +760,9 @@ func (p *hapParser) option(px *hapProxy, d hapDirective, wrongSide func(bool) bo
 		}
 		o.httpCheck = at(!negate && !reset, d.line)
 		if o.httpCheck.v {
-			if r, ok := p.httpchk(d, args[2:]); ok {
-				o.httpReq = r
-			}
+			// On a bad line (reported) the request is HAProxy's default, so that nothing
+			// more is said about it.
+			o.httpReq = p.httpchk(d, args[2:])
 		}
 	case "dontlognull":
 		if !wrongSide(true) {
