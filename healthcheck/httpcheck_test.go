@@ -2,7 +2,6 @@ package healthcheck
 
 import (
 	"context"
-	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amqplb/amqplb/backend"
 	"github.com/amqplb/amqplb/internal/testenv"
 )
 
@@ -163,20 +163,23 @@ func TestHTTPCheckFailures(t *testing.T) {
 	})
 }
 
-// TestHTTPCheckOverTLS: a target whose Dial speaks TLS (a server whose checks speak TLS) gets
-// the request over it.
+// TestHTTPCheckOverTLS: a server whose checks speak TLS gets the request over it (HTTPS),
+// through backend.Server's dial as the Monitor's targets do.
 func TestHTTPCheckOverTLS(t *testing.T) {
-	srv := httptest.NewTLSServer(answer(200, "ok"))
+	pool, srvCfg := testPKI(t)
+	srv := httptest.NewUnstartedServer(answer(200, "ok"))
+	srv.TLS = srvCfg
+	srv.StartTLS()
 	defer srv.Close()
-	roots := srv.Client().Transport.(*http.Transport).TLSClientConfig
-	addr := srv.Listener.Addr().String()
-	target := Target{Addr: addr, Dial: func(ctx context.Context) (net.Conn, error) {
-		d := tls.Dialer{Config: roots}
-		return d.DialContext(ctx, "tcp", addr)
-	}}
-	c, _ := NewHTTPChecker(HTTPChecker{Match: MatchString, Pattern: "ok"})
-	if res := c.Check(context.Background(), target); !res.OK {
-		t.Errorf("check failed: %s", res.Reason)
+	s := tlsServer(srv.Listener.Addr().String(), pool, "127.0.0.1")
+	c, _ := NewHTTPChecker(HTTPChecker{Timeout: testTimeout, Match: MatchString, Pattern: "ok"})
+	if res := checkTarget(t, c, serverTarget(s, false), testTimeout); !res.OK || res.Reason != "HTTP GET /: 200" {
+		t.Errorf("over TLS: %+v", res)
+	}
+	// In plain TCP, the TLS listener answers no HTTP.
+	plain := backend.NewServer(backend.ServerOptions{Name: "rmq1", Address: srv.Listener.Addr().String(), Weight: 1})
+	if res := checkTarget(t, c, serverTarget(plain, false), testTimeout); res.OK || res.Kind != FailProtocol {
+		t.Errorf("plain HTTP to a TLS listener: %+v", res)
 	}
 }
 
