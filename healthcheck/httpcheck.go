@@ -142,7 +142,7 @@ func compileHTTP(c *HTTPChecker) (*httpCheck, error) {
 	var err error
 	switch hc.match {
 	case MatchStatus:
-		if hc.ranges, err = ParseStatusRanges(c.Pattern); err != nil {
+		if hc.ranges, err = parseStatusRanges(c.Pattern); err != nil {
 			return nil, fmt.Errorf("http check: %v", err)
 		}
 	case MatchString:
@@ -157,10 +157,10 @@ func compileHTTP(c *HTTPChecker) (*httpCheck, error) {
 	return hc, nil
 }
 
-// ParseStatusRanges reads a list of HTTP status codes and ranges separated by commas
+// parseStatusRanges reads a list of HTTP status codes and ranges separated by commas
 // ("200", "200-299,304"), as HAProxy's http-check expect status takes them, into
 // inclusive ranges.
-func ParseStatusRanges(s string) ([][2]int, error) {
+func parseStatusRanges(s string) ([][2]int, error) {
 	var out [][2]int
 	for part := range strings.SplitSeq(s, ",") {
 		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
