@@ -26,7 +26,8 @@ const mgmtListen = `listen mgmt
 // frontend and a backend with an http check, and that each HTTP directive
 // is warned about on its line.
 func TestHAProxyModeHTTP(t *testing.T) {
-	src := mgmtListen + `	option httpchk GET /api/aliveness-test/%2F
+	src := mgmtListen + `	balance uri whole
+	option httpchk GET /api/aliveness-test/%2F
 	http-check send hdr Authorization "Basic Z3Vlc3Q6Z3Vlc3Q=" hdr Host rabbit.local
 	http-check expect ! rstatus ^5
 `
@@ -52,6 +53,7 @@ func TestHAProxyModeHTTP(t *testing.T) {
 		"m.cfg:8: ignored: timeout http-request (amqplb reads no requests: a slow client is bounded only by idle_timeout)",
 		"m.cfg:9: ignored: server option cookie (no cookie persistence: use balance source for sticky clients)",
 		"m.cfg:10: ignored: server option cookie (no cookie persistence: use balance source for sticky clients)",
+		"m.cfg:11: balance uri is imported as roundrobin (amqplb reads no requests to hash)",
 	}
 	if !reflect.DeepEqual(c.Warnings, wantWarnings) {
 		t.Errorf("Warnings:\n%s\nwant:\n%s", strings.Join(c.Warnings, "\n"), strings.Join(wantWarnings, "\n"))

@@ -566,7 +566,7 @@ func (p *hapParser) proxyDirective(px *hapProxy, d hapDirective) {
 		}
 	case "balance":
 		if !wrongSide(false) {
-			p.balance(o, d)
+			p.balance(o, d, px.httpMode)
 		}
 	case "retries":
 		if !wrongSide(false) {
@@ -643,9 +643,16 @@ func (p *hapParser) proxyLog(d hapDirective) {
 
 var hapBalances = []string{"roundrobin", "static-rr", "leastconn", "first", "source", "random"}
 
-func (p *hapParser) balance(o *proxyOpts, d hapDirective) {
+func (p *hapParser) balance(o *proxyOpts, d hapDirective, httpMode bool) {
 	b, ok := p.arg(d, 1, "an algorithm")
 	if !ok {
+		return
+	}
+	if httpMode && (b == "uri" || b == "url_param" || strings.HasPrefix(b, "hdr(")) {
+		// These hash what a request says; a mode http section served as TCP has no request
+		// to read, and spreading its clients evenly is what remains.
+		p.warnf(d.line, "balance %s is imported as roundrobin (amqplb reads no requests to hash)", b)
+		o.balance = at("roundrobin", d.line)
 		return
 	}
 	if len(d.args) > 2 {
