@@ -47,6 +47,8 @@ const (
 	DefaultCheckUsername     = "guest"                // backend.health_check.username
 	DefaultCheckPassword     = "guest"                // backend.health_check.password
 	DefaultManagementPort    = 15672                  // backend.health_check.management.port
+	DefaultHTTPCheckMethod   = "GET"                  // backend.health_check.http.method
+	DefaultHTTPCheckPath     = "/"                    // backend.health_check.http.path
 	DefaultAgentInterval     = 2 * time.Second        // backend.server.agent.interval
 
 	DefaultDiscoveryInterval = 30 * time.Second // backend.discovery.interval
@@ -96,13 +98,14 @@ var (
 	serverSendProxies = []string{"", "none", "v1", "v2"}
 	onMarkedDowns     = []string{"keep", "shutdown-sessions"}
 	onMarkedUps       = []string{"keep", "shutdown-backup-sessions"}
-	checkTypes        = []string{"amqp", "amqp-probe", "tcp", "none"}
+	checkTypes        = []string{"amqp", "amqp-probe", "tcp", "http", "none"}
 	tlsVerifies       = []string{"none", "optional", "required"}
 	serverVerifies    = []string{"none", "chain", "required"}
 	ruleActions       = []string{"accept", "reject"}
 	ruleLayers        = []string{RuleLayerConnection, RuleLayerContent}
 	stepActions       = []string{"connect", "send", "send-binary", "expect"}
 	stepMatches       = []string{"string", "binary", "rstring", "rbinary"}
+	httpMatches       = []string{"status", "rstatus", "string", "rstring"}
 )
 
 // syslogFacilities are the syslog facility names, HAProxy's spelling, in
@@ -520,7 +523,8 @@ type Discovery struct {
 // HealthCheck configures the active checks of a backend's servers.
 type HealthCheck struct {
 	// Type is amqp (full handshake), amqp-probe (protocol header up to
-	// Connection.Start), tcp (connect only) or none. Default "amqp".
+	// Connection.Start), tcp (connect only), http (an HTTP request, for
+	// what is not AMQP, such as the management UI) or none. Default "amqp".
 	Type string `toml:"type"`
 	// Interval is the time between checks of a server that is up.
 	// Default 2s.
@@ -557,6 +561,41 @@ type HealthCheck struct {
 	// with Type "tcp" (HAProxy's tcp-check rules); all must pass. Default
 	// none: the check is the connection alone.
 	TCPCheck []TCPCheckStep `toml:"tcp_check,inline"`
+	// HTTP is the request and the expected response of the check, only
+	// with Type "http" (HAProxy's option httpchk and http-check). Default
+	// nil: GET / passing on a 2xx or 3xx status.
+	HTTP *HTTPCheck `toml:"http,inline"`
+}
+
+// HTTPCheck is the request of an http health check and how its response
+// is judged. The request is HTTP/1.1 with Connection: close, sent over the
+// check's connection: to the check port, after the PROXY header when the
+// checks send one, and in TLS when the server's checks speak TLS (then it
+// is HTTPS).
+type HTTPCheck struct {
+	// Method of the request. Default "GET".
+	Method string `toml:"method"`
+	// Path is the request target, sent as written, escapes kept
+	// ("/api/aliveness-test/%2F"). Default "/".
+	Path string `toml:"path"`
+	// Host is the Host header. Default "": the address checked.
+	Host string `toml:"host,omitempty"`
+	// Headers are more request headers, such as Authorization; Host,
+	// Connection, Content-Length and Transfer-Encoding are the check's own.
+	// Default none.
+	Headers map[string]string `toml:"headers,omitempty"`
+	// Match is how the response is judged: status (its code is one of the
+	// codes and ranges Pattern lists, "200" or "200-299,304"), rstatus (its
+	// code matches the regular expression Pattern), string (its body
+	// contains Pattern) or rstring (its body matches the regular expression
+	// Pattern); a body match ignores the status, as in HAProxy. Default "":
+	// a 2xx or 3xx status passes.
+	Match string `toml:"match,omitempty"`
+	// Pattern is what Match looks for; required with Match.
+	Pattern string `toml:"pattern,omitempty"`
+	// Negate makes the check pass when Pattern does not match, and fail
+	// when it does (HAProxy's http-check expect !). Default false.
+	Negate bool `toml:"negate,omitempty"`
 }
 
 // TCPCheckStep is one step of a tcp check script.
@@ -868,6 +907,17 @@ func (h *HealthCheck) setDefaults() {
 }
 
 func (m *Management) setDefaults() { *m = Management{Port: DefaultManagementPort} }
+
+func (h *HTTPCheck) setDefaults() {
+	*h = HTTPCheck{Method: DefaultHTTPCheckMethod, Path: DefaultHTTPCheckPath}
+}
+
+// DefaultHTTPCheck returns an HTTPCheck with every documented default.
+func DefaultHTTPCheck() HTTPCheck {
+	var h HTTPCheck
+	h.setDefaults()
+	return h
+}
 
 func (s *Server) setDefaults() { *s = Server{Weight: DefaultWeight} }
 

@@ -438,7 +438,7 @@ name = "rabbitmq"
 balance = "round-robin"
 send_proxy = "v3"
 on_marked_down = "kill"
-health_check = { type = "http" }
+health_check = { type = "https" }
 server = [{ name = "rmq1", address = "10.0.0.1:5672" }, { name = "rmq2", address = "10.0.0.2:5672" }]
 `,
 			want: `a.toml:3: global: log_level "verbose" is not one of "debug", "info", "warn", "error"
@@ -447,7 +447,7 @@ a.toml:10: frontend "amqp": mode "http" is not one of "amqp", "tcp"
 a.toml:14: backend "rabbitmq": balance "round-robin" is not one of "roundrobin", "leastconn", "first", "source", "random"
 a.toml:15: backend "rabbitmq": send_proxy "v3" is not one of "", "v1", "v2"
 a.toml:16: backend "rabbitmq": on_marked_down "kill" is not one of "keep", "shutdown-sessions"
-a.toml:17: backend "rabbitmq": health_check: type "http" is not one of "amqp", "amqp-probe", "tcp", "none"`,
+a.toml:17: backend "rabbitmq": health_check: type "https" is not one of "amqp", "amqp-probe", "tcp", "http", "none"`,
 		},
 		{
 			name: "out of range numbers and durations",

@@ -26,6 +26,7 @@ func FuzzParse(f *testing.F) {
 		"[[frontend]]\nname = \"a\"\nbind = \":1\"\nbackend = \"b\"\nacl = { lan = [\"10.0.0.0/8\", \"192.168.0.0/255.255.0.0\"] }\ntcp_request = [ { action = \"reject\", unless = \"lan\" } ]\n",
 		"[[backend]]\nname = \"b\"\nidle_timeout = \"heartbeat\"\n[backend.health_check]\ntype = \"tcp\"\ntcp_check = [ { action = \"send-binary\", data = \"41\" }, { action = \"expect\", match = \"rbinary\", pattern = \"^41\", negate = true } ]\n",
 		"[[backend]]\nname = \"b\"\n[backend.health_check]\nmanagement = { port = 15672, alarms = true, eject_on_alarm = true }\n[backend.rebalance]\nenabled = true\nrate = \"2/m\"\n",
+		"[[backend]]\nname = \"b\"\n[backend.health_check]\ntype = \"http\"\nhttp = { method = \"HEAD\", path = \"/api/aliveness-test/%2F\", headers = { Authorization = \"Basic Z3Vlc3Q6Z3Vlc3Q=\" }, match = \"status\", pattern = \"200-299,304\", negate = true }\n",
 		"a = 1\n[a]\n",
 		"[[backend]]\nname = \"b\"\n[[backend.server]]\nname = \"s\"\naddress = \"[::1]:5671\"\ntls = { ca = \"x\", sni = \"y\" }\nweight = 257\n",
 		"",

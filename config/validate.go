@@ -354,7 +354,9 @@ func (v *validator) backend(i int, b *Backend, names map[string]int) {
 	v.oneOf(path+".on_marked_up", label, "on_marked_up", b.OnMarkedUp, onMarkedUps)
 	v.notNegativeDuration(path+".half_close_timeout", label, "half_close_timeout", b.HalfCloseTimeout)
 	v.notNegativeDuration(path+".slowstart", label, "slowstart", b.Slowstart)
-	if b.IdleTimeout > 0 && b.IdleTimeout < 2*AMQPHeartbeat {
+	// A backend checked over HTTP serves HTTP (the management UI), whose clients have no
+	// heartbeat to outlast.
+	if b.IdleTimeout > 0 && b.IdleTimeout < 2*AMQPHeartbeat && b.HealthCheck.Type != "http" {
 		v.warnf(v.line(path+".idle_timeout"), "%s: idle_timeout %s is shorter than twice the %s AMQP heartbeat; idle clients will be cut",
 			label, FormatDuration(b.IdleTimeout), FormatDuration(AMQPHeartbeat))
 	}
@@ -450,6 +452,11 @@ func (v *validator) healthCheck(path, backendLabel string, h *HealthCheck) {
 		v.errorf(v.line(path+".tcp_check"), `%s: tcp_check needs type = "tcp", not %q`, label, h.Type)
 	} else {
 		v.tcpCheck(path+".tcp_check", label, h.TCPCheck)
+	}
+	if h.HTTP != nil && h.Type != "http" {
+		v.errorf(v.line(path+".http"), `%s: http needs type = "http", not %q`, label, h.Type)
+	} else if h.HTTP != nil {
+		v.httpCheck(path+".http", label+": http", h.HTTP)
 	}
 	if h.Type == "none" {
 		v.warnf(v.line(path+".type"), `%s: type "none": servers are never checked, so a dead broker stays in rotation`, label)
@@ -646,6 +653,89 @@ func (v *validator) tcpCheck(path, label string, steps []TCPCheckStep) {
 			}
 		}
 	}
+}
+
+// httpCheck checks the request and match of an http check.
+func (v *validator) httpCheck(path, label string, h *HTTPCheck) {
+	if !isHTTPToken(h.Method) {
+		v.errorf(v.line(path+".method"), "%s: method %q is not an HTTP method (e.g. \"GET\")", label, h.Method)
+	}
+	if !strings.HasPrefix(h.Path, "/") || strings.ContainsAny(h.Path, " \t\r\n") {
+		v.errorf(v.line(path+".path"), "%s: path %q must start with / and hold no blank (write a blank as %%20)", label, h.Path)
+	}
+	if strings.ContainsAny(h.Host, " \t\r\n") {
+		v.errorf(v.line(path+".host"), "%s: host %q must hold no blank", label, h.Host)
+	}
+	names := make([]string, 0, len(h.Headers))
+	for k := range h.Headers {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		switch {
+		case !isHTTPToken(k):
+			v.errorf(v.line(path+".headers"), "%s: header name %q is not an HTTP header name", label, k)
+		case strings.EqualFold(k, "host"):
+			v.errorf(v.line(path+".headers"), "%s: header Host: set host instead", label)
+		case strings.EqualFold(k, "connection"), strings.EqualFold(k, "content-length"), strings.EqualFold(k, "transfer-encoding"):
+			v.errorf(v.line(path+".headers"), "%s: header %s is the check's own (it sends no body and closes the connection)", label, k)
+		case strings.ContainsAny(h.Headers[k], "\r\n"):
+			v.errorf(v.line(path+".headers"), "%s: header %s has a line break", label, k)
+		}
+	}
+	if h.Match == "" {
+		if h.Pattern != "" || h.Negate {
+			v.errorf(v.line(path), "%s: pattern and negate need match (status, rstatus, string or rstring)", label)
+		}
+		return
+	}
+	if !v.oneOf(path+".match", label, "match", h.Match, httpMatches) {
+		return
+	}
+	if h.Pattern == "" {
+		v.errorf(v.line(path+".match"), "%s: match %s needs pattern", label, h.Match)
+		return
+	}
+	switch h.Match {
+	case "status":
+		if !validStatusList(h.Pattern) {
+			v.errorf(v.line(path+".pattern"), "%s: status pattern %q: want codes 100..599 or ranges of them, separated by commas (e.g. \"200\", \"200-299,304\")", label, h.Pattern)
+		}
+	case "rstatus", "rstring":
+		if _, err := regexp.Compile(h.Pattern); err != nil {
+			v.errorf(v.line(path+".pattern"), "%s: pattern %q: %v", label, h.Pattern, err)
+		}
+	}
+}
+
+// validStatusList reports whether s lists HTTP status codes and ranges of them separated by
+// commas ("200", "200-299,304"), as HAProxy's http-check expect status.
+func validStatusList(s string) bool {
+	for part := range strings.SplitSeq(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		if !isRange {
+			hi = lo
+		}
+		a, errA := strconv.Atoi(strings.TrimSpace(lo))
+		b, errB := strconv.Atoi(strings.TrimSpace(hi))
+		if errA != nil || errB != nil || a < 100 || b > 599 || a > b {
+			return false
+		}
+	}
+	return true
+}
+
+// isHTTPToken reports whether s is a non-empty HTTP token, as a method or header name is.
+func isHTTPToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // decodeHex reads bytes written in hex, either case, an even number of

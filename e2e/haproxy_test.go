@@ -132,7 +132,7 @@ func corpusFile(t testing.TB, name string, servers []string) (text string, first
 		t.Fatal(err)
 	}
 	lines := strings.Split(string(src), "\n")
-	// Sections in mode http are stats or exporter sections: not where AMQP clients go.
+	// Sections in mode http (stats, exporter, management UI) are not where AMQP clients go.
 	httpSection := map[int]bool{}
 	section := 0
 	for i, line := range lines {

@@ -1,6 +1,7 @@
 // Package healthcheck owns the active checks of brokers: checkers that ask a server whether it
 // really serves AMQP (a full handshake, a probe of the first reply, a TCP connect, or a
-// tcp-check send/expect script as HAProxy's), optionally with the node's alarms from its
+// tcp-check send/expect script as HAProxy's), or whatever else a backend serves answers HTTP
+// as expected (HAProxy's option httpchk, for the management UI), optionally with the node's alarms from its
 // management API, and a node's maintenance mode (rabbitmq-upgrade drain) as the other nodes'
 // management APIs tell it (KindMaintenance: the server drains, its health stays); the Result
 // they give, with the broker's own reply code, a failure kind and a short human reason; the rise/fall rules that turn results into state changes; the Monitor
@@ -107,6 +108,8 @@ const (
 	KindAMQPProbe = "amqp-probe"
 	// KindTCP only connects, or runs Options.Steps (tcp-check) after the connect.
 	KindTCP = "tcp"
+	// KindHTTP sends an HTTP/1.1 request and judges the response (Options.HTTP).
+	KindHTTP = "http"
 	// KindNone checks nothing: the server is always up.
 	KindNone = "none"
 )
@@ -120,6 +123,10 @@ type Options struct {
 	// Steps is the tcp-check script of KindTCP (see TCPStep); none means a connect only. It
 	// is an error with another kind.
 	Steps []TCPStep
+	// HTTP is the request and the expected response of KindHTTP (see HTTPChecker; its
+	// Timeout is Options.Timeout); nil means GET / expecting a 2xx or 3xx status. It is an
+	// error with another kind.
+	HTTP *HTTPChecker
 	// OnTune, with KindAMQP, is called with the heartbeat each broker proposes in
 	// Connection.Tune; see AMQPChecker.
 	OnTune func(heartbeat time.Duration)
@@ -132,6 +139,9 @@ func NewChecker(kind string, o Options) (Checker, error) {
 	if len(o.Steps) > 0 && kind != KindTCP {
 		return nil, fmt.Errorf("tcp-check steps need health check type %q, not %q", KindTCP, kind)
 	}
+	if o.HTTP != nil && kind != KindHTTP {
+		return nil, fmt.Errorf("an HTTP request needs health check type %q, not %q", KindHTTP, kind)
+	}
 	switch kind {
 	case KindAMQP, "":
 		return &AMQPChecker{VHost: o.VHost, Username: o.Username, Password: o.Password, Timeout: o.Timeout, OnTune: o.OnTune}, nil
@@ -139,10 +149,17 @@ func NewChecker(kind string, o Options) (Checker, error) {
 		return &ProbeChecker{Timeout: o.Timeout}, nil
 	case KindTCP:
 		return NewTCPChecker(o.Timeout, o.Steps)
+	case KindHTTP:
+		var h HTTPChecker
+		if o.HTTP != nil {
+			h = *o.HTTP
+		}
+		h.Timeout = o.Timeout
+		return NewHTTPChecker(h)
 	case KindNone:
 		return nil, nil
 	}
-	return nil, fmt.Errorf("unknown health check type %q (want %s, %s, %s or %s)", kind, KindAMQP, KindAMQPProbe, KindTCP, KindNone)
+	return nil, fmt.Errorf("unknown health check type %q (want %s, %s, %s, %s or %s)", kind, KindAMQP, KindAMQPProbe, KindTCP, KindHTTP, KindNone)
 }
 
 func timeoutOr(d time.Duration) time.Duration {

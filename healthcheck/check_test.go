@@ -275,14 +275,18 @@ func TestNewChecker(t *testing.T) {
 	if c, err := NewChecker("none", o); c != nil || err != nil {
 		t.Errorf("none: got %v, %v; want nil, nil", c, err)
 	}
-	if _, err := NewChecker("http", o); err == nil || !strings.Contains(err.Error(), `"http"`) {
+	if _, err := NewChecker("https", o); err == nil || !strings.Contains(err.Error(), `"https"`) {
 		t.Errorf("unknown kind: err = %v", err)
+	}
+	// Without a request, the http check is GET /, passing on a 2xx or 3xx status.
+	if c, err := NewChecker("http", o); err != nil || c.(*HTTPChecker).Timeout != 2*time.Second || c.(*HTTPChecker).compiled.path != "/" {
+		t.Errorf("http: got %#v, %v", c, err)
 	}
 	c, err := NewChecker("tcp", Options{Timeout: time.Second, Steps: amqpProbe})
 	if tc, ok := c.(*TCPChecker); err != nil || !ok || len(tc.Steps) != 2 || len(tc.script) != 2 || tc.Timeout != time.Second {
 		t.Errorf("tcp with steps: got %#v, %v", c, err)
 	}
-	for _, kind := range []string{"amqp", "", "amqp-probe", "none"} {
+	for _, kind := range []string{"amqp", "", "amqp-probe", "http", "none"} {
 		if _, err := NewChecker(kind, Options{Steps: amqpProbe}); err == nil {
 			t.Errorf("%q with tcp-check steps: no error", kind)
 		}

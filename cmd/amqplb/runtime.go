@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/user"
@@ -139,12 +140,23 @@ func checker(bc config.Backend, onTune func(time.Duration)) (healthcheck.Checker
 	for _, s := range h.TCPCheck {
 		steps = append(steps, healthcheck.TCPStep{Action: s.Action, Data: s.Data, Match: s.Match, Pattern: s.Pattern, Negate: s.Negate})
 	}
+	var hc *healthcheck.HTTPChecker
+	if x := h.HTTP; x != nil {
+		hc = &healthcheck.HTTPChecker{Method: x.Method, Path: x.Path, Host: x.Host, Match: x.Match, Pattern: x.Pattern, Negate: x.Negate}
+		if len(x.Headers) > 0 {
+			hc.Header = http.Header{}
+			for k, v := range x.Headers {
+				hc.Header.Set(k, v)
+			}
+		}
+	}
 	c, err := healthcheck.NewChecker(h.Type, healthcheck.Options{
 		Timeout:  h.Timeout,
 		VHost:    h.VHost,
 		Username: h.Username,
 		Password: h.Password,
 		Steps:    steps,
+		HTTP:     hc,
 		OnTune:   onTune,
 	})
 	if err != nil {

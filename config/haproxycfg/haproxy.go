@@ -24,8 +24,8 @@ import (
 //   - A directive amqplb honours is mapped; one that makes no difference to a
 //     layer-4 balancer (process management, tuning, log formats) is ignored
 //     with a warning saying why; one that changes what reaches which broker
-//     and cannot be honoured (content switching, rate limits, stick tables,
-//     mode http outside a stats section) is an error. An unknown keyword is
+//     and cannot be honoured (content switching, rate limits, stick tables)
+//     is an error. An unknown keyword is
 //     an error. Forms HAProxy 2.x itself rejects but that RabbitMQ guides
 //     still show (listen NAME ADDR:PORT, contimeout/clitimeout/srvtimeout,
 //     redispatch, timeouts over 24.8 days, nbproc) are accepted with a
@@ -33,6 +33,11 @@ import (
 //   - mode tcp maps to frontend mode "tcp": HAProxy passes bytes through, so
 //     does the import. Switch to "amqp" in the converted TOML to gate on the
 //     AMQP 0-9-1 protocol header.
+//   - mode http outside a stats section (the management UI) maps to mode
+//     "tcp" too, with a warning: the section's HTTP-only directives are
+//     ignored, each with a warning saying what is lost (see haproxy_http.go),
+//     and option httpchk with http-check send/expect becomes the http check,
+//     as it does on any backend that does not serve AMQP.
 //   - listen NAME becomes a frontend and a backend both named NAME. A proxy
 //     with several addresses (several bind lines or bind a,b) becomes one
 //     frontend per address: the first is NAME, the next NAME-2, NAME-3...
@@ -129,6 +134,8 @@ type proxyOpts struct {
 	keepalive      val[time.Duration]
 	tcpCheck       val[bool]
 	httpCheck      val[bool]
+	httpReq        hapHTTPReq // option httpchk's request
+	httpRules      []hapHTTPRule
 	dontLogNull    val[bool]
 	defaultBackend val[string]
 	checkSteps     []hapStep  // tcp-check rules
@@ -180,6 +187,10 @@ type hapProxy struct {
 	stats       *hapStats // set for a stats or exporter section
 	opts        proxyOpts
 	ownSteps    bool // tcp-check rules written in this section
+	// ownHTTPRules: http-check rules written in this section.
+	ownHTTPRules bool
+	// httpMode: the section is in mode http (and is not a stats section).
+	httpMode bool
 	// connect is the tcp-check connect rule that checks start with, when
 	// the checks are a tcp-check script that has one (set by checks).
 	connect  *hapStep

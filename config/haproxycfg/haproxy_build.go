@@ -707,6 +707,9 @@ func (p *hapParser) checks(px *hapProxy, label, path string, b *config.Backend, 
 	if len(steps) > 0 && steps[0].step.Action == "connect" {
 		px.connect = &steps[0]
 	}
+	if len(o.httpRules) > 0 && !o.httpCheck.v {
+		p.ignoreHTTPRules(px, "http-check rules without option httpchk; HAProxy ignores them too")
+	}
 	if firstChecked == nil {
 		b.HealthCheck.Type = "none"
 		if o.tcpCheck.v || o.httpCheck.v {
@@ -719,8 +722,12 @@ func (p *hapParser) checks(px *hapProxy, label, path string, b *config.Backend, 
 	hp := path + ".health_check"
 	p.setLine(hp, firstChecked.opts.check.line)
 	p.setLine(hp+".type", firstChecked.opts.check.line)
+	amqp, why := servesAMQP(px, clients)
 	switch {
 	case o.tcpCheck.v:
+		if o.httpCheck.v {
+			p.ignoreHTTPRules(px, fmt.Sprintf("option tcp-check, line %d, makes the check a tcp-check", o.tcpCheck.line))
+		}
 		if line, ok := amqpRecipe(steps); ok {
 			h.Type = "amqp-probe"
 			p.setLine(hp+".type", line)
@@ -750,17 +757,21 @@ func (p *hapParser) checks(px *hapProxy, label, path string, b *config.Backend, 
 		if len(h.TCPCheck) > 0 {
 			p.setLine(hp+".tcp_check", o.tcpCheck.line)
 		}
+	case o.httpCheck.v && (px.httpMode || !amqp):
+		// What HAProxy does: one HTTP request per check, in mode http
+		// or tcp alike.
+		p.httpCheck(px, label, hp, h)
 	default:
 		h.Type = "tcp"
-		amqp, why := servesAMQP(px, clients)
 		if amqp {
 			h.Type = "amqp-probe"
 		}
 		switch {
-		case o.httpCheck.v && amqp:
-			p.warnf(o.httpCheck.line, `%s: option httpchk: amqplb does not check over HTTP; the check is an AMQP probe (type "amqp-probe": the protocol header, then a valid Connection.Start) because %s`, label, why)
 		case o.httpCheck.v:
-			p.warnf(o.httpCheck.line, `%s: option httpchk: amqplb does not check over HTTP; the check is a TCP connect (type "tcp")`, label)
+			// An AMQP listener answers no HTTP: HAProxy's check there
+			// fails as soon as the broker answers, or never sees it.
+			p.warnf(o.httpCheck.line, `%s: option httpchk: the servers serve AMQP, so the check is an AMQP probe (type "amqp-probe": the protocol header, then a valid Connection.Start) because %s; to check a port that serves HTTP, write type = "http" and check_port in the converted TOML`, label, why)
+			p.ignoreHTTPRules(px, "the check of this AMQP backend is an AMQP probe")
 		case amqp:
 			p.warnf(firstChecked.opts.check.line, `%s: check is upgraded from HAProxy's TCP connect to an AMQP probe (type "amqp-probe": the protocol header, then a valid Connection.Start) because %s, so that a broker that accepts connections but does not answer is taken out; to keep a plain TCP check write "option tcp-check" in this section, or type = "tcp" in the converted TOML`, label, why)
 		}

@@ -26,6 +26,7 @@ var fuzzSeeds = []string{
 	"frontend a from\n\tbind :5672,:5673,ipv6@:::5674\n",
 	hapListen + "\tserver s [::1]:5671 ssl verify required ca-file c sni str(x) verifyhost y crt z check-ssl check-send-proxy port 1\n",
 	hapListen + "\tacl a src 10.0.0.0/8\n\ttcp-request connection accept if a\n\ttcp-request session reject if LOCALHOST\n\ttcp-request content accept if a\n\ttcp-request content reject\n",
+	mgmtListen + "\toption httpchk GET /a%2F HTTP/1.0\\r\\nX:\\ y\n\thttp-check send hdr H v meth PUT\n\thttp-check expect ! string \"x y\"\n\thttp-check connect port 1\n",
 	"listen l\n\tbind :5671\n\toption tcp-check\n\ttcp-check connect default linger\n\tdefault-server send-proxy check-send-proxy\n\tserver s 10.0.0.9:5671 ssl verify none no-check-ssl addr 10.0.1.9 no-check-send-proxy\n\tserver t 10.0.0.8:5671 ssl verify none check port 5672\n",
 }
 

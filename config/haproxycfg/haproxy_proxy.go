@@ -327,6 +327,7 @@ func (p *hapParser) defaultsSection(s *hapSection) {
 		o = p.inherited(s)
 	}
 	px := &hapProxy{hapSection: s, opts: o}
+	px.httpMode = sectionMode(s, o.mode.v) == "http"
 	for _, d := range s.body {
 		p.proxyDirective(px, d)
 	}
@@ -359,6 +360,18 @@ func isStatsSection(s *hapSection, mode string) bool {
 	return stats
 }
 
+// sectionMode returns the mode of section s: its own mode line's, else
+// inherited, the mode of its defaults.
+func sectionMode(s *hapSection, inherited string) string {
+	mode := inherited
+	for _, d := range s.body {
+		if d.args[0] == "mode" && len(d.args) > 1 {
+			mode = d.args[1]
+		}
+	}
+	return mode
+}
+
 func (p *hapParser) proxySection(s *hapSection) {
 	for _, d := range s.body {
 		if d.args[0] == "disabled" && len(d.args) == 1 {
@@ -370,12 +383,7 @@ func (p *hapParser) proxySection(s *hapSection) {
 	px := &hapProxy{hapSection: s, opts: p.inherited(s), acls: map[string]*hapACL{}}
 	px.front = s.kind != "backend"
 	px.back = s.kind != "frontend"
-	mode := px.opts.mode.v
-	for _, d := range s.body {
-		if d.args[0] == "mode" && len(d.args) > 1 {
-			mode = d.args[1]
-		}
-	}
+	mode := sectionMode(s, px.opts.mode.v)
 	if isStatsSection(s, mode) {
 		p.statsSection(px)
 		p.proxies = append(p.proxies, px)
@@ -384,15 +392,12 @@ func (p *hapParser) proxySection(s *hapSection) {
 	if s.addr != "" {
 		p.bind(px, hapDirective{line: s.line, args: []string{"bind", s.addr}})
 	}
+	px.httpMode = mode == "http"
 	for _, d := range s.body {
 		p.proxyDirective(px, d)
 	}
-	if m := px.opts.mode; m.set() && m.v != "tcp" {
-		key := fmt.Sprintf("%d:mode", m.line)
-		if !p.reported[key] {
-			p.reported[key] = true
-			p.errorf(m.line, "mode %s: amqplb is a layer-4 load balancer: only mode tcp is supported, except in a section that only serves HAProxy's stats page or Prometheus exporter (%s)", m.v, sectionName(s))
-		}
+	if px.httpMode {
+		p.modeHTTP(px)
 	}
 	p.proxies = append(p.proxies, px)
 }
@@ -561,7 +566,7 @@ func (p *hapParser) proxyDirective(px *hapProxy, d hapDirective) {
 		}
 	case "balance":
 		if !wrongSide(false) {
-			p.balance(o, d)
+			p.balance(o, d, px.httpMode)
 		}
 	case "retries":
 		if !wrongSide(false) {
@@ -590,6 +595,8 @@ func (p *hapParser) proxyDirective(px *hapProxy, d hapDirective) {
 		p.proxyLog(d)
 	case "tcp-check":
 		p.tcpCheckRule(px, d)
+	case "http-check":
+		p.httpCheckRule(px, d)
 	case "acl":
 		if isDefaults {
 			p.errorf(d.line, "acl is not allowed in section %q", sectionName(px.hapSection))
@@ -599,13 +606,18 @@ func (p *hapParser) proxyDirective(px *hapProxy, d hapDirective) {
 	case "tcp-request":
 		p.tcpRequest(px, d)
 	case "stats":
-		if isDefaults {
+		if px.httpMode && !isDefaults {
+			p.ignored(d, "amqplb serves its status page on admin.listen or a [[stats]] listener, not in a section whose servers get the requests")
+		} else if isDefaults {
 			p.ignored(d, "amqplb reads stats settings in the mode http section that serves the page")
 		} else {
 			p.ignored(d, "outside a mode http section HAProxy ignores it too")
 		}
 	default:
 		k := keyword(d)
+		if isHTTPOnly(k) && p.ignoredHTTP(px, d, k) || isHTTPOnly(kw) && p.ignoredHTTP(px, d, kw) {
+			return
+		}
 		if why, ok := proxyRefused[k]; ok {
 			p.errorf(d.line, "%s: %s", k, why)
 		} else if why, ok := proxyIgnored[k]; ok {
@@ -631,9 +643,16 @@ func (p *hapParser) proxyLog(d hapDirective) {
 
 var hapBalances = []string{"roundrobin", "static-rr", "leastconn", "first", "source", "random"}
 
-func (p *hapParser) balance(o *proxyOpts, d hapDirective) {
+func (p *hapParser) balance(o *proxyOpts, d hapDirective, httpMode bool) {
 	b, ok := p.arg(d, 1, "an algorithm")
 	if !ok {
+		return
+	}
+	if httpMode && (b == "uri" || b == "url_param" || strings.HasPrefix(b, "hdr(")) {
+		// These hash what a request says; a mode http section served as TCP has no request
+		// to read, and spreading its clients evenly is what remains.
+		p.warnf(d.line, "balance %s is imported as roundrobin (amqplb reads no requests to hash)", b)
+		o.balance = at("roundrobin", d.line)
 		return
 	}
 	if len(d.args) > 2 {
@@ -680,6 +699,9 @@ func (p *hapParser) timeout(px *hapProxy, d hapDirective, wrongSide func(bool) b
 	case "server-fin":
 		dst = &o.serverFin
 	default:
+		if k := "timeout " + which; isHTTPOnly(k) && p.ignoredHTTP(px, d, k) {
+			return
+		}
 		if why, ok := proxyIgnored["timeout "+which]; ok {
 			p.ignored(d, why)
 		} else {
@@ -740,8 +762,14 @@ func (p *hapParser) option(px *hapProxy, d hapDirective, wrongSide func(bool) bo
 			o.tcpCheck = at(!negate && !reset, d.line)
 		}
 	case "httpchk":
-		if !wrongSide(false) {
-			o.httpCheck = at(!negate && !reset, d.line)
+		if wrongSide(false) {
+			return
+		}
+		o.httpCheck = at(!negate && !reset, d.line)
+		if o.httpCheck.v {
+			// On a bad line (reported) the request is HAProxy's default, so that nothing
+			// more is said about it.
+			o.httpReq = p.httpchk(d, args[2:])
 		}
 	case "dontlognull":
 		if !wrongSide(true) {
@@ -752,6 +780,9 @@ func (p *hapParser) option(px *hapProxy, d hapDirective, wrongSide func(bool) bo
 		}
 	default:
 		k := "option " + name
+		if !negate && isHTTPOnly(k) && p.ignoredHTTP(px, d, k) {
+			return
+		}
 		if why, ok := proxyRefused[k]; ok {
 			if !negate && !reset {
 				p.errorf(d.line, "%s: %s", k, why)

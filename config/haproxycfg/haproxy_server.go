@@ -180,7 +180,7 @@ var serverIgnored = map[string]struct {
 	why string
 }{
 	"id":     {true, "amqplb names servers"},
-	"cookie": {true, "needs mode http"}, "maxqueue": {true, "amqplb has no queue"}, "minconn": {true, "amqplb has no dynamic maxconn"},
+	"cookie": {true, "no cookie persistence: use balance source for sticky clients"}, "maxqueue": {true, "amqplb has no queue"}, "minconn": {true, "amqplb has no dynamic maxconn"},
 	"resolvers":      {true, "amqplb re-resolves host names itself"},
 	"resolve-prefer": {true, "amqplb re-resolves host names itself"}, "resolve-opts": {true, "amqplb re-resolves host names itself"},
 	"resolve-net": {true, "amqplb re-resolves host names itself"},

@@ -365,16 +365,6 @@ h.cfg:8: unknown keyword "balanse" in section "listen rabbitmq"`,
 h.cfg:6: unknown timeout "forever" in section "listen rabbitmq"`,
 		},
 		{
-			name: "mode http in defaults used by a proxy, reported once",
-			src:  "defaults\n\tmode http\n" + hapListen + "listen other\n\tbind :5673\n\tserver rmq1 10.0.0.1:5672\n",
-			want: `h.cfg:2: mode http: amqplb is a layer-4 load balancer: only mode tcp is supported, except in a section that only serves HAProxy's stats page or Prometheus exporter (listen rabbitmq)`,
-		},
-		{
-			name: "mode http in a proxy",
-			src:  hapListen + "\tmode http\n",
-			want: `h.cfg:5: mode http: amqplb is a layer-4 load balancer: only mode tcp is supported, except in a section that only serves HAProxy's stats page or Prometheus exporter (listen rabbitmq)`,
-		},
-		{
 			name: "balance not supported",
 			src:  hapListen + "\tbalance uri\n",
 			want: `h.cfg:5: balance uri is not supported; use one of roundrobin, static-rr, leastconn, first, source, random`,
@@ -419,8 +409,7 @@ h.cfg:11: stick: stick tables are not supported (balance source gives affinity)
 h.cfg:12: option ssl-hello-chk: only AMQP and TCP checks are supported
 h.cfg:13: server option sni req.ssl_sni: only sni str(NAME) is supported (a fixed name)
 h.cfg:14: server option track: tracking another server's checks is not supported
-h.cfg:15: tcp-request connection in section "backend rabbitmq": a backend takes tcp-request content rules only (as in HAProxy)
-h.cfg:18: mode http: amqplb is a layer-4 load balancer: only mode tcp is supported, except in a section that only serves HAProxy's stats page or Prometheus exporter (listen web)`,
+h.cfg:15: tcp-request connection in section "backend rabbitmq": a backend takes tcp-request content rules only (as in HAProxy)`,
 		},
 		{
 			name: "rules and checks",
@@ -628,8 +617,8 @@ listen rabbitmq
 			want: []string{
 				`w.cfg:3: backend "rabbitmq": idle_timeout 1m is shorter than twice the 1m AMQP heartbeat; idle clients will be cut`,
 				"w.cfg:6: balance static-rr is imported as roundrobin (weights changed at run time take effect at once)",
-				`w.cfg:7: backend "rabbitmq": option httpchk: amqplb does not check over HTTP; the check is an AMQP probe (type "amqp-probe": the protocol header, then a valid Connection.Start) because server rmq1 is on port 5672`,
-				"w.cfg:8: ignored: http-check expect (amqplb does not check over HTTP)",
+				`w.cfg:7: backend "rabbitmq": option httpchk: the servers serve AMQP, so the check is an AMQP probe (type "amqp-probe": the protocol header, then a valid Connection.Start) because server rmq1 is on port 5672; to check a port that serves HTTP, write type = "http" and check_port in the converted TOML`,
+				"w.cfg:8: ignored: http-check expect (the check of this AMQP backend is an AMQP probe)",
 				`w.cfg:10: backend "rabbitmq": server "rmq2" has inter 2s but server "rmq1" (line 9) has 5s; amqplb has one value per backend and takes the first server's`,
 				`w.cfg:10: backend "rabbitmq": server "rmq2" has fall 5 but server "rmq1" (line 9) has none; amqplb has one value per backend and takes the first server's`,
 				`w.cfg:10: backend "rabbitmq": server "rmq2" has slowstart 10s but server "rmq1" (line 9) has none; amqplb has one value per backend and takes the first server's`,
