@@ -2,8 +2,8 @@
 // errors), connection limits, source-address rules, the PROXY protocol header of an upstream
 // balancer, TLS termination, the AMQP protocol-header gate, and the session of each client
 // connection: pick a server, dial it (retrying and redispatching), then relay bytes both ways
-// between the two sockets (with splice(2) when both are plain TCP) until either side ends, and
-// log the outcome.
+// between the two sockets (with splice(2) when both are plain TCP) until either side ends, park
+// it while it is idle (park.go), and log the outcome.
 //
 // It reads servers and asks a balancer.Policy to choose; it does not decide server health (the
 // healthcheck package does) and it does not serve HTTP.
