@@ -22,6 +22,9 @@ import (
 // the paths (see Lines.Of) of the values the importer has already reported
 // as wrong, so that a required value given wrongly is not also called
 // missing, and "frontend" when the lack of frontends has been reported.
+// minParkAfter is the shortest positive park_after.
+const minParkAfter = 100 * time.Millisecond
+
 func Validate(c *Config, lines *Lines, reported map[string]bool) (errs, warnings []*Error) {
 	p := &problems{file: c.File}
 	var m map[string]int
@@ -89,6 +92,12 @@ func validate(c *Config, p *problems, lines map[string]int, bad map[string]bool)
 		v.frontendTLS(path+".tls", label, f.TLS)
 		v.rules(path, label, f.ACL, f.TCPRequest)
 		v.notNegativeDuration(path+".inspect_delay", label, "inspect_delay", f.InspectDelay)
+		if f.ParkAfter > 0 && f.ParkAfter < minParkAfter {
+			// The sweeper looks at every session each quarter of it: below this it costs more
+			// than parking saves.
+			v.errorf(v.line(path+".park_after"), "%s: park_after %s is below %s (0 means 1 s; negative, never)",
+				label, FormatDuration(f.ParkAfter), FormatDuration(minParkAfter))
+		}
 		for j, r := range f.Routes {
 			rpath := fmt.Sprintf("%s.route.%d", path, j)
 			rlabel := label + ": " + elemLabel("route", j, "")

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"errors"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -62,8 +65,9 @@ type poller interface {
 	rearm(s *session, i int) error
 	// remove takes both sockets out of the set.
 	remove(s *session)
-	// run delivers events (session id, leg) until close; it returns when closed.
-	run(deliver func(id uint64, leg int))
+	// run delivers events (session id, leg) until close, and then returns an error wrapping
+	// os.ErrClosed; any other error means the poll set can no longer be waited on.
+	run(deliver func(id uint64, leg int)) error
 	// relayChunk moves what leg i's source has queued, at most parkedChunk bytes, without
 	// waiting; it reports false when the session must be unparked instead (see park.go).
 	relayChunk(s *session, i int) bool
@@ -81,9 +85,20 @@ type parker struct {
 	mu     sync.Mutex
 	parked map[uint64]*session // by id
 
+	// addFailed is when registering sockets last failed (unix nanoseconds; 0: never): no
+	// session is asked to park for parkRetry after it.
+	addFailed atomic.Int64
+	// broken: the poll set failed (pollLoop); nothing parks any more.
+	broken atomic.Bool
+	// sweeps counts the sweeper's passes (tests wait on it).
+	sweeps atomic.Int64
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
+
+// parkRetry is how long parking pauses after the poll set refused a session.
+const parkRetry = 10 * time.Second
 
 // startParker starts the frontend's parker if the platform has one (parking off, a negative
 // park_after, only stops the sweeper from parking: a reload may turn it on). Called from Serve;
@@ -104,7 +119,7 @@ func (f *Frontend) startParker() {
 	p := &parker{f: f, poll: poll, parked: make(map[uint64]*session), stop: make(chan struct{})}
 	f.parker.Store(p)
 	p.wg.Add(2)
-	go func() { defer p.wg.Done(); p.poll.run(p.deliver) }()
+	go func() { defer p.wg.Done(); p.pollLoop() }()
 	go func() { defer p.wg.Done(); p.sweep() }()
 }
 
@@ -147,12 +162,40 @@ func (p *parker) sweep() {
 		if tick := p.tick; p.setAfter() != tick {
 			t.Reset(p.tick)
 		}
+		if p.after < 0 && p.parkedCount() == 0 {
+			continue // off, and nothing to wake
+		}
 		list = p.f.snapshot(list[:0])
 		now := time.Now()
 		for _, s := range list {
 			s.sweep(p, now)
 		}
 		clear(list)
+		p.sweeps.Add(1)
+	}
+}
+
+// pollLoop runs the poll set until the parker stops. Should waiting on it fail otherwise, the
+// parker is retired: no session parks any more and the parked ones get their goroutines back,
+// or they would never hear of their sockets again.
+func (p *parker) pollLoop() {
+	err := p.poll.run(p.deliver)
+	if err == nil || errors.Is(err, os.ErrClosed) {
+		return
+	}
+	p.f.log().Error("parked sessions: the poll set failed; idle sessions keep their goroutines from now on", "err", err)
+	p.broken.Store(true)
+	p.mu.Lock()
+	list := make([]*session, 0, len(p.parked))
+	for _, s := range p.parked {
+		list = append(list, s)
+	}
+	p.mu.Unlock()
+	for _, s := range list {
+		s.mu.Lock()
+		again := s.wakeLocked()
+		s.mu.Unlock()
+		s.runLegs(again)
 	}
 }
 
@@ -207,15 +250,26 @@ func (s *session) sweep(p *parker, now time.Time) {
 		if exp, ok := s.idleExpiry(); ok && exp.Sub(now) < 4*p.tick {
 			return
 		}
+		if failed := p.addFailed.Load(); failed != 0 && now.Sub(time.Unix(0, failed)) < parkRetry {
+			return
+		}
+		// A socket with bytes its peer has not taken: the direction writing to it may be
+		// blocked (a broker blocking a publisher), and would not stop for the request.
+		if pendingOut(s.raw) || pendingOut(s.upRaw) {
+			return
+		}
 		s.mu.Lock()
 		if s.parkable() && s.parkState.Load() == parkNone {
 			s.parkState.Store(parkRequested)
+			s.parkReqAt = now
 			// Wake both directions: each returns legParked (pump), the last one parks.
 			past := time.Unix(1, 0)
 			_ = s.client.SetReadDeadline(past)
 			_ = s.up.SetReadDeadline(past)
 		}
 		s.mu.Unlock()
+	case parkRequested:
+		s.cancelStalledPark(p, now)
 	case parked:
 		exp, ok := s.idleExpiry()
 		if !ok || exp.Sub(now) >= 2*p.tick {
@@ -232,9 +286,33 @@ func (s *session) sweep(p *parker, now time.Time) {
 	}
 }
 
+// cancelStalledPark gives up a park request that one direction has not followed for two ticks:
+// it is blocked writing to a peer that does not read (the request came just as it started), and
+// the other direction, stopped for the request, must not stay stopped meanwhile: it runs again.
+func (s *session) cancelStalledPark(p *parker, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.parkState.Load() != parkRequested || now.Sub(s.parkReqAt) < 2*p.tick || s.legsLeft.Load() != 1 {
+		return
+	}
+	s.parkState.Store(parkNone)
+	for i, running := range s.legRunning {
+		if running || s.legEnds[i] != legParked {
+			continue
+		}
+		if !s.stillActive(s.legs[i].src) {
+			_ = s.legs[i].src.SetReadDeadline(time.Unix(1, 0))
+		}
+		s.legRunning[i] = true
+		s.legsLeft.Add(1)
+		go s.runLeg(i)
+	}
+}
+
 // parkable reports whether the session may be parked; s.mu is held.
 func (s *session) parkable() bool {
-	return s.f.parker.Load() != nil && s.relaying.Load() && !s.aborted && !s.finished && s.closeReq.Load() == nil &&
+	p := s.f.parker.Load()
+	return p != nil && !p.broken.Load() && s.relaying.Load() && !s.aborted && !s.finished && s.closeReq.Load() == nil &&
 		!s.halfShut.Load() && s.client == net.Conn(s.raw) && s.up != nil && s.up == net.Conn(s.upRaw) &&
 		s.legs[0] != nil && s.legs[1] != nil
 }
@@ -275,6 +353,10 @@ func (s *session) park() bool {
 		delete(p.parked, s.id)
 		p.mu.Unlock()
 		s.parkedBy = nil
+		// Out of epoll watches (fs.epoll.max_user_watches), say: parking waits a while.
+		if prev := p.addFailed.Swap(time.Now().UnixNano()); prev == 0 || time.Since(time.Unix(0, prev)) >= parkRetry {
+			s.set.log.Warn("cannot park idle sessions for a while", "err", err, "retry_in", parkRetry)
+		}
 		return false
 	}
 	s.parkState.Store(parked)

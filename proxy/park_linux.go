@@ -3,9 +3,12 @@
 package proxy
 
 import (
+	"fmt"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,7 +20,8 @@ type epoller struct {
 	fd   int
 	file *os.File // owns fd
 	rc   syscall.RawConn
-	buf  []byte // relayChunk's, used only on the poll goroutine
+	buf    []byte // relayChunk's, used only on the poll goroutine
+	closed atomic.Bool
 }
 
 func newPoller() (poller, error) {
@@ -30,6 +34,12 @@ func newPoller() (poller, error) {
 		return nil, os.NewSyscallError("fcntl", err)
 	}
 	file := os.NewFile(uintptr(fd), "amqplb-parked")
+	// Only a file in the runtime's poller takes deadlines: one that is not would make run
+	// block a thread in epoll_wait forever (a sandbox whose kernel refuses nested epoll, say).
+	if err := file.SetReadDeadline(time.Time{}); err != nil {
+		_ = file.Close()
+		return nil, fmt.Errorf("epoll set not pollable: %w", err)
+	}
 	rc, err := file.SyscallConn()
 	if err != nil {
 		_ = file.Close()
@@ -107,7 +117,7 @@ func (p *epoller) remove(s *session) {
 	}
 }
 
-func (p *epoller) run(deliver func(id uint64, leg int)) {
+func (p *epoller) run(deliver func(id uint64, leg int)) error {
 	events := make([]unix.EpollEvent, 128)
 	for {
 		err := p.rc.Read(func(fd uintptr) bool {
@@ -126,12 +136,18 @@ func (p *epoller) run(deliver func(id uint64, leg int)) {
 			}
 		})
 		if err != nil {
-			return // closed
+			if p.closed.Load() {
+				return os.ErrClosed // RawConn.Read says "use of closed file", not os.ErrClosed
+			}
+			return err
 		}
 	}
 }
 
-func (p *epoller) close() { _ = p.file.Close() }
+func (p *epoller) close() {
+	p.closed.Store(true)
+	_ = p.file.Close()
+}
 
 // relayChunk moves what direction i's source has queued to its destination, when that is at
 // most parkedChunk bytes and the destination takes it all at once: a heartbeat, a lone small

@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,4 +167,133 @@ func TestParkingOff(t *testing.T) {
 	if g := legGoroutines(); g != 2 {
 		t.Errorf("%d relay goroutines, want 2", g)
 	}
+}
+
+// waitSweeps waits until the frontend's sweeper has made n more passes.
+func waitSweeps(t *testing.T, f *Frontend, n int64) {
+	t.Helper()
+	p := f.parker.Load()
+	if p == nil {
+		t.Fatal("no parker")
+	}
+	from := p.sweeps.Load()
+	waitFor(t, "sweeps", func() bool { return p.sweeps.Load() >= from+n })
+}
+
+// stuckBroker accepts one connection, never reads it, and writes a byte each time it is told
+// to; stop (also run at cleanup) closes it.
+func stuckBroker(t *testing.T) (addr string, send chan<- struct{}, stop func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, quit, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-ch:
+				if _, err := c.Write([]byte{'h'}); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { close(quit); ln.Close(); <-done }) }
+	t.Cleanup(stop)
+	return ln.Addr().String(), ch, stop
+}
+
+// A broker that stops reading (a resource alarm) while it still sends: the client's direction
+// blocks writing, and what the broker sends must still reach the client however many sweeps
+// pass, including when the park request came just before the write blocked (the stopped
+// direction runs again: cancelStalledPark).
+func TestParkingNeverStallsTheOtherDirection(t *testing.T) {
+	for _, requestFirst := range []bool{false, true} {
+		addr, send, stop := stuckBroker(t)
+		fx := start(t, FrontendOptions{Mode: ModeTCP, ParkAfter: 10 * time.Millisecond}, Route{}, addr)
+		c, err := net.Dial("tcp", fx.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the session relays", func() bool {
+			l := fx.f.snapshot(nil)
+			return len(l) == 1 && l[0].relaying.Load()
+		})
+		s := fx.f.snapshot(nil)[0]
+		writing := make(chan struct{})
+		t.Cleanup(func() { c.Close(); <-writing })
+		go func() {
+			defer close(writing)
+			buf := make([]byte, 1<<20)
+			for range 64 { // far more than the socket buffers hold
+				if _, err := c.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+		waitFor(t, "the client's direction blocked", func() bool { return pendingOut(s.upRaw) })
+		if requestFirst {
+			// As if the sweeper had asked just before the write blocked (it checks pendingOut
+			// first, but the direction can block right after): the broker's direction stops
+			// for the request, the client's cannot.
+			s.mu.Lock()
+			s.parkState.Store(parkRequested)
+			s.parkReqAt = time.Now()
+			_ = s.client.SetReadDeadline(time.Unix(1, 0))
+			_ = s.up.SetReadDeadline(time.Unix(1, 0))
+			s.mu.Unlock()
+		}
+		for i := range 3 {
+			waitSweeps(t, fx.f, 4)
+			send <- struct{}{}
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			b := make([]byte, 1)
+			if _, err := c.Read(b); err != nil {
+				t.Fatalf("request first %v: byte %d from the broker never reached the client: %v", requestFirst, i, err)
+			}
+		}
+		stop() // the broker goes, the writes fail
+		c.Close()
+		<-writing
+		waitFor(t, "the session ends", func() bool { return fx.f.Stats().Active == 0 })
+	}
+}
+
+// Bytes a parked session's wake-up could not write go out before a graceful close's frames
+// (the state deliver leaves after a short write, then a close before the directions run).
+func TestPendingBytesGoBeforeAGracefulClose(t *testing.T) {
+	fx := parkedFixture(t, Route{})
+	c := amqpConnect(t, fx.addr())
+	waitFor(t, "parked", func() bool { return fx.f.Stats().Parked == 1 })
+	s := fx.f.snapshot(nil)[0]
+	hb := []byte{amqpwire.FrameHeartbeat, 0, 0, 0, 0, 0, 0, amqpwire.FrameEnd}
+	s.mu.Lock()
+	s.tracks[1].advance(hb)
+	s.pending[1] = append([]byte(nil), hb...)
+	s.mu.Unlock()
+	if !fx.f.CloseGracefully(s.id, EndRebalanced, "test") {
+		t.Fatal("CloseGracefully found no session")
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for _, want := range []byte{amqpwire.FrameHeartbeat, amqpwire.FrameMethod} {
+		f, err := amqpwire.ReadFrame(c, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Type != want {
+			t.Fatalf("frame type %d, want %d (the pending heartbeat, then the Close)", f.Type, want)
+		}
+	}
+	c.Close()
+	waitFor(t, "the session ends", func() bool { return fx.f.Stats().Active == 0 })
 }

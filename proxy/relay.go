@@ -139,7 +139,10 @@ func (s *session) relay() error {
 	}
 	s.relaying.Store(true) // from now on a graceful close wakes the directions (closeGracefully)
 	// The session's goroutine runs the client's direction itself.
+	s.mu.Lock()
 	s.legsLeft.Store(2)
+	s.legRunning = [2]bool{true, true}
+	s.mu.Unlock()
 	go s.runLeg(1)
 	s.runLeg(0)
 	return errHandedOff
@@ -193,7 +196,12 @@ func (s *session) runLegs(legs []int) {
 		go s.endUnparkFailed() // see unparkLocked
 		return
 	}
+	s.mu.Lock()
 	s.legsLeft.Store(int32(len(legs)))
+	for _, i := range legs {
+		s.legRunning[i] = true
+	}
+	s.mu.Unlock()
 	for _, i := range legs {
 		go s.runLeg(i)
 	}
@@ -201,12 +209,17 @@ func (s *session) runLegs(legs []int) {
 
 // runLeg runs direction i until it returns; the last direction to return decides what follows.
 func (s *session) runLeg(i int) {
+	var e legEnd
 	if i == 0 {
-		s.legEnds[0] = s.pump(s.legs[0], EndClientClosed, EndServerClosed)
+		e = s.pump(s.legs[0], EndClientClosed, EndServerClosed)
 	} else {
-		s.legEnds[1] = s.pump(s.legs[1], EndServerClosed, EndClientClosed)
+		e = s.pump(s.legs[1], EndServerClosed, EndClientClosed)
 	}
-	if s.legsLeft.Add(-1) == 0 {
+	s.mu.Lock()
+	s.legEnds[i], s.legRunning[i] = e, false
+	left := s.legsLeft.Add(-1)
+	s.mu.Unlock()
+	if left == 0 {
 		s.legsDone()
 	}
 }
@@ -262,6 +275,12 @@ func tracked(t *frameTracker, forward func([]byte) error) func([]byte) error {
 // (pauseForClose), legParked when it stopped for the session to be parked (park.go), and
 // legEnded when the direction has ended.
 func (s *session) pump(l *leg, srcGone, dstGone Reason) legEnd {
+	// What a parked session's wake-up could not write goes first, before anything else is
+	// written to dst (a graceful close's frames among them).
+	if err := flushPending(l); err != nil {
+		s.abort(dstGone)
+		return legEnded
+	}
 	for {
 		if s.closeReq.Load() != nil {
 			if s.pauseForClose(l) {

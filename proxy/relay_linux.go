@@ -52,7 +52,8 @@ type socketRelay struct {
 	queuedFn func(uintptr)
 	queued   int
 	// pending is what a parked session's wake-up read but dst did not take at once
-	// (epoller.relayChunk, setPending): written first when the direction runs again.
+	// (epoller.relayChunk, setPending): written first when the direction runs again
+	// (flushPending, at the top of pump).
 	pending []byte
 	// The state of one step.
 	buf  *[]byte // the pooled read buffer, held only while it has data
@@ -69,6 +70,18 @@ func setPending(l *leg, p []byte) {
 	if r, ok := l.mv.(*socketRelay); ok && len(p) > 0 {
 		r.pending = p
 	}
+}
+
+// flushPending writes the pending bytes setPending gave l, waiting for dst as the relay does.
+func flushPending(l *leg) error {
+	r, ok := l.mv.(*socketRelay)
+	if !ok || len(r.pending) == 0 || r.dstRaw == nil {
+		return nil
+	}
+	r.err, r.out, r.pending = nil, r.pending, nil
+	r.flush(true)
+	r.out = nil
+	return r.err
 }
 
 // release is a no-op: socketRelay holds its buffer only while data is in it.
@@ -200,14 +213,6 @@ func (r *socketRelay) putBuf() {
 // again, io.EOF when src has closed its side, a *writeError when dst failed, or src's error.
 func (r *socketRelay) step() error {
 	r.full, r.err, r.out = false, nil, nil
-	if len(r.pending) > 0 {
-		r.out, r.pending = r.pending, nil
-		r.flush(true)
-		r.out = nil
-		if r.err != nil {
-			return r.err
-		}
-	}
 	err := r.raw.Read(r.readFn)
 	if err == nil && r.err == nil && len(r.out) > 0 {
 		// What dst did not take inside the read lock: wait for it here.

@@ -17,6 +17,9 @@ func newSocketMover(dst net.Conn, src *net.TCPConn, moved func(int), track *fram
 // setPending does nothing: sessions are parked on Linux only.
 func setPending(*leg, []byte) {}
 
+// flushPending has nothing to write: sessions are parked on Linux only.
+func flushPending(*leg) error { return nil }
+
 // setUserTimeout does nothing outside Linux: TCP_USER_TIMEOUT is Linux's. A peer that stops
 // reading is then dropped by the kernel's own retransmission limits only.
 func setUserTimeout(*net.TCPConn, time.Duration) {}

@@ -83,16 +83,18 @@ type session struct {
 	finished bool
 
 	// The relay's directions (0: client to server, 1: server to client), set before relaying
-	// and dropped while the session is parked, how each last returned, and how many run. The
-	// frame trackers outlive the legs. parkState and parkedBy (under mu) say whether the
+	// and dropped while the session is parked, how each last returned, which run and how many.
+	// The frame trackers outlive the legs. parkState and parkedBy (under mu) say whether the
 	// session is parked, and pending holds what a parked direction could not write (park.go).
-	legs      [2]*leg
-	tracks    [2]*frameTracker
-	legEnds   [2]legEnd
-	legsLeft  atomic.Int32
-	parkState atomic.Int32
-	parkedBy  *parker
-	pending   [2][]byte
+	legs       [2]*leg
+	tracks     [2]*frameTracker
+	legEnds    [2]legEnd // under mu
+	legRunning [2]bool   // under mu
+	legsLeft   atomic.Int32
+	parkState  atomic.Int32
+	parkReqAt  time.Time // when the sweeper asked to park (under mu)
+	parkedBy   *parker
+	pending    [2][]byte
 }
 
 // sessionIDs numbers the sessions of the process.

@@ -42,7 +42,8 @@ func (a *app) trimMemory() {
 		parked += f.Parked
 	}
 	if a.trim.due(parked) {
-		debug.FreeOSMemory()
-		a.log.Debug("free memory returned to the OS after sessions were parked", "parked", parked)
+		// Not on run's goroutine: a reload or a stop signal does not wait for the collection.
+		go debug.FreeOSMemory()
+		a.log.Debug("returning free memory to the OS after sessions were parked", "parked", parked)
 	}
 }
