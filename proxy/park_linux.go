@@ -17,9 +17,9 @@ import (
 // registration (EPOLLONESHOT), waited on through the runtime's own poller (the epoll fd is
 // itself pollable), so that no thread blocks in epoll_wait.
 type epoller struct {
-	fd   int
-	file *os.File // owns fd
-	rc   syscall.RawConn
+	fd     int
+	file   *os.File // owns fd
+	rc     syscall.RawConn
 	buf    []byte // relayChunk's, used only on the poll goroutine
 	closed atomic.Bool
 }
