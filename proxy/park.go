@@ -407,7 +407,7 @@ func (s *session) restoreDeadlines() {
 	}
 }
 
-// wake unparks the session if it is parked, for something from outside that its directions
+// wakeLocked unparks the session if it is parked, for something from outside that its directions
 // must see (an abort, a graceful close); s.mu is held. The caller runs the returned legs after
 // unlocking (runLegs).
 func (s *session) wakeLocked() []int {
