@@ -1059,8 +1059,8 @@ address = %q
 	count := func(re string) int { return len(regexp.MustCompile(re).FindAllString(l.log.String(), -1)) }
 	testenv.Eventually(t, 10*time.Second, func() error {
 		for re, want := range map[string]int{
-			`msg=session frontend=edge \S+ backend=via-two server=t2 .*end=(client|server)_closed`: 2,
-			`msg=session frontend=edge \S+ backend=via-one server=t1 .*end=(client|server)_closed`: 2,
+			`msg=session frontend=edge \S+ backend=via-two server=t2 .*end=(client|server)_closed`:  2,
+			`msg=session frontend=edge \S+ backend=via-one server=t1 .*end=(client|server)_closed`:  2,
 			`msg=session frontend=tls-two \S+ backend=two server=rmq2 .*end=(client|server)_closed`: 2,
 			`msg=session frontend=tls-one \S+ backend=one server=rmq1 .*end=(client|server)_closed`: 2,
 		} {
