@@ -5,6 +5,7 @@ package faults
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,8 @@ type ejectRow struct {
 	inject, undo     func(context.Context, *testenv.Node) error
 	note             func() string // what the fault's run had to say (a retried command), appended to how
 	net              lbConfig      // addrs and noMgmt of a node behind a namespace
+	vhost            string        // made for the row (every node), the clients' and amqplb's checks' vhost; "" = "/"
+	reason           string        // with a state: the text amqplb's check reason must show once ejected
 }
 
 // waitAllServing waits until amqplb sends new clients to every node.
@@ -49,6 +52,7 @@ type sideResult struct {
 	eject, back  time.Duration // -1 when not seen
 	all, after   tally         // every attempt; those started after the ejection
 	stateDuring  string
+	reasonSeen   string // amqplb's check reason of the node once ejected
 	ejectedFalse bool   // with state "": the node left rotation although it should not have
 	leak         string // amqplb's goroutines or fds above their baseline after the row
 	baseline     string // amqplb's goroutines and fds before and after
@@ -61,6 +65,10 @@ func (r ejectRow) run(t *testing.T, c *testenv.Cluster) {
 	victim := c.Nodes[r.victim]
 	cfg := r.net
 	cfg.check, cfg.mgmt = r.check, r.mgmt
+	if r.vhost != "" {
+		addVHost(t, c, r.vhost)
+		cfg.check += fmt.Sprintf("\nvhost = %q", r.vhost)
+	}
 	l := startLB(t, c, cfg)
 	var h *haproxy
 	if r.haproxy {
@@ -87,10 +95,11 @@ func (r ejectRow) run(t *testing.T, c *testenv.Cluster) {
 
 	g0, f0 := l.baseline()
 	sides := []*sideResult{{name: "amqplb", eject: -1, back: -1}}
-	watches := []*watch{startWatch(l.url(), 2)}
+	vpath := url.PathEscape(r.vhost)
+	watches := []*watch{startWatch(l.url()+vpath, 2)}
 	if h != nil {
 		sides = append(sides, &sideResult{name: "haproxy", eject: -1, back: -1})
-		watches = append(watches, startWatch(h.url(), 2))
+		watches = append(watches, startWatch(h.url()+vpath, 2))
 	}
 	t.Cleanup(func() {
 		for _, w := range watches {
@@ -149,6 +158,9 @@ func (r ejectRow) run(t *testing.T, c *testenv.Cluster) {
 				}
 			case ejected(i):
 				s.eject = time.Since(faultAt)
+				if i == 0 {
+					s.reasonSeen = l.server(victim.Name).Check.Reason
+				}
 			}
 			if s.eject < 0 && (i == 0 || r.state != "") {
 				pending = true
@@ -248,6 +260,9 @@ func (r ejectRow) record(t *testing.T, sides []*sideResult) {
 			if s.after.failedConnects > 0 {
 				miss = append(miss, fmt.Sprintf("%d failed connects after the ejection", s.after.failedConnects))
 			}
+			if i == 0 && r.reason != "" && s.eject >= 0 && !strings.Contains(s.reasonSeen, r.reason) {
+				miss = append(miss, fmt.Sprintf("check reason %q, want %q in it", s.reasonSeen, r.reason))
+			}
 		} else if i == 0 {
 			if s.eject < 0 {
 				miss = append(miss, "not shown")
@@ -276,6 +291,9 @@ func (r ejectRow) record(t *testing.T, sides []*sideResult) {
 			clients += "; amqplb's " + s.baseline
 		}
 		eject := ms(s.eject)
+		if s.reasonSeen != "" {
+			eject += " (" + firstLine(s.reasonSeen) + ")"
+		}
 		if r.state == "" && i == 0 {
 			eject = "shown after " + eject
 		} else if r.state == "" {
@@ -291,6 +309,28 @@ func (r ejectRow) record(t *testing.T, sides []*sideResult) {
 		if i == 0 && met != "yes" {
 			goalMissed(t, "amqplb missed the goal of %q: %s", r.fault, met)
 		}
+	}
+}
+
+// addVHost makes vhost on the cluster with every permission for guest, and deletes it when t
+// ends.
+func addVHost(t *testing.T, c *testenv.Cluster, vhost string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n := c.Nodes[0]
+	if _, err := n.Rabbitmqctl(ctx, "add_vhost", vhost); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := n.Rabbitmqctl(ctx, "delete_vhost", vhost); err != nil {
+			t.Errorf("deleting vhost %s: %v", vhost, err)
+		}
+	})
+	if _, err := n.Rabbitmqctl(ctx, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -145,9 +145,13 @@ func drainQueue(t *testing.T, url, queue string) map[int]int {
 // TestConfirmedAcrossNodeKill: 20,000 messages published with confirms to a quorum queue whose
 // leader is on node 3, through amqplb and straight to the brokers at the same time; node 3 is
 // SIGKILLed 30 % of the way in and started again 12 s later. Every confirmed message must be
-// consumed, or amqplb's publisher must lose no more than the direct one.
+// consumed, or amqplb's publisher must lose no more than the direct one. On RabbitMQ 3.10 and 4.0.
 func TestConfirmedAcrossNodeKill(t *testing.T) {
-	c := requireFaults(t)
+	t.Run("3.10", func(t *testing.T) { confirmedAcrossNodeKill(t, requireFaults(t)) })
+	t.Run("4.0", func(t *testing.T) { confirmedAcrossNodeKill(t, requireFaults4(t)) })
+}
+
+func confirmedAcrossNodeKill(t *testing.T, c *testenv.Cluster) {
 	const total = 20000
 	victim := c.Nodes[2]
 	// balance = "first" with node 3 first: amqplb's publisher is on the victim, as the direct one
@@ -167,7 +171,7 @@ func TestConfirmedAcrossNodeKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range queues {
-		if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum", "x-queue-leader-locator": "client-local"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -244,7 +248,7 @@ func TestConfirmedAcrossNodeKill(t *testing.T) {
 		unconfirmed := total - len(p.confirmed)
 		t.Logf("%s: %d confirmed, %d never confirmed, %d consumed (%d distinct), %d confirmed but lost, %d duplicates, %d connections, %d failed connects",
 			p.name, len(p.confirmed), unconfirmed, len(got)+dups, len(got), missing, dups, p.reconnects, p.connectFail)
-		results.add(row{test: t.Name(), fault: "confirmed messages across a node kill", target: p.name,
+		results.add(row{test: t.Name(), fault: "confirmed messages across a node kill (RabbitMQ " + c.Version() + ")", target: p.name,
 			clients: fmt.Sprintf("1 publisher (connected to node 3 first), %d persistent messages in confirmed batches of 100 to a quorum queue led by node 3, republishing what was not confirmed on a new connection (%d connections)", total, p.reconnects),
 			failed:  fmt.Sprintf("%d confirmed, %d never confirmed; consumed %d distinct, **%d confirmed but lost**, %d duplicates; %d failed connects", len(p.confirmed), unconfirmed, len(got), missing, dups, p.connectFail),
 			eject:   "—", back: "—",

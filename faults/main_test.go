@@ -60,6 +60,16 @@ func requireFaults(t *testing.T) *testenv.Cluster {
 	return testenv.RequireCluster(t)
 }
 
+// requireFaults4 is requireFaults for the RabbitMQ 4.0 cluster (AMQPLB_TEST_CLUSTER_4), for the
+// rows that run on both versions.
+func requireFaults4(t *testing.T) *testenv.Cluster {
+	t.Helper()
+	if os.Getenv(EnvFaults) != "1" {
+		t.Skipf("fault tests: set %s=1 (make faults)", EnvFaults)
+	}
+	return testenv.RequireCluster4(t)
+}
+
 // EnvStrict, set to 1, makes a missed goal that depends on timing (an ejection slower than its
 // bound, a p99 above its limit, an exit later than drain_timeout, a slow client closed late) fail
 // the run. Without it such a miss is written to the table ("no: …") and logged, and the run goes

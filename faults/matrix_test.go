@@ -64,6 +64,28 @@ func TestMaintenance(t *testing.T) {
 	}.run(t, c)
 }
 
+// TestVHostDown stops one vhost's supervisor on one node (what RabbitMQ does itself when a vhost's
+// message store fails there): the node still serves every other vhost, so a protocol-header check
+// sees nothing, while amqplb's check opens the vhost and takes the node out with the broker's code.
+func TestVHostDown(t *testing.T) {
+	c := requireFaults(t)
+	const vhost = "faults-vhost"
+	ejectRow{
+		fault: "vhost gone on one node", vhost: vhost,
+		how:    "`rabbitmqctl eval 'rabbit_vhost_sup_sup:stop_and_delete_vhost(<<\"" + vhost + "\">>).'` on the node (its vhost supervisor stopped; time to eject from its return); undo `rabbitmqctl restart_vhost`",
+		goal:   "that server down for type = \"amqp\" (checks open the vhost) with the broker's code; 0 failed connects after",
+		victim: 1, state: "down", reason: "541", maxEject: ejectBound, haproxy: true, fromReturn: true,
+		inject: func(ctx context.Context, n *testenv.Node) error {
+			_, err := n.Rabbitmqctl(ctx, "eval", `rabbit_vhost_sup_sup:stop_and_delete_vhost(<<"`+vhost+`">>).`)
+			return err
+		},
+		undo: func(ctx context.Context, n *testenv.Node) error {
+			_, err := n.Rabbitmqctl(ctx, "restart_vhost", "-p", vhost)
+			return err
+		},
+	}.run(t, c)
+}
+
 func TestMemoryAlarm(t *testing.T) {
 	c := requireFaults(t)
 	ejectRow{

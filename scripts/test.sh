@@ -3,6 +3,8 @@
 # 3-node RabbitMQ clusters (internal/testenv), which are stopped on exit whatever happens: a 3.10 one (the host's package,
 # AMQPLB_TEST_CLUSTER) and a 4.0 one (Debian 13's, from a cached trixie root built on first use, AMQPLB_TEST_CLUSTER_4).
 # Both boot (~50 s; building the 4.0 root the first time adds a minute or two) while vet and the test builds run.
+# Then, on the same clusters, the fault matrix (scripts/faults.sh; FAULTS=0 skips it), its table in
+# FAULTS_RESULTS (default: artifacts/faults-results.md under AMQPLB_ARTIFACTS, else the clusters' directory).
 # Env: GO (default go), PKGS (default ./...), TEST_FLAGS (extra go test flags), KEEP_CLUSTER_DIR=1 to
 # keep the clusters' directory (logs) after a success; it is kept after a failure. RABBITMQ4=0 skips the
 # 4.0 cluster (its tests skip, or fail under AMQPLB_REQUIRE_BROKERS=1); the default boots it when run as
@@ -97,3 +99,10 @@ export AMQPLB_TEST_CLUSTER="$dir/cluster/cluster.json"
 # -p 1: packages share the clusters, and broker tests pause and kill their nodes.
 # shellcheck disable=SC2086 # TEST_FLAGS and PKGS are lists
 $GO test -race -count=1 -p 1 -timeout 20m ${TEST_FLAGS:-} $PKGS
+
+# The fault matrix on the same clusters (each row restores what it broke): no second boot.
+if [ "${FAULTS:-1}" = 1 ] && [ "$PKGS" = ./... ]; then
+	faults_results=${FAULTS_RESULTS:-${AMQPLB_ARTIFACTS:-$dir}/faults-results.md}
+	FAULTS_RESULTS="$faults_results" GO="$GO" RABBITMQ4="$rabbitmq4" ./scripts/faults.sh
+	cat "$faults_results"
+fi
