@@ -3,35 +3,32 @@
 package faults
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/amqplb/amqplb/internal/testenv"
 )
 
-// netns is a network namespace the test made, joined to the host by a veth pair, with a relay
-// listening inside it: the balancers reach one node through the relay, so cutting, delaying or
-// dropping the namespace's link is a network fault on that node's path alone. Every address is
-// the namespace's own (10.213.N.0/30) or loopback; everything is removed when the test ends.
+// netns is a network namespace the test made, joined to the host by a veth pair, with a real
+// RabbitMQ node of its own inside (startNode): the balancers reach that node over the veth, so
+// cutting, dropping or slowing the namespace's link is a network fault on that node alone, as
+// on another host. Every address is the namespace's own (10.213.N.0/30) or loopback; everything
+// is removed when the test ends.
 type netns struct {
-	name           string
-	hostIf, nsIf   string
-	hostIP, nsIP   string
-	relayAddr      string // nsIP:port, where the balancers dial
-	mu             sync.Mutex
-	conns          []net.Conn
-	ln             net.Listener
-	relayed, fails int
-	delay          atomic.Int64 // nanoseconds added before each chunk relayed from the node (netem's stand-in)
+	name         string
+	hostIf, nsIf string
+	hostIP, nsIP string
 }
 
 // run runs a command, returning its combined output in the error.
@@ -43,9 +40,9 @@ func run(name string, args ...string) error {
 	return nil
 }
 
-// newNetns makes the namespace, the veth pair and a relay inside it to target (a node's
-// 127.0.0.1 address). It skips t when ip is missing or namespaces cannot be made (no root).
-func newNetns(t *testing.T, target string) *netns {
+// newNetns makes the namespace and the veth pair. It skips t when ip is missing or namespaces
+// cannot be made (no root).
+func newNetns(t *testing.T) *netns {
 	t.Helper()
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skipf("no ip (iproute2): %v", err)
@@ -62,7 +59,6 @@ func newNetns(t *testing.T, target string) *netns {
 		t.Skipf("cannot make a network namespace: %v", err)
 	}
 	t.Cleanup(func() {
-		ns.close()
 		_ = run("ip", "route", "del", "unreachable", fmt.Sprintf("10.213.%d.0/30", k), "metric", "4000")
 		_ = run("ip", "link", "del", ns.hostIf) // gone with the namespace too, unless moved back
 		if err := run("ip", "netns", "del", ns.name); err != nil {
@@ -88,73 +84,99 @@ func newNetns(t *testing.T, target string) *netns {
 			t.Fatal(err)
 		}
 	}
-	ln, err := listenIn(ns.name, ns.nsIP+":0")
-	if err != nil {
-		t.Fatalf("listening in %s: %v", ns.name, err)
-	}
-	ns.ln, ns.relayAddr = ln, ln.Addr().String()
-	go ns.serve(target)
 	return ns
 }
 
-// listenIn opens a TCP listener inside the named namespace: the socket is made by a thread that
-// entered the namespace, and keeps belonging to it after the thread has come back.
-func listenIn(name, addr string) (net.Listener, error) {
-	runtime.LockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
+// startNode boots a real RabbitMQ 3.10 node (a one-node cluster of its own: its epmd, Erlang
+// distribution and rabbitmqctl stay inside the namespace) listening on the namespace's address,
+// named name; it is stopped before the namespace goes.
+func (ns *netns) startNode(t *testing.T, name string) *testenv.Node {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "amqplb-faults-netns")
 	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
+		t.Fatal(err)
 	}
-	defer orig.Close()
-	target, err := os.Open("/run/netns/" + name)
+	if err := os.Chmod(dir, 0o755); err != nil { // the node runs as user rabbitmq when we are root
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	log := &testenv.Buffer{}
+	c, err := testenv.StartCluster(ctx, testenv.ClusterOptions{Dir: filepath.Join(dir, "cluster"), Nodes: 1, NetNS: ns.name, Host: ns.nsIP, Log: log})
 	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
+		t.Fatalf("a RabbitMQ node in %s: %v\n%s (logs in %s)", ns.name, err, log.String(), dir)
 	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	ln, lerr := net.Listen("tcp", addr)
-	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-		// The thread stays in the namespace: leave it locked, so that it dies with this
-		// goroutine instead of serving others.
-		if ln != nil {
-			ln.Close()
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("stopping the node in %s: %v (logs in %s)", ns.name, err, dir)
+			return
 		}
-		return nil, fmt.Errorf("back from the namespace: %v", err)
-	}
-	runtime.UnlockOSThread()
-	return ln, lerr
+		os.RemoveAll(dir)
+	})
+	t.Logf("a RabbitMQ node in %s at %s: %s", ns.name, c.Nodes[0].AMQPAddr(), strings.TrimSpace(log.String()))
+	n := *c.Nodes[0]
+	n.Name = name
+	return &n
 }
 
-// serve relays every connection to target, each byte as it comes.
-func (ns *netns) serve(target string) {
+// exec runs a command inside the namespace.
+func (ns *netns) exec(args ...string) error {
+	return run("ip", append([]string{"netns", "exec", ns.name}, args...)...)
+}
+
+// withNode returns c with its node i replaced by n (a node in a namespace), for the balancers'
+// servers and the row's victim.
+func withNode(c *testenv.Cluster, i int, n *testenv.Node) *testenv.Cluster {
+	nodes := slices.Clone(c.Nodes)
+	nodes[i] = n
+	return &testenv.Cluster{Nodes: nodes}
+}
+
+// relay is a delay line in front of a node: it relays every connection to target, holding each
+// chunk from the node for the current delay first (netem's stand-in on a kernel without it).
+type relay struct {
+	addr   string
+	target string
+	ln     net.Listener
+	delay  atomic.Int64 // nanoseconds
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+// newRelay listens on a loopback port and relays to target until t ends.
+func newRelay(t *testing.T, target string) *relay {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &relay{addr: ln.Addr().String(), target: target, ln: ln}
+	t.Cleanup(r.close)
+	go r.serve()
+	return r
+}
+
+func (r *relay) serve() {
 	for {
-		c, err := ns.ln.Accept()
+		c, err := r.ln.Accept()
 		if err != nil {
 			return
 		}
 		go func() {
-			u, err := net.DialTimeout("tcp", target, 5*time.Second)
-			ns.mu.Lock()
+			u, err := net.DialTimeout("tcp", r.target, 5*time.Second)
 			if err != nil {
-				ns.fails++
-				ns.mu.Unlock()
 				c.Close()
 				return
 			}
-			ns.relayed++
-			ns.conns = append(ns.conns, c, u)
-			ns.mu.Unlock()
+			r.mu.Lock()
+			r.conns = append(r.conns, c, u)
+			r.mu.Unlock()
 			var wg sync.WaitGroup
 			wg.Go(func() {
 				_, _ = io.Copy(u, c)
 				_ = u.(*net.TCPConn).CloseWrite()
 			})
-			ns.copyDelayed(c, u)
+			r.copyDelayed(c, u)
 			_ = c.(*net.TCPConn).CloseWrite()
 			wg.Wait()
 			c.Close()
@@ -165,12 +187,12 @@ func (ns *netns) serve(target string) {
 
 // copyDelayed copies from src to dst, holding each chunk for the current delay first: a delay
 // line for ping-pong traffic such as an AMQP handshake.
-func (ns *netns) copyDelayed(dst, src net.Conn) {
+func (r *relay) copyDelayed(dst, src net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			if d := time.Duration(ns.delay.Load()); d > 0 {
+			if d := time.Duration(r.delay.Load()); d > 0 {
 				time.Sleep(d)
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -184,19 +206,12 @@ func (ns *netns) copyDelayed(dst, src net.Conn) {
 }
 
 // close stops the relay and closes what it holds.
-func (ns *netns) close() {
-	if ns.ln != nil {
-		ns.ln.Close()
-	}
-	ns.mu.Lock()
-	defer ns.mu.Unlock()
-	for _, c := range ns.conns {
+func (r *relay) close() {
+	r.ln.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
 		c.Close()
 	}
-	ns.conns = nil
-}
-
-// exec runs a command inside the namespace.
-func (ns *netns) exec(args ...string) error {
-	return run("ip", append([]string{"netns", "exec", ns.name}, args...)...)
+	r.conns = nil
 }

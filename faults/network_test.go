@@ -5,6 +5,7 @@ package faults
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,22 +14,30 @@ import (
 	"github.com/amqplb/amqplb/internal/testenv"
 )
 
-// TestBlackHole: every packet into node 2's namespace is dropped (iptables inside it).
+// nsVictim puts a real RabbitMQ node in a namespace of its own in place of node 2: the rows'
+// servers are node 1, that node (named rmq2-netns) and node 3.
+func nsVictim(t *testing.T, c *testenv.Cluster) (*netns, *testenv.Cluster) {
+	t.Helper()
+	ns := newNetns(t)
+	return ns, withNode(c, 1, ns.startNode(t, "rmq2-netns"))
+}
+
+// TestBlackHole: every packet into the namespace of the node behind it is dropped (iptables
+// inside it, on its veth: the node's own loopback, its epmd and rabbitmqctl, keep working).
 func TestBlackHole(t *testing.T) {
 	c := requireFaults(t)
-	victim := c.Nodes[1]
-	ns := newNetns(t, victim.AMQPAddr())
+	ns, c := nsVictim(t, c)
+	drop := []string{"iptables", "-w", "-I", "INPUT", "-i", ns.nsIf, "-j", "DROP"}
 	ejectRow{
-		fault: "network black hole to one node", how: "`ip netns exec NS iptables -I INPUT -j DROP` in the node's namespace; undo -D",
+		fault: "network black hole to one node", how: "`ip netns exec NS iptables -I INPUT -i VETH -j DROP` in the namespace of a real node; undo -D",
 		goal:   fmt.Sprintf("ejected ≤ interval×fall + timeout (%s); 0 failed connects after", ms(ejectBound)),
 		victim: 1, state: "down", maxEject: ejectBound, haproxy: true,
-		net: lbConfig{addrs: map[string]string{victim.Name: ns.relayAddr}, noMgmt: true},
-		inject: func(context.Context, *testenv.Node) error {
-			return ns.exec("iptables", "-w", "-I", "INPUT", "-j", "DROP")
-		},
+		inject: func(context.Context, *testenv.Node) error { return ns.exec(drop...) },
 		undo: func(context.Context, *testenv.Node) error {
-			for ns.exec("iptables", "-w", "-C", "INPUT", "-j", "DROP") == nil {
-				if err := ns.exec("iptables", "-w", "-D", "INPUT", "-j", "DROP"); err != nil {
+			check, del := slices.Clone(drop), slices.Clone(drop)
+			check[2], del[2] = "-C", "-D"
+			for ns.exec(check...) == nil {
+				if err := ns.exec(del...); err != nil {
 					return err
 				}
 			}
@@ -37,18 +46,22 @@ func TestBlackHole(t *testing.T) {
 	}.run(t, c)
 }
 
-// TestLinkDown: the namespace's end of node 2's veth pair goes down.
+// TestLinkDown: the namespace's end of the veth pair to a real node goes down.
 func TestLinkDown(t *testing.T) {
 	c := requireFaults(t)
-	victim := c.Nodes[1]
-	ns := newNetns(t, victim.AMQPAddr())
+	ns, c := nsVictim(t, c)
 	ejectRow{
-		fault: "link down to one node", how: "`ip netns exec NS ip link set VETH down` (the node's end); undo up",
+		fault: "link down to one node", how: "`ip netns exec NS ip link set VETH down` (the end in the namespace of a real node); undo up",
 		goal:   fmt.Sprintf("ejected ≤ interval×fall + timeout (%s); 0 failed connects after", ms(ejectBound)),
 		victim: 1, state: "down", maxEject: ejectBound, haproxy: true,
-		net:    lbConfig{addrs: map[string]string{victim.Name: ns.relayAddr}, noMgmt: true},
 		inject: func(context.Context, *testenv.Node) error { return ns.exec("ip", "link", "set", ns.nsIf, "down") },
-		undo:   func(context.Context, *testenv.Node) error { return ns.exec("ip", "link", "set", ns.nsIf, "up") },
+		undo: func(context.Context, *testenv.Node) error {
+			if err := ns.exec("ip", "link", "set", ns.nsIf, "up"); err != nil {
+				return err
+			}
+			// The namespace's address comes back with the link, its route too: nothing else to do.
+			return nil
+		},
 	}.run(t, c)
 }
 
@@ -58,15 +71,25 @@ func (h *haproxy) downs(server string) int {
 	return n
 }
 
-// TestSlowLossyLink: 200 ms of delay and 5 % loss on node 2's link for 30 s. The checks'
-// timeout is raised to 2.5 s and fall to 3 for this row, as an operator would for such a link
-// (an AMQP check is 5 round trips). The node must not flap, and clients must be served.
+// TestSlowLossyLink: 200 ms of delay and 5 % loss on the link of a real node in a namespace for
+// 30 s. The checks' timeout is raised to 2.5 s and fall to 3 for this row, as an operator would
+// for such a link (an AMQP check is 5 round trips). The node must not flap, and clients must be
+// served. On a kernel without netem the balancers reach the node through a delaying relay (idle
+// until the fault) and the loss is iptables' on the node's veth.
 func TestSlowLossyLink(t *testing.T) {
 	c := requireFaults(t)
 	const hold = 30 * time.Second
+	ns, c := nsVictim(t, c)
 	victim := c.Nodes[1]
-	ns := newNetns(t, victim.AMQPAddr())
-	cfg := lbConfig{addrs: map[string]string{victim.Name: ns.relayAddr}, noMgmt: true, timeout: 2500 * time.Millisecond, fall: 3}
+	cfg := lbConfig{noMgmt: true, timeout: 2500 * time.Millisecond, fall: 3}
+	netem := run("tc", "qdisc", "add", "dev", ns.hostIf, "root", "netem", "delay", "0ms") == nil
+	var rl *relay
+	if netem {
+		_ = run("tc", "qdisc", "del", "dev", ns.hostIf, "root")
+	} else {
+		rl = newRelay(t, victim.AMQPAddr())
+		cfg.addrs = map[string]string{victim.Name: rl.addr}
+	}
 	l := startLB(t, c, cfg)
 	h := startHAProxy(t, c, cfg)
 	waitAllServing(t, l, c)
@@ -94,25 +117,26 @@ func TestSlowLossyLink(t *testing.T) {
 	how := "`tc qdisc add dev VETH root netem delay 200ms loss 5%` on the host's end of the node's link, 30 s"
 	undo := func() error { return run("tc", "qdisc", "del", "dev", ns.hostIf, "root") }
 	t.Cleanup(func() { _ = undo() })
-	if err := run("tc", "qdisc", "add", "dev", ns.hostIf, "root", "netem", "delay", "200ms", "loss", "5%"); err != nil {
-		if !strings.Contains(err.Error(), "qdisc kind is unknown") {
+	if netem {
+		if err := run("tc", "qdisc", "add", "dev", ns.hostIf, "root", "netem", "delay", "200ms", "loss", "5%"); err != nil {
 			t.Fatal(err)
 		}
+	} else {
 		// A kernel without sch_netem (this VM's): 5 % of the packets into the namespace dropped
-		// by iptables, and 200 ms added by the relay to every chunk from the node.
-		t.Logf("no netem here (%v): iptables statistic loss and a delaying relay instead", err)
-		how = "no `netem` in this kernel, so: `ip netns exec NS iptables -I INPUT -m statistic --mode random --probability 0.05 -j DROP` + 200 ms added by the namespace's relay to each chunk from the node, 30 s"
-		loss := []string{"iptables", "-w", "-I", "INPUT", "-m", "statistic", "--mode", "random", "--probability", "0.05", "-j", "DROP"}
+		// by iptables on its veth, and 200 ms added by the relay to every chunk from the node.
+		t.Logf("no netem here: iptables statistic loss and a delaying relay instead")
+		how = "no `netem` in this kernel (CONFIG_NET_SCH_NETEM unset), so: `ip netns exec NS iptables -I INPUT -i VETH -m statistic --mode random --probability 0.05 -j DROP` in the namespace of a real node + 200 ms added by a relay in front of it to each chunk from the node, 30 s"
+		loss := []string{"iptables", "-w", "-I", "INPUT", "-i", ns.nsIf, "-m", "statistic", "--mode", "random", "--probability", "0.05", "-j", "DROP"}
 		undo = func() error {
-			ns.delay.Store(0)
-			del := append([]string{}, loss...)
+			rl.delay.Store(0)
+			del := slices.Clone(loss)
 			del[2] = "-D"
 			return ns.exec(del...)
 		}
 		if err := ns.exec(loss...); err != nil {
 			t.Fatal(err)
 		}
-		ns.delay.Store(int64(200 * time.Millisecond))
+		rl.delay.Store(int64(200 * time.Millisecond))
 	}
 	faultAt := time.Now()
 	// The fault lasts a fixed time: its length is the row's shape, not a wait on a state.

@@ -58,6 +58,12 @@ type ClusterOptions struct {
 	RabbitMQ string
 	// Root is the root file system of a 4.0 cluster; "" means DefaultRoot(RabbitMQ).
 	Root string
+	// NetNS runs the nodes, their epmd and every rabbitmqctl for them in that network
+	// namespace (made by the caller with `ip netns add NAME`, its loopback up). Host is then
+	// required: the namespace's address, where the nodes listen (epmd and Erlang distribution
+	// stay on the namespace's loopback). For network faults on a real node: cut or slow the
+	// namespace's link and the node is unreachable or slow, as a node on another host would be.
+	NetNS, Host string
 }
 
 // TLSFiles are PEM files for a node's TLS listener. They are copied into the
@@ -178,6 +184,9 @@ func prepareCluster(ctx context.Context, o ClusterOptions, logw io.Writer) (*Clu
 	if len(o.Ports) != 0 && len(o.Ports) != count {
 		return nil, fmt.Errorf("start cluster: %d AMQP ports for %d nodes", len(o.Ports), count)
 	}
+	if (o.NetNS == "") != (o.Host == "") {
+		return nil, errors.New("start cluster: NetNS and Host go together")
+	}
 	version, err := normVersion(o.RabbitMQ)
 	if err != nil {
 		return nil, fmt.Errorf("start cluster: %w", err)
@@ -249,6 +258,8 @@ func prepareCluster(ctx context.Context, o ClusterOptions, logw io.Writer) (*Clu
 			EPMDPort: c.EPMDPort,
 			Home:     home,
 			User:     userName,
+			NetNS:    o.NetNS,
+			Host:     o.Host,
 		}
 		n.NodeName = "amqplb-" + n.Name + "@localhost"
 		n.ProxyProtocol = o.ProxyProtocol
@@ -326,24 +337,31 @@ func (c *Cluster) startEPMD() error {
 	if err != nil {
 		return fmt.Errorf("start epmd: %w", err)
 	}
-	uid, gid, err := c.Nodes[0].ids()
+	first := c.Nodes[0]
+	uid, gid, err := first.ids()
 	if err != nil {
 		return err
 	}
+	epmdAddrs := "127.0.0.1"
+	if first.Host != "" {
+		epmdAddrs += "," + first.Host
+	}
 	_, keeper, err := spawnKept(keeperSpec{
-		Argv:    []string{epmd, "-port", strconv.Itoa(c.EPMDPort), "-address", "127.0.0.1"},
+		Argv:    []string{epmd, "-port", strconv.Itoa(c.EPMDPort), "-address", epmdAddrs},
 		Dir:     c.Dir,
 		UID:     uid,
 		GID:     gid,
 		Log:     filepath.Join(c.Dir, "epmd.log"),
 		PGIDOut: c.epmdPGIDFile(),
 		SelfOut: filepath.Join(c.Dir, "epmd-keeper.pid"),
+		NetNS:   first.NetNS,
 	}, os.Environ(), filepath.Join(c.Dir, "keeper.log"))
 	if err != nil {
 		return fmt.Errorf("start epmd: %w", err)
 	}
 	c.epmdKeeper = keeper
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(c.EPMDPort))
+	// Seen from here: in a namespace, at its address.
+	addr := net.JoinHostPort(first.host(), strconv.Itoa(c.EPMDPort))
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
@@ -482,12 +500,13 @@ func writeNodeFiles(n *Node, tlsFiles *TLSFiles, uid, gid int) error {
 			return err
 		}
 	}
+	host := n.host()
 	conf := fmt.Sprintf(`# Written by amqplb internal/testenv for node %s.
-listeners.tcp.1 = 127.0.0.1:%d
+listeners.tcp.1 = %s:%d
 loopback_users = none
-management.tcp.ip = 127.0.0.1
+management.tcp.ip = %s
 management.tcp.port = %d
-prometheus.tcp.ip = 127.0.0.1
+prometheus.tcp.ip = %s
 prometheus.tcp.port = %d
 # Fresher management API statistics for tests that read them.
 collect_statistics_interval = 500
@@ -495,7 +514,7 @@ collect_statistics_interval = 500
 cluster_partition_handling = autoheal
 log.console = false
 log.file.level = info
-`, n.Name, n.AMQPPort, n.ManagementPort, n.PrometheusPort)
+`, n.Name, host, n.AMQPPort, host, n.ManagementPort, host, n.PrometheusPort)
 	if n.ProxyProtocol {
 		conf += "proxy_protocol = true\n"
 	}
@@ -508,13 +527,13 @@ log.file.level = info
 			}
 			files[name] = string(b)
 		}
-		conf += fmt.Sprintf(`listeners.ssl.1 = 127.0.0.1:%d
+		conf += fmt.Sprintf(`listeners.ssl.1 = %s:%d
 ssl_options.cacertfile = %s
 ssl_options.certfile = %s
 ssl_options.keyfile = %s
 ssl_options.verify = verify_none
 ssl_options.fail_if_no_peer_cert = false
-`, n.TLSPort, filepath.Join(n.Dir, "ca.pem"), filepath.Join(n.Dir, "cert.pem"), filepath.Join(n.Dir, "key.pem"))
+`, host, n.TLSPort, filepath.Join(n.Dir, "ca.pem"), filepath.Join(n.Dir, "cert.pem"), filepath.Join(n.Dir, "key.pem"))
 	}
 	for name, content := range map[string]string{
 		"rabbitmq.conf":     conf,

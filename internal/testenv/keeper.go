@@ -122,7 +122,7 @@ func spawnKept(spec keeperSpec, env []string, keeperLog string) (pgid int, keepe
 	cmd.Env = append(withoutVar(env, keeperEnv), keeperEnv+"="+string(raw))
 	cmd.Stdout, cmd.Stderr = klog, klog
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	if err := startIn(spec.NetNS, cmd); err != nil {
 		return 0, nil, fmt.Errorf("start keeper for %s: %w", spec.Argv[0], err)
 	}
 	deadline := time.Now().Add(10 * time.Second)

@@ -27,6 +27,8 @@ type keeperSpec struct {
 	SelfOut string   `json:"self_out"` // where the keeper writes its own pid
 	// NewMountNS starts the child in a mount namespace of its own (a node in a root).
 	NewMountNS bool `json:"new_mount_ns,omitempty"`
+	// NetNS starts the keeper, and so the child, in that network namespace (/run/netns/NAME).
+	NetNS string `json:"netns,omitempty"`
 }
 
 func withoutVar(env []string, names ...string) []string {

@@ -38,7 +38,13 @@ type Node struct {
 	Name string `json:"name"`
 	// NodeName is the Erlang node name, e.g. "amqplb-rmq1@localhost".
 	NodeName string `json:"node_name"`
-	// AMQPPort is the AMQP 0-9-1 listener on 127.0.0.1.
+	// Host is the address the node's listeners (AMQP, TLS, management, prometheus) are on:
+	// "" means 127.0.0.1; a node in a network namespace listens on the namespace's address.
+	Host string `json:"host,omitempty"`
+	// NetNS is the network namespace (/run/netns/NAME) the node, its epmd and its rabbitmqctl
+	// run in; "" for the caller's own.
+	NetNS string `json:"netns,omitempty"`
+	// AMQPPort is the AMQP 0-9-1 listener on Host.
 	AMQPPort int `json:"amqp_port"`
 	// ManagementPort is the management plugin's HTTP API on 127.0.0.1.
 	ManagementPort int `json:"management_port"`
@@ -74,8 +80,16 @@ type Node struct {
 	keeper *os.Process
 }
 
-// AMQPAddr returns the node's AMQP address, "127.0.0.1:PORT".
-func (n *Node) AMQPAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.AMQPPort)) }
+// AMQPAddr returns the node's AMQP address, "127.0.0.1:PORT" (HOST:PORT with a Host).
+func (n *Node) AMQPAddr() string { return net.JoinHostPort(n.host(), strconv.Itoa(n.AMQPPort)) }
+
+// host is where the node's listeners are.
+func (n *Node) host() string {
+	if n.Host == "" {
+		return "127.0.0.1"
+	}
+	return n.Host
+}
 
 // URL returns the AMQP URL of the node for the guest user.
 func (n *Node) URL() string { return "amqp://guest:guest@" + n.AMQPAddr() + "/" }
@@ -83,12 +97,12 @@ func (n *Node) URL() string { return "amqp://guest:guest@" + n.AMQPAddr() + "/" 
 // ManagementURL returns the base URL of the node's management HTTP API,
 // "http://127.0.0.1:PORT" (user guest, password guest).
 func (n *Node) ManagementURL() string {
-	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(n.ManagementPort))
+	return "http://" + net.JoinHostPort(n.host(), strconv.Itoa(n.ManagementPort))
 }
 
 // PrometheusURL returns the URL of the node's Prometheus metrics.
 func (n *Node) PrometheusURL() string {
-	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(n.PrometheusPort)) + "/metrics"
+	return "http://" + net.JoinHostPort(n.host(), strconv.Itoa(n.PrometheusPort)) + "/metrics"
 }
 
 // LogFile returns the path of the node's RabbitMQ log.
@@ -253,6 +267,7 @@ func (n *Node) Start(ctx context.Context) error {
 		Log:     filepath.Join(n.Dir, "log", "stdout.log"),
 		PGIDOut: n.pgidFile(),
 		SelfOut: n.keeperFile(),
+		NetNS:   n.NetNS,
 	}
 	if n.Root != "" {
 		// The mount point of the cluster's directory (a later cluster stop removes it).
@@ -459,7 +474,11 @@ func (n *Node) cli(ctx context.Context, path string, args ...string) (string, er
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	err = startIn(n.NetNS, cmd)
+	if err == nil {
+		err = cmd.Wait()
+	}
+	if err != nil {
 		return stdout.String(), fmt.Errorf("%s -n %s %s: %w: %s", filepath.Base(path), n.NodeName, strings.Join(args, " "), err,
 			strings.TrimSpace(stderr.String()+"\n"+stdout.String()))
 	}
