@@ -102,3 +102,20 @@ func TestMemoryAlarm(t *testing.T) {
 		},
 	}.run(t, c)
 }
+
+func TestDiskAlarm(t *testing.T) {
+	c := requireFaults(t)
+	ejectRow{
+		fault: "disk alarm", how: "`rabbitmqctl set_disk_free_limit 1000000GB`; undo 50MB (the default)",
+		goal:   "shown in the node's check reason; not ejected (eject_on_alarm off)",
+		victim: 2, shown: "alarm: disk", mgmt: ", alarms = true", haproxy: true, hold: 3,
+		inject: func(ctx context.Context, n *testenv.Node) error {
+			_, err := n.Rabbitmqctl(ctx, "set_disk_free_limit", "1000000GB")
+			return err
+		},
+		undo: func(ctx context.Context, n *testenv.Node) error {
+			_, err := n.Rabbitmqctl(ctx, "set_disk_free_limit", "50MB")
+			return err
+		},
+	}.run(t, c)
+}

@@ -53,7 +53,7 @@ func esc(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 // rowOrder is the issue's order of the faults; the table follows it, whatever order the tests
 // ran in (go test runs them file by file).
 var rowOrder = []string{"TestNodeKilled", "TestNodeHung", "TestBlackHole", "TestLinkDown", "TestSlowLossyLink",
-	"TestMaintenance", "TestVHostDown", "TestMemoryAlarm", "TestReloadUnderLoad", "TestSIGTERMUnderLoad", "TestFlood",
+	"TestMaintenance", "TestVHostDown", "TestMemoryAlarm", "TestDiskAlarm", "TestReloadUnderLoad", "TestSIGTERMUnderLoad", "TestFlood",
 	"TestSlowlorisGarbageHalfOpen", "TestConfirmedAcrossNodeKill"}
 
 // write renders the table as Markdown into path.
