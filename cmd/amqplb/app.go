@@ -784,6 +784,11 @@ func (a *app) apply(loaded, cfg *config.Config, keep []proxy.FrontendOptions) er
 	// The old monitors are done: forget the check history of the servers this reload dropped.
 	a.checks.Retain(g.servers())
 	g.start()
+	if int64(cfg.Global.MaxConnections) != a.global.Max() {
+		// As at start: the new max_connections needs its file descriptors (up to the hard
+		// limit now, as privileges may have been dropped).
+		raiseFDLimit(a.log, cfg.Global.MaxConnections)
+	}
 	a.global.SetMax(cfg.Global.MaxConnections)
 	kept := map[*proxy.Frontend]bool{}
 	for i, fc := range cfg.Frontends {

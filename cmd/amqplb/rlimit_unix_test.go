@@ -4,11 +4,19 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"log/slog"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/amqplb/amqplb/config"
+	"github.com/amqplb/amqplb/internal/testenv"
 )
 
 // raiseFDLimit lifts RLIMIT_NOFILE to what max_connections needs where it may (root with
@@ -34,5 +42,65 @@ func TestRaiseFDLimit(t *testing.T) {
 		t.Errorf("raised to %d (need %d), but logged:\n%s", after.Cur, need, logs.String())
 	case after.Cur < need && !strings.Contains(logs.String(), "below what max_connections needs"):
 		t.Errorf("limit %d below the %d needed, and no warning:\n%s", after.Cur, need, logs.String())
+	}
+}
+
+// A reload that changes max_connections sizes the file descriptor limit for it again, as the
+// start did; one that keeps it says nothing.
+func TestReloadRaisesFDLimit(t *testing.T) {
+	var before unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &before); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Setrlimit(unix.RLIMIT_NOFILE, &before) })
+	mk := func(maxConn int) *config.Config {
+		cfg := config.DefaultConfig()
+		cfg.Global.DrainTimeout = time.Second
+		cfg.Global.AccessLog = false
+		cfg.Global.MaxConnections = maxConn
+		cfg.Frontends = []config.Frontend{{Name: "amqp", Bind: "127.0.0.1:0", Backend: "rabbitmq", Mode: "tcp"}}
+		b := config.DefaultBackend()
+		b.Name = "rabbitmq"
+		b.HealthCheck.Type = "none"
+		s := config.DefaultServer()
+		s.Name, s.Address = "rmq1", "127.0.0.1:1"
+		b.Servers = []config.Server{s}
+		cfg.Backends = []config.Backend{b}
+		return cfg
+	}
+	next := make(chan *config.Config, 1)
+	var logs testenv.Buffer
+	a, err := newApp(mk(100), slog.New(slog.NewTextHandler(&logs, nil)), func(string) (*config.Config, error) { return <-next, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	hup := make(chan os.Signal, 1)
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx, hup) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	sized := func() int { return strings.Count(logs.String(), "max_connections needs") + strings.Count(logs.String(), `msg="file descriptor limit"`) }
+	reload := func(maxConn, wantSized int) {
+		t.Helper()
+		reloads := strings.Count(logs.String(), "reloaded")
+		next <- mk(maxConn)
+		hup <- syscall.SIGHUP
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if strings.Count(logs.String(), "reloaded") == reloads {
+				return fmt.Errorf("no reload logged yet:\n%s", logs.String())
+			}
+			return nil
+		})
+		if got := sized(); got != wantSized {
+			t.Errorf("after the reload to max_connections = %d: the limit sized %d times, want %d:\n%s", maxConn, got, wantSized, logs.String())
+		}
+	}
+	reload(100, 0)
+	reload(int(before.Cur), 1) // needs about twice the current limit: raised or warned about
+	if !strings.Contains(logs.String(), fmt.Sprintf("needed=%d", 2*int(before.Cur)+fdMargin)) {
+		t.Errorf("the new need is not in the logs:\n%s", logs.String())
 	}
 }
