@@ -6,151 +6,22 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
-	cdplog "github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/amqplb/amqplb/backend"
 	"github.com/amqplb/amqplb/healthcheck"
 	"github.com/amqplb/amqplb/internal/testenv"
+	"github.com/amqplb/amqplb/internal/testenv/chrome"
 )
-
-// chromium returns the path of a Chromium to drive. Without one the test is skipped, or fails
-// when AMQPLB_REQUIRE_BROKERS=1 (CI, where scripts/install-test-deps.sh installs it).
-func chromium(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("AMQPLB_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless-shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("AMQPLB_REQUIRE_BROKERS") == "1" {
-		t.Fatal("chromium not found (apt-get install chromium, or run scripts/install-test-deps.sh)")
-	}
-	t.Skip("chromium not found; install it to test the status page in a browser")
-	return ""
-}
-
-// browser starts a headless Chromium with a fresh profile that stays off the network (this is
-// a closed network: no background fetches, no QUIC, no name resolution but loopback) and
-// returns a tab's context. The browser is gone, and its page errors checked, when the test ends.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	path := chromium(t)
-	profile := t.TempDir() // before the cleanups below, so it is removed after the browser exits
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path),
-		chromedp.Headless,
-		chromedp.NoSandbox, // as root, Chromium refuses to start with its sandbox
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(profile),
-		chromedp.WindowSize(1360, 900),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-default-apps", true),
-		chromedp.Flag("disable-breakpad", true),
-		chromedp.Flag("disable-domain-reliability", true),
-		chromedp.Flag("disable-client-side-phishing-detection", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-features", "Translate,OptimizationHints,MediaRouter,AutofillServerCommunication,CertificateTransparencyComponentUpdater"),
-		chromedp.Flag("metrics-recording-only", true),
-		chromedp.Flag("safebrowsing-disable-auto-update", true),
-		chromedp.Flag("no-proxy-server", true),
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
-		chromedp.Flag("password-store", "basic"),
-		chromedp.Flag("use-mock-keychain", true),
-		chromedp.Flag("force-color-profile", "srgb"),
-	}
-	ctx, cancelTimeout := context.WithTimeout(context.Background(), 90*time.Second)
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	bctx, cancelTab := chromedp.NewContext(actx)
-
-	// Uncaught exceptions and console errors of the page fail the test; failed requests
-	// ("network" entries: the 401 before the token, the 503 of a test) are expected.
-	var mu sync.Mutex
-	var pageErrors []string
-	var wg sync.WaitGroup
-	exceptions := chromedp.Events(bctx, runtime.ExceptionThrown)
-	entries := chromedp.Events(bctx, cdplog.EntryAdded)
-	wg.Go(func() {
-		for ev, err := range exceptions {
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			pageErrors = append(pageErrors, "exception: "+ev.ExceptionDetails.Text+" "+describe(ev.ExceptionDetails.Exception))
-			mu.Unlock()
-		}
-	})
-	wg.Go(func() {
-		for ev, err := range entries {
-			if err != nil {
-				return
-			}
-			if e := ev.Entry; e.Level == cdplog.EntryLevelError && e.Source != cdplog.EntrySourceNetwork {
-				mu.Lock()
-				pageErrors = append(pageErrors, string(e.Source)+": "+e.Text)
-				mu.Unlock()
-			}
-		}
-	})
-	t.Cleanup(func() {
-		cancelTab()
-		cancelAlloc()
-		cancelTimeout()
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, e := range pageErrors {
-			t.Errorf("page error: %s", e)
-		}
-	})
-	return bctx
-}
-
-func describe(o *runtime.RemoteObject) string {
-	if o == nil {
-		return ""
-	}
-	return o.Description
-}
-
-// artifact writes data to AMQPLB_ARTIFACTS (or the test's temporary directory) and logs where.
-func artifact(t *testing.T, name string, data []byte) {
-	t.Helper()
-	dir := os.Getenv("AMQPLB_ARTIFACTS")
-	if dir == "" {
-		dir = t.TempDir()
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("artifact: %s", path)
-}
 
 // pageFixture is what an operator sees mid-incident: backend rabbitmq with rmq1 up and busy,
 // rmq2 up, rmq3 failing its login (403); backend rabbitmq-dr with one server in maintenance.
@@ -231,7 +102,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestStatusPageInBrowser(t *testing.T) {
-	ctx := browser(t)
+	ctx := chrome.Tab(t, chrome.Options{ConsoleErrors: true})
 	f := pageFixture()
 	var apiDown atomic.Bool
 	o := f.options("")
@@ -316,7 +187,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	artifact(t, "admin-status-page-close-sessions.png", shot)
+	chrome.Artifact(t, "admin-status-page-close-sessions.png", shot)
 	armed, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('`+kick+`').textContent`))
 	if err != nil || armed != "Close 11? Click again" || closedSessions.Load() != 0 {
 		t.Errorf("after one click the button says %q (%v) and %d sessions were closed; want it armed and none closed", armed, err, closedSessions.Load())
@@ -349,7 +220,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	artifact(t, "admin-status-page.png", shot)
+	chrome.Artifact(t, "admin-status-page.png", shot)
 	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
 		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}},
 	}); err != nil {
@@ -358,7 +229,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
 		t.Fatal(err)
 	}
-	artifact(t, "admin-status-page-dark.png", shot)
+	chrome.Artifact(t, "admin-status-page-dark.png", shot)
 
 	// When the API stops answering, the page says so in red.
 	apiDown.Store(true)
@@ -371,7 +242,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
 		t.Fatal(err)
 	}
-	artifact(t, "admin-status-page-stale.png", shot)
+	chrome.Artifact(t, "admin-status-page-stale.png", shot)
 	apiDown.Store(false)
 	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#live.ok`))); err != nil {
 		t.Fatal(err)
@@ -405,13 +276,13 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
 		t.Fatal(err)
 	}
-	artifact(t, "admin-status-page-narrow.png", shot)
+	chrome.Artifact(t, "admin-status-page-narrow.png", shot)
 }
 
 // With a token configured, the page asks for it on the first 401, keeps it in sessionStorage
 // and retries; a wrong token is refused and asked for again.
 func TestStatusPageAsksForToken(t *testing.T) {
-	ctx := browser(t)
+	ctx := chrome.Tab(t, chrome.Options{ConsoleErrors: true})
 	f := pageFixture()
 	ts := httptest.NewServer(New(f.options("s3cret")).Handler())
 	defer ts.Close()
@@ -517,7 +388,7 @@ func statsPageInBrowser(t *testing.T, ctx context.Context, f *fixture) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	artifact(t, "stats-page.png", shot)
+	chrome.Artifact(t, "stats-page.png", shot)
 
 	// It refreshes itself, with the login the browser keeps.
 	rmq1.SetHealth(false)
@@ -629,7 +500,7 @@ func sessionsInBrowser(t *testing.T, ctx context.Context, fs *fakeSessions) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	artifact(t, "admin-status-page-sessions.png", shot)
+	chrome.Artifact(t, "admin-status-page-sessions.png", shot)
 
 	// Close session 13: the first click arms, the second closes it in the API.
 	kill := chromedp.CSS(panel + ` tr[data-session="13"] .skill`)

@@ -1,23 +1,20 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/amqplb/amqplb/internal/testenv"
+	"github.com/amqplb/amqplb/internal/testenv/chrome"
 )
 
 // managementConfig is amqplb in front of the management UI of the cluster's nodes: a mode tcp
@@ -125,7 +122,7 @@ func TestManagementUIThroughAMQPLB(t *testing.T) {
 	}
 
 	// The UI in a browser: the login page, then the overview as guest.
-	ctx := managementBrowser(t)
+	ctx := chrome.Tab(t, chrome.Options{Timeout: 2 * time.Minute})
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate("http://"+bind+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`input[name="username"]`)),
@@ -136,7 +133,7 @@ func TestManagementUIThroughAMQPLB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e2eArtifact(t, "management-ui-login.png", shot)
+	chrome.Artifact(t, "management-ui-login.png", shot)
 	if err := chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.CSS(`input[name="username"]`), "guest"),
 		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "guest"),
@@ -156,7 +153,7 @@ func TestManagementUIThroughAMQPLB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e2eArtifact(t, "management-ui-overview.png", shot)
+	chrome.Artifact(t, "management-ui-overview.png", shot)
 }
 
 // getJSONAuth GETs url as guest and decodes its 200 reply into out.
@@ -182,96 +179,6 @@ func getJSONAuth(t *testing.T, client *http.Client, url string, out any) {
 	if err := json.Unmarshal(body, out); err != nil {
 		t.Fatalf("GET %s: %v: %s", url, err, body)
 	}
-}
-
-// managementBrowser starts a headless Chromium that stays off the network but for loopback,
-// as the admin package's page tests do, and returns a tab's context. Uncaught exceptions of
-// the page fail the test. Without Chromium the test is skipped, unless brokers are required.
-func managementBrowser(t *testing.T) context.Context {
-	t.Helper()
-	path := os.Getenv("AMQPLB_CHROMIUM")
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless-shell"} {
-		if path != "" {
-			break
-		}
-		path, _ = exec.LookPath(name)
-	}
-	if path == "" {
-		if os.Getenv("AMQPLB_REQUIRE_BROKERS") == "1" {
-			t.Fatal("chromium not found (apt-get install chromium, or run scripts/install-test-deps.sh)")
-		}
-		t.Skip("chromium not found; install it to test the management UI in a browser")
-	}
-	profile := t.TempDir()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path),
-		chromedp.Headless,
-		chromedp.NoSandbox, // as root, Chromium refuses to start with its sandbox
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(profile),
-		chromedp.WindowSize(1360, 900),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-default-apps", true),
-		chromedp.Flag("disable-breakpad", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-features", "Translate,OptimizationHints,MediaRouter,AutofillServerCommunication,CertificateTransparencyComponentUpdater"),
-		chromedp.Flag("no-proxy-server", true),
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
-		chromedp.Flag("password-store", "basic"),
-		chromedp.Flag("use-mock-keychain", true),
-	}
-	ctx, cancelTimeout := context.WithTimeout(context.Background(), 2*time.Minute)
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	bctx, cancelTab := chromedp.NewContext(actx)
-	var mu sync.Mutex
-	var exceptions []string
-	var wg sync.WaitGroup
-	events := chromedp.Events(bctx, runtime.ExceptionThrown)
-	wg.Go(func() {
-		for ev, err := range events {
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			exceptions = append(exceptions, ev.ExceptionDetails.Text)
-			mu.Unlock()
-		}
-	})
-	t.Cleanup(func() {
-		cancelTab()
-		cancelAlloc()
-		cancelTimeout()
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, e := range exceptions {
-			t.Errorf("page exception: %s", e)
-		}
-	})
-	return bctx
-}
-
-// e2eArtifact writes data to AMQPLB_ARTIFACTS (or the test's temporary directory) and logs
-// where, as the admin package's browser tests do.
-func e2eArtifact(t *testing.T, name string, data []byte) {
-	t.Helper()
-	dir := os.Getenv("AMQPLB_ARTIFACTS")
-	if dir == "" {
-		dir = t.TempDir()
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("artifact: %s", p)
 }
 
 // TestManagementHAProxyCfg runs the corpus files with a management UI section in mode http
