@@ -87,35 +87,29 @@ func TestVHostDown(t *testing.T) {
 }
 
 func TestMemoryAlarm(t *testing.T) {
-	c := requireFaults(t)
-	ejectRow{
-		fault: "memory alarm", how: "`rabbitmqctl set_vm_memory_high_watermark 0.0001`; undo 0.4",
-		goal:   "shown in the node's check reason; not ejected (eject_on_alarm off)",
-		victim: 0, shown: "alarm: memory", mgmt: ", alarms = true", haproxy: true, hold: 3,
-		inject: func(ctx context.Context, n *testenv.Node) error {
-			_, err := n.Rabbitmqctl(ctx, "set_vm_memory_high_watermark", "0.0001")
-			return err
-		},
-		undo: func(ctx context.Context, n *testenv.Node) error {
-			_, err := n.Rabbitmqctl(ctx, "set_vm_memory_high_watermark", "0.4")
-			return err
-		},
-	}.run(t, c)
+	alarmRow(t, "memory", 0, "set_vm_memory_high_watermark", "0.0001", "0.4")
 }
 
 func TestDiskAlarm(t *testing.T) {
+	alarmRow(t, "disk", 2, "set_disk_free_limit", "1000000GB", "50MB")
+}
+
+// alarmRow raises a resource alarm on one node with `rabbitmqctl CMD on` and clears it with
+// `CMD off` (the default). amqplb must show it in the node's check reason and keep the node in
+// rotation (eject_on_alarm is off). During the alarm the brokers block every publisher (the
+// alarm is cluster-wide), so confirms time out through either balancer.
+func alarmRow(t *testing.T, resource string, victim int, cmd, on, off string) {
 	c := requireFaults(t)
+	set := func(value string) func(context.Context, *testenv.Node) error {
+		return func(ctx context.Context, n *testenv.Node) error {
+			_, err := n.Rabbitmqctl(ctx, cmd, value)
+			return err
+		}
+	}
 	ejectRow{
-		fault: "disk alarm", how: "`rabbitmqctl set_disk_free_limit 1000000GB`; undo 50MB (the default)",
+		fault: resource + " alarm", how: fmt.Sprintf("`rabbitmqctl %s %s`; undo %s (the default)", cmd, on, off),
 		goal:   "shown in the node's check reason; not ejected (eject_on_alarm off)",
-		victim: 2, shown: "alarm: disk", mgmt: ", alarms = true", haproxy: true, hold: 3,
-		inject: func(ctx context.Context, n *testenv.Node) error {
-			_, err := n.Rabbitmqctl(ctx, "set_disk_free_limit", "1000000GB")
-			return err
-		},
-		undo: func(ctx context.Context, n *testenv.Node) error {
-			_, err := n.Rabbitmqctl(ctx, "set_disk_free_limit", "50MB")
-			return err
-		},
+		victim: victim, shown: "alarm: " + resource, mgmt: ", alarms = true", haproxy: true, hold: 3,
+		inject: set(on), undo: set(off),
 	}.run(t, c)
 }

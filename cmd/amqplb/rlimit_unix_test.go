@@ -54,18 +54,8 @@ func TestReloadRaisesFDLimit(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = unix.Setrlimit(unix.RLIMIT_NOFILE, &before) })
 	mk := func(maxConn int) *config.Config {
-		cfg := config.DefaultConfig()
-		cfg.Global.DrainTimeout = time.Second
-		cfg.Global.AccessLog = false
+		cfg := oneBackend("rabbitmq")
 		cfg.Global.MaxConnections = maxConn
-		cfg.Frontends = []config.Frontend{{Name: "amqp", Bind: "127.0.0.1:0", Backend: "rabbitmq", Mode: "tcp"}}
-		b := config.DefaultBackend()
-		b.Name = "rabbitmq"
-		b.HealthCheck.Type = "none"
-		s := config.DefaultServer()
-		s.Name, s.Address = "rmq1", "127.0.0.1:1"
-		b.Servers = []config.Server{s}
-		cfg.Backends = []config.Backend{b}
 		return cfg
 	}
 	next := make(chan *config.Config, 1)

@@ -33,6 +33,23 @@ func ask(path, line string) (string, error) {
 	return string(out), err
 }
 
+// oneBackend is the smallest configuration an app runs: a tcp frontend on a free port in front
+// of backend NAME's one server, never checked; a drain of 1 s and no access log.
+func oneBackend(name string) *config.Config {
+	cfg := config.DefaultConfig()
+	cfg.Global.DrainTimeout = time.Second
+	cfg.Global.AccessLog = false
+	cfg.Frontends = []config.Frontend{{Name: "amqp", Bind: "127.0.0.1:0", Backend: name, Mode: "tcp"}}
+	b := config.DefaultBackend()
+	b.Name = name
+	b.HealthCheck.Type = "none"
+	s := config.DefaultServer()
+	s.Name, s.Address = "rmq1", "127.0.0.1:1"
+	b.Servers = []config.Server{s}
+	cfg.Backends = []config.Backend{b}
+	return cfg
+}
+
 // The runtime socket of a running amqplb survives reloads, takes a changed level, stays when a
 // reload names a path it cannot create (the whole reload is refused), and its file is removed
 // at exit.
@@ -43,18 +60,8 @@ func TestRuntimeSocketLifecycle(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "admin.sock")
 	mk := func(backendName, socket, level string) *config.Config {
-		cfg := config.DefaultConfig()
-		cfg.Global.DrainTimeout = time.Second
-		cfg.Global.AccessLog = false
+		cfg := oneBackend(backendName)
 		cfg.Admin = config.Admin{Socket: socket, SocketMode: "600", SocketLevel: level}
-		cfg.Frontends = []config.Frontend{{Name: "amqp", Bind: "127.0.0.1:0", Backend: backendName, Mode: "tcp"}}
-		b := config.DefaultBackend()
-		b.Name = backendName
-		b.HealthCheck.Type = "none"
-		s := config.DefaultServer()
-		s.Name, s.Address = "rmq1", "127.0.0.1:1"
-		b.Servers = []config.Server{s}
-		cfg.Backends = []config.Backend{b}
 		return cfg
 	}
 	fdBase, gBase := openFDs(t), runtime.NumGoroutine()
