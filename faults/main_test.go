@@ -67,6 +67,9 @@ func requireFaults4(t *testing.T) *testenv.Cluster {
 	if os.Getenv(EnvFaults) != "1" {
 		t.Skipf("fault tests: set %s=1 (make faults)", EnvFaults)
 	}
+	if os.Getenv("AMQPLB_FAULTS_RABBITMQ4") == "0" && os.Getenv(testenv.EnvCluster4) == "" {
+		t.Skip("no RabbitMQ 4.0 cluster: RABBITMQ4=0 (4.0 nodes run with chroot, which needs root)")
+	}
 	return testenv.RequireCluster4(t)
 }
 
