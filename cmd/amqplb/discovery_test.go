@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -134,20 +132,13 @@ func TestDiscoveryFollowsTheCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hup := make(chan os.Signal, 1)
-	h, addr := a.admin.Handler(), a.frontends[0].Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.run(ctx, hup) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
+	t.Cleanup(func() { // after the app has stopped (cleanups run last first)
 		if strings.Contains(logs.String(), "secret") {
 			t.Errorf("the password is in the log:\n%s", logs.String())
 		}
-	}()
+	})
+	hup := runApp(t, a)
+	h, addr := a.admin.Handler(), a.frontends[0].Addr().String()
 
 	backendJSON := func() admin.BackendJSON {
 		rec := httptest.NewRecorder()

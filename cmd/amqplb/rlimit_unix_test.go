@@ -4,10 +4,8 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -64,15 +62,10 @@ func TestReloadRaisesFDLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	hup := make(chan os.Signal, 1)
-	done := make(chan error, 1)
-	go func() { done <- a.run(ctx, hup) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	sized := func() int { return strings.Count(logs.String(), "max_connections needs") + strings.Count(logs.String(), `msg="file descriptor limit"`) }
+	hup := runApp(t, a)
+	sized := func() int {
+		return strings.Count(logs.String(), "max_connections needs") + strings.Count(logs.String(), `msg="file descriptor limit"`)
+	}
 	reload := func(maxConn, wantSized int) {
 		t.Helper()
 		reloads := strings.Count(logs.String(), "reloaded")

@@ -50,6 +50,23 @@ func oneBackend(name string) *config.Config {
 	return cfg
 }
 
+// runApp runs a until the test ends, when it must stop without an error, and returns the
+// channel that reloads it (SIGHUP).
+func runApp(t *testing.T, a *app) chan<- os.Signal {
+	t.Helper()
+	hup := make(chan os.Signal, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx, hup) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return hup
+}
+
 // The runtime socket of a running amqplb survives reloads, takes a changed level, stays when a
 // reload names a path it cannot create (the whole reload is refused), and its file is removed
 // at exit.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -84,17 +82,8 @@ func TestServerTemplateFollowsDNS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hup := make(chan os.Signal, 1)
+	hup := runApp(t, a)
 	h, addr := a.admin.Handler(), a.frontends[0].Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.run(ctx, hup) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
 	servers := func() []string {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/backends/rabbitmq", nil))
