@@ -5,7 +5,7 @@ GO      ?= go
 BROKERS ?=
 CLUSTER := $(GO) run ./internal/testenv/cmd/rabbitcluster
 
-.PHONY: all build run test test-unit deps vet lint fuzz faults soak bench-compare cluster-up cluster-down bench bench-rolling gobench bench-e2e clean
+.PHONY: all build run test test-unit deps vet lint fuzz faults soak bench-compare bench-instructions cluster-up cluster-down bench bench-rolling gobench bench-e2e clean
 
 all: build
 
@@ -66,6 +66,12 @@ bench-rolling:
 ## the broker itself in one run: pubsub 128 B and storm, into bench/results/<date>-compare.md.
 bench-compare:
 	BEFORE="$(BEFORE)" ./scripts/bench-compare.sh
+
+## bench-instructions: instructions per proxied AMQP connection (valgrind callgrind: repeatable where
+## time is not), amqplb and HAProxy in one run, BEFORE=<git rev> adds that build of amqplb; into
+## bench/results/<date>-instructions.md.
+bench-instructions:
+	BEFORE="$(BEFORE)" N="$(N)" ./scripts/bench-instructions.sh
 
 ## gobench: Go benchmarks (figures, not assertions): balancer picks, proxy throughput and idle cost.
 gobench:

@@ -137,8 +137,8 @@ func TestDiscoveryFollowsTheCluster(t *testing.T) {
 			t.Errorf("the password is in the log:\n%s", logs.String())
 		}
 	})
+	h, addr := a.admin.Handler(), a.frontends[0].Addr().String() // before run, which sets them
 	hup := runApp(t, a)
-	h, addr := a.admin.Handler(), a.frontends[0].Addr().String()
 
 	backendJSON := func() admin.BackendJSON {
 		rec := httptest.NewRecorder()

@@ -82,8 +82,8 @@ func TestServerTemplateFollowsDNS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h, addr := a.admin.Handler(), a.frontends[0].Addr().String() // before run, which sets them
 	hup := runApp(t, a)
-	h, addr := a.admin.Handler(), a.frontends[0].Addr().String()
 	servers := func() []string {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/backends/rabbitmq", nil))
