@@ -31,7 +31,7 @@ cleanup() {
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 	"$work/rabbitcluster" down -dir "$work/cluster" >/dev/null 2>&1 || true
 	if [ -n "$BEFORE" ]; then git worktree remove --force "$work/before-src" >/dev/null 2>&1 || true; fi
-	rm -rf "$work"
+	[ -n "${KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -81,9 +81,10 @@ CFG
 measure() {
 	local name=$1
 	shift
-	# Go's asynchronous preemption signals crash callgrind 3.19; the runtime then preempts at
-	# function calls only, as before Go 1.14.
-	GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind --callgrind-out-file="$work/cg.$name.%p" "$@" >"$work/$name.log" 2>&1 &
+	# Go's asynchronous preemption signals crash callgrind 3.19 (the runtime then preempts at
+	# function calls only, as before Go 1.14), and its VEX does not know RDTSCP (runtime.cputicks
+	# then uses RDTSC with fences).
+	GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off valgrind --tool=callgrind --callgrind-out-file="$work/cg.$name.%p" "$@" >"$work/$name.log" 2>&1 &
 	local pid=$!
 	pids+=("$pid")
 	local i
@@ -118,8 +119,9 @@ results+=("$(measure haproxy "$(command -v haproxy)" -db -f "$work/haproxy.cfg")
 	echo
 	echo "\`make bench-instructions${BEFORE:+ BEFORE=$BEFORE}\` (\`scripts/bench-instructions.sh\`) on $(uname -srm), $(nproc) CPUs:"
 	echo "$N connections (\`amqplb-bench storm -n $N -c $C\`: connect, AMQP handshake, channel open and close, close)"
-	echo "through each balancer under \`valgrind --tool=callgrind\` (instructions executed by the balancer's process, all threads)"
-	echo "to one RabbitMQ $(sed -n 's/.*RabbitMQ \([0-9.]*\).*/\1/p' "$work/up.log" | head -1) node; amqplb in mode amqp, HAProxy $(haproxy -v | sed -n 's/^HAProxy version \([^ ]*\).*/\1/p') in mode tcp; no health checks."
+	echo "through each balancer under \`valgrind --tool=callgrind\`: the instructions its process executed in user space, all threads"
+	echo "(the kernel's share, system calls included, is not counted)"
+	echo "to one RabbitMQ 3.10 node (Debian 12's package); amqplb in mode amqp, HAProxy $(haproxy -v | sed -n 's/^HAProxy version \([^ ]*\).*/\1/p') in mode tcp; no health checks."
 	echo "\"idle\" is the same process left alone for as long as the storm took (under callgrind): the background included in the storm's count."
 	[ -n "$BEFORE" ] && echo "amqplb-before is $(git rev-parse --short "$BEFORE") ($(git log -1 --format=%s "$BEFORE" | cut -c1-80)); amqplb-now is $(git rev-parse --short HEAD)$(git diff --quiet || echo ' plus uncommitted changes')."
 	echo
