@@ -123,7 +123,7 @@ results+=("$(measure haproxy "$(command -v haproxy)" -db -f "$work/haproxy.cfg")
 	echo "(the kernel's share, system calls included, is not counted)"
 	echo "to one RabbitMQ 3.10 node (Debian 12's package); amqplb in mode amqp, HAProxy $(haproxy -v | sed -n 's/^HAProxy version \([^ ]*\).*/\1/p') in mode tcp; no health checks."
 	echo "\"idle\" is the same process left alone for as long as the storm took (under callgrind): the background included in the storm's count."
-	[ -n "$BEFORE" ] && echo "amqplb-before is $(git rev-parse --short "$BEFORE") ($(git log -1 --format=%s "$BEFORE" | cut -c1-80)); amqplb-now is $(git rev-parse --short HEAD)$(git diff --quiet || echo ' plus uncommitted changes')."
+	[ -n "$BEFORE" ] && echo "amqplb-before is $(git rev-parse --short "$BEFORE") ($(git log -1 --format=%s "$BEFORE" | cut -c1-80)); amqplb-now is $(git rev-parse --short HEAD)$(git diff --quiet -- . ':!bench/results' || echo ' plus uncommitted changes')."
 	echo
 	echo "| balancer | instructions per connection | storm total | idle, same length | storm length under callgrind |"
 	echo "|---|---|---|---|---|"
