@@ -143,7 +143,7 @@ func (s *session) relay() error {
 	s.legsLeft.Store(2)
 	s.legRunning = [2]bool{true, true}
 	s.mu.Unlock()
-	go s.runLeg(1)
+	sessions.Go(s.runServerLeg)
 	s.runLeg(0)
 	return errHandedOff
 }
@@ -203,9 +203,17 @@ func (s *session) runLegs(legs []int) {
 	}
 	s.mu.Unlock()
 	for _, i := range legs {
-		go s.runLeg(i)
+		if i == 0 {
+			sessions.Go(s.runClientLeg)
+		} else {
+			sessions.Go(s.runServerLeg)
+		}
 	}
 }
+
+// runClientLeg and runServerLeg are runLeg(0) and runLeg(1) as method values for the pool.
+func (s *session) runClientLeg() { s.runLeg(0) }
+func (s *session) runServerLeg() { s.runLeg(1) }
 
 // runLeg runs direction i until it returns; the last direction to return decides what follows.
 func (s *session) runLeg(i int) {
