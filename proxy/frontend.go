@@ -423,7 +423,7 @@ func (f *Frontend) admit(c *net.TCPConn) {
 	f.wg.Add(1)
 	f.mu.Unlock()
 	f.total.Add(1)
-	sessions.Go(s.run)
+	sessionPool.Go(s.run)
 }
 
 // refuse closes c, counts the refusal and logs it, at most once a second.

@@ -21,8 +21,8 @@ type goPool struct {
 	idle []chan func() // the waiting workers, the most recently idle last (its stack is warmest)
 }
 
-// sessions runs every session's goroutines, whatever its frontend.
-var sessions goPool
+// sessionPool runs every session's goroutines, whatever its frontend.
+var sessionPool goPool
 
 // Go runs f on an idle worker, or on a new goroutine when none waits.
 func (p *goPool) Go(f func()) {

@@ -143,7 +143,7 @@ func (s *session) relay() error {
 	s.legsLeft.Store(2)
 	s.legRunning = [2]bool{true, true}
 	s.mu.Unlock()
-	sessions.Go(s.runServerLeg)
+	sessionPool.Go(s.runServerLeg)
 	s.runLeg(0)
 	return errHandedOff
 }
@@ -204,9 +204,9 @@ func (s *session) runLegs(legs []int) {
 	s.mu.Unlock()
 	for _, i := range legs {
 		if i == 0 {
-			sessions.Go(s.runClientLeg)
+			sessionPool.Go(s.runClientLeg)
 		} else {
-			sessions.Go(s.runServerLeg)
+			sessionPool.Go(s.runServerLeg)
 		}
 	}
 }
