@@ -483,8 +483,9 @@ func (f *Frontend) Close() error {
 }
 
 // Shutdown stops accepting, waits for sessions to end until ctx is done, then closes the ones
-// left (logged as "shutdown") and waits for their goroutines. It returns ctx's error if sessions
-// had to be cut.
+// left (logged as "shutdown") and waits until they have ended. Their goroutines go back to the
+// pool (gopool.go), where they wait a moment for another session before they exit. It returns
+// ctx's error if sessions had to be cut.
 func (f *Frontend) Shutdown(ctx context.Context) error {
 	_ = f.Close()
 	idle := make(chan struct{})

@@ -10,28 +10,62 @@ import (
 	"github.com/amqplb/amqplb/internal/testenv"
 )
 
-// A function given to the pool while a worker waits runs on that worker; workers that wait
-// longer than workerIdle exit; many functions at once each get a goroutine.
-func TestGoPool(t *testing.T) {
-	var p goPool
-	base := runtime.NumGoroutine()
+// idleWorkers counts the pool's waiting workers.
+func (p *goPool) idleWorkers() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for w := p.last; w != nil; w = w.prev {
+		n++
+	}
+	return n
+}
+
+// dismiss ends every waiting worker of p (runtime.Goexit as its next function), for pools whose
+// workers would wait past the test.
+func (p *goPool) dismiss() {
+	p.mu.Lock()
+	var ws []*poolWorker
+	for w := p.last; w != nil; w = w.prev {
+		ws = append(ws, w)
+	}
+	for _, w := range ws {
+		p.unlinkLocked(w)
+	}
+	p.mu.Unlock()
+	for _, w := range ws {
+		w.ch <- runtime.Goexit
+	}
+}
+
+// A function given to the pool while a worker waits runs on that worker; functions that find
+// no waiting worker each get a goroutine of their own.
+func TestGoPoolReusesWaitingWorkers(t *testing.T) {
+	p := &goPool{idleFor: time.Hour} // no worker leaves during the test: no timing involved
+	t.Cleanup(p.dismiss)
 	done := make(chan int, 1)
 	p.Go(func() { done <- 1 })
 	<-done
-	testenv.Eventually(t, 5*time.Second, func() error {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if len(p.idle) != 1 {
-			return fmt.Errorf("%d idle workers, want 1", len(p.idle))
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := p.idleWorkers(); n != 1 {
+			return fmt.Errorf("%d waiting workers, want 1", n)
 		}
 		return nil
 	})
-	p.Go(func() { done <- 2 })
-	if got := <-done; got != 2 {
-		t.Fatalf("ran %d", got)
+	for i := 2; i <= 5; i++ {
+		p.Go(func() { done <- i })
+		if got := <-done; got != i {
+			t.Fatalf("ran %d, want %d", got, i)
+		}
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if n := p.idleWorkers(); n != 1 {
+				return fmt.Errorf("%d waiting workers, want 1", n)
+			}
+			return nil
+		})
 	}
-	if n := runtime.NumGoroutine(); n > base+1 {
-		t.Errorf("%d goroutines after two functions in a row, want at most %d: the waiting worker was not used", n, base+1)
+	if n := p.started.Load(); n != 1 {
+		t.Errorf("%d goroutines started for five functions one after the other, want 1", n)
 	}
 
 	var wg sync.WaitGroup
@@ -40,15 +74,43 @@ func TestGoPool(t *testing.T) {
 		wg.Add(1)
 		p.Go(func() {
 			defer wg.Done()
-			<-release // all 50 run at once
+			<-release // all 50 run at once: 49 need goroutines of their own
+		})
+	}
+	close(release)
+	wg.Wait()
+	if n := p.started.Load(); n != 50 {
+		t.Errorf("%d goroutines started in all, want 50", n)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := p.idleWorkers(); n != 50 {
+			return fmt.Errorf("%d waiting workers, want 50", n)
+		}
+		return nil
+	})
+}
+
+// Waiting workers leave after idleFor, each unlinking itself, and the pool still works after.
+func TestGoPoolWorkersLeaveWhenIdle(t *testing.T) {
+	p := &goPool{idleFor: time.Millisecond}
+	var wg sync.WaitGroup
+	release := make(chan struct{})
+	for range 20 {
+		wg.Add(1)
+		p.Go(func() {
+			defer wg.Done()
+			<-release
 		})
 	}
 	close(release)
 	wg.Wait()
 	testenv.Eventually(t, 10*time.Second, func() error {
-		if n := runtime.NumGoroutine(); n > base {
-			return fmt.Errorf("%d goroutines, want %d: idle workers did not exit", n, base)
+		if n := p.idleWorkers(); n != 0 {
+			return fmt.Errorf("%d waiting workers, want 0", n)
 		}
 		return nil
 	})
+	done := make(chan struct{})
+	p.Go(func() { close(done) })
+	<-done
 }

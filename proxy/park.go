@@ -305,7 +305,11 @@ func (s *session) cancelStalledPark(p *parker, now time.Time) {
 		}
 		s.legRunning[i] = true
 		s.legsLeft.Add(1)
-		go s.runLeg(i)
+		if i == 0 {
+			sessionPool.Go(s.runClientLeg)
+		} else {
+			sessionPool.Go(s.runServerLeg)
+		}
 	}
 }
 
