@@ -46,9 +46,9 @@ type Node struct {
 	NetNS string `json:"netns,omitempty"`
 	// AMQPPort is the AMQP 0-9-1 listener on Host.
 	AMQPPort int `json:"amqp_port"`
-	// ManagementPort is the management plugin's HTTP API on 127.0.0.1.
+	// ManagementPort is the management plugin's HTTP API on Host.
 	ManagementPort int `json:"management_port"`
-	// PrometheusPort is the prometheus plugin's /metrics on 127.0.0.1.
+	// PrometheusPort is the prometheus plugin's /metrics on Host.
 	PrometheusPort int `json:"prometheus_port"`
 	// DistPort is the Erlang distribution port on 127.0.0.1.
 	DistPort int `json:"dist_port"`
@@ -64,7 +64,7 @@ type Node struct {
 	// cluster was started by root, "" for the caller's own user).
 	User string `json:"user,omitempty"`
 
-	// TLSPort is the node's TLS listener on 127.0.0.1, 0 when it has none.
+	// TLSPort is the node's TLS listener on Host, 0 when it has none.
 	TLSPort int `json:"tls_port,omitempty"`
 	// ProxyProtocol: every listener expects a PROXY protocol header first.
 	ProxyProtocol bool `json:"proxy_protocol,omitempty"`
@@ -95,7 +95,7 @@ func (n *Node) host() string {
 func (n *Node) URL() string { return "amqp://guest:guest@" + n.AMQPAddr() + "/" }
 
 // ManagementURL returns the base URL of the node's management HTTP API,
-// "http://127.0.0.1:PORT" (user guest, password guest).
+// "http://HOST:PORT" (127.0.0.1 without a Host; user guest, password guest).
 func (n *Node) ManagementURL() string {
 	return "http://" + net.JoinHostPort(n.host(), strconv.Itoa(n.ManagementPort))
 }
