@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -260,4 +261,32 @@ listen bench
 		b.Fatalf("haproxy did not start listening: %v", err)
 	}
 	return addr
+}
+
+// BenchmarkHandshakeStorm is one connection of a connection storm per op: connect through an
+// amqp-mode frontend to a fake broker that completes the handshake for real, run the AMQP
+// handshake up to Open-Ok, close. The fake broker and the client run in the same process, so
+// allocs/op and the CPU profile include theirs: profile with -memprofile/-cpuprofile and read
+// the proxy package's share (make gobench prints the figures; bench/results has runs).
+func BenchmarkHandshakeStorm(b *testing.B) {
+	fb := echoBroker(b)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	fx := start(b, FrontendOptions{Mode: ModeAMQP, Logger: quiet}, Route{}, fb.Addr())
+	addr := fx.addr()
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if _, err := clientHandshake(c); err != nil {
+				b.Error(err)
+			}
+			c.Close()
+		}
+	})
 }

@@ -134,8 +134,10 @@ func startServers(t testing.TB, o FrontendOptions, r Route, servers ...backend.S
 	if o.Bind == "" {
 		o.Bind = "127.0.0.1:0"
 	}
-	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	o.AccessLog = true
+	if o.Logger == nil { // a caller's own logger keeps its own AccessLog setting (benchmarks)
+		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		o.AccessLog = true
+	}
 	f := NewFrontend(o, &r)
 	if err := f.Listen(); err != nil {
 		t.Fatal(err)

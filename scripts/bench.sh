@@ -17,7 +17,8 @@ DURATION=${DURATION:-10s}
 date=$(date -u +%Y-%m-%d)
 out=bench/results
 mkdir -p "$out"
-report="$out/$date${ONLY:+-${ONLY// /-}}.md" # a partial run (ONLY) does not overwrite the full report
+stem="$date${ONLY:+-${ONLY// /-}}" # a partial run (ONLY) overwrites none of the full run's files
+report="$out/$stem.md"
 
 ./scripts/install-test-deps.sh
 $GO build -o bin/amqplb ./cmd/amqplb
@@ -163,9 +164,9 @@ run_section() {
 	shift 2
 	echo "== $title"
 	section "$title" "amqplb-bench $*"
-	bench "$@" -md "$work/$name.md" -json "$out/$date-$name.json" -svg "$out/$date-$name.svg" | tee "$work/$name.txt" || true
+	bench "$@" -md "$work/$name.md" -json "$out/$stem-$name.json" -svg "$out/$stem-$name.svg" | tee "$work/$name.txt" || true
 	cat "$work/$name.md" >>"$report" 2>/dev/null || echo "(this run failed: see the output above)" >>"$report"
-	printf '\n![%s](%s)\n' "$title" "$date-$name.svg" >>"$report"
+	printf '\n![%s](%s)\n' "$title" "$stem-$name.svg" >>"$report"
 }
 
 # hold_scale: idle connections at several sizes (HOLD_SIZES), each through a fresh amqplb and a
@@ -199,9 +200,9 @@ hold_scale() {
 			kill -0 "$p" 2>/dev/null || { cat "$work/amqplb-hold.log" "$work/haproxy-hold.log" >&2; echo "a proxy did not start" >&2; }
 		done
 		bench hold -target amqplb=127.0.0.1:5693 -n "$n" -pid "$lp" -settle "$settle" -rounds 1 \
-			-metrics http://127.0.0.1:8406/metrics -json "$out/$date-hold-amqplb-$n.json" | tee "$work/hold-amqplb-$n.txt" || true
+			-metrics http://127.0.0.1:8406/metrics -json "$out/$stem-hold-amqplb-$n.json" | tee "$work/hold-amqplb-$n.txt" || true
 		bench hold -target haproxy=127.0.0.1:5683 -n "$n" -pid "$hp" -settle "$settle" -rounds 1 \
-			-json "$out/$date-hold-haproxy-$n.json" | tee "$work/hold-haproxy-$n.txt" || true
+			-json "$out/$stem-hold-haproxy-$n.json" | tee "$work/hold-haproxy-$n.txt" || true
 		kill "$lp" "$hp" 2>/dev/null || true
 		wait "$lp" "$hp" 2>/dev/null || true
 		per() { sed -n "s/.*: \([0-9.]*\) octets and \([0-9.]*\) fds per connection.*/\\$2/p" "$1" | head -1; }
