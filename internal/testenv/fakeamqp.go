@@ -38,6 +38,8 @@ type FakeAMQP struct {
 	OpenClose *amqpwire.ConnectionClose
 	// Mechanisms is what Connection.Start offers; "" means "AMQPLAIN PLAIN".
 	Mechanisms string
+	// Heartbeat is what Connection.Tune proposes; 0 means 60 s, RabbitMQ's default.
+	Heartbeat time.Duration
 	// Echo, after Open-Ok, copies every byte back to the client instead of waiting for
 	// Connection.Close: proxy tests use it to check what flows after the handshake.
 	Echo bool
@@ -114,7 +116,7 @@ func (f *FakeAMQP) Handle(c net.Conn) {
 	if f.TuneDelay > 0 && !waitUnlessGone(c, r, f.TuneDelay) {
 		return
 	}
-	if amqpwire.WriteMethod(c, 0, &amqpwire.ConnectionTune{ChannelMax: 2047, FrameMax: 131072, Heartbeat: 60}) != nil {
+	if amqpwire.WriteMethod(c, 0, &amqpwire.ConnectionTune{ChannelMax: 2047, FrameMax: 131072, Heartbeat: f.tuneHeartbeat()}) != nil {
 		return
 	}
 	if m, ok = readMethod(r); !ok {
@@ -249,4 +251,11 @@ func AMQPReset(c net.Conn) {
 		_ = tc.SetLinger(0)
 	}
 	_ = c.Close()
+}
+
+func (f *FakeAMQP) tuneHeartbeat() uint16 {
+	if f.Heartbeat <= 0 {
+		return 60
+	}
+	return uint16(f.Heartbeat / time.Second)
 }
