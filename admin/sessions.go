@@ -40,6 +40,9 @@ type Session struct {
 	FrameMax   uint32
 	// Heartbeat is the negotiated heartbeat interval; 0 means none.
 	Heartbeat time.Duration
+	// CloseCode is the reply code of the broker's Connection.Close that refused the handshake
+	// (403, 530, ...); 0 otherwise. Such a session is listed only while it ends.
+	CloseCode uint16
 	// BytesToServer and BytesToClient count the bytes relayed each way.
 	BytesToServer, BytesToClient uint64
 	// Since is when the connection was accepted.
@@ -71,6 +74,8 @@ type SessionJSON struct {
 	BytesToServer    uint64    `json:"bytes_to_server"`
 	BytesToClient    uint64    `json:"bytes_to_client"`
 	Since            time.Time `json:"since"`
+	// CloseCode is left out unless the broker refused the handshake: the session is ending.
+	CloseCode uint16 `json:"close_code,omitempty"`
 }
 
 // SessionsResponse is the body of GET /api/v1/sessions.
@@ -126,6 +131,7 @@ func sessionJSON(s *Session) SessionJSON {
 		BytesToServer:    s.BytesToServer,
 		BytesToClient:    s.BytesToClient,
 		Since:            s.Since.UTC(),
+		CloseCode:        s.CloseCode,
 	}
 }
 

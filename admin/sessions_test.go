@@ -56,7 +56,7 @@ func (fs *fakeSessions) wire(o *Options, labels int) {
 var sessionEpoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // synthSession returns session id of user on vhost, through backend "rabbitmq" to server, with
-// every field set.
+// every field set but CloseCode (a session the broker did not refuse).
 func synthSession(id uint64, server, vhost, user string) Session {
 	return Session{
 		ID:             id,
@@ -179,6 +179,31 @@ func TestSessionsShape(t *testing.T) {
 	r = getSessionsPage(t, New(newFixture().options("")).Handler(), "")
 	if r.Sessions == nil || len(r.Sessions) != 0 || r.Total != 0 {
 		t.Errorf("no Sessions: %+v", r)
+	}
+}
+
+// A session whose handshake the broker refused is listed, while it ends, with the broker's
+// reply code; every other session has no close_code key, so the contract's keys stay as they are.
+func TestSessionsCloseCode(t *testing.T) {
+	fs := sessionsFixture()
+	refused := synthSession(9, "rmq2", "", "mallory")
+	refused.CloseCode = 403
+	fs.list = append(fs.list, refused)
+	o := newFixture().options("")
+	fs.wire(&o, 100)
+	h := New(o).Handler()
+
+	code, body := do(t, h, http.MethodGet, "/api/v1/sessions/9", "")
+	if got := decode(t, body)["close_code"]; code != http.StatusOK || got != 403.0 {
+		t.Errorf("GET /api/v1/sessions/9 = %d, close_code %v, want 403: %s", code, got, body)
+	}
+	_, body = do(t, h, http.MethodGet, "/api/v1/sessions/7", "")
+	if m := decode(t, body); slices.Contains(keys(m), "close_code") {
+		t.Errorf("a session the broker did not refuse has close_code: %s", body)
+	}
+	r := getSessionsPage(t, h, "?user=mallory")
+	if len(r.Sessions) != 1 || r.Sessions[0].CloseCode != 403 {
+		t.Errorf("the list = %+v, want session 9 with close_code 403", r.Sessions)
 	}
 }
 

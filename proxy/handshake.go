@@ -164,9 +164,7 @@ func (s *session) brokerReply() (frame, error) {
 		f, err = readFrame(s.upIn, deadline)
 	}
 	if err == nil && f.is(amqpwire.MethodClose) {
-		code, _ := closeReason(f)
-		s.learn(func(id *Identity) { id.CloseCode = code })
-		return f, &brokerClosed{close: f}
+		return f, &brokerClosed{close: f} // its code is the session's only if it reaches the client (noUpstream)
 	}
 	if err != nil {
 		err = &upstreamError{srv: s.server(), op: "wait for the broker's answer", err: err}

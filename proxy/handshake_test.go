@@ -103,3 +103,56 @@ func TestARefusalEverywhereReachesTheClient(t *testing.T) {
 		t.Errorf("after the refusal the client connection is not closed: %v", err)
 	}
 }
+
+// The broker's reply code of a refusal that reaches the client is in the access-log line.
+func TestARefusalEverywhereLogsItsCloseCode(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fake func() *testenv.FakeAMQP
+		code string
+	}{
+		// Refuses Start-Ok: the client logs in as guest.
+		{"login", func() *testenv.FakeAMQP { return &testenv.FakeAMQP{Username: "someone", Password: "else"} }, "403"},
+		// Refuses Open: the client opens "/".
+		{"vhost", func() *testenv.FakeAMQP { return &testenv.FakeAMQP{VHosts: []string{"orders"}} }, "530"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var addrs []string
+			for range 2 {
+				addrs = append(addrs, testenv.StartFakeBroker(t, tc.fake().Handle).Addr())
+			}
+			fx := startFirst(t, Route{Retries: 3, Redispatch: true}, addrs...)
+			c, err := net.Dial("tcp", fx.addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := clientHandshake(c); err == nil || !strings.Contains(err.Error(), tc.code) {
+				t.Fatalf("handshake = %v, want the broker's %s", err, tc.code)
+			}
+			line := accessLogLine(t, fx)
+			for _, kv := range []string{"end=connect_failed", " user=guest", " close_code=" + tc.code} {
+				if !strings.Contains(line, kv) {
+					t.Errorf("access log line lacks %q: %s", kv, line)
+				}
+			}
+		})
+	}
+}
+
+// A refusal that a failover got past is not the session's: its line has no close_code.
+func TestARefusalTheSessionGotPastLogsNoCloseCode(t *testing.T) {
+	closing := &testenv.FakeAMQP{OpenClose: &amqpwire.ConnectionClose{ReplyCode: 541, ReplyText: "INTERNAL_ERROR - vhost / is down"}}
+	refuser := testenv.StartFakeBroker(t, closing.Handle)
+	good := echoBroker(t)
+	fx := startFirst(t, Route{Retries: 3, Redispatch: true}, refuser.Addr(), good.Addr())
+	c := amqpConnect(t, fx.addr())
+	echoes(t, c, "moved on")
+	if s := fx.f.Sessions(); len(s) != 1 || s[0].Identity.CloseCode != 0 {
+		t.Errorf("sessions = %+v, want one without a close code", s)
+	}
+	c.Close()
+	if line := accessLogLine(t, fx); !strings.Contains(line, "end=client_closed") || strings.Contains(line, "close_code") {
+		t.Errorf("access log line = %s, want end=client_closed and no close_code", line)
+	}
+}

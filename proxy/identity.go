@@ -40,8 +40,9 @@ type Identity struct {
 	// Heartbeat is the negotiated heartbeat interval (0-9-1 Tune-Ok), or the client's idle
 	// time-out (1.0 open); 0 means none.
 	Heartbeat time.Duration
-	// CloseCode is the reply code of the broker's Connection.Close when it refused the
-	// handshake (403, 530, ...), 0 otherwise.
+	// CloseCode is the reply code of the broker's Connection.Close (403, 530, ...) that the
+	// client got when the handshake was refused; 0 otherwise, a refusal that a failover got
+	// past included.
 	CloseCode uint16
 }
 

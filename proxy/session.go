@@ -416,7 +416,7 @@ func (s *session) finish() {
 	if !s.set.accessLog || s.set.dontLogNull && !s.heard && s.toServer.Load() == 0 {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 8)
+	attrs := make([]slog.Attr, 0, 16)
 	attrs = append(attrs, slog.String("client", s.from.String()))
 	if s.proxied {
 		attrs = append(attrs, slog.String("via", s.peer.String()))
@@ -438,6 +438,9 @@ func (s *session) finish() {
 			slog.String("client_product", id.ClientProduct),
 			slog.Duration("heartbeat", id.Heartbeat),
 		)
+		if id.CloseCode != 0 {
+			attrs = append(attrs, slog.Int("close_code", int(id.CloseCode)))
+		}
 	}
 	s.set.log.LogAttrs(context.Background(), slog.LevelInfo, "session", attrs...)
 }

@@ -98,6 +98,11 @@ func (s *session) noUpstream(lastErr error) error {
 	var mismatch *protocolMismatch
 	switch {
 	case errors.As(lastErr, &closed):
+		// Learned here, not when a broker refused: a refusal that a failover got past is not
+		// the session's end. Before the write: a client that has the Close finds its code in
+		// the session list.
+		code, _ := closeReason(closed.close)
+		s.learn(func(id *Identity) { id.CloseCode = code })
 		_, _ = s.client.Write(closed.close.raw)
 		s.lingeringClose()
 	case errors.As(lastErr, &mismatch) && bytes.HasPrefix(mismatch.header[:], []byte("AMQP")):

@@ -550,8 +550,8 @@ func (a *app) sessions() []admin.Session {
 	return out
 }
 
-// adminSession flattens a proxy session snapshot for admin. Identity.CloseCode is left out:
-// a session whose handshake the broker refused is about to end.
+// adminSession flattens a proxy session snapshot for admin. A refused session stays listed
+// while the client gets the broker's Close, so its CloseCode goes along.
 func adminSession(s *proxy.SessionInfo) admin.Session {
 	id := &s.Identity
 	return admin.Session{
@@ -559,7 +559,7 @@ func adminSession(s *proxy.SessionInfo) admin.Session {
 		Protocol: id.Protocol, Mechanism: id.Mechanism, User: id.User, VHost: id.VHost,
 		ConnectionName: id.ConnectionName, ClientProduct: id.ClientProduct, ClientVersion: id.ClientVersion,
 		ClientPlatform: id.ClientPlatform, ChannelMax: id.ChannelMax, FrameMax: id.FrameMax, Heartbeat: id.Heartbeat,
-		BytesToServer: s.BytesToServer, BytesToClient: s.BytesToClient, Since: s.Since,
+		CloseCode: id.CloseCode, BytesToServer: s.BytesToServer, BytesToClient: s.BytesToClient, Since: s.Since,
 	}
 }
 
