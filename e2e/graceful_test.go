@@ -274,6 +274,16 @@ func TestGracefulCloseAMQP10(t *testing.T) {
 		t.Fatalf("qpid-proton: %q, want ready; %s", line, stderr)
 	}
 	id, _ := sessionByName(t, l, "e2e-proton-gc")
+	// Who it is, as the sessions API shows it: the user from sasl-init, the vhost from open's
+	// hostname ("vhost:NAME"), the container-id as its connection name.
+	var one struct {
+		Protocol, User, VHost string
+		ConnectionName        string `json:"connection_name"`
+	}
+	getJSON(t, fmt.Sprintf("http://%s/api/v1/sessions/%d", l.adminAddr, id), &one)
+	if one.Protocol != "amqp-1.0" || one.User != user || one.VHost != vhost || one.ConnectionName != "e2e-proton-gc" {
+		t.Errorf("GET /api/v1/sessions/%d: %+v", id, one)
+	}
 	url := fmt.Sprintf("http://%s/api/v1/sessions/%d/close?graceful=true", l.adminAddr, id)
 	if code := postJSON(t, url, "adm1n", ""); code != http.StatusOK {
 		t.Fatalf("POST %s: %d", url, code)

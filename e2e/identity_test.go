@@ -144,13 +144,19 @@ func testPikaIdentityAndNoPassword(t *testing.T, c *testenv.Cluster) {
 	if v := metric(t, l.scrape(t), "amqplb_vhost_sessions", map[string]string{"vhost": vhost}); v != 1 {
 		t.Errorf("amqplb_vhost_sessions{vhost=%q} = %v, want 1", vhost, v)
 	}
-	for _, path := range []string{"/metrics", "/api/v1/sessions", "/api/v1/backends", "/api/v1/frontends", "/"} {
+	// Every read endpoint that could show a session: the list, the session itself, the servers
+	// and frontends, the metrics and the status page.
+	for _, path := range []string{"/metrics", "/api/v1/sessions", fmt.Sprintf("/api/v1/sessions/%d", s.ID),
+		"/api/v1/backends", "/api/v1/backends/rabbitmq", "/api/v1/frontends", "/"} {
 		resp, err := http.Get("http://" + l.adminAddr + path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %s", path, resp.Status)
+		}
 		if strings.Contains(string(body), password) {
 			t.Errorf("GET %s shows the password", path)
 		}
