@@ -73,9 +73,9 @@ bench-compare:
 bench-instructions:
 	BEFORE="$(BEFORE)" N="$(N)" ./scripts/bench-instructions.sh
 
-## gobench: Go benchmarks (figures, not assertions): balancer picks, proxy throughput and idle cost.
+## gobench: Go benchmarks (figures, not assertions): balancer picks, proxy throughput, idle cost and storms, the sessions API.
 gobench:
-	$(GO) test -run '^$$' -bench . -benchmem ./balancer/ ./proxy/
+	$(GO) test -run '^$$' -bench . -benchmem ./balancer/ ./proxy/ ./admin/ ./cmd/amqplb/
 
 ## bench-e2e: amqplb and HAProxy side by side with a frozen broker (needs `make cluster-up` first).
 bench-e2e:

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,7 +17,9 @@ import (
 
 	"github.com/amqplb/amqplb/admin"
 	"github.com/amqplb/amqplb/config"
+	"github.com/amqplb/amqplb/internal/testenv"
 	"github.com/amqplb/amqplb/proxy"
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // adminSession carries every field admin has: each one set in the proxy's snapshot is set in
@@ -138,4 +141,89 @@ func TestAdminListsAndClosesSessions(t *testing.T) {
 func jsonID(id uint64) string {
 	b, _ := json.Marshal(id)
 	return string(b)
+}
+
+// BenchmarkSessionsAPILive1000 is GET /api/v1/sessions of a running amqplb holding 1,000 real
+// AMQP sessions (amqp091-go clients through an amqp-mode frontend to a fake broker), as the
+// issue asked: the proxy's snapshot, the conversion and the JSON, one page of 1,000. It then
+// closes one session by id (POST /api/v1/sessions/{id}/close) and waits for its client to see it.
+func BenchmarkSessionsAPILive1000(b *testing.B) {
+	const n = 1000
+	fake := &testenv.FakeAMQP{}
+	fb := testenv.StartFakeBroker(b, fake.Handle)
+	cfg := oneBackend("rabbitmq")
+	cfg.Frontends[0].Mode = "amqp"
+	cfg.Admin.Token = "t0k"
+	cfg.Backends[0].Servers[0].Address = fb.Addr()
+	a, err := newApp(cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, addr := a.admin.Handler(), a.frontends[0].Addr().String() // before run, which sets them
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx, nil) }()
+	conns := make([]*amqp.Connection, 0, n)
+	b.Cleanup(func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	})
+	for i := range n {
+		props := amqp.NewConnectionProperties()
+		props.SetClientConnectionName(fmt.Sprintf("bench-%d", i))
+		c, err := amqp.DialConfig("amqp://guest:guest@"+addr+"/", amqp.Config{Properties: props, Heartbeat: time.Minute})
+		if err != nil {
+			b.Fatalf("connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	get := func() admin.SessionsResponse {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/sessions?limit=1000", nil))
+		var list admin.SessionsResponse
+		if err := json.Unmarshal(rec.Body.Bytes(), &list); rec.Code != http.StatusOK || err != nil {
+			b.Fatalf("GET /api/v1/sessions: %d %v", rec.Code, err)
+		}
+		return list
+	}
+	if list := get(); list.Total != n || len(list.Sessions) != n || list.Sessions[0].User != "guest" {
+		b.Fatalf("GET /api/v1/sessions: total %d, %d listed", list.Total, len(list.Sessions))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/sessions?limit=1000", nil))
+		if rec.Code != http.StatusOK {
+			b.Fatal(rec.Code)
+		}
+	}
+	b.StopTimer()
+
+	// Close one by id: its client sees its connection end.
+	victim := get().Sessions[0]
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, fmt.Sprintf("/api/v1/sessions/%d/close", victim.ID), nil)
+	req.Header.Set("Authorization", "Bearer t0k")
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		b.Fatalf("POST close: %d %s", rec.Code, rec.Body)
+	}
+	testenv.Eventually(b, 10*time.Second, func() error {
+		closed := 0
+		for _, c := range conns {
+			if c.IsClosed() {
+				closed++
+			}
+		}
+		if closed != 1 {
+			return fmt.Errorf("%d clients closed, want 1", closed)
+		}
+		return nil
+	})
 }
