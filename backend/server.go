@@ -6,8 +6,10 @@
 //
 // The package knows nothing of sessions, balancing policies, health checks or HTTP: those
 // packages read and change a Server through its methods. Health checks only tell a Server
-// their verdict (SetHealth) and take it out of rotation after a failed dial (MarkSuspect,
-// ClearSuspect); what a check found, why and how long it took is package healthcheck's.
+// their verdict (SetHealth, and SetAgentHealth for an agent check), whether the broker is in
+// maintenance mode (SetMaintenance), and take it out of rotation after a failed dial
+// (MarkSuspect, ClearSuspect); what a check found, why and how long it took is package
+// healthcheck's.
 package backend
 
 import (
