@@ -27,7 +27,9 @@ import (
 //
 // One round measures each stream count in turn (Counts, or 1, 2, 4, ... Streams), so figures
 // carry the count as a suffix: gbps_total_4 is the total over 4 streams, gbps_stream_4 the
-// median stream's rate, bytes_verified_4 the octets the sink confirmed.
+// median stream's rate, bytes_verified_4 the octets the sink confirmed. With the target's
+// process in PIDs, cpu_ms_per_gb_4 is the CPU time (user and system, all threads, from
+// /proc/PID/stat) that process spent per GB moved: a proxy's cost per byte.
 type Bulk struct {
 	// Streams is the largest number of parallel connections; default 1.
 	Streams int
@@ -41,6 +43,8 @@ type Bulk struct {
 	Sink string
 	// Size is the octets of each write, at least 64; default 64 KiB.
 	Size int
+	// PIDs maps a target's name to the process that forwards its streams (Linux only).
+	PIDs map[string]int
 }
 
 // Limits and defaults of Bulk.
@@ -108,10 +112,28 @@ func (b Bulk) Run(ctx context.Context, t Target, progress io.Writer) (Figures, e
 		_ = c.Close()
 	}
 	var figs Figures
+	pid := b.PIDs[t.Name]
 	for _, n := range b.counts() {
+		var cpu0 time.Duration
+		if pid > 0 {
+			var err error
+			if cpu0, err = processCPU(pid); err != nil {
+				return nil, fmt.Errorf("bulk %s: %w", t.Name, err)
+			}
+		}
 		res, err := b.runStreams(ctx, t, n, size)
 		if err != nil {
 			return nil, err
+		}
+		if pid > 0 {
+			cpu1, err := processCPU(pid)
+			if err != nil {
+				return nil, fmt.Errorf("bulk %s: %w", t.Name, err)
+			}
+			if res.bytes > 0 {
+				figs = append(figs, Figure{Name: fmt.Sprintf("cpu_ms_per_gb_%d", n), Unit: "ms/GB",
+					Value: float64(cpu1-cpu0) / float64(time.Millisecond) / (float64(res.bytes) / 1e9)})
+			}
 		}
 		fmt.Fprintf(progress, "  %s bulk %d stream(s): %.2f Gbit/s total, %.2f Gbit/s median stream, %d octets verified\n",
 			t.Name, n, res.total, res.median, res.bytes)

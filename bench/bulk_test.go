@@ -9,6 +9,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -279,4 +281,50 @@ func TestBulkSinkIgnoresStrangers(t *testing.T) {
 	if _, err := (Bulk{Duration: 50 * time.Millisecond}).Run(context.Background(), Target{Name: "s", Addr: sink}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// With the target's process given, a bulk round reports that process's CPU per GB moved. Here
+// the forwarder runs in the test's own process, which also writes and sinks every byte.
+func TestBulkCPUPerGB(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("/proc/PID/stat")
+	}
+	sink := startSink(t)
+	b := Bulk{Counts: []int{1}, Duration: 300 * time.Millisecond, Sink: sink, PIDs: map[string]int{"forwarder": os.Getpid()}}
+	figs, err := b.Run(context.Background(), Target{Name: "forwarder", Addr: startForwarder(t, sink, nil)}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := figs.Get("cpu_ms_per_gb_1"); !ok || v <= 0 {
+		t.Fatalf("cpu_ms_per_gb_1 = %v (%v) in %v", v, ok, figs)
+	}
+	// Another target's figures have no CPU: its process is not known.
+	figs, err = b.Run(context.Background(), Target{Name: "direct", Addr: sink}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := figs.Get("cpu_ms_per_gb_1"); ok {
+		t.Errorf("direct has a CPU figure: %v", figs)
+	}
+}
+
+func TestProcessCPUGrows(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("/proc/PID/stat")
+	}
+	before, err := processCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spin until the kernel has charged at least one more tick (bounded: 10 s).
+	x := 0
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); {
+		for i := range 1 << 20 {
+			x += i
+		}
+		if now, _ := processCPU(os.Getpid()); now > before {
+			return
+		}
+	}
+	t.Fatalf("no CPU time charged in 10 s of spinning (%d)", x)
 }

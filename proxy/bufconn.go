@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net"
 	"sync"
+	"time"
 )
 
 // bufSize is the read-ahead buffer of a connection during its handshake steps: a PROXY v1
@@ -27,6 +28,26 @@ type bufConn struct {
 	// direct: reads no longer fill the buffer; what it holds is read first, then it is freed.
 	direct bool
 	n      int64 // bytes read from Conn
+	// rd is the read deadline last set through SetReadDeadline while buffering. The steps
+	// before the relay set a deadline per read and leave it: a step's next read with the same
+	// deadline (the client's handshake frames share one) costs no call, and unbuffer clears it
+	// once. Each SetReadDeadline is a timer change under the runtime's locks.
+	rd time.Time
+}
+
+// SetReadDeadline sets Conn's read deadline unless, before the relay, it is already t.
+func (b *bufConn) SetReadDeadline(t time.Time) error {
+	if !b.direct && t.Equal(b.rd) {
+		return nil
+	}
+	b.rd = t
+	return b.Conn.SetReadDeadline(t)
+}
+
+// SetDeadline sets Conn's deadlines, and forgets the read deadline SetReadDeadline set.
+func (b *bufConn) SetDeadline(t time.Time) error {
+	b.rd = t
+	return b.Conn.SetDeadline(t)
 }
 
 func newBufConn(c net.Conn) *bufConn { return &bufConn{Conn: c} }
@@ -71,6 +92,10 @@ func (b *bufConn) passThrough() { b.direct = true }
 // unbuffer hands what the buffer holds beyond what was read to pass, frees the buffer, and
 // stops buffering. The caller then reads the connection itself.
 func (b *bufConn) unbuffer(pass func([]byte) error) error {
+	if !b.direct && !b.rd.IsZero() {
+		_ = b.Conn.SetReadDeadline(time.Time{})
+	}
+	b.rd = time.Time{}
 	b.direct = true
 	if b.br == nil {
 		return nil

@@ -29,9 +29,9 @@ type frame struct {
 }
 
 // readFrame reads one frame from c within deadline; what c read beyond it stays in its buffer.
+// The deadline stays set (see bufConn.SetReadDeadline).
 func readFrame(c *bufConn, deadline time.Time) (frame, error) {
 	_ = c.SetReadDeadline(deadline)
-	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
 	f, err := amqpwire.ReadFrame(c, maxHandshakeFrame)
 	if err != nil {
 		return frame{}, err

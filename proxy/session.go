@@ -333,9 +333,8 @@ func (s *session) handshakeTLS() error {
 // RabbitMQ refuses the same way.
 func (s *session) readHeader() ([]byte, error) {
 	var h [8]byte
-	_ = s.client.SetReadDeadline(s.deadline)
+	_ = s.in.SetReadDeadline(s.deadline) // left set: the next step sets its own (bufConn)
 	n, err := io.ReadFull(s.in, h[:])
-	_ = s.client.SetReadDeadline(time.Time{})
 	s.heard = s.heard || n > 0
 	protos := s.set.protocols
 	switch {

@@ -172,7 +172,8 @@ func (s *session) dial(srv *backend.Server, hello []byte) ([]byte, error) {
 	deadline := time.Now().Add(timeout)
 	ctx, cancel := context.WithDeadline(s.f.hard, deadline)
 	defer cancel()
-	up, err := srv.Dial(ctx, backend.DialOptions{Timeout: timeout, KeepAlive: r.KeepAlive, Source: s.from, Destination: s.to})
+	// ctx carries the deadline (no second one in Dial).
+	up, err := srv.Dial(ctx, backend.DialOptions{KeepAlive: r.KeepAlive, Source: s.from, Destination: s.to})
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +190,10 @@ func (s *session) dial(srv *backend.Server, hello []byte) ([]byte, error) {
 	if len(hello) == 0 {
 		return nil, nil
 	}
-	_ = up.SetDeadline(deadline)
+	// The protocol header fits the empty send buffer of a new connection: its write cannot
+	// block, and needs no deadline. The read deadline stays until the relay starts
+	// (bufConn.SetReadDeadline).
+	_ = s.upIn.SetReadDeadline(deadline)
 	if _, err := up.Write(hello); err != nil {
 		s.detach()
 		return nil, &upstreamError{srv: srv, op: "send protocol header", err: err}
@@ -198,7 +202,6 @@ func (s *session) dial(srv *backend.Server, hello []byte) ([]byte, error) {
 	if hello[4] != 0 { // AMQP 1.0: the broker answers with the same header
 		var h [amqp10.HeaderLen]byte
 		_, err := io.ReadFull(s.upIn, h[:])
-		_ = up.SetDeadline(time.Time{})
 		if err == nil && h != amqp10.HeaderSASL {
 			err = &protocolMismatch{header: h}
 		}
@@ -209,7 +212,6 @@ func (s *session) dial(srv *backend.Server, hello []byte) ([]byte, error) {
 		return h[:], nil
 	}
 	f, err := readFrame(s.upIn, deadline)
-	_ = up.SetDeadline(time.Time{})
 	if err == nil && !f.is(amqpwire.MethodStart) {
 		err = fmt.Errorf("got %s instead of Connection.Start", f)
 	}

@@ -4,7 +4,7 @@
 # Starts a local 3-node RabbitMQ cluster (the same tooling as `make run` and `make test`), amqplb,
 # and HAProxy from Debian's haproxy package with the equivalent configuration (HAProxy at its best:
 # option splice-auto, the same check intervals). Then it runs pubsub (128 B and 4 KiB, through one
-# broker), storm, bulk (1 and 4 streams), hold (1,000, 5,000 and 9,000 idle connections through fresh processes) and failover (SIGSTOP of
+# broker), storm, bulk (1, 2 and 4 streams; with each proxy's CPU per GB), hold (1,000, 5,000 and 9,000 idle connections through fresh processes) and failover (SIGSTOP of
 # one node), and writes bench/results/<date>.md with the tables, SVG charts and the machine.
 # It takes about 15 minutes.
 # Everything it started is stopped on exit. Env: ROUNDS (default 3), DURATION (default 10s),
@@ -223,7 +223,8 @@ if want storm; then
 	run_section "storm, 1,000 connections at 20" storm storm "${single[@]}" -n 1000 -c 20 -rounds "$ROUNDS"
 fi
 if want bulk; then
-	bulk=(-target "direct=$sink" -target amqplb=127.0.0.1:5692 -target haproxy=127.0.0.1:5682 -sink "$sink")
+	bulk=(-target "direct=$sink" -target amqplb=127.0.0.1:5692 -target haproxy=127.0.0.1:5682 -sink "$sink"
+		-pid "amqplb=$amqplb_pid" -pid "haproxy=$haproxy_pid")
 	run_section "bulk, 1, 2 and 4 streams" bulk bulk "${bulk[@]}" -streams 4 -duration 5s -rounds "$ROUNDS"
 fi
 if want hold; then

@@ -133,6 +133,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&b.Streams, "streams", 4, "measure 1, 2, 4, … up to this many parallel TCP streams")
 		fs.StringVar(&b.Sink, "sink", "127.0.0.1:5699", "`HOST:PORT` of the sink the bench starts; targets must forward to it")
 		fs.IntVar(&b.Size, "size", 64<<10, "bytes per write")
+		fs.Func("pid", "`NAME=PID`: the process behind target NAME, for its CPU per GB (cpu_ms_per_gb_N); repeatable", func(v string) error {
+			name, p, ok := strings.Cut(v, "=")
+			pid, err := strconv.Atoi(p)
+			if !ok || name == "" || err != nil || pid <= 0 {
+				return fmt.Errorf("want NAME=PID, got %q", v)
+			}
+			if b.PIDs == nil {
+				b.PIDs = map[string]int{}
+			}
+			b.PIDs[name] = pid
+			return nil
+		})
 		w = b
 	case "hold":
 		h := &bench.Hold{}
