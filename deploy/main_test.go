@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -26,6 +27,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	amqplbBinary = filepath.Join(dir, "amqplb")
+	if runtime.GOOS == "windows" {
+		amqplbBinary += ".exe" // os/exec runs no program without its extension there
+	}
 	build := exec.Command("go", "build", "-o", amqplbBinary, "../cmd/amqplb")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -70,7 +74,9 @@ func startAmqplb(t *testing.T, config, adminAddr string) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
+		if cmd.Process.Signal(syscall.SIGTERM) != nil {
+			cmd.Process.Kill() // Windows: no SIGTERM to send
+		}
 		select {
 		case <-exited:
 		case <-time.After(10 * time.Second):

@@ -3,16 +3,21 @@ package discovery
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/amqplb/amqplb/internal/testenv"
 )
 
 // fakeCluster is the part of a cluster's management API that discovery reads, served by one
@@ -298,14 +303,19 @@ func TestWatcherLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Start()
-	deadline := time.Now().Add(5 * time.Second)
-	for rec.count() < 1 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	// Wait for the first change, then for the one the shrink brings; the assertion after Stop
+	// says what is missing.
+	changes := func(n int) func() error {
+		return func() error {
+			if got := rec.count(); got < n {
+				return fmt.Errorf("%d membership changes, want %d", got, n)
+			}
+			return nil
+		}
 	}
+	_ = testenv.Poll(5*time.Second, changes(1))
 	c.set(func(c *fakeCluster) { c.nodes = c.nodes[:1] })
-	for rec.count() < 2 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	_ = testenv.Poll(5*time.Second, changes(2))
 	w.Stop()
 	if rec.count() < 2 || nodesOf(rec.last()) != "rabbit@node1" {
 		t.Fatalf("changes %v", rec.changes)
@@ -313,7 +323,9 @@ func TestWatcherLoop(t *testing.T) {
 
 	// A seed that never answers: Stop does not wait for its timeout.
 	hang := make(chan struct{})
+	var asked atomic.Int32
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
 		select {
 		case <-hang:
 		case <-r.Context().Done():
@@ -326,7 +338,14 @@ func TestWatcherLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Start()
-	time.Sleep(50 * time.Millisecond) // let the first request start; the assertion is Stop's speed
+	defer w.Stop() // when the wait below fails; Stop may be called again
+	// The first request is under way (the seed holds it); the assertion is Stop's speed.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if asked.Load() == 0 {
+			return errors.New("the seed has not been asked yet")
+		}
+		return nil
+	})
 	t0 := time.Now()
 	w.Stop()
 	if d := time.Since(t0); d > 5*time.Second {

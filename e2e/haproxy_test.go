@@ -900,7 +900,7 @@ listen rabbitmq
 	}
 
 	// ExecReload: kill -USR2 $MAINPID.
-	if err := l.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+	if err := l.cmd.Process.Signal(sigUSR2); err != nil {
 		t.Fatal(err)
 	}
 	waitLog(t, l, 1, "reloaded")

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -54,7 +53,7 @@ func startPika(t *testing.T, addr, user, password, vhost, name string, heartbeat
 		_, _ = io.Copy(io.Discard, out)
 	}()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGCONT)
+		_ = cmd.Process.Signal(sigCont)
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
@@ -208,7 +207,7 @@ func testHeartbeatTimeoutClosesAFrozenClientOnly(t *testing.T, c *testenv.Cluste
 	l := startLB(t, setup{servers: nodesAsServers(c), backend: `idle_timeout = "heartbeat"`})
 	healthy := startPika(t, l.addr, "guest", "guest", "/", "healthy-idle", 2, 60)
 	frozen := startPika(t, l.addr, "guest", "guest", "/", "frozen", 2, 600)
-	if err := frozen.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := frozen.cmd.Process.Signal(sigStop); err != nil {
 		t.Fatal(err)
 	}
 	stopped := time.Now()

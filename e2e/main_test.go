@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,6 +33,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "amqplb")
+	if runtime.GOOS == "windows" {
+		binary += ".exe" // os/exec runs no program without its extension there
+	}
 	args := []string{"build", "-o", binary}
 	if raceBuild {
 		args = append(args, "-race")

@@ -1,3 +1,8 @@
+//go:build linux
+
+// TestMakeRunAsNewcomer is Linux only: make run boots real RabbitMQ nodes (Linux only, see
+// internal/testenv), and the test signals make's process group (Setpgid, syscall.Kill).
+
 package e2e
 
 import (

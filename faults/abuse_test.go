@@ -5,6 +5,7 @@ package faults
 import (
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -159,9 +160,11 @@ func (l *lb) baseline() (goroutines, fds int) {
 // backToBaseline waits up to 30 s for amqplb's goroutines and fds to come down to g0 and f0,
 // and returns the last reading, with a description of the leak if they did not.
 func (l *lb) backToBaseline(g0, f0 int) (g, f int, leak string) {
-	if waitFor(30*time.Second, func() bool {
-		g, f = l.goroutinesAndFDs()
-		return g <= g0 && f <= f0
+	if testenv.Poll(30*time.Second, func() error {
+		if g, f = l.goroutinesAndFDs(); g > g0 || f > f0 {
+			return errors.New("above the baseline")
+		}
+		return nil
 	}) != nil {
 		leak = fmt.Sprintf("goroutines %d (baseline %d), fds %d (baseline %d)", g, g0, f, f0)
 	}
@@ -241,7 +244,12 @@ func TestSlowlorisGarbageHalfOpen(t *testing.T) {
 		t0 := time.Now()
 		wg.Go(func() {
 			k := len(kinds) - 1
-			err := waitFor(60*time.Second, func() bool { return l.sessionsFrom(halfOpen) == 0 })
+			err := testenv.Poll(60*time.Second, func() error {
+				if n := l.sessionsFrom(halfOpen); n > 0 {
+					return fmt.Errorf("%d sessions from %s", n, halfOpen)
+				}
+				return nil
+			})
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -4,6 +4,7 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -144,8 +145,7 @@ func (r ejectRow) run(t *testing.T, c *testenv.Cluster) {
 	}
 
 	// Eject (or, for a fault that must not eject, the reason shown), polled every 25 ms.
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	_ = testenv.Poll(20*time.Second, func() error {
 		pending := false
 		for i, s := range sides {
 			if s.eject >= 0 {
@@ -166,11 +166,11 @@ func (r ejectRow) run(t *testing.T, c *testenv.Cluster) {
 				pending = true
 			}
 		}
-		if !pending {
-			break
+		if pending {
+			return errors.New("not ejected yet")
 		}
-		time.Sleep(25 * time.Millisecond)
-	}
+		return nil
+	})
 	if r.state == "" {
 		// Hold for fall checks after the reason showed: a check that acted on it would have taken
 		// the node out by then.
@@ -208,8 +208,7 @@ func (r ejectRow) run(t *testing.T, c *testenv.Cluster) {
 		t.Fatalf("undoing %s on %s: %v", r.fault, victim.Name, err)
 	}
 	backAt := time.Now()
-	deadline = time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	_ = testenv.Poll(30*time.Second, func() error {
 		pending := false
 		for i, s := range sides {
 			if s.back >= 0 {
@@ -227,11 +226,11 @@ func (r ejectRow) run(t *testing.T, c *testenv.Cluster) {
 				pending = true
 			}
 		}
-		if !pending {
-			break
+		if pending {
+			return errors.New("not back yet")
 		}
-		time.Sleep(25 * time.Millisecond)
-	}
+		return nil
+	})
 	for i := range sides {
 		if err := watches[i].waitMore(backAt, hold, 60*time.Second); err != nil {
 			t.Error(err)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqplb/amqplb/internal/testenv"
 )
 
 // held is a set of open AMQP connections, each watched for its close.
@@ -111,8 +113,11 @@ func TestReloadUnderLoad(t *testing.T) {
 		if err := l.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		if err := waitFor(10*time.Second, func() bool {
-			return l.logCount(`msg=reloaded`) > good || l.logCount(`msg="reload refused`) > bad
+		if err := testenv.Poll(10*time.Second, func() error {
+			if l.logCount(`msg=reloaded`) > good || l.logCount(`msg="reload refused`) > bad {
+				return nil
+			}
+			return errors.New("no reloaded or reload refused line logged within 10s")
 		}); err != nil {
 			t.Fatalf("reload %d (%s): %v", i+1, v.what, err)
 		}
@@ -176,7 +181,12 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	case <-time.After(drain + 5*time.Second):
 	}
 	var n int
-	_ = waitFor(5*time.Second, func() bool { n, _ = h.dropped(); return n == open })
+	_ = testenv.Poll(5*time.Second, func() error {
+		if n, _ = h.dropped(); n != open {
+			return fmt.Errorf("%d of %d held connections closed", n, open)
+		}
+		return nil
+	})
 	var miss []string
 	if refusedAfter < 0 || refusedAfter > 100*time.Millisecond {
 		miss = append(miss, "new connects refused after "+ms(refusedAfter))
@@ -202,16 +212,4 @@ func exitStatus(err error) string {
 		return "0"
 	}
 	return err.Error()
-}
-
-// waitFor polls cond every 20 ms until it holds or within has passed.
-func waitFor(within time.Duration, cond func() bool) error {
-	end := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(end) {
-			return fmt.Errorf("not within %v", within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return nil
 }

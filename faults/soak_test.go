@@ -4,6 +4,7 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqplb/amqplb/internal/testenv"
 )
 
 // EnvSoak turns the soak on (make soak): it takes SOAK_DURATION (default 10 minutes).
@@ -191,7 +194,12 @@ func TestSoak(t *testing.T) {
 				t.Fatal(err)
 			}
 			cancel()
-			if err := waitFor(30*time.Second, func() bool { return l.serving(n.Name) }); err != nil {
+			if err := testenv.Poll(30*time.Second, func() error {
+				if !l.serving(n.Name) {
+					return errors.New("not within 30s")
+				}
+				return nil
+			}); err != nil {
 				t.Errorf("%s not served again after its restart: %v", n.Name, err)
 			}
 			stalls = append(stalls, [2]time.Time{from, time.Now()})

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqplb/amqplb/internal/testenv"
 )
 
 // attempt is one connect+publish-with-confirm of a watch loop.
@@ -96,14 +98,12 @@ func (w *watch) count(t time.Time) int { return len(w.since(t)) }
 
 // waitMore waits until n more attempts, started after t, have finished, or within has passed.
 func (w *watch) waitMore(t time.Time, n int, within time.Duration) error {
-	end := time.Now().Add(within)
-	for w.count(t) < n {
-		if time.Now().After(end) {
-			return fmt.Errorf("%d attempts through %s since %s, want %d within %v", w.count(t), w.url, t.Format("15:04:05.000"), n, within)
+	return testenv.PollEvery(within, 50*time.Millisecond, func() error {
+		if got := w.count(t); got < n {
+			return fmt.Errorf("%d attempts through %s since %s, want %d within %v", got, w.url, t.Format("15:04:05.000"), n, within)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return nil
+		return nil
+	})
 }
 
 // tally sums attempts: all of them, and the failed ones by stage, with the first error.

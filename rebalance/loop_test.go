@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -142,38 +143,42 @@ func TestLoopMinAge(t *testing.T) {
 }
 
 // Without Enabled nothing closes until Trigger; a dry run closes nothing; a not-listed session
-// is left for later and another is closed.
+// is left for later and another is closed. In a synctest bubble: the 100 ms with nothing closed
+// are ten of the loop's ticks, each run to its end before the clock moves on, and the
+// NotListedRetry that ends the pass costs no real time.
 func TestLoopTrigger(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	f := newFakeBackend(map[string]int{"a": 6}, time.Now().Add(-time.Hour))
-	stats := NewStats()
-	l := New(Options{Backend: "bk", Rate: 100, Tick: 10 * time.Millisecond, Servers: threeUp, Sessions: f.list,
-		Close: f.close, Stats: stats})
-	l.Start()
-	defer l.Stop()
-	plan := l.Trigger(true)
-	if len(plan) != 4 {
-		t.Fatalf("dry run plans %d closes, want 4", len(plan))
-	}
-	f.mu.Lock()
-	f.fail[plan[0].ID] = ErrNotListed
-	f.mu.Unlock()
-	if err := testenv.Poll(100*time.Millisecond, func() error {
-		if len(f.list()) != 6 || f.counts()["a"] != 6 {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeBackend(map[string]int{"a": 6}, time.Now().Add(-time.Hour))
+		stats := NewStats()
+		l := New(Options{Backend: "bk", Rate: 100, Tick: 10 * time.Millisecond, Servers: threeUp, Sessions: f.list,
+			Close: f.close, Stats: stats})
+		l.Start()
+		defer l.Stop()
+		plan := l.Trigger(true)
+		if len(plan) != 4 {
+			t.Fatalf("dry run plans %d closes, want 4", len(plan))
+		}
+		f.mu.Lock()
+		f.fail[plan[0].ID] = ErrNotListed
+		f.mu.Unlock()
+		if err := testenv.Poll(100*time.Millisecond, func() error {
+			if len(f.list()) != 6 || f.counts()["a"] != 6 {
+				return nil
+			}
+			return fmt.Errorf("waiting")
+		}); err == nil {
+			t.Fatal("a disabled loop closed sessions before any trigger")
+		}
+		if got := l.Trigger(false); len(got) != 4 {
+			t.Fatalf("trigger plans %d closes, want 4", len(got))
+		}
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if c := f.counts(); c["a"] > 2 || stats.Active("bk") {
+				return fmt.Errorf("counts %v, active %v", c, stats.Active("bk"))
+			}
 			return nil
-		}
-		return fmt.Errorf("waiting")
-	}); err == nil {
-		t.Fatal("a disabled loop closed sessions before any trigger")
-	}
-	if got := l.Trigger(false); len(got) != 4 {
-		t.Fatalf("trigger plans %d closes, want 4", len(got))
-	}
-	testenv.Eventually(t, 10*time.Second, func() error {
-		if c := f.counts(); c["a"] > 2 || stats.Active("bk") {
-			return fmt.Errorf("counts %v, active %v", c, stats.Active("bk"))
-		}
-		return nil
+		})
 	})
 }
 
