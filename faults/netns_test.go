@@ -41,11 +41,12 @@ func run(name string, args ...string) error {
 }
 
 // newNetns makes the namespace and the veth pair. It skips t when ip is missing or namespaces
-// cannot be made (no root).
+// cannot be made (no root), and fails it instead under AMQPLB_REQUIRE_BROKERS=1 (CI), where a
+// network row that did not run must not pass unseen.
 func newNetns(t *testing.T) *netns {
 	t.Helper()
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skipf("no ip (iproute2): %v", err)
+		skipUnlessRequired(t, "no ip (iproute2): %v", err)
 	}
 	k := os.Getpid()%200 + 20
 	ns := &netns{
@@ -56,7 +57,7 @@ func newNetns(t *testing.T) *netns {
 		nsIP:   fmt.Sprintf("10.213.%d.2", k),
 	}
 	if err := run("ip", "netns", "add", ns.name); err != nil {
-		t.Skipf("cannot make a network namespace: %v", err)
+		skipUnlessRequired(t, "cannot make a network namespace: %v", err)
 	}
 	t.Cleanup(func() {
 		_ = run("ip", "route", "del", "unreachable", fmt.Sprintf("10.213.%d.0/30", k), "metric", "4000")
@@ -214,4 +215,14 @@ func (r *relay) close() {
 		c.Close()
 	}
 	r.conns = nil
+}
+
+// skipUnlessRequired skips t, or fails it when the run requires every broker test to run
+// (testenv.EnvRequireBrokers).
+func skipUnlessRequired(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv(testenv.EnvRequireBrokers) == "1" {
+		t.Fatalf(format+" (required: "+testenv.EnvRequireBrokers+"=1)", args...)
+	}
+	t.Skipf(format, args...)
 }
