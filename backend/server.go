@@ -8,7 +8,8 @@
 // packages read and change a Server through its methods. Health checks only tell a Server
 // their verdict (SetHealth, and SetAgentHealth for an agent check), whether the broker is in
 // maintenance mode (SetMaintenance), and take it out of rotation after a failed dial
-// (MarkSuspect, ClearSuspect); what a check found, why and how long it took is package
+// (MarkSuspect, ClearSuspect); an agent check also relays its agent's say (SetAdmin,
+// SetWeight, SetMaxConnections). What a check found, why and how long it took is package
 // healthcheck's.
 package backend
 
@@ -136,7 +137,6 @@ func ParseAdmin(s string) (Admin, error) {
 type Server struct {
 	name    string
 	address string
-	addrIP  netip.AddrPort // address when it is an IP literal: dialed without the resolver
 
 	backup    atomic.Bool
 	maxConn   atomic.Int64
@@ -167,7 +167,6 @@ const numStates = 4
 // are clamped; config validation rejects them before they get here.
 func NewServer(o ServerOptions) *Server {
 	s := &Server{name: o.Name, address: o.Address}
-	s.addrIP, _ = netip.ParseAddrPort(o.Address)
 	s.Update(o)
 	return s
 }
@@ -477,20 +476,13 @@ func (s *Server) Dial(ctx context.Context, o DialOptions) (net.Conn, error) {
 	if o.KeepAlive >= 0 {
 		d.KeepAliveConfig = KeepAliveConfig(o.KeepAlive)
 	}
-	var c *net.TCPConn
-	var err error
-	if !o.Check && s.addrIP.IsValid() {
-		// An IP literal skips the resolver and its allocations: a storm's dials add up.
-		c, err = d.DialTCP(ctx, "tcp", netip.AddrPort{}, s.addrIP)
-	} else {
-		var nc net.Conn
-		if nc, err = d.DialContext(ctx, "tcp", addr); err == nil {
-			c = nc.(*net.TCPConn)
-		}
-	}
+	// Not Dialer.DialTCP, though it would skip parsing the address: with no local address it
+	// binds the socket to port 0 first (golang/go#81620), which makes every upstream
+	// connection hold a local port of its own, whatever broker it goes to.
+	c, err := d.DialContext(ctx, "tcp", addr)
 	if err == nil {
 		var conn net.Conn
-		if conn, err = s.greet(ctx, c, ds, o); err == nil {
+		if conn, err = s.greet(ctx, c.(*net.TCPConn), ds, o); err == nil {
 			return conn, nil
 		}
 		_ = c.Close()
