@@ -155,11 +155,7 @@ func tableString(t amqpwire.Table, key string) string {
 // info returns a snapshot of the session.
 func (s *session) info() SessionInfo {
 	s.mu.Lock()
-	from, peer, proxied, route := s.from, s.peer, s.proxied, s.route
-	var upstream netip.AddrPort
-	if s.upRaw != nil {
-		upstream = addrPort(s.upRaw.LocalAddr())
-	}
+	from, peer, proxied, route, upstream := s.from, s.peer, s.proxied, s.route, s.upLocal
 	s.mu.Unlock()
 	last := max(s.lastFromClient.Load(), s.lastFromServer.Load())
 	in := SessionInfo{

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,5 +43,50 @@ func TestSessionKeepAlive(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A parked session holds its sockets as bare file descriptors, no Go connection (bare), and
+// gets Go connections again when it unparks (dress): the sockets keep the route's keep-alive
+// through a park and unpark (a fresh *net.TCPConn would have Go's default), and the sessions
+// API still knows amqplb's address on the server connection.
+func TestParkedSessionHoldsBareSockets(t *testing.T) {
+	for _, tc := range []struct {
+		period        time.Duration
+		on, idle, int int
+	}{{40 * time.Second, 1, 40, 15}, {-1, 0, -1, -1}} {
+		fx := parkedFixture(t, Route{KeepAlive: tc.period})
+		c := amqpConnect(t, fx.addr())
+		waitFor(t, "the session parked", func() bool { return fx.f.Stats().Parked == 1 })
+		s := fx.f.snapshot(nil)[0]
+		up := s.info().Upstream
+		if !up.IsValid() || up.Port() == 0 {
+			t.Errorf("parked session's upstream address = %v", up)
+		}
+		// Unparked (more than a parked session relays by itself) and parked again.
+		echoes(t, c, strings.Repeat("z", 64<<10))
+		waitFor(t, "the session parked again", func() bool { return fx.f.Stats().Parked == 1 })
+		s.mu.Lock()
+		raw, upRaw, fds, state := s.raw, s.upRaw, s.fds, s.parkState.Load()
+		var got [2][3]int
+		for i, fd := range fds {
+			got[i][0], _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+			got[i][1], _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+			got[i][2], _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPINTVL)
+		}
+		s.mu.Unlock()
+		if state != parked || raw != nil || upRaw != nil {
+			t.Fatalf("parked session: state %d, Go connections %v %v; want parked, none", state, raw, upRaw)
+		}
+		for i, g := range got {
+			if g[0] != tc.on || tc.on == 1 && (g[1] != tc.idle || g[2] != tc.int) {
+				t.Errorf("period %v, socket %d after a park and unpark: keep-alive %d, idle %d s, interval %d s; want %d, %d, %d",
+					tc.period, i, g[0], g[1], g[2], tc.on, tc.idle, tc.int)
+			}
+		}
+		if got := s.info().Upstream; got != up {
+			t.Errorf("upstream address after an unpark = %v, want %v", got, up)
+		}
+		echoes(t, c, "still relays")
 	}
 }

@@ -59,12 +59,17 @@ const (
 
 // poller is the platform's poll set for parked sessions (epoll on Linux).
 type poller interface {
-	// add registers the session's two sockets, each for one readiness event.
+	// add registers the session's two sockets, each for one readiness event, as bare file
+	// descriptors of the poller's own (session.fds): once it succeeds, the session closes its
+	// Go connections (bare). s.mu is held.
 	add(s *session) error
 	// rearm re-registers leg i's source socket for one more event.
 	rearm(s *session, i int) error
 	// remove takes both sockets out of the set.
 	remove(s *session)
+	// restore returns the sockets of a session taken out of the set as Go connections again,
+	// closing its fds; on an error they are all closed. s.mu is held.
+	restore(s *session) (client, server *net.TCPConn, err error)
 	// run delivers events (session id, leg) until close, and then returns an error wrapping
 	// os.ErrClosed; any other error means the poll set can no longer be waited on.
 	run(deliver func(id uint64, leg int)) error
@@ -253,13 +258,10 @@ func (s *session) sweep(p *parker, now time.Time) {
 		if failed := p.addFailed.Load(); failed != 0 && now.Sub(time.Unix(0, failed)) < parkRetry {
 			return
 		}
+		s.mu.Lock()
 		// A socket with bytes its peer has not taken: the direction writing to it may be
 		// blocked (a broker blocking a publisher), and would not stop for the request.
-		if pendingOut(s.raw) || pendingOut(s.upRaw) {
-			return
-		}
-		s.mu.Lock()
-		if s.parkable() && s.parkState.Load() == parkNone {
+		if s.parkable() && s.parkState.Load() == parkNone && !pendingOut(s.raw) && !pendingOut(s.upRaw) {
 			s.parkState.Store(parkRequested)
 			s.parkReqAt = now
 			// Wake both directions: each returns legParked (pump), the last one parks.
@@ -365,7 +367,41 @@ func (s *session) park() bool {
 	}
 	s.parkState.Store(parked)
 	s.legs = [2]*leg{} // rebuilt when unparked: a parked session holds as little as it can
+	s.bare()
 	return true
+}
+
+// bare closes the Go connections of a session whose sockets the poller holds (add): the sockets
+// live on in s.fds. raw and upRaw become nil, and client, up and the bufConns hold those nil
+// *net.TCPConn, whose methods fail as a closed connection's do: nothing can use a socket while
+// the poller owns it. s.mu is held.
+func (s *session) bare() {
+	_ = s.raw.Close()
+	_ = s.upRaw.Close()
+	s.raw, s.upRaw = nil, nil
+	s.client, s.up = s.raw, s.upRaw
+	s.in.Conn = s.client
+	if s.upIn != nil {
+		s.upIn.Conn = s.up
+	}
+}
+
+// dress gives a session the Go connections restore made of its sockets again; s.mu is held.
+// A fresh *net.TCPConn has Go's default keep-alive, so the route's is set again.
+func (s *session) dress(client, server *net.TCPConn) {
+	s.raw, s.upRaw = client, server
+	s.client, s.up = client, server
+	s.in.Conn = client
+	if s.upIn != nil {
+		s.upIn.Conn = server
+	}
+	for _, c := range [2]*net.TCPConn{client, server} {
+		if ka := s.route.KeepAlive; ka < 0 {
+			_ = c.SetKeepAlive(false)
+		} else {
+			setKeepAlive(c, ka)
+		}
+	}
 }
 
 // unparkLocked takes a parked (or parking) session out of the parker and restores its
@@ -376,16 +412,22 @@ func (s *session) unparkLocked() []int {
 	if st != parked {
 		return nil
 	}
-	if p := s.parkedBy; p != nil {
-		p.poll.remove(s)
-		p.mu.Lock()
-		delete(p.parked, s.id)
-		p.mu.Unlock()
-		s.parkedBy = nil
+	p := s.parkedBy
+	p.poll.remove(s)
+	p.mu.Lock()
+	delete(p.parked, s.id)
+	p.mu.Unlock()
+	s.parkedBy = nil
+	client, server, err := p.poll.restore(s)
+	s.fds = [2]int32{}
+	if err == nil {
+		s.dress(client, server)
+		err = s.buildLegs()
 	}
-	if err := s.buildLegs(); err != nil {
-		// Not expected (only a nil socket fails), but then the session cannot go on:
+	if err != nil {
+		// Not expected (out of file descriptors, say), but then the session cannot go on:
 		// runLegs sees no legs and ends it (endUnparkFailed).
+		s.set.log.Warn("a parked session could not be resumed", "err", err)
 		s.end(EndServerClosed)
 		return []int{0, 1}
 	}

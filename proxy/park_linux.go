@@ -55,14 +55,6 @@ func legEvent(id uint64, i int) unix.EpollEvent {
 		Fd: int32(uint32(data)), Pad: int32(uint32(data >> 32))}
 }
 
-// sockets returns the source and destination sockets of direction i (0: client to server).
-func sockets(s *session, i int) (src, dst *net.TCPConn) {
-	if i == 0 {
-		return s.raw, s.upRaw
-	}
-	return s.upRaw, s.raw
-}
-
 // fdOf runs fn with c's fd; false if c is closed.
 func fdOf(c *net.TCPConn, fn func(fd int)) bool {
 	raw, err := c.SyscallConn()
@@ -72,49 +64,112 @@ func fdOf(c *net.TCPConn, fn func(fd int)) bool {
 	return raw.Control(func(fd uintptr) { fn(int(fd)) }) == nil
 }
 
-// srcFD runs fn with the fd of direction i's source socket; false if it is closed.
-func srcFD(s *session, i int, fn func(fd int)) bool {
-	src, _ := sockets(s, i)
-	return fdOf(src, fn)
+// dupFD returns a duplicate of c's file descriptor (close-on-exec). It refers to the same socket
+// and shares its flags (non-blocking).
+func dupFD(c *net.TCPConn) (int, error) {
+	fd, err := -1, error(syscall.EBADF)
+	fdOf(c, func(s int) { fd, err = unix.FcntlInt(uintptr(s), unix.F_DUPFD_CLOEXEC, 0) })
+	if err != nil {
+		return -1, os.NewSyscallError("fcntl", err)
+	}
+	return fd, nil
 }
 
+// add duplicates the session's two sockets into s.fds and registers the duplicates, each for
+// one readiness event. The parked session then closes its Go connections (session.bare): the
+// sockets live on in the duplicates, which the runtime's poller does not know, so a parked
+// session holds no poll descriptor, no netFD and no cached addresses. s.mu is held.
 func (p *epoller) add(s *session) error {
-	for i := range s.legs {
-		var err error
-		if !srcFD(s, i, func(fd int) {
+	var fds [2]int
+	for i, c := range [2]*net.TCPConn{s.raw, s.upRaw} {
+		fd, err := dupFD(c)
+		if err == nil {
 			ev := legEvent(s.id, i)
-			err = unix.EpollCtl(p.fd, unix.EPOLL_CTL_ADD, fd, &ev)
-		}) {
-			err = syscall.EBADF
+			if err = unix.EpollCtl(p.fd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+				_ = unix.Close(fd)
+				err = os.NewSyscallError("epoll_ctl", err)
+			}
 		}
 		if err != nil {
 			if i == 1 {
-				srcFD(s, 0, func(fd int) { _ = unix.EpollCtl(p.fd, unix.EPOLL_CTL_DEL, fd, nil) })
+				_ = unix.EpollCtl(p.fd, unix.EPOLL_CTL_DEL, fds[0], nil)
+				_ = unix.Close(fds[0])
 			}
-			return os.NewSyscallError("epoll_ctl", err)
+			return err
 		}
+		fds[i] = fd
 	}
+	s.fds = [2]int32{int32(fds[0]), int32(fds[1])}
 	return nil
 }
 
-func (p *epoller) rearm(s *session, i int) error {
-	var err error
-	if !srcFD(s, i, func(fd int) {
-		ev := legEvent(s.id, i)
-		err = unix.EpollCtl(p.fd, unix.EPOLL_CTL_MOD, fd, &ev)
-	}) {
-		return syscall.EBADF
+// srcDst returns the source and destination fds of direction i (0: client to server) of a
+// parked session.
+func srcDst(s *session, i int) (src, dst int) {
+	if i == 0 {
+		return int(s.fds[0]), int(s.fds[1])
 	}
-	return err
+	return int(s.fds[1]), int(s.fds[0])
 }
 
-// remove deletes both sockets from the set. It must come before they are closed: a closed fd's
-// number may be reused by another parked session's socket. (A socket closed while registered
-// leaves the set by itself.)
+func (p *epoller) rearm(s *session, i int) error {
+	src, _ := srcDst(s, i)
+	ev := legEvent(s.id, i)
+	return unix.EpollCtl(p.fd, unix.EPOLL_CTL_MOD, src, &ev)
+}
+
+// remove deletes both sockets from the set. It must come before they are closed (restore): a
+// closed fd's number may be reused by another parked session's socket.
 func (p *epoller) remove(s *session) {
-	for i := range s.legs {
-		srcFD(s, i, func(fd int) { _ = unix.EpollCtl(p.fd, unix.EPOLL_CTL_DEL, fd, nil) })
+	for _, fd := range s.fds {
+		_ = unix.EpollCtl(p.fd, unix.EPOLL_CTL_DEL, int(fd), nil)
 	}
+}
+
+// restore makes Go connections of a parked session's fds again (removed from the set) and
+// closes the fds; s.mu is held. On an error every fd is closed and the session cannot go on.
+func (p *epoller) restore(s *session) (client, server *net.TCPConn, err error) {
+	var conns [2]*net.TCPConn
+	for i, fd := range s.fds {
+		if err == nil {
+			conns[i], err = fileConn(int(fd))
+		} else {
+			_ = unix.Close(int(fd))
+		}
+	}
+	if err != nil {
+		for _, c := range conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+		return nil, nil, err
+	}
+	return conns[0], conns[1], nil
+}
+
+// fileConn makes a *net.TCPConn of the socket fd and closes fd (net.FileConn works on a
+// duplicate). fd is made blocking first, which the duplicate shares until net makes it
+// non-blocking again: os.NewFile then leaves it out of the runtime's poller, where it would be
+// registered only to be taken out again by Close. (Nothing reads fd meanwhile: its session is
+// locked and out of the poll set.)
+func fileConn(fd int) (*net.TCPConn, error) {
+	if err := unix.SetNonblock(fd, false); err != nil {
+		_ = unix.Close(fd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	f := os.NewFile(uintptr(fd), "")
+	c, err := net.FileConn(f)
+	_ = f.Close()
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		_ = c.Close()
+		return nil, fmt.Errorf("parked socket is a %T, not TCP", c)
+	}
+	return tc, nil
 }
 
 func (p *epoller) run(deliver func(id uint64, leg int)) error {
@@ -158,21 +213,16 @@ func (p *epoller) relayChunk(s *session, i int) bool {
 	if len(s.pending[i]) > 0 {
 		return false
 	}
-	src, dst := sockets(s, i)
-	n := 0
-	var rerr syscall.Errno
-	if !fdOf(src, func(fd int) {
-		q, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
-		if err != nil || q <= 0 || q > parkedChunk {
-			return
-		}
-		for {
-			n, rerr = rawIO(syscall.SYS_READ, uintptr(fd), p.buf[:q])
-			if rerr != syscall.EINTR {
-				return
-			}
-		}
-	}) || rerr != 0 || n <= 0 {
+	src, dst := srcDst(s, i)
+	q, err := unix.IoctlGetInt(src, unix.SIOCINQ)
+	if err != nil || q <= 0 || q > parkedChunk {
+		return false
+	}
+	n, rerr := 0, syscall.EINTR
+	for rerr == syscall.EINTR {
+		n, rerr = rawIO(syscall.SYS_READ, uintptr(src), p.buf[:q])
+	}
+	if rerr != 0 || n <= 0 {
 		return false
 	}
 	out := p.buf[:n]
@@ -181,21 +231,16 @@ func (p *epoller) relayChunk(s *session, i int) bool {
 	}
 	w := 0
 	var werr syscall.Errno
-	if !fdOf(dst, func(fd int) {
-		for w < len(out) {
-			m, errno := rawIO(syscall.SYS_WRITE, uintptr(fd), out[w:])
-			switch errno {
-			case 0:
-				w += m
-				continue
-			case syscall.EINTR:
-				continue
-			}
-			werr = errno
-			return
+	for w < len(out) {
+		m, errno := rawIO(syscall.SYS_WRITE, uintptr(dst), out[w:])
+		if errno == syscall.EINTR {
+			continue
 		}
-	}) && werr == 0 {
-		werr = syscall.EBADF
+		if errno != 0 {
+			werr = errno
+			break
+		}
+		w += m
 	}
 	if w > 0 {
 		if i == 0 {

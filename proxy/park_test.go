@@ -241,7 +241,11 @@ func TestParkingNeverStallsTheOtherDirection(t *testing.T) {
 				}
 			}
 		}()
-		waitFor(t, "the client's direction blocked", func() bool { return pendingOut(s.upRaw) })
+		waitFor(t, "the client's direction blocked", func() bool {
+			s.mu.Lock() // parking replaces the session's sockets (bare, dress)
+			defer s.mu.Unlock()
+			return pendingOut(s.upRaw)
+		})
 		if requestFirst {
 			// As if the sweeper had asked just before the write blocked (it checks pendingOut
 			// first, but the direction can block right after): the broker's direction stops

@@ -62,6 +62,8 @@ type session struct {
 	upRaw   *net.TCPConn
 	upIn    *bufConn // reads up (through a buffer until the relay starts)
 	aborted bool
+	// upLocal is up's local address (the sessions API's; up may be closed while parked).
+	upLocal netip.AddrPort
 
 	reason atomic.Int32 // 1 + the Reason recorded first; 0 while none is
 	// Nanoseconds since start of the last byte moved from the client, and from the server.
@@ -95,6 +97,9 @@ type session struct {
 	parkReqAt  time.Time // when the sweeper asked to park (under mu)
 	parkedBy   *parker
 	pending    [2][]byte
+	// fds are the client's and the server's socket while the session is parked: bare file
+	// descriptors in the poll set, in place of the Go connections (see bare in park.go).
+	fds [2]int32
 }
 
 // sessionIDs numbers the sessions of the process.
@@ -223,10 +228,10 @@ func (s *session) abort(reason Reason) {
 	s.end(reason)
 	s.mu.Lock()
 	s.aborted = true
-	upRaw := s.upRaw
 	again := s.wakeLocked() // a parked session's sockets leave the poll set before they close
+	raw, upRaw := s.raw, s.upRaw
 	s.mu.Unlock()
-	_ = s.raw.Close()
+	_ = raw.Close() // nil (a nil *net.TCPConn's Close does nothing) if it could not be unparked
 	if upRaw != nil {
 		_ = upRaw.Close()
 	}

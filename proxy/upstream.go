@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/amqplb/amqplb/backend"
@@ -261,6 +262,7 @@ func (s *session) attach(c net.Conn) bool {
 		return false
 	}
 	s.up, s.upRaw, s.upIn = c, rawTCP(c), newBufConn(c)
+	s.upLocal = addrPort(s.upRaw.LocalAddr())
 	return true
 }
 
@@ -270,6 +272,7 @@ func (s *session) detach() {
 	s.mu.Lock()
 	up, upRaw, upIn := s.up, s.upRaw, s.upIn
 	s.up, s.upRaw, s.upIn = nil, nil, nil
+	s.upLocal = netip.AddrPort{}
 	s.srv.Store(nil)
 	s.mu.Unlock()
 	if upIn != nil {
