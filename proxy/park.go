@@ -372,7 +372,7 @@ func (s *session) park() bool {
 }
 
 // bare closes the Go connections of a session whose sockets the poller holds (add): the sockets
-// live on in s.fds. raw and upRaw become nil, and client, up and the bufConns hold those nil
+// live on in s.fds. raw and upRaw become nil, and client and up hold those nil
 // *net.TCPConn, whose methods fail as a closed connection's do: nothing can use a socket while
 // the poller owns it. s.mu is held.
 func (s *session) bare() {
@@ -380,10 +380,6 @@ func (s *session) bare() {
 	_ = s.upRaw.Close()
 	s.raw, s.upRaw = nil, nil
 	s.client, s.up = s.raw, s.upRaw
-	s.in.Conn = s.client
-	if s.upIn != nil {
-		s.upIn.Conn = s.up
-	}
 }
 
 // dress gives a session the Go connections restore made of its sockets again; s.mu is held.
@@ -391,10 +387,6 @@ func (s *session) bare() {
 func (s *session) dress(client, server *net.TCPConn) {
 	s.raw, s.upRaw = client, server
 	s.client, s.up = client, server
-	s.in.Conn = client
-	if s.upIn != nil {
-		s.upIn.Conn = server
-	}
 	for _, c := range [2]*net.TCPConn{client, server} {
 		if ka := s.route.KeepAlive; ka < 0 {
 			_ = c.SetKeepAlive(false)

@@ -114,6 +114,9 @@ func (s *session) relay() error {
 			return err
 		}
 	}
+	// Both buffers are free and the directions read the sockets themselves: the session
+	// holds no bufConn from here on (a parked session holds as little as it can).
+	s.in, s.upIn = nil, nil
 	s.tracks = [2]*frameTracker{upTrack, downTrack}
 	if err := s.buildLegs(); err != nil {
 		return err

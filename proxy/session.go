@@ -34,8 +34,9 @@ type session struct {
 	raw   *net.TCPConn // the accepted socket: socket options, and what abort closes
 	start time.Time
 	// client is what the session writes to the client: raw, or a *tls.Conn over it. in reads
-	// the client (through a buffer until the relay starts). Both are set before anything else
-	// runs and only changed by the session's own goroutine.
+	// the client through a buffer until the relay starts, which drops it. Both are set before
+	// anything else runs and only changed by the session's own goroutine, and client, once
+	// the relay runs, under mu by parking (bare, dress).
 	client net.Conn
 	in     *bufConn
 	// deadline bounds the steps before a broker is involved: the PROXY header, the TLS
@@ -57,10 +58,10 @@ type session struct {
 	tries          int                      // dials made so far, against the route's 1 + Retries
 	handshakeMoves int                      // times the handshake moved to another server
 
-	mu      sync.Mutex // guards up, upRaw and aborted against abort from another goroutine
+	mu      sync.Mutex // guards up, upRaw, aborted, and raw and client once parking may replace them (park.go)
 	up      net.Conn   // the server connection: a *net.TCPConn, or a *tls.Conn over upRaw
 	upRaw   *net.TCPConn
-	upIn    *bufConn // reads up (through a buffer until the relay starts)
+	upIn    *bufConn // reads up through a buffer until the relay starts, which drops it
 	aborted bool
 	// upLocal is up's local address (the sessions API's; up may be closed while parked).
 	upLocal netip.AddrPort
@@ -408,7 +409,9 @@ func (s *session) finish() {
 		s.fallback.Stop()
 	}
 	s.mu.Unlock()
-	s.in.free()
+	if s.in != nil { // nil once the relay started
+		s.in.free()
+	}
 	if s.upIn != nil {
 		s.upIn.free()
 	}
