@@ -51,7 +51,7 @@ func (s *session) closeGracefully(r Reason, text string) bool {
 	if !s.closeReq.CompareAndSwap(nil, &gracefulClose{reason: r, text: text}) {
 		return false
 	}
-	again = s.wakeLocked()
+	again = s.wakeLocked(r)
 	s.fallback = time.AfterFunc(gracefulLimit, func() { s.abort(r) })
 	if s.relaying.Load() {
 		// Wake both directions: each sees the request at its loop's top (pump). A direction

@@ -32,11 +32,11 @@ type frame struct {
 // The deadline stays set (see bufConn.SetReadDeadline).
 func readFrame(c *bufConn, deadline time.Time) (frame, error) {
 	_ = c.SetReadDeadline(deadline)
-	f, err := amqpwire.ReadFrame(c, maxHandshakeFrame)
+	f, raw, err := amqpwire.ReadFrameRaw(c, maxHandshakeFrame)
 	if err != nil {
 		return frame{}, err
 	}
-	fr := frame{raw: amqpwire.AppendFrame(make([]byte, 0, len(f.Payload)+8), f), typ: f.Type}
+	fr := frame{raw: raw, typ: f.Type}
 	if f.Type == amqpwire.FrameMethod && len(f.Payload) >= 4 {
 		fr.class = binary.BigEndian.Uint16(f.Payload[0:2])
 		fr.method = binary.BigEndian.Uint16(f.Payload[2:4])

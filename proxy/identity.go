@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"crypto/tls"
-	"fmt"
 	"net/netip"
 	"time"
 
@@ -95,26 +94,31 @@ func (s *session) observe091(f frame) error {
 	if !f.is(amqpwire.MethodStartOk) && !f.is(amqpwire.MethodTuneOk) && !f.is(amqpwire.MethodOpen) {
 		return nil
 	}
+	if f.is(amqpwire.MethodStartOk) {
+		// Read without building the client-properties table: every connection passes here.
+		var props [len(identityProps)]string
+		mechanism, response, err := amqpwire.DecodeStartOk(f.payload(), identityProps[:], props[:])
+		if err != nil {
+			return refused(EndBadHandshake, "connection refused: malformed handshake frame", err).quiet()
+		}
+		user, err := amqpwire.SASLUser(mechanism, response)
+		if err != nil {
+			return refused(EndBadHandshake, "connection refused: malformed SASL response", err).quiet()
+		}
+		if mechanism == "EXTERNAL" {
+			user = s.certSubject()
+		}
+		s.learn(func(id *Identity) {
+			id.Mechanism, id.User = mechanism, user
+			id.ConnectionName, id.ClientProduct, id.ClientVersion, id.ClientPlatform = props[0], props[1], props[2], props[3]
+		})
+		return nil
+	}
 	m, err := amqpwire.DecodeMethod(f.payload())
 	if err != nil {
 		return refused(EndBadHandshake, "connection refused: malformed handshake frame", err).quiet()
 	}
 	switch m := m.(type) {
-	case *amqpwire.ConnectionStartOk:
-		user, err := amqpwire.SASLUser(m.Mechanism, m.Response)
-		if err != nil {
-			return refused(EndBadHandshake, "connection refused: malformed SASL response", err).quiet()
-		}
-		if m.Mechanism == "EXTERNAL" {
-			user = s.certSubject()
-		}
-		s.learn(func(id *Identity) {
-			id.Mechanism, id.User = m.Mechanism, user
-			id.ConnectionName = tableString(m.ClientProperties, "connection_name")
-			id.ClientProduct = tableString(m.ClientProperties, "product")
-			id.ClientVersion = tableString(m.ClientProperties, "version")
-			id.ClientPlatform = tableString(m.ClientProperties, "platform")
-		})
 	case *amqpwire.ConnectionTuneOk:
 		s.learn(func(id *Identity) {
 			id.ChannelMax, id.FrameMax = m.ChannelMax, m.FrameMax
@@ -138,19 +142,9 @@ func (s *session) certSubject() string {
 	return ""
 }
 
-// tableString returns a client property as a string ("" when it is missing or not text).
-func tableString(t amqpwire.Table, key string) string {
-	switch v := t[key].(type) {
-	case string:
-		return v
-	case []byte:
-		return string(v)
-	case nil:
-		return ""
-	default:
-		return fmt.Sprint(v)
-	}
-}
+// identityProps are the client properties of a Start-Ok that the identity keeps, in the order
+// observe091 reads them.
+var identityProps = [...]string{"connection_name", "product", "version", "platform"}
 
 // info returns a snapshot of the session.
 func (s *session) info() SessionInfo {

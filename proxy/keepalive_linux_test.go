@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -68,17 +70,25 @@ func TestParkedSessionHoldsBareSockets(t *testing.T) {
 		waitFor(t, "the session parked again", func() bool { return fx.f.Stats().Parked == 1 })
 		s.mu.Lock()
 		raw, upRaw, fds, state := s.raw, s.upRaw, s.fds, s.parkState.Load()
-		var got [2][3]int
+		var got [2][4]int
 		for i, fd := range fds {
 			got[i][0], _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE)
 			got[i][1], _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
 			got[i][2], _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPINTVL)
+			got[i][3], _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPCNT)
 		}
 		s.mu.Unlock()
 		if state != parked || raw != nil || upRaw != nil {
 			t.Fatalf("parked session: state %d, Go connections %v %v; want parked, none", state, raw, upRaw)
 		}
+		probes := 9
+		if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_keepalive_probes"); err == nil {
+			probes, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		}
 		for i, g := range got {
+			if g[3] != probes {
+				t.Errorf("socket %d after a park and unpark: %d keep-alive probes, want the system's %d", i, g[3], probes)
+			}
 			if g[0] != tc.on || tc.on == 1 && (g[1] != tc.idle || g[2] != tc.int) {
 				t.Errorf("period %v, socket %d after a park and unpark: keep-alive %d, idle %d s, interval %d s; want %d, %d, %d",
 					tc.period, i, g[0], g[1], g[2], tc.on, tc.idle, tc.int)

@@ -65,11 +65,11 @@ type poller interface {
 	add(s *session) error
 	// rearm re-registers leg i's source socket for one more event.
 	rearm(s *session, i int) error
-	// remove takes both sockets out of the set.
-	remove(s *session)
-	// restore returns the sockets of a session taken out of the set as Go connections again,
-	// closing its fds; on an error they are all closed. s.mu is held.
+	// restore makes Go connections of the session's sockets again, leaving its fds as they
+	// are; on an error (out of file descriptors, say) it makes none. s.mu is held.
 	restore(s *session) (client, server *net.TCPConn, err error)
+	// release takes the session's fds out of the set and closes them. s.mu is held.
+	release(s *session)
 	// run delivers events (session id, leg) until close, and then returns an error wrapping
 	// os.ErrClosed; any other error means the poll set can no longer be waited on.
 	run(deliver func(id uint64, leg int)) error
@@ -93,6 +93,9 @@ type parker struct {
 	// addFailed is when registering sockets last failed (unix nanoseconds; 0: never): no
 	// session is asked to park for parkRetry after it.
 	addFailed atomic.Int64
+	// wakeFailed is when a parked session last could not be given its Go connections back
+	// (unix nanoseconds; 0: never), for the warning's throttle.
+	wakeFailed atomic.Int64
 	// broken: the poll set failed (pollLoop); nothing parks any more.
 	broken atomic.Bool
 	// sweeps counts the sweeper's passes (tests wait on it).
@@ -198,7 +201,7 @@ func (p *parker) pollLoop() {
 	p.mu.Unlock()
 	for _, s := range list {
 		s.mu.Lock()
-		again := s.wakeLocked()
+		again := s.wakeLocked(EndNoResources)
 		s.mu.Unlock()
 		s.runLegs(again)
 	}
@@ -232,7 +235,7 @@ func (p *parker) deliver(id uint64, i int) {
 		s.mu.Unlock()
 		return
 	}
-	again := s.unparkLocked()
+	again, _ := s.unparkLocked(true, EndNoResources) // if it stays parked, the sweeper retries (wakeRetry)
 	s.mu.Unlock()
 	s.runLegs(again)
 }
@@ -274,15 +277,17 @@ func (s *session) sweep(p *parker, now time.Time) {
 		s.cancelStalledPark(p, now)
 	case parked:
 		exp, ok := s.idleExpiry()
-		if !ok || exp.Sub(now) >= 2*p.tick {
-			return
-		}
 		s.mu.Lock()
-		if s.parkState.Load() != parked {
+		if s.parkState.Load() != parked || !s.wakeRetry && (!ok || exp.Sub(now) >= 2*p.tick) {
 			s.mu.Unlock()
 			return
 		}
-		again := s.unparkLocked()
+		// Past its idle expiry a session that cannot be woken ends as it would have.
+		mayStay, stuck := !ok || now.Before(exp), EndNoResources
+		if !mayStay {
+			stuck = s.idleEnd
+		}
+		again, _ := s.unparkLocked(mayStay, stuck)
 		s.mu.Unlock()
 		s.runLegs(again)
 	}
@@ -372,14 +377,14 @@ func (s *session) park() bool {
 }
 
 // bare closes the Go connections of a session whose sockets the poller holds (add): the sockets
-// live on in s.fds. raw and upRaw become nil, and client and up hold those nil
-// *net.TCPConn, whose methods fail as a closed connection's do: nothing can use a socket while
-// the poller owns it. s.mu is held.
+// live on in s.fds. raw and upRaw become nil, and client and up a closedConn, so that nothing can
+// use a socket while the poller owns it (up stays non-nil: finish releases the server's slot when
+// it is). s.mu is held.
 func (s *session) bare() {
 	_ = s.raw.Close()
 	_ = s.upRaw.Close()
 	s.raw, s.upRaw = nil, nil
-	s.client, s.up = s.raw, s.upRaw
+	s.client, s.up = closedConn{}, closedConn{}
 }
 
 // dress gives a session the Go connections restore made of its sockets again; s.mu is held.
@@ -396,40 +401,67 @@ func (s *session) dress(client, server *net.TCPConn) {
 	}
 }
 
-// unparkLocked takes a parked (or parking) session out of the parker and restores its
-// directions' read deadlines; s.mu is held. It returns the legs to run again: both for a parked
-// session, none for one that was only asked to park (its directions see the state on their own).
-func (s *session) unparkLocked() []int {
-	st := s.parkState.Swap(parkNone)
-	if st != parked {
-		return nil
+// closedConn stands for a parked session's connections: every call fails as on a closed one.
+type closedConn struct{}
+
+func (closedConn) Read([]byte) (int, error)         { return 0, net.ErrClosed }
+func (closedConn) Write([]byte) (int, error)        { return 0, net.ErrClosed }
+func (closedConn) Close() error                     { return net.ErrClosed }
+func (closedConn) LocalAddr() net.Addr              { return nil }
+func (closedConn) RemoteAddr() net.Addr             { return nil }
+func (closedConn) SetDeadline(time.Time) error      { return net.ErrClosed }
+func (closedConn) SetReadDeadline(time.Time) error  { return net.ErrClosed }
+func (closedConn) SetWriteDeadline(time.Time) error { return net.ErrClosed }
+
+// unparkLocked takes a parked (or parking) session out of the parker and gives it its Go
+// connections and directions back, with their read deadlines; s.mu is held. It returns the legs
+// to run again: both for a parked session, none for one that was only asked to park (its
+// directions see the state on their own).
+//
+// When the sockets cannot be given Go connections (out of file descriptors), a session that may
+// stay parked does, with wakeRetry set (the sweeper tries again every tick), and unparkLocked
+// reports false. One that may not (an abort, a graceful close, its idle time is up) is ended with
+// stuck as its reason, unless it has one: its sockets are closed and the legs returned, with no
+// directions built, make runLegs end it (endUnparkFailed).
+func (s *session) unparkLocked(mayStay bool, stuck Reason) ([]int, bool) {
+	if s.parkState.Load() != parked {
+		s.parkState.Store(parkNone)
+		return nil, true
 	}
 	p := s.parkedBy
-	p.poll.remove(s)
+	client, server, err := p.poll.restore(s)
+	if err != nil && mayStay {
+		s.wakeRetry = true
+		if prev := p.wakeFailed.Swap(time.Now().UnixNano()); prev == 0 || time.Since(time.Unix(0, prev)) >= parkRetry {
+			s.set.log.Warn("parked sessions wait to be resumed", "err", err)
+		}
+		return nil, false
+	}
+	s.parkState.Store(parkNone)
+	s.wakeRetry = false
+	p.poll.release(s)
 	p.mu.Lock()
 	delete(p.parked, s.id)
 	p.mu.Unlock()
 	s.parkedBy = nil
-	client, server, err := p.poll.restore(s)
-	s.fds = [2]int32{}
 	if err == nil {
 		s.dress(client, server)
 		err = s.buildLegs()
 	}
 	if err != nil {
-		// Not expected (out of file descriptors, say), but then the session cannot go on:
-		// runLegs sees no legs and ends it (endUnparkFailed).
+		// Its sockets are closed (release) or will be (finish closes the Go connections of a
+		// session whose directions could not be built).
+		s.end(stuck)
 		s.set.log.Warn("a parked session could not be resumed", "err", err)
-		s.end(EndServerClosed)
-		return []int{0, 1}
+		return []int{0, 1}, true
 	}
 	s.restoreDeadlines()
-	return []int{0, 1}
+	return []int{0, 1}, true
 }
 
 // endUnparkFailed ends a session whose directions could not be rebuilt when it was unparked.
 func (s *session) endUnparkFailed() {
-	s.abort(EndServerClosed)
+	s.abort(EndNoResources) // the reason unparkLocked recorded stands
 	s.finish()
 	s.f.done(s)
 }
@@ -446,15 +478,17 @@ func (s *session) restoreDeadlines() {
 }
 
 // wakeLocked unparks the session if it is parked, for something from outside that its directions
-// must see (an abort, a graceful close); s.mu is held. The caller runs the returned legs after
-// unlocking (runLegs).
-func (s *session) wakeLocked() []int {
+// must see (an abort, a graceful close); s.mu is held. If it cannot be resumed, it ends, with
+// stuck as its reason unless it has one. The caller runs the returned legs after unlocking
+// (runLegs).
+func (s *session) wakeLocked(stuck Reason) []int {
 	if s.parkState.Load() == parkRequested {
 		// The directions are stopping or stopped; the last one sees the reason and does not
 		// park (park), or they are still running and see it themselves.
 		return nil
 	}
-	return s.unparkLocked()
+	again, _ := s.unparkLocked(false, stuck)
+	return again
 }
 
 // snapshot appends the frontend's sessions to list.

@@ -118,56 +118,62 @@ func (p *epoller) rearm(s *session, i int) error {
 	return unix.EpollCtl(p.fd, unix.EPOLL_CTL_MOD, src, &ev)
 }
 
-// remove deletes both sockets from the set. It must come before they are closed (restore): a
-// closed fd's number may be reused by another parked session's socket.
-func (p *epoller) remove(s *session) {
-	for _, fd := range s.fds {
-		_ = unix.EpollCtl(p.fd, unix.EPOLL_CTL_DEL, int(fd), nil)
-	}
-}
-
-// restore makes Go connections of a parked session's fds again (removed from the set) and
-// closes the fds; s.mu is held. On an error every fd is closed and the session cannot go on.
+// restore makes Go connections of a parked session's sockets, from duplicates of its fds: the
+// fds stay as they are (in the set) until release. On an error none is made, and the session can
+// stay parked. s.mu is held.
 func (p *epoller) restore(s *session) (client, server *net.TCPConn, err error) {
-	var conns [2]*net.TCPConn
-	for i, fd := range s.fds {
-		if err == nil {
-			conns[i], err = fileConn(int(fd))
-		} else {
-			_ = unix.Close(int(fd))
-		}
-	}
-	if err != nil {
-		for _, c := range conns {
-			if c != nil {
-				_ = c.Close()
-			}
-		}
+	if client, err = fileConn(int(s.fds[0])); err != nil {
 		return nil, nil, err
 	}
-	return conns[0], conns[1], nil
+	if server, err = fileConn(int(s.fds[1])); err != nil {
+		_ = client.Close()
+		return nil, nil, err
+	}
+	return client, server, nil
 }
 
-// fileConn makes a *net.TCPConn of the socket fd and closes fd (net.FileConn works on a
-// duplicate). fd is made blocking first, which the duplicate shares until net makes it
-// non-blocking again: os.NewFile then leaves it out of the runtime's poller, where it would be
-// registered only to be taken out again by Close. (Nothing reads fd meanwhile: its session is
-// locked and out of the poll set.)
+// release takes a parked session's sockets out of the set and closes its fds (after restore,
+// its Go connections hold the sockets; otherwise they close). s.mu is held.
+func (p *epoller) release(s *session) {
+	for _, fd := range s.fds {
+		_ = unix.EpollCtl(p.fd, unix.EPOLL_CTL_DEL, int(fd), nil)
+		_ = unix.Close(int(fd))
+	}
+	s.fds = [2]int32{}
+}
+
+// fileConn makes a *net.TCPConn of the socket fd, leaving fd open. net.FileConn makes its own
+// duplicate of the *os.File's, which is itself a duplicate, closed here: if either cannot be
+// made (out of file descriptors), fd is as it was. The first duplicate is made blocking (which
+// fd shares) so that os.NewFile leaves it out of the runtime's poller, where it would be
+// registered only to be taken out again by Close; net makes its own duplicate non-blocking,
+// and with it fd. (Nothing reads fd meanwhile: its session is locked.) A fresh *net.TCPConn has
+// Go's keep-alive, probe count included: the socket's count is kept.
 func fileConn(fd int) (*net.TCPConn, error) {
-	if err := unix.SetNonblock(fd, false); err != nil {
-		_ = unix.Close(fd)
+	count, countErr := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT)
+	d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
 		return nil, os.NewSyscallError("fcntl", err)
 	}
-	f := os.NewFile(uintptr(fd), "")
+	if err := unix.SetNonblock(d, false); err != nil {
+		_ = unix.Close(d)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	f := os.NewFile(uintptr(d), "")
 	c, err := net.FileConn(f)
 	_ = f.Close()
 	if err != nil {
+		_ = unix.SetNonblock(fd, true) // the parker reads and writes it without waiting
 		return nil, err
 	}
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		_ = c.Close()
+		_ = unix.SetNonblock(fd, true)
 		return nil, fmt.Errorf("parked socket is a %T, not TCP", c)
+	}
+	if countErr == nil {
+		fdOf(tc, func(s int) { _ = unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, count) })
 	}
 	return tc, nil
 }

@@ -5,10 +5,14 @@ package proxy
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"io"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -300,4 +304,108 @@ func TestPendingBytesGoBeforeAGracefulClose(t *testing.T) {
 	}
 	c.Close()
 	waitFor(t, "the session ends", func() bool { return fx.f.Stats().Active == 0 })
+}
+
+// exhaustFDs lowers the process's soft RLIMIT_NOFILE to just above the fds open now and opens
+// /dev/null until no fd is left. The returned func gives them back (also at cleanup).
+func exhaustFDs(t *testing.T) (release func()) {
+	t.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	open, _ := countFDs(t)
+	low := lim
+	low.Cur = uint64(open + 16)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	var files []*os.File
+	for {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			if !errors.Is(err, syscall.EMFILE) {
+				t.Fatalf("filling the fd table: %v", err)
+			}
+			break
+		}
+		files = append(files, f)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			for _, f := range files {
+				f.Close()
+			}
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// A parked session woken while the process has no fd to spare (resuming it needs one per
+// socket for a moment) stays parked, loses nothing and resumes once fds are free; one closed
+// meanwhile (an abort) ends at once with its own reason and gives its server slot back.
+func TestParkedSessionWokenWithoutFreeFDs(t *testing.T) {
+	fx := parkedFixture(t, Route{})
+	waiting, closing := amqpConnect(t, fx.addr()), amqpConnect(t, fx.addr())
+	waitFor(t, "both sessions parked", func() bool { return fx.f.Stats().Parked == 2 })
+	sessions := fx.f.snapshot(nil)
+	release := exhaustFDs(t)
+
+	big := strings.Repeat("w", 64<<10) // more than a parked session relays by itself
+	wrote := make(chan error, 1)
+	go func() { _, err := waiting.Write([]byte(big)); wrote <- err }()
+	waitFor(t, "a wake-up that could not resume the session", func() bool {
+		for _, s := range sessions {
+			s.mu.Lock()
+			retry := s.wakeRetry
+			s.mu.Unlock()
+			if retry {
+				return true
+			}
+		}
+		return false
+	})
+	if p := fx.f.Stats().Parked; p != 2 {
+		t.Errorf("%d sessions parked while no fd is free, want both", p)
+	}
+	var closeID uint64
+	for _, s := range sessions {
+		s.mu.Lock()
+		if !s.wakeRetry {
+			closeID = s.id
+		}
+		s.mu.Unlock()
+	}
+	if !fx.f.CloseSession(closeID) {
+		t.Fatal("CloseSession found no session")
+	}
+	expectClosed(t, closing)
+	waitFor(t, "the closed session ends", func() bool { return fx.f.Stats().Active == 1 })
+
+	release()
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(big))
+	_ = waiting.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(waiting, got); err != nil || string(got) != big {
+		t.Fatalf("the echo after fds were freed: %d bytes, %v", len(got), err)
+	}
+	echoes(t, waiting, "and after")
+	waiting.Close()
+	waitFor(t, "sessions end", func() bool { return fx.f.Stats().Active == 0 })
+	if n := fx.servers[0].ActiveConnections(); n != 0 {
+		t.Errorf("server has %d active connections after every session ended", n)
+	}
+	logs := fx.logs.String()
+	for _, want := range []string{"parked sessions wait to be resumed", "end=closed_by_admin", "end=client_closed"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
 }

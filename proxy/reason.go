@@ -30,6 +30,7 @@ const (
 	EndHeartbeatTimeout               // nothing moved either way for 3 heartbeats (idle_timeout = "heartbeat")
 	EndClosedByAdmin                  // POST /api/v1/sessions/{id}/close ended it
 	EndRebalanced                     // rebalancing asked its broker to close it (Frontend.EndAs)
+	EndNoResources                    // amqplb ran out of what it needed to go on (file descriptors)
 	numReasons
 )
 
@@ -53,6 +54,7 @@ var reasonNames = [numReasons]struct{ end, refused string }{
 	EndHeartbeatTimeout: {"heartbeat_timeout", ""},
 	EndClosedByAdmin:    {"closed_by_admin", ""},
 	EndRebalanced:       {"rebalanced", ""},
+	EndNoResources:      {"no_resources", ""},
 }
 
 // String returns the reason as the access log writes it (end=...).

@@ -100,7 +100,9 @@ type session struct {
 	pending    [2][]byte
 	// fds are the client's and the server's socket while the session is parked: bare file
 	// descriptors in the poll set, in place of the Go connections (see bare in park.go).
-	fds [2]int32
+	// wakeRetry: a wake-up could not give it Go connections back; the sweeper tries again.
+	fds       [2]int32
+	wakeRetry bool
 }
 
 // sessionIDs numbers the sessions of the process.
@@ -229,10 +231,12 @@ func (s *session) abort(reason Reason) {
 	s.end(reason)
 	s.mu.Lock()
 	s.aborted = true
-	again := s.wakeLocked() // a parked session's sockets leave the poll set before they close
+	again := s.wakeLocked(reason) // a parked session's sockets leave the poll set before they close
 	raw, upRaw := s.raw, s.upRaw
 	s.mu.Unlock()
-	_ = raw.Close() // nil (a nil *net.TCPConn's Close does nothing) if it could not be unparked
+	if raw != nil { // nil if it was parked and could not be resumed (unparkLocked)
+		_ = raw.Close()
+	}
 	if upRaw != nil {
 		_ = upRaw.Close()
 	}

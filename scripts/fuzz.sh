@@ -11,6 +11,7 @@ FUZZTIME=${FUZZTIME:-60s}
 all="./proxy:FuzzReadProxyHeader
 ./internal/amqpwire:FuzzReadFrame
 ./internal/amqpwire:FuzzSASLUser
+./internal/amqpwire:FuzzDecodeStartOk
 ./config:FuzzParse
 ./config/haproxycfg:FuzzHAProxy
 ./internal/amqp10:FuzzReadFrame

@@ -95,12 +95,20 @@ func (e *HeaderError) Error() string {
 // bytes give an error wrapping ErrMalformed. An EOF before the first octet is io.EOF, within a
 // frame io.ErrUnexpectedEOF.
 func ReadFrame(r io.Reader, maxSize uint32) (Frame, error) {
+	f, _, err := ReadFrameRaw(r, maxSize)
+	return f, err
+}
+
+// ReadFrameRaw is ReadFrame that also returns the frame's octets as read, header and frame end
+// included (what AppendFrame of the frame would give), in the one buffer its Payload is a part
+// of: for a proxy that passes the frame on as it came.
+func ReadFrameRaw(r io.Reader, maxSize uint32) (Frame, []byte, error) {
 	if maxSize == 0 {
 		maxSize = DefaultMaxFrameSize
 	}
 	var h [7]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return Frame{}, err
+		return Frame{}, nil, err
 	}
 	if string(h[:4]) == "AMQP" {
 		e := &HeaderError{}
@@ -108,30 +116,31 @@ func ReadFrame(r io.Reader, maxSize uint32) (Frame, error) {
 		// The eighth octet completes the header; a peer that closes before sending it still
 		// told us enough.
 		_, _ = io.ReadFull(r, e.Header[7:])
-		return Frame{}, e
+		return Frame{}, nil, e
 	}
 	f := Frame{Type: h[0], Channel: binary.BigEndian.Uint16(h[1:3])}
 	switch f.Type {
 	case FrameMethod, FrameHeader, FrameBody, FrameHeartbeat:
 	default:
-		return Frame{}, fmt.Errorf("%w: invalid frame type %d (octets % x)", ErrMalformed, f.Type, h[:])
+		return Frame{}, nil, fmt.Errorf("%w: invalid frame type %d (octets % x)", ErrMalformed, f.Type, h[:])
 	}
 	size := binary.BigEndian.Uint32(h[3:7])
 	if uint64(size)+frameOverhead > uint64(maxSize) {
-		return Frame{}, fmt.Errorf("%w: frame of %d octets exceeds the limit of %d", ErrMalformed, uint64(size)+frameOverhead, maxSize)
+		return Frame{}, nil, fmt.Errorf("%w: frame of %d octets exceeds the limit of %d", ErrMalformed, uint64(size)+frameOverhead, maxSize)
 	}
-	buf := make([]byte, size+1)
-	if _, err := io.ReadFull(r, buf); err != nil {
+	buf := make([]byte, len(h)+int(size)+1)
+	copy(buf, h[:])
+	if _, err := io.ReadFull(r, buf[len(h):]); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return Frame{}, err
+		return Frame{}, nil, err
 	}
-	if end := buf[size]; end != FrameEnd {
-		return Frame{}, fmt.Errorf("%w: frame end octet is 0x%02x, want 0x%02x", ErrMalformed, end, FrameEnd)
+	if end := buf[len(buf)-1]; end != FrameEnd {
+		return Frame{}, nil, fmt.Errorf("%w: frame end octet is 0x%02x, want 0x%02x", ErrMalformed, end, FrameEnd)
 	}
-	f.Payload = buf[:size:size]
-	return f, nil
+	f.Payload = buf[len(h) : len(buf)-1 : len(buf)-1]
+	return f, buf, nil
 }
 
 // AppendFrame appends the encoding of f to buf.

@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// FuzzReadFrame feeds arbitrary bytes to ReadFrame and DecodeMethod. Neither may panic, and a
-// method that decodes must encode again to bytes that decode to the same encoding (keys are
+// FuzzReadFrame feeds arbitrary bytes to ReadFrameRaw and DecodeMethod. Neither may panic, the
+// raw frame is what was read and what AppendFrame encodes, and a method that decodes must encode again to bytes that decode to the same encoding (keys are
 // sorted, so the encoding of a decoded method is canonical).
 func FuzzReadFrame(f *testing.F) {
 	for _, m := range []Method{
@@ -28,8 +28,14 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 400 Bad Request\r\n\r\n"))
 	f.Add([]byte{1, 0, 0, 0, 0, 0, 4, 0, 10, 0, 10, 0xce})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fr, err := ReadFrame(bytes.NewReader(data), FrameMinSize)
-		if err != nil || fr.Type != FrameMethod {
+		fr, raw, err := ReadFrameRaw(bytes.NewReader(data), FrameMinSize)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(raw, data[:len(raw)]) || !bytes.Equal(raw, AppendFrame(nil, fr)) {
+			t.Fatalf("raw frame % x is not what was read (% x) or what AppendFrame gives", raw, data)
+		}
+		if fr.Type != FrameMethod {
 			return
 		}
 		m, err := DecodeMethod(fr.Payload)
