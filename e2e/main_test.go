@@ -149,7 +149,9 @@ func (l *lb) url() string { return "amqp://guest:guest@" + l.addr + "/" }
 // dial opens an AMQP connection through amqplb and closes it when t ends.
 func (l *lb) dial(t testing.TB) *amqp.Connection {
 	t.Helper()
-	c, err := amqp.DialConfig(l.url(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	// Named after the test, so that closeBrokerConnections finds this test's connections only.
+	c, err := amqp.DialConfig(l.url(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second),
+		Properties: amqp.Table{"connection_name": t.Name()}})
 	if err != nil {
 		t.Fatalf("AMQP connect through amqplb: %v", err)
 	}
@@ -222,22 +224,29 @@ func mgmt(t testing.TB, n *testenv.Node, method, path string, out any) {
 	}
 }
 
-// closeBrokerConnections makes node n close the want client connections it holds. The
-// management API's connection list lags behind, so it waits for all of them to be listed.
+// closeBrokerConnections makes node n close the want client connections of this test (opened
+// with lb.dial, named after it) that it holds. The management API's connection list lags
+// behind, both ways: it waits for all of them to be listed, and the connections of a test that
+// just ended, still listed, are not this test's.
 func closeBrokerConnections(t testing.TB, n *testenv.Node, want int) {
 	t.Helper()
 	var names []string
 	testenv.EventuallyEvery(t, 15*time.Second, brokerPoll, func() error {
-		var conns []struct{ Name, Node string }
-		mgmt(t, n, http.MethodGet, "/api/connections?columns=name,node", &conns)
+		var conns []struct {
+			Name, Node       string
+			ClientProperties struct {
+				ConnectionName string `json:"connection_name"`
+			} `json:"client_properties"`
+		}
+		mgmt(t, n, http.MethodGet, "/api/connections?columns=name,node,client_properties", &conns)
 		names = names[:0]
 		for _, c := range conns {
-			if c.Node == n.NodeName {
+			if c.Node == n.NodeName && c.ClientProperties.ConnectionName == t.Name() {
 				names = append(names, c.Name)
 			}
 		}
 		if len(names) < want {
-			return fmt.Errorf("%s lists %d client connections, want %d", n.Name, len(names), want)
+			return fmt.Errorf("%s lists %d client connections of %s, want %d", n.Name, len(names), t.Name(), want)
 		}
 		return nil
 	})

@@ -38,6 +38,13 @@ const (
 	parked                     // both sockets are in the parker's poll set; no goroutine
 )
 
+// errAborted and errPeerGone stand for the Go connections a parked session that is aborted, or
+// whose peer reset its connection, is not given back.
+var (
+	errAborted  = errors.New("session aborted")
+	errPeerGone = errors.New("peer gone")
+)
+
 // DefaultParkAfter is how long a session must have moved no byte before it is parked, when
 // FrontendOptions.ParkAfter is 0.
 const DefaultParkAfter = time.Second
@@ -70,6 +77,9 @@ type poller interface {
 	restore(s *session) (client, server *net.TCPConn, err error)
 	// release takes the session's fds out of the set and closes them. s.mu is held.
 	release(s *session)
+	// gone reports which of the session's sockets has an error or is shut both ways (its peer
+	// reset it). s.mu is held.
+	gone(s *session) (client, server bool)
 	// run delivers events (session id, leg) until close, and then returns an error wrapping
 	// os.ErrClosed; any other error means the poll set can no longer be waited on.
 	run(deliver func(id uint64, leg int)) error
@@ -192,8 +202,8 @@ func (p *parker) pollLoop() {
 		return
 	}
 	p.f.log().Error("parked sessions: the poll set failed; idle sessions keep their goroutines from now on", "err", err)
-	p.broken.Store(true)
 	p.mu.Lock()
+	p.broken.Store(true) // under p.mu: park checks it there before it adds a session
 	list := make([]*session, 0, len(p.parked))
 	for _, s := range p.parked {
 		list = append(list, s)
@@ -276,8 +286,8 @@ func (s *session) sweep(p *parker, now time.Time) {
 	case parkRequested:
 		s.cancelStalledPark(p, now)
 	case parked:
-		exp, ok := s.idleExpiry()
 		s.mu.Lock()
+		exp, ok := s.idleExpiry() // under s.mu: deliver may be moving bytes (relayChunk)
 		if s.parkState.Load() != parked || !s.wakeRetry && (!ok || exp.Sub(now) >= 2*p.tick) {
 			s.mu.Unlock()
 			return
@@ -356,6 +366,10 @@ func (s *session) park() bool {
 	// Registered before the state says parked: an event cannot come before the session is
 	// in the parked map, and deliver takes s.mu, which is held here until both are done.
 	p.mu.Lock()
+	if p.broken.Load() {
+		p.mu.Unlock() // pollLoop has taken the list of sessions to wake: this one would not be
+		return false
+	}
 	p.parked[s.id] = s
 	p.mu.Unlock()
 	s.parkedBy = p
@@ -420,20 +434,36 @@ func (closedConn) SetWriteDeadline(time.Time) error { return net.ErrClosed }
 //
 // When the sockets cannot be given Go connections (out of file descriptors), a session that may
 // stay parked does, with wakeRetry set (the sweeper tries again every tick), and unparkLocked
-// reports false. One that may not (an abort, a graceful close, its idle time is up) is ended with
-// stuck as its reason, unless it has one: its sockets are closed and the legs returned, with no
-// directions built, make runLegs end it (endUnparkFailed).
+// reports false. One that may not (a graceful close, its idle time is up, a peer that reset) is
+// ended with stuck as its reason, unless it has one: its sockets are closed and the legs
+// returned, with no directions built, make runLegs end it (endUnparkFailed). So is an aborted
+// one, without Go connections made only to be closed.
 func (s *session) unparkLocked(mayStay bool, stuck Reason) ([]int, bool) {
 	if s.parkState.Load() != parked {
 		s.parkState.Store(parkNone)
 		return nil, true
 	}
 	p := s.parkedBy
-	client, server, err := p.poll.restore(s)
+	var client, server *net.TCPConn
+	err := errAborted
+	if !s.aborted { // an aborted session's sockets are only closed: no need to make Go connections of them
+		client, server, err = p.poll.restore(s)
+	}
+	if err != nil && mayStay {
+		// A peer that is gone (reset) would keep its fds until fds are free again: it ends
+		// now, as its direction would have.
+		if clientGone, serverGone := p.poll.gone(s); clientGone || serverGone {
+			mayStay, stuck, err = false, EndServerClosed, errPeerGone
+			if clientGone {
+				stuck = EndClientClosed
+			}
+		}
+	}
 	if err != nil && mayStay {
 		s.wakeRetry = true
-		if prev := p.wakeFailed.Swap(time.Now().UnixNano()); prev == 0 || time.Since(time.Unix(0, prev)) >= parkRetry {
-			s.set.log.Warn("parked sessions wait to be resumed", "err", err)
+		now := time.Now().UnixNano()
+		if prev := p.wakeFailed.Load(); (prev == 0 || now-prev >= int64(parkRetry)) && p.wakeFailed.CompareAndSwap(prev, now) {
+			s.set.log.Warn("parked sessions wait to be resumed (retried every sweep)", "err", err)
 		}
 		return nil, false
 	}
@@ -452,7 +482,9 @@ func (s *session) unparkLocked(mayStay bool, stuck Reason) ([]int, bool) {
 		// Its sockets are closed (release) or will be (finish closes the Go connections of a
 		// session whose directions could not be built).
 		s.end(stuck)
-		s.set.log.Warn("a parked session could not be resumed", "err", err)
+		if err != errAborted && err != errPeerGone {
+			s.set.log.Warn("a parked session could not be resumed", "err", err)
+		}
 		return []int{0, 1}, true
 	}
 	s.restoreDeadlines()

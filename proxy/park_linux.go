@@ -142,6 +142,15 @@ func (p *epoller) release(s *session) {
 	s.fds = [2]int32{}
 }
 
+func (p *epoller) gone(s *session) (client, server bool) {
+	fds := []unix.PollFd{{Fd: s.fds[0]}, {Fd: s.fds[1]}}
+	if n, err := unix.Poll(fds, 0); err != nil || n == 0 {
+		return false, false
+	}
+	const down = unix.POLLERR | unix.POLLHUP
+	return fds[0].Revents&down != 0, fds[1].Revents&down != 0
+}
+
 // fileConn makes a *net.TCPConn of the socket fd, leaving fd open. net.FileConn makes its own
 // duplicate of the *os.File's, which is itself a duplicate, closed here: if either cannot be
 // made (out of file descriptors), fd is as it was. The first duplicate is made blocking (which

@@ -307,8 +307,9 @@ func TestPendingBytesGoBeforeAGracefulClose(t *testing.T) {
 }
 
 // exhaustFDs lowers the process's soft RLIMIT_NOFILE to just above the fds open now and opens
-// /dev/null until no fd is left. The returned func gives them back (also at cleanup).
-func exhaustFDs(t *testing.T) (release func()) {
+// /dev/null until no fd is left. refill takes the fds freed since; release gives them all back
+// (also at cleanup).
+func exhaustFDs(t *testing.T) (refill, release func()) {
 	t.Helper()
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
@@ -321,16 +322,19 @@ func exhaustFDs(t *testing.T) (release func()) {
 		t.Fatal(err)
 	}
 	var files []*os.File
-	for {
-		f, err := os.Open(os.DevNull)
-		if err != nil {
-			if !errors.Is(err, syscall.EMFILE) {
-				t.Fatalf("filling the fd table: %v", err)
+	refill = func() {
+		for {
+			f, err := os.Open(os.DevNull)
+			if err != nil {
+				if !errors.Is(err, syscall.EMFILE) {
+					t.Fatalf("filling the fd table: %v", err)
+				}
+				return
 			}
-			break
+			files = append(files, f)
 		}
-		files = append(files, f)
 	}
+	refill()
 	var once sync.Once
 	release = func() {
 		once.Do(func() {
@@ -343,18 +347,26 @@ func exhaustFDs(t *testing.T) (release func()) {
 		})
 	}
 	t.Cleanup(release)
-	return release
+	return refill, release
 }
 
 // A parked session woken while the process has no fd to spare (resuming it needs one per
 // socket for a moment) stays parked, loses nothing and resumes once fds are free; one closed
-// meanwhile (an abort) ends at once with its own reason and gives its server slot back.
+// meanwhile (an abort) ends at once with its own reason and gives its server slot back, and so
+// does one whose client resets its connection.
 func TestParkedSessionWokenWithoutFreeFDs(t *testing.T) {
 	fx := parkedFixture(t, Route{})
 	waiting, closing := amqpConnect(t, fx.addr()), amqpConnect(t, fx.addr())
 	waitFor(t, "both sessions parked", func() bool { return fx.f.Stats().Parked == 2 })
 	sessions := fx.f.snapshot(nil)
-	release := exhaustFDs(t)
+	resetting := amqpConnect(t, fx.addr())
+	waitFor(t, "three sessions parked", func() bool { return fx.f.Stats().Parked == 3 })
+	refill, release := exhaustFDs(t)
+
+	_ = resetting.(*net.TCPConn).SetLinger(0)
+	resetting.Close() // a reset: no fd is needed to see it, nor to end the session
+	waitFor(t, "the reset session ends", func() bool { return fx.f.Stats().Active == 2 })
+	refill() // its sockets were closed
 
 	big := strings.Repeat("w", 64<<10) // more than a parked session relays by itself
 	wrote := make(chan error, 1)
@@ -386,6 +398,9 @@ func TestParkedSessionWokenWithoutFreeFDs(t *testing.T) {
 	}
 	expectClosed(t, closing)
 	waitFor(t, "the closed session ends", func() bool { return fx.f.Stats().Active == 1 })
+	if strings.Contains(fx.logs.String(), "could not be resumed") {
+		t.Errorf("an abort or a reset of a parked session tried to resume it:\n%s", fx.logs)
+	}
 
 	release()
 	if err := <-wrote; err != nil {
