@@ -245,7 +245,7 @@ func (p *parker) deliver(id uint64, i int) {
 		s.mu.Unlock()
 		return
 	}
-	again, _ := s.unparkLocked(true, EndNoResources) // if it stays parked, the sweeper retries (wakeRetry)
+	again := s.unparkLocked(true, EndNoResources) // if it stays parked, the sweeper retries (wakeRetry)
 	s.mu.Unlock()
 	s.runLegs(again)
 }
@@ -297,7 +297,7 @@ func (s *session) sweep(p *parker, now time.Time) {
 		if !mayStay {
 			stuck = s.idleEnd
 		}
-		again, _ := s.unparkLocked(mayStay, stuck)
+		again := s.unparkLocked(mayStay, stuck)
 		s.mu.Unlock()
 		s.runLegs(again)
 	}
@@ -433,15 +433,15 @@ func (closedConn) SetWriteDeadline(time.Time) error { return net.ErrClosed }
 // directions see the state on their own).
 //
 // When the sockets cannot be given Go connections (out of file descriptors), a session that may
-// stay parked does, with wakeRetry set (the sweeper tries again every tick), and unparkLocked
-// reports false. One that may not (a graceful close, its idle time is up, a peer that reset) is
+// stay parked does, with wakeRetry set (the sweeper tries again every tick), and no leg is
+// returned. One that may not (a graceful close, its idle time is up, a peer that reset) is
 // ended with stuck as its reason, unless it has one: its sockets are closed and the legs
 // returned, with no directions built, make runLegs end it (endUnparkFailed). So is an aborted
 // one, without Go connections made only to be closed.
-func (s *session) unparkLocked(mayStay bool, stuck Reason) ([]int, bool) {
+func (s *session) unparkLocked(mayStay bool, stuck Reason) []int {
 	if s.parkState.Load() != parked {
 		s.parkState.Store(parkNone)
-		return nil, true
+		return nil
 	}
 	p := s.parkedBy
 	var client, server *net.TCPConn
@@ -465,7 +465,7 @@ func (s *session) unparkLocked(mayStay bool, stuck Reason) ([]int, bool) {
 		if prev := p.wakeFailed.Load(); (prev == 0 || now-prev >= int64(parkRetry)) && p.wakeFailed.CompareAndSwap(prev, now) {
 			s.set.log.Warn("parked sessions wait to be resumed (retried every sweep)", "err", err)
 		}
-		return nil, false
+		return nil
 	}
 	s.parkState.Store(parkNone)
 	s.wakeRetry = false
@@ -485,10 +485,10 @@ func (s *session) unparkLocked(mayStay bool, stuck Reason) ([]int, bool) {
 		if err != errAborted && err != errPeerGone {
 			s.set.log.Warn("a parked session could not be resumed", "err", err)
 		}
-		return []int{0, 1}, true
+		return []int{0, 1}
 	}
 	s.restoreDeadlines()
-	return []int{0, 1}, true
+	return []int{0, 1}
 }
 
 // endUnparkFailed ends a session whose directions could not be rebuilt when it was unparked.
@@ -519,8 +519,7 @@ func (s *session) wakeLocked(stuck Reason) []int {
 		// park (park), or they are still running and see it themselves.
 		return nil
 	}
-	again, _ := s.unparkLocked(false, stuck)
-	return again
+	return s.unparkLocked(false, stuck)
 }
 
 // snapshot appends the frontend's sessions to list.
