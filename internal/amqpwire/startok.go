@@ -6,9 +6,9 @@ import (
 
 // DecodeStartOk decodes a Connection.Start-Ok method payload (class and method ids first, as
 // DecodeMethod takes it) without building its client-properties table: a balancer reads one on
-// every connection and needs a few of its strings. It accepts and refuses exactly the payloads
-// DecodeMethod does, with the same errors, since it reads through the same steps and only skips
-// building values. Of the client properties it keeps those named in keys, each rendered by
+// every connection and needs a few of its strings. Of Start-Ok payloads it accepts and refuses
+// exactly those DecodeMethod does, with the same errors, since it reads through the same steps
+// and only skips building values (any other method is refused). Of the client properties it keeps those named in keys, each rendered by
 // PropertyString into props[i] ("" when missing; the last one wins, as in a Table). props must
 // be as long as keys.
 func DecodeStartOk(payload []byte, keys []string, props []string) (mechanism, response string, err error) {
