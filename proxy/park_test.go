@@ -10,6 +10,8 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -309,8 +311,17 @@ func TestPendingBytesGoBeforeAGracefulClose(t *testing.T) {
 // exhaustFDs lowers the process's soft RLIMIT_NOFILE to just above the fds open now and opens
 // /dev/null until no fd is left. refill takes the fds freed since; release gives them all back
 // (also at cleanup).
+//
+// The garbage collector is off until release: it frees fds on its own time, closing the spare
+// splice pipes the runtime pools (two fds each, left by earlier relays) when it empties the
+// pool. Those pipes are closed first, so that no fd comes free behind the test's back.
 func exhaustFDs(t *testing.T) (refill, release func()) {
 	t.Helper()
+	gcPercent := debug.SetGCPercent(-1)
+	waitFor(t, "the runtime's spare splice pipes closed", func() bool {
+		runtime.GC() // the pool is emptied over two cycles; its pipes' finalizers close them
+		return len(pipePairs(t)) == 0
+	})
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
@@ -344,6 +355,7 @@ func exhaustFDs(t *testing.T) (refill, release func()) {
 			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 				t.Error(err)
 			}
+			debug.SetGCPercent(gcPercent)
 		})
 	}
 	t.Cleanup(release)
@@ -355,7 +367,8 @@ func exhaustFDs(t *testing.T) (refill, release func()) {
 // meanwhile (an abort) ends at once with its own reason and gives its server slot back, and so
 // does one whose client resets its connection.
 func TestParkedSessionWokenWithoutFreeFDs(t *testing.T) {
-	fx := parkedFixture(t, Route{})
+	broker := echoBroker(t)
+	fx := start(t, FrontendOptions{Mode: ModeAMQP, ParkAfter: 10 * time.Millisecond}, Route{}, broker.Addr())
 	waiting, closing := amqpConnect(t, fx.addr()), amqpConnect(t, fx.addr())
 	waitFor(t, "both sessions parked", func() bool { return fx.f.Stats().Parked == 2 })
 	sessions := fx.f.snapshot(nil)
@@ -366,7 +379,10 @@ func TestParkedSessionWokenWithoutFreeFDs(t *testing.T) {
 	_ = resetting.(*net.TCPConn).SetLinger(0)
 	resetting.Close() // a reset: no fd is needed to see it, nor to end the session
 	waitFor(t, "the reset session ends", func() bool { return fx.f.Stats().Active == 2 })
-	refill() // its sockets were closed
+	// The broker closes its end of the reset session's upstream connection on its own time;
+	// an fd freed after refill would let the wake-up below resume at once.
+	waitFor(t, "the broker closes its end", func() bool { return broker.Active() == 2 })
+	refill() // the sockets of both ends were closed
 
 	big := strings.Repeat("w", 64<<10) // more than a parked session relays by itself
 	wrote := make(chan error, 1)
@@ -423,4 +439,31 @@ func TestParkedSessionWokenWithoutFreeFDs(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}
 	}
+}
+
+// pipePairs returns the pipes whose both ends the process holds open beyond its standard fds
+// (go test's stdout and stderr may be one pipe), by inode: the runtime's spare splice pipes are
+// such pairs, while a pipe inherited from the shell is one end.
+func pipePairs(t testing.TB) []string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends := make(map[string]int)
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil && n <= 2 {
+			continue
+		}
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "pipe:") {
+			ends[l]++
+		}
+	}
+	var pairs []string
+	for l, n := range ends {
+		if n > 1 {
+			pairs = append(pairs, l)
+		}
+	}
+	return pairs
 }
