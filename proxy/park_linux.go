@@ -67,12 +67,18 @@ func fdOf(c *net.TCPConn, fn func(fd int)) bool {
 // dupFD returns a duplicate of c's file descriptor (close-on-exec). It refers to the same socket
 // and shares its flags (non-blocking).
 func dupFD(c *net.TCPConn) (int, error) {
-	fd, err := -1, error(syscall.EBADF)
-	fdOf(c, func(s int) { fd, err = unix.FcntlInt(uintptr(s), unix.F_DUPFD_CLOEXEC, 0) })
+	fd, err := -1, error(os.NewSyscallError("fcntl", syscall.EBADF))
+	fdOf(c, func(s int) { fd, err = dup(s) })
+	return fd, err
+}
+
+// dup returns a close-on-exec duplicate of fd.
+func dup(fd int) (int, error) {
+	d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return -1, os.NewSyscallError("fcntl", err)
 	}
-	return fd, nil
+	return d, nil
 }
 
 // add duplicates the session's two sockets into s.fds and registers the duplicates, each for
@@ -160,9 +166,9 @@ func (p *epoller) gone(s *session) (client, server bool) {
 // Go's keep-alive, probe count included: the socket's count is kept.
 func fileConn(fd int) (*net.TCPConn, error) {
 	count, countErr := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT)
-	d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	d, err := dup(fd)
 	if err != nil {
-		return nil, os.NewSyscallError("fcntl", err)
+		return nil, err
 	}
 	if err := unix.SetNonblock(d, false); err != nil {
 		_ = unix.Close(d)
