@@ -33,7 +33,7 @@ vet:
 	$(GO) vet ./...
 
 ## fuzz: every parser fuzz target (PROXY header, AMQP 0-9-1 and 1.0 frames, TOML, haproxy.cfg),
-## each for FUZZTIME (default 60s; CI: 15s). A failing input lands in the package's testdata/fuzz/.
+## each for FUZZTIME (default 60s; CI: 10s). A failing input lands in the package's testdata/fuzz/.
 FUZZTIME ?= 60s
 fuzz:
 	GO="$(GO)" FUZZTIME="$(FUZZTIME)" ./scripts/fuzz.sh

@@ -99,6 +99,8 @@ func TestMonitorAgent(t *testing.T) {
 
 	agent.Set("down#db gone")
 	want("down", func() bool { return s.State() == backend.StateDown && !s.AgentHealthy() && s.Healthy() })
+	// The state changes before OnTransition is called.
+	want("the transition to down heard", func() bool { return len(tr.of("r1")) > 0 })
 	if got := tr.of("r1"); len(got) != 1 || got[0].to != backend.StateDown {
 		t.Errorf("transitions %+v, want one to down", got)
 	}

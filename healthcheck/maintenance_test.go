@@ -215,7 +215,18 @@ func TestMonitorSeesMaintenance(t *testing.T) {
 			}
 
 			c.nodes[1].revive()
-			testenv.Eventually(t, 3*time.Second, holds("rmq2 up after revive", func() bool { return s2.State() == backend.StateUp }))
+			// Maintenance ends before it is logged.
+			testenv.Eventually(t, 3*time.Second, holds("rmq2 up after revive, logged", func() bool {
+				if s2.State() != backend.StateUp {
+					return false
+				}
+				for _, l := range logs.forServer("rmq2") {
+					if l.msg == "server out of maintenance" {
+						return true
+					}
+				}
+				return false
+			}))
 			if s2.Maintenance() {
 				t.Error("still in maintenance")
 			}

@@ -720,7 +720,10 @@ func TestMonitorManagement(t *testing.T) {
 		Timeout: time.Second, Management: &ManagementOptions{Port: mgmt.port(t), Alarms: true, EjectOnAlarm: true},
 		Logger: slog.New(logs),
 	})
-	testenv.Eventually(t, 2*time.Second, holds("ejected on alarm", func() bool { return s.State() == backend.StateDown }))
+	// The state changes before the transition is logged.
+	testenv.Eventually(t, 2*time.Second, holds("ejected on alarm, logged", func() bool {
+		return s.State() == backend.StateDown && len(logs.forServer("rmq1")) > 0
+	}))
 	if c := m.Status(s).Last; c.OK || c.Kind != FailAlarm || c.Reason != "AMQP handshake ok; alarm: memory" {
 		t.Errorf("last check %+v", c)
 	}

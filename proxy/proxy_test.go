@@ -609,6 +609,9 @@ func TestIdleTimeout(t *testing.T) {
 	}
 	expectClosed(t, idle)
 	echoes(t, busy, "still here")
+	// The client's socket is closed before the access-log line is written; the session is
+	// counted out after it.
+	waitFor(t, "the idle session ends", func() bool { return fx.f.Stats().Active == 1 })
 	if !strings.Contains(fx.logs.String(), "end=idle_timeout") {
 		t.Errorf("access log lacks end=idle_timeout:\n%s", fx.logs)
 	}
